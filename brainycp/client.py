@@ -1,0 +1,339 @@
+"""Async client for the ``mailserver`` module of one BrainyCP panel's API.
+
+One :class:`PanelClient` per panel, one keep-alive ``httpx.AsyncClient``
+inside it, one method per vendor operation. Requests are POST form bodies
+(credentials never go into a URL) with ``language=en`` and the vendor's
+parameter names spelled exactly as the contract spells them. Every failure
+raises a :class:`~brainycp.errors.BrainyCPError` subclass; codes that mean
+"nothing there" are results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import random
+import re
+import ssl
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from brainycp import __version__
+from brainycp.config import DAEMONS, PanelConfig
+from brainycp.errors import (
+    BrainyCPError,
+    PanelAPIError,
+    PanelAuthError,
+    PanelBadDetail,
+    PanelConnectError,
+    PanelHTTPStatusError,
+    PanelNotJSON,
+    PanelPermissionError,
+    PanelResponseTooLarge,
+    PanelTimeout,
+    PanelTLSError,
+)
+
+ListingDetail = str | list[str] | list[dict[str, Any]]
+ServiceCommand = Literal["status", "on", "off"]
+MessageCommand = Literal["delete", "reship"]
+
+# Exim ids (6-6-2 and 6-11-4), Postfix short hex and long ids: letters, digits and '-'.
+# Anything else would be handed to a shell command on the panel, so it is refused here.
+_MESSAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{4,39}$")
+
+
+@dataclass(frozen=True)
+class QueueListing:
+    """The answer of ``list_msg``: ``detail`` as the panel sent it (string, lines or objects)."""
+
+    detail: ListingDetail
+    empty: bool
+    """True for code 100 (the queue is empty) or an empty listing."""
+    body_bytes: int
+    """Size of the HTTP body, for logs and metrics."""
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """The answer of a state-changing operation."""
+
+    applicable: bool
+    """False when the panel said there is nothing to do (``delete_frozen_msg`` 100 on Postfix)."""
+    output: str
+    """The console output the panel returned in ``detail``."""
+    message: str
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """The answer of ``clamav``/``spamassassin``; ``state`` comes from the panel's patterns."""
+
+    daemon: str
+    text: str
+    state: Literal["running", "stopped", "unknown"]
+
+
+def _message_of(answer: dict[str, Any]) -> str:
+    # The vendor spells the key ``mess`` in some operations and ``message`` in others.
+    value = answer.get("mess", answer.get("message", ""))
+    return value if isinstance(value, str) else str(value)
+
+
+def _as_text(detail: object) -> str:
+    if detail is None:
+        return ""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list) and all(isinstance(x, str) for x in detail):
+        return "\n".join(detail)
+    return json.dumps(detail, ensure_ascii=False)
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError | ssl.CertificateError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in str(exc)
+
+
+@functools.cache
+def _ssl_context(tls_verify: bool | str) -> ssl.SSLContext:
+    """One SSL context per ``tls_verify`` setting, shared by every panel that uses it.
+
+    Building a context loads the CA bundle (about 20 ms and some memory each);
+    with hundreds of panels a context per client would dominate start-up.
+    """
+    if isinstance(tls_verify, str):
+        return ssl.create_default_context(cafile=tls_verify)
+    return httpx.create_ssl_context(verify=tls_verify)
+
+
+class PanelClient:
+    """Talks to one panel. Use as ``async with PanelClient(panel) as client``."""
+
+    def __init__(
+        self,
+        panel: PanelConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry_delay: tuple[float, float] = (0.05, 0.5),
+    ) -> None:
+        self.panel = panel
+        self._retry_delay = retry_delay
+        self._http = httpx.AsyncClient(
+            verify=_ssl_context(panel.tls_verify),
+            transport=transport,
+            timeout=httpx.Timeout(panel.timeout),
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+            headers={"User-Agent": f"brainycp-mail/{__version__}"},
+            # Panels are reached directly; an inherited HTTP(S)_PROXY must not see credentials.
+            trust_env=False,
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> PanelClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"PanelClient({self.panel.name!r}, {self.panel.url!r})"
+
+    # ------------------------------------------------------------------ transport
+
+    async def _post_once(self, operation: str, params: dict[str, str]) -> dict[str, Any]:
+        name = self.panel.name
+        cap = self.panel.max_response_bytes
+        form = {
+            "username": self.panel.username,
+            "password": self.panel.password.get_secret_value(),
+            "mailserver": "1",
+            operation: "1",
+            "language": "en",
+            **params,
+        }
+        chunks: list[bytes] = []
+        try:
+            # The whole call, body included, runs under one deadline: httpx's own
+            # timeouts are per read, so a panel trickling bytes would never time out.
+            async with asyncio.timeout(self.panel.timeout):
+                async with self._http.stream("POST", self.panel.url, data=form) as response:
+                    if response.status_code != 200:
+                        raise PanelHTTPStatusError(name, operation, response.status_code)
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > cap:
+                        raise PanelResponseTooLarge(
+                            name, operation, f"Content-Length {declared} over the {cap}-byte cap"
+                        )
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > cap:
+                            raise PanelResponseTooLarge(
+                                name, operation, f"body over the {cap}-byte cap"
+                            )
+                        chunks.append(chunk)
+        except TimeoutError:
+            raise PanelTimeout(name, operation, f"no complete answer in {self.panel.timeout:g}s") from None
+        except httpx.TimeoutException:
+            raise PanelTimeout(name, operation, f"no answer in {self.panel.timeout:g}s") from None
+        except httpx.TransportError as exc:
+            if _is_tls_failure(exc):
+                raise PanelTLSError(name, operation, type(exc).__name__) from None
+            raise PanelConnectError(name, operation, type(exc).__name__) from None
+        body = b"".join(chunks)
+        if not body.strip():
+            raise PanelNotJSON(name, operation, "empty body")
+        try:
+            answer = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            start = body.lstrip()[:1]
+            what = "HTML" if start == b"<" else "truncated or invalid JSON"
+            raise PanelNotJSON(name, operation, f"{what} ({len(body)} bytes)") from None
+        if not isinstance(answer, dict):
+            raise PanelNotJSON(name, operation, f"a JSON {type(answer).__name__}, not an object")
+        answer["_body_bytes"] = len(body)
+        return answer
+
+    async def _call(
+        self, operation: str, params: dict[str, str] | None = None, *, read: bool
+    ) -> tuple[int, dict[str, Any]]:
+        """POST one operation; returns ``(code, answer)`` for code 0 and for non-error codes.
+
+        Reads are retried once, after a jittered pause, when the connection failed;
+        operations that change state are never retried.
+        """
+        params = params or {}
+        try:
+            answer = await self._post_once(operation, params)
+        except PanelConnectError:
+            if not read:
+                raise
+            await asyncio.sleep(random.uniform(*self._retry_delay))
+            answer = await self._post_once(operation, params)
+        name = self.panel.name
+        if "error" not in answer:
+            # Wrong credentials answer with another shape: {"code": 1, "message": "Not perm2"}.
+            if "code" in answer:
+                raise PanelAuthError(name, operation, "the panel rejected the username or password")
+            raise PanelBadDetail(name, operation, "the answer has no error code")
+        raw = answer["error"]
+        try:
+            code = int(raw)
+        except (TypeError, ValueError):
+            raise PanelBadDetail(name, operation, f"error code {raw!r} is not a number") from None
+        if code == 400:
+            raise PanelPermissionError(name, operation, "the mail module is not available to this login")
+        return code, answer
+
+    # ------------------------------------------------------------------ operations
+
+    async def list_msg(self) -> QueueListing:
+        """The mail queue listing; code 100 (empty queue) is an empty listing, not an error."""
+        code, answer = await self._call("list_msg", read=True)
+        size = int(answer.get("_body_bytes", 0))
+        if code == 100:
+            return QueueListing(detail="", empty=True, body_bytes=size)
+        if code != 0:
+            raise PanelAPIError(self.panel.name, "list_msg", code, _message_of(answer))
+        detail = answer.get("detail")
+        if detail is None:
+            detail = ""
+        if isinstance(detail, str):
+            return QueueListing(detail=detail, empty=not detail.strip(), body_bytes=size)
+        if isinstance(detail, list) and (
+            all(isinstance(x, str) for x in detail) or all(isinstance(x, dict) for x in detail)
+        ):
+            return QueueListing(detail=detail, empty=not detail, body_bytes=size)
+        raise PanelBadDetail(
+            self.panel.name, "list_msg", "detail is neither text, a list of lines nor a list of objects"
+        )
+
+    async def count_msg(self) -> int:
+        """Number of queued messages (the panel sends an integer or a numeric string)."""
+        code, answer = await self._call("count_msg", read=True)
+        if code != 0:
+            raise PanelAPIError(self.panel.name, "count_msg", code, _message_of(answer))
+        detail = answer.get("detail")
+        value: int | None = None
+        if isinstance(detail, int) and not isinstance(detail, bool):
+            value = detail
+        elif isinstance(detail, float) and detail.is_integer():
+            value = int(detail)
+        elif isinstance(detail, str) and detail.strip().isdigit():
+            value = int(detail.strip())
+        if value is None or value < 0:
+            raise PanelBadDetail(self.panel.name, "count_msg", "detail is not a non-negative integer")
+        return value
+
+    async def delete_frozen_msg(self) -> ActionResult:
+        """Remove frozen messages; code 100 (Postfix: no frozen state) is "not applicable"."""
+        code, answer = await self._call("delete_frozen_msg", read=False)
+        if code == 100:
+            return ActionResult(False, _as_text(answer.get("detail")), _message_of(answer))
+        if code != 0:
+            raise PanelAPIError(self.panel.name, "delete_frozen_msg", code, _message_of(answer))
+        return ActionResult(True, _as_text(answer.get("detail")), _message_of(answer))
+
+    async def delete_all_msg(self, force: bool = False) -> ActionResult:
+        """Empty the whole queue. Cannot be undone; callers gate it behind explicit config."""
+        params = {"dellete_forse": "1"} if force else {}
+        code, answer = await self._call("delete_all_msg", params, read=False)
+        if code != 0:
+            raise PanelAPIError(self.panel.name, "delete_all_msg", code, _message_of(answer))
+        return ActionResult(True, _as_text(answer.get("detail")), _message_of(answer))
+
+    async def controll_msg(self, message_id: str, command: MessageCommand) -> ActionResult:
+        """Delete or resend (``reship``) one message by id."""
+        if command not in ("delete", "reship"):
+            raise ValueError(f"command must be delete or reship, not {command!r}")
+        if not _MESSAGE_ID.match(message_id):
+            raise ValueError(f"{message_id!r} is not a mail queue id")
+        params = {"id": message_id, "command": command}
+        code, answer = await self._call("controll_msg", params, read=False)
+        if code != 0:
+            raise PanelAPIError(self.panel.name, "controll_msg", code, _message_of(answer))
+        return ActionResult(True, _as_text(answer.get("detail")), _message_of(answer))
+
+    async def service(self, daemon: str, command: ServiceCommand) -> ServiceStatus:
+        """Run ``status``/``on``/``off`` on ``clamav`` or ``spamassassin``."""
+        if daemon not in DAEMONS:
+            raise ValueError(f"daemon must be one of {DAEMONS}, not {daemon!r}")
+        if command not in ("status", "on", "off"):
+            raise ValueError(f"command must be status, on or off, not {command!r}")
+        code, answer = await self._call(daemon, {"command": command}, read=command == "status")
+        if code != 0:
+            raise PanelAPIError(self.panel.name, daemon, code, _message_of(answer))
+        detail = answer.get("detail")
+        if detail is not None and not isinstance(detail, str | list):
+            raise PanelBadDetail(self.panel.name, daemon, "status detail is not text")
+        text = _as_text(detail) or _message_of(answer)
+        return ServiceStatus(daemon, text, self.panel.status_patterns.classify(text))
+
+    async def clamav(self, command: ServiceCommand) -> ServiceStatus:
+        return await self.service("clamav", command)
+
+    async def spamassassin(self, command: ServiceCommand) -> ServiceStatus:
+        return await self.service("spamassassin", command)
+
+
+__all__ = [
+    "ActionResult",
+    "BrainyCPError",
+    "ListingDetail",
+    "PanelClient",
+    "QueueListing",
+    "ServiceStatus",
+]

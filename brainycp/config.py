@@ -1,0 +1,752 @@
+"""Load and validate the one YAML config file that both daemons read.
+
+Every problem is reported as ``key.path: what is wrong``; :func:`load_config`
+collects all of them and raises one :class:`ConfigError`. Panel secrets are
+read once here and kept as :class:`pydantic.SecretStr`, so they never show in
+a repr, a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DAEMONS = ("clamav", "spamassassin")
+Daemon = Literal["clamav", "spamassassin"]
+
+# --------------------------------------------------------------------------- values
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``30s``, ``5m``, ``1h30m``, ``1d``, or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration like 30s, 5m, 1h, 1d or a number of seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            pos, seconds = 0, 0.0
+            for part in _DURATION_PART.finditer(text):
+                if part.start() != pos:
+                    break
+                seconds += float(part.group(1)) * _DURATION_UNITS[part.group(2)]
+                pos = part.end()
+            if pos != len(text) or pos == 0:
+                raise ValueError(
+                    f"{value!r} is not a duration (use 30s, 5m, 1h, 1d or a number of seconds)"
+                ) from None
+    else:
+        raise ValueError("must be a duration like 30s, 5m, 1h, 1d or a number of seconds")
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+def parse_size(value: object) -> int:
+    """Bytes from ``64MiB``, ``10MB``, ``512KiB`` or a plain number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError("must be a size like 64MiB, 10MB or a number of bytes")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.match(value)):
+        unit = (match.group(2) or "B").lower()
+        size = int(float(match.group(1)) * _SIZE_UNITS[unit])
+    else:
+        raise ValueError(f"{value!r} is not a size (use 64MiB, 10MB or a number of bytes)")
+    if size <= 0:
+        raise ValueError("must be greater than 0")
+    return size
+
+
+def parse_listen(value: object) -> str:
+    """Validate ``HOST:PORT`` (``[::1]:9863`` for IPv6)."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9863")
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"port {port!r} must be a number from 1 to 65535")
+    if not host:
+        raise ValueError("must name a host, e.g. 0.0.0.0:9863")
+    return value
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``("0.0.0.0", 9863)`` from ``"0.0.0.0:9863"``; brackets are removed from IPv6 hosts."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+ByteSize = Annotated[int, BeforeValidator(parse_size)]
+Listen = Annotated[str, BeforeValidator(parse_listen)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+# --------------------------------------------------------------------------- panels
+
+
+def _compile_patterns(value: object) -> list[re.Pattern[str]]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of regular expressions")
+    compiled = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError("must be a list of regular expressions (strings)")
+        try:
+            compiled.append(re.compile(item, re.IGNORECASE))
+        except re.error as exc:
+            raise ValueError(f"{item!r} is not a valid regular expression: {exc}") from None
+    return compiled
+
+
+Patterns = Annotated[list[re.Pattern[str]], BeforeValidator(_compile_patterns)]
+
+
+class StatusPatterns(_Strict):
+    """Regexes on the clamav/spamassassin ``status`` text; matched case-insensitively.
+
+    ``stopped`` is tried first, because systemd prints ``inactive (dead)`` and a
+    naive ``running`` pattern must not win over it.
+    """
+
+    running: Patterns = Field(
+        default_factory=lambda: _compile_patterns(
+            [r"active \(running\)", r"\brunning\b", r"\bis running\b", "работает", "запущен"]
+        )
+    )
+    stopped: Patterns = Field(
+        default_factory=lambda: _compile_patterns(
+            [
+                r"inactive",
+                r"\bstopped\b",
+                r"\bdead\b",
+                r"\bfailed\b",
+                r"not running",
+                "остановлен",
+                "не запущен",
+            ]
+        )
+    )
+
+    def classify(self, text: str) -> Literal["running", "stopped", "unknown"]:
+        """``running``, ``stopped`` or ``unknown`` (matched neither) for a status text."""
+        if any(p.search(text) for p in self.stopped):
+            return "stopped"
+        if any(p.search(text) for p in self.running):
+            return "running"
+        return "unknown"
+
+
+TlsVerify = bool | Path
+
+
+class _PanelSettings(_Strict):
+    """Keys that a panel may set and that ``defaults`` may give to every panel."""
+
+    username: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    password: SecretStr | None = None
+    tls_verify: TlsVerify = True
+    timeout: Duration = 10.0
+    max_response_bytes: ByteSize = 64 * 1024**2
+    daemons: list[Daemon] = Field(default_factory=lambda: list(DAEMONS))
+    status_patterns: StatusPatterns = Field(default_factory=StatusPatterns)
+    interval: Duration | None = None
+    list_interval: Duration | None = None
+
+    @field_validator("tls_verify", mode="before")
+    @classmethod
+    def _tls_verify(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip():
+            path = Path(value)
+            if not path.is_file():
+                raise ValueError(f"CA bundle {value!r} is not a readable file")
+            return path
+        raise ValueError("must be true, false, or the path of a CA bundle")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    @field_validator("daemons")
+    @classmethod
+    def _daemons(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists a daemon twice")
+        return value
+
+
+class _PanelInput(_PanelSettings):
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        parts = urlsplit(value)
+        if not parts.hostname:
+            raise ValueError("has no host")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; use username and password_file")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query string or fragment")
+        return value
+
+
+@dataclass(frozen=True)
+class PanelConfig:
+    """One panel, with defaults applied and its password read."""
+
+    name: str
+    url: str
+    """The API endpoint, ``/api/api.php`` appended when the configured URL had no path."""
+    username: str
+    password: SecretStr
+    tls_verify: bool | str
+    timeout: float
+    max_response_bytes: int
+    daemons: tuple[str, ...]
+    status_patterns: StatusPatterns
+    interval: float | None
+    list_interval: float | None
+
+    def __repr__(self) -> str:
+        return f"PanelConfig(name={self.name!r}, url={self.url!r}, username={self.username!r})"
+
+
+def api_url(url: str) -> str:
+    """The panel's API endpoint: ``/api/api.php`` is appended unless the URL has a path."""
+    parts = urlsplit(url)
+    if parts.path in ("", "/"):
+        return url.rstrip("/") + "/api/api.php"
+    return url
+
+
+# --------------------------------------------------------------------------- exporter
+
+
+class ExporterConfig(_Strict):
+    listen: Listen = "0.0.0.0:9863"
+    interval: Duration = 60.0
+    list_interval: Duration = 300.0
+    max_concurrency: int = Field(default=32, ge=1, le=10000)
+    max_staleness: Duration = 600.0
+    top_senders: int = Field(default=0, ge=0, le=1000)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("must be at least 1s")
+        return value
+
+
+# --------------------------------------------------------------------------- remediator
+
+_MATCHER = re.compile(
+    r"""^\s*(?P<label>[a-zA-Z_][a-zA-Z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*"""
+    r"""(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[^"\s,{}]*))\s*$"""
+)
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One Alertmanager-style matcher: ``label="v"``, ``!=``, ``=~``, ``!~`` (regexes anchored)."""
+
+    label: str
+    op: str
+    value: str
+    regex: re.Pattern[str] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Matcher:
+        match = _MATCHER.match(text)
+        if not match:
+            raise ValueError(
+                f"{text!r} is not a matcher; use label=\"value\", !=, =~ or !~, e.g. "
+                'alertname="BrainyCPMailFrozenMessages"'
+            )
+        if match.group("quoted") is not None:
+            value = re.sub(r"\\(.)", r"\1", match.group("quoted"))
+        else:
+            value = match.group("bare")
+        regex = None
+        if match.group("op") in ("=~", "!~"):
+            try:
+                regex = re.compile(f"^(?:{value})$")
+            except re.error as exc:
+                raise ValueError(f"{text!r}: bad regular expression: {exc}") from None
+        return cls(match.group("label"), match.group("op"), value, regex)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Alertmanager semantics: a missing label is the empty string."""
+        actual = labels.get(self.label, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        assert self.regex is not None
+        found = self.regex.match(actual) is not None
+        return found if self.op == "=~" else not found
+
+    def __str__(self) -> str:
+        return f'{self.label}{self.op}"{self.value}"'
+
+
+def _parse_matchers(value: object) -> list[Matcher]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of matchers")
+    return [m if isinstance(m, Matcher) else Matcher.parse(str(m)) for m in value]
+
+
+Matchers = Annotated[list[Matcher], BeforeValidator(_parse_matchers)]
+
+Action = Literal[
+    "delete_frozen",
+    "delete_all",
+    "start_service",
+    "stop_service",
+    "restart_service",
+    "delete_messages",
+    "reship_messages",
+]
+SERVICE_ACTIONS = ("start_service", "stop_service", "restart_service")
+MESSAGE_ACTIONS = ("delete_messages", "reship_messages")
+
+
+class Selection(_Strict):
+    """Which queued messages a ``delete_messages``/``reship_messages`` rule acts on (all must hold)."""
+
+    sender: str | None = None
+    sender_domain: str | None = None
+    recipient_domain: str | None = None
+    bounce: bool | None = None
+    frozen: bool | None = None
+    older_than: Duration | None = None
+    larger_than: ByteSize | None = None
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in self.model_dump().values())
+
+
+class Rule(_Strict):
+    name: str = Field(min_length=1)
+    matchers: Matchers
+    action: Action
+    daemon: Daemon | None = None
+    cooldown: Duration = 300.0
+    rerun_after: Duration | None = None
+    on: list[Literal["firing", "resolved"]] = Field(default_factory=lambda: ["firing"])
+    dry_run: bool = False
+    allow_destructive: bool = False
+    force: bool = False
+    select: Selection | None = None
+    max_messages: int = Field(default=1000, ge=1)
+    limit: Literal["refuse", "first"] = "refuse"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rule:
+        if self.action in SERVICE_ACTIONS and self.daemon is None:
+            raise ValueError(f"daemon: {self.action} needs daemon: clamav or spamassassin")
+        if self.action not in SERVICE_ACTIONS and self.daemon is not None:
+            raise ValueError(f"daemon: only service actions take a daemon, not {self.action}")
+        if self.action == "delete_all" and not self.allow_destructive:
+            raise ValueError(
+                "allow_destructive: delete_all empties the whole queue and cannot be undone; "
+                "set allow_destructive: true on this rule to allow it"
+            )
+        if self.force and self.action != "delete_all":
+            raise ValueError("force: only delete_all takes force")
+        if self.action in MESSAGE_ACTIONS:
+            if self.select is None:
+                raise ValueError(f"select: {self.action} needs a select block")
+            if self.select.is_empty() and not self.allow_destructive:
+                raise ValueError(
+                    "select: an empty selection matches every queued message; "
+                    "name at least one criterion (or set allow_destructive: true)"
+                )
+        elif self.select is not None:
+            raise ValueError(f"select: only delete_messages and reship_messages take select")
+        if not self.on:
+            raise ValueError("on: must list firing, resolved or both")
+        return self
+
+    @property
+    def destructive(self) -> bool:
+        """True for actions that remove mail and cannot be undone."""
+        return self.action in ("delete_all", "delete_messages")
+
+
+class RateLimit(_Strict):
+    max_actions: int = Field(default=60, ge=1)
+    per: Duration = 3600.0
+
+
+class BasicAuth(_Strict):
+    username: str = Field(min_length=1)
+    password_file: Path | None = None
+    password_env: str | None = None
+
+
+class AuthInput(_Strict):
+    bearer_token_file: Path | None = None
+    basic: BasicAuth | None = None
+
+
+@dataclass(frozen=True)
+class WebhookAuth:
+    """Resolved webhook credentials; both secrets hidden from repr."""
+
+    bearer_token: SecretStr | None = None
+    basic_username: str | None = None
+    basic_password: SecretStr | None = None
+
+
+class _RemediatorInput(_Strict):
+    listen: Listen = "127.0.0.1:9864"
+    auth: AuthInput | None = None
+    insecure_no_auth: bool = False
+    panel_label: str = "panel"
+    dry_run: bool = False
+    state_file: Path = Path("/var/lib/brainycp-mail/remediator.sqlite")
+    max_concurrent_actions: int = Field(default=4, ge=1, le=256)
+    action_timeout: Duration = 120.0
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    rules: list[Rule] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[Rule]) -> list[Rule]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice")
+            seen.add(rule.name)
+        return rules
+
+
+@dataclass(frozen=True)
+class RemediatorConfig:
+    listen: str
+    auth: WebhookAuth | None
+    """None only when ``insecure_no_auth: true``."""
+    panel_label: str
+    dry_run: bool
+    state_file: Path
+    max_concurrent_actions: int
+    action_timeout: float
+    rate_limit: RateLimit
+    rules: tuple[Rule, ...]
+
+
+# --------------------------------------------------------------------------- whole file
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``errors`` holds one ``key.path: problem`` line each."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+@dataclass(frozen=True)
+class Config:
+    panels: dict[str, PanelConfig]
+    exporter: ExporterConfig
+    remediator: RemediatorConfig
+    warnings: tuple[str, ...] = ()
+
+
+_TOP_KEYS = ("defaults", "panels", "exporter", "remediator")
+_PANEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_PASSWORD_KEYS = ("password_file", "password_env", "password")
+
+
+def _loc(prefix: str, loc: Sequence[int | str]) -> str:
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith(("function-", "list[", "dict[", "tagged-union")):
+            continue
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
+def _errors(prefix: str, exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        msg = str(err["msg"])
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "is required"
+        msg = msg.removeprefix("Value error, ")
+        loc = list(err["loc"])
+        # A rule's own model_validator names the key at the start of its message.
+        if err["type"] == "value_error" and ": " in msg and msg.split(": ", 1)[0].isidentifier():
+            key, msg = msg.split(": ", 1)
+            loc.append(key)
+        out.append(f"{_loc(prefix, loc)}: {msg}")
+    return out
+
+
+def _read_secret_file(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    secret = text.rstrip("\r\n")
+    if not secret:
+        raise ValueError(f"{str(path)!r} is empty")
+    return secret
+
+
+def _resolve_password(
+    name: str, settings: _PanelSettings, source_prefix: str, errors: list[str], warnings: list[str]
+) -> SecretStr | None:
+    given = [k for k in _PASSWORD_KEYS if getattr(settings, k) is not None]
+    if not given:
+        errors.append(f"panels.{name}: no password; set password_file, password_env or password")
+        return None
+    if len(given) > 1:
+        errors.append(f"{source_prefix}: set only one of {', '.join(given)}")
+        return None
+    key = given[0]
+    try:
+        if key == "password_file":
+            assert settings.password_file is not None
+            return SecretStr(_read_secret_file(settings.password_file))
+        if key == "password_env":
+            var = settings.password_env
+            assert var is not None
+            if not os.environ.get(var):
+                raise ValueError(f"environment variable {var} is not set or empty")
+            return SecretStr(os.environ[var])
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        errors.append(f"{source_prefix}.{key}: cannot read the password: {reason}")
+        return None
+    warnings.append(
+        f"{source_prefix}.password: the password is inline in the config file; "
+        "prefer password_file or password_env"
+    )
+    return settings.password
+
+
+def _build_panels(
+    raw_defaults: object, raw_panels: object, errors: list[str], warnings: list[str]
+) -> dict[str, PanelConfig]:
+    if raw_defaults is None:
+        raw_defaults = {}
+    if not isinstance(raw_defaults, dict):
+        errors.append("defaults: must be a mapping of keys every panel inherits")
+        raw_defaults = {}
+    try:
+        _PanelSettings.model_validate(raw_defaults)
+    except ValidationError as exc:
+        errors.extend(_errors("defaults", exc))
+        return {}
+    if raw_panels is None:
+        raw_panels = {}
+    if not isinstance(raw_panels, dict):
+        errors.append("panels: must be a mapping of panel name to its settings")
+        return {}
+    panels: dict[str, PanelConfig] = {}
+    for name, raw in raw_panels.items():
+        name = str(name)
+        prefix = f"panels.{name}"
+        if not _PANEL_NAME.match(name):
+            errors.append(f"{prefix}: a panel name may hold letters, digits, '_', '-' and '.'")
+            continue
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            errors.append(f"{prefix}: must be a mapping with at least url")
+            continue
+        merged = dict(raw_defaults)
+        if any(k in raw for k in _PASSWORD_KEYS):
+            for k in _PASSWORD_KEYS:
+                merged.pop(k, None)
+        merged.update(raw)
+        try:
+            panel = _PanelInput.model_validate(merged)
+        except ValidationError as exc:
+            errors.extend(_errors(prefix, exc))
+            continue
+        source = prefix if any(k in raw for k in _PASSWORD_KEYS) else "defaults"
+        password = _resolve_password(name, panel, source, errors, warnings)
+        if panel.username is None:
+            errors.append(f"{prefix}.username: is required (here or under defaults)")
+            continue
+        if password is None:
+            continue
+        tls: bool | str = panel.tls_verify if isinstance(panel.tls_verify, bool) else str(
+            panel.tls_verify
+        )
+        panels[name] = PanelConfig(
+            name=name,
+            url=api_url(panel.url),
+            username=panel.username,
+            password=password,
+            tls_verify=tls,
+            timeout=panel.timeout,
+            max_response_bytes=panel.max_response_bytes,
+            daemons=tuple(panel.daemons),
+            status_patterns=panel.status_patterns,
+            interval=panel.interval,
+            list_interval=panel.list_interval,
+        )
+    return panels
+
+
+def _build_remediator(raw: object, errors: list[str]) -> RemediatorConfig | None:
+    try:
+        parsed = _RemediatorInput.model_validate(raw or {})
+    except ValidationError as exc:
+        errors.extend(_errors("remediator", exc))
+        return None
+    auth: WebhookAuth | None = None
+    if parsed.auth is not None and parsed.insecure_no_auth:
+        errors.append("remediator.insecure_no_auth: set either auth or insecure_no_auth, not both")
+    elif parsed.auth is not None:
+        a = parsed.auth
+        if (a.bearer_token_file is None) == (a.basic is None):
+            errors.append("remediator.auth: set exactly one of bearer_token_file or basic")
+        elif a.bearer_token_file is not None:
+            try:
+                auth = WebhookAuth(bearer_token=SecretStr(_read_secret_file(a.bearer_token_file)))
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                errors.append(f"remediator.auth.bearer_token_file: cannot read the token: {reason}")
+        else:
+            basic = a.basic
+            assert basic is not None
+            try:
+                if (basic.password_file is None) == (basic.password_env is None):
+                    raise ValueError("set exactly one of password_file or password_env")
+                if basic.password_file is not None:
+                    secret = _read_secret_file(basic.password_file)
+                else:
+                    assert basic.password_env is not None
+                    secret = os.environ.get(basic.password_env, "")
+                    if not secret:
+                        raise ValueError(f"environment variable {basic.password_env} is not set")
+                auth = WebhookAuth(basic_username=basic.username, basic_password=SecretStr(secret))
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                errors.append(f"remediator.auth.basic: {reason}")
+    elif not parsed.insecure_no_auth:
+        errors.append(
+            "remediator.auth: the webhook needs auth (bearer_token_file or basic); "
+            "insecure_no_auth: true is the only way to run without it"
+        )
+    return RemediatorConfig(
+        listen=parsed.listen,
+        auth=auth,
+        panel_label=parsed.panel_label,
+        dry_run=parsed.dry_run,
+        state_file=parsed.state_file,
+        max_concurrent_actions=parsed.max_concurrent_actions,
+        action_timeout=parsed.action_timeout,
+        rate_limit=parsed.rate_limit,
+        rules=tuple(parsed.rules),
+    )
+
+
+def parse_config(data: Any, *, require_remediator_auth: bool = False) -> Config:
+    """Validate an already-loaded YAML document; raise :class:`ConfigError` with every problem.
+
+    The remediator section's auth is only required when the remediator itself
+    loads the file (``require_remediator_auth=True``): the exporter does not care.
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): must be a mapping with defaults, panels, exporter, remediator"])
+    for key in data:
+        if key not in _TOP_KEYS:
+            errors.append(f"{key}: unknown key (expected one of {', '.join(_TOP_KEYS)})")
+    panels = _build_panels(data.get("defaults"), data.get("panels"), errors, warnings)
+    exporter = ExporterConfig()
+    try:
+        exporter = ExporterConfig.model_validate(data.get("exporter") or {})
+    except ValidationError as exc:
+        errors.extend(_errors("exporter", exc))
+    remediator_errors: list[str] = []
+    remediator = _build_remediator(data.get("remediator"), remediator_errors)
+    if require_remediator_auth:
+        errors.extend(remediator_errors)
+    else:
+        errors.extend(e for e in remediator_errors if not e.startswith("remediator.auth"))
+    if errors or remediator is None:
+        raise ConfigError(errors or ["remediator: invalid"])
+    return Config(panels=panels, exporter=exporter, remediator=remediator, warnings=tuple(warnings))
+
+
+def load_config(path: str | os.PathLike[str], *, require_remediator_auth: bool = False) -> Config:
+    """Read and validate the YAML config file at ``path``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the config file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError([f"{path}: {problem}{where}"]) from None
+    return parse_config(data, require_remediator_auth=require_remediator_auth)

@@ -1,0 +1,1 @@
+"""A BrainyCP panel simulator that follows the mail API contract."""
