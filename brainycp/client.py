@@ -186,7 +186,9 @@ class PanelClient:
                             )
                         chunks.append(chunk)
         except TimeoutError:
-            raise PanelTimeout(name, operation, f"no complete answer in {self.panel.timeout:g}s") from None
+            raise PanelTimeout(
+                name, operation, f"no complete answer in {self.panel.timeout:g}s"
+            ) from None
         except httpx.TimeoutException:
             raise PanelTimeout(name, operation, f"no answer in {self.panel.timeout:g}s") from None
         except httpx.TransportError as exc:
@@ -235,7 +237,9 @@ class PanelClient:
         except (TypeError, ValueError):
             raise PanelBadDetail(name, operation, f"error code {raw!r} is not a number") from None
         if code == 400:
-            raise PanelPermissionError(name, operation, "the mail module is not available to this login")
+            raise PanelPermissionError(
+                name, operation, "the mail module is not available to this login"
+            )
         return code, answer
 
     # ------------------------------------------------------------------ operations
@@ -258,7 +262,9 @@ class PanelClient:
         ):
             return QueueListing(detail=detail, empty=not detail, body_bytes=size)
         raise PanelBadDetail(
-            self.panel.name, "list_msg", "detail is neither text, a list of lines nor a list of objects"
+            self.panel.name,
+            "list_msg",
+            "detail is neither text, a list of lines nor a list of objects",
         )
 
     async def count_msg(self) -> int:
@@ -275,7 +281,9 @@ class PanelClient:
         elif isinstance(detail, str) and detail.strip().isdigit():
             value = int(detail.strip())
         if value is None or value < 0:
-            raise PanelBadDetail(self.panel.name, "count_msg", "detail is not a non-negative integer")
+            raise PanelBadDetail(
+                self.panel.name, "count_msg", "detail is not a non-negative integer"
+            )
         return value
 
     async def delete_frozen_msg(self) -> ActionResult:

@@ -182,6 +182,10 @@ class StatusPatterns(_Strict):
 TlsVerify = bool | Path
 
 
+def _all_daemons() -> list[Daemon]:
+    return ["clamav", "spamassassin"]
+
+
 class _PanelSettings(_Strict):
     """Keys that a panel may set and that ``defaults`` may give to every panel."""
 
@@ -192,7 +196,7 @@ class _PanelSettings(_Strict):
     tls_verify: TlsVerify = True
     timeout: Duration = 10.0
     max_response_bytes: ByteSize = 64 * 1024**2
-    daemons: list[Daemon] = Field(default_factory=lambda: list(DAEMONS))
+    daemons: list[Daemon] = Field(default_factory=_all_daemons)
     status_patterns: StatusPatterns = Field(default_factory=StatusPatterns)
     interval: Duration | None = None
     list_interval: Duration | None = None
@@ -312,7 +316,7 @@ class Matcher:
         match = _MATCHER.match(text)
         if not match:
             raise ValueError(
-                f"{text!r} is not a matcher; use label=\"value\", !=, =~ or !~, e.g. "
+                f'{text!r} is not a matcher; use label="value", !=, =~ or !~, e.g. '
                 'alertname="BrainyCPMailFrozenMessages"'
             )
         if match.group("quoted") is not None:
@@ -366,7 +370,7 @@ MESSAGE_ACTIONS = ("delete_messages", "reship_messages")
 
 
 class Selection(_Strict):
-    """Which queued messages a ``delete_messages``/``reship_messages`` rule acts on (all must hold)."""
+    """Which messages a ``delete_messages``/``reship_messages`` rule acts on (all must hold)."""
 
     sender: str | None = None
     sender_domain: str | None = None
@@ -387,7 +391,9 @@ class Rule(_Strict):
     daemon: Daemon | None = None
     cooldown: Duration = 300.0
     rerun_after: Duration | None = None
-    on: list[Literal["firing", "resolved"]] = Field(default_factory=lambda: ["firing"])
+    on: list[Literal["firing", "resolved"]] = Field(
+        default_factory=lambda: ["firing"]  # type: ignore[arg-type]
+    )
     dry_run: bool = False
     allow_destructive: bool = False
     force: bool = False
@@ -417,7 +423,7 @@ class Rule(_Strict):
                     "name at least one criterion (or set allow_destructive: true)"
                 )
         elif self.select is not None:
-            raise ValueError(f"select: only delete_messages and reship_messages take select")
+            raise ValueError("select: only delete_messages and reship_messages take select")
         if not self.on:
             raise ValueError("on: must list firing, resolved or both")
         return self
@@ -631,8 +637,8 @@ def _build_panels(
             continue
         if password is None:
             continue
-        tls: bool | str = panel.tls_verify if isinstance(panel.tls_verify, bool) else str(
-            panel.tls_verify
+        tls: bool | str = (
+            panel.tls_verify if isinstance(panel.tls_verify, bool) else str(panel.tls_verify)
         )
         panels[name] = PanelConfig(
             name=name,
@@ -715,7 +721,9 @@ def parse_config(data: Any, *, require_remediator_auth: bool = False) -> Config:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(["(top level): must be a mapping with defaults, panels, exporter, remediator"])
+        raise ConfigError(
+            ["(top level): must be a mapping with defaults, panels, exporter, remediator"]
+        )
     for key in data:
         if key not in _TOP_KEYS:
             errors.append(f"{key}: unknown key (expected one of {', '.join(_TOP_KEYS)})")

@@ -73,7 +73,9 @@ def wait_until(
         time.sleep(interval)
 
 
-def wait_http(url: str, *, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str, *, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Wait until ``url`` answers 200; fail early when ``proc`` exits first."""
 
     def ready() -> bool:
@@ -101,7 +103,7 @@ def running(
     timeout: float = 20.0,
     cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``args`` with output in ``log``; wait for ``ready_url``; stop it (and its group) after."""
+    """Start ``args`` logging to ``log``; wait for ``ready_url``; stop it and its group after."""
     full_env = {**os.environ, **(env or {})}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -117,7 +119,9 @@ def running(
             try:
                 wait_http(ready_url, timeout=timeout, proc=proc)
             except AssertionError as exc:
-                raise AssertionError(f"{exc}\n--- {log}:\n{log.read_text(errors='replace')[-3000:]}")
+                raise AssertionError(
+                    f"{exc}\n--- {log}:\n{log.read_text(errors='replace')[-3000:]}"
+                ) from None
         yield proc
     finally:
         stop(proc)

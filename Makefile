@@ -1,0 +1,41 @@
+# Entry points: make demo, make test, make lint, make bench, make install.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint bench demo demo-deps clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "brainycp-mail needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || \
+	  { echo "python3 -m venv failed: on Debian/Ubuntu run: sudo apt-get install python3-venv"; exit 1; }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy brainycp
+
+bench: install
+	$(PY) bench/bench_queue_parse.py
+	$(PY) bench/bench_exporter.py
+	$(PY) bench/bench_remediator.py
+
+demo: install
+	$(PY) -m brainycp.demo
+
+# Prometheus and Alertmanager for the full-loop demo (Debian/Ubuntu).
+demo-deps:
+	apt-get update && apt-get install -y prometheus prometheus-alertmanager
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

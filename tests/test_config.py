@@ -1,0 +1,275 @@
+"""The config loader: defaults, secrets, and errors that name the key and the problem."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from brainycp.config import (
+    ConfigError,
+    Matcher,
+    api_url,
+    load_config,
+    parse_config,
+    parse_duration,
+    parse_size,
+)
+from tests.support import PYTHON
+
+
+@pytest.fixture()
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "panel.pass"
+    path.write_text("s3cret-Value\n")
+    return path
+
+
+def errors_of(data: object, **kwargs: bool) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, **kwargs)
+    return info.value.errors
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("1d", 86400),
+        ("1h30m", 5400),
+        (45, 45),
+        ("2.5", 2.5),
+    ],
+)
+def test_durations_accept_units_and_plain_seconds(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["5x", "", "m5", "-1s", True, None, "1h 30m"])
+def test_bad_durations_are_refused(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_sizes_accept_binary_and_decimal_units() -> None:
+    assert parse_size("64MiB") == 64 * 1024 * 1024
+    assert parse_size("10MB") == 10_000_000
+    assert parse_size(512) == 512
+    with pytest.raises(ValueError):
+        parse_size("lots")
+
+
+def test_panel_inherits_defaults_and_overrides_them(secret_file: Path) -> None:
+    config = parse_config(
+        {
+            "defaults": {"username": "monitor", "password_file": str(secret_file), "timeout": "7s"},
+            "panels": {
+                "web01": {"url": "https://203.0.113.10:8002"},
+                "web02": {"url": "http://198.51.100.2:8002/custom/api.php", "timeout": 3},
+            },
+        }
+    )
+    web01, web02 = config.panels["web01"], config.panels["web02"]
+    assert web01.url == "https://203.0.113.10:8002/api/api.php"
+    assert web02.url == "http://198.51.100.2:8002/custom/api.php"
+    assert (web01.timeout, web02.timeout) == (7.0, 3.0)
+    assert web01.username == "monitor"
+    assert web01.password.get_secret_value() == "s3cret-Value"
+    assert web01.daemons == ("clamav", "spamassassin")
+
+
+def test_api_path_is_appended_only_when_the_url_has_none() -> None:
+    assert api_url("https://h:8002/") == "https://h:8002/api/api.php"
+    assert api_url("https://h:8002/panel/x/api/api.php") == "https://h:8002/panel/x/api/api.php"
+
+
+def test_errors_name_the_key_path_and_the_problem(secret_file: Path) -> None:
+    errors = errors_of(
+        {
+            "defaults": {"username": "m", "password_file": str(secret_file)},
+            "panels": {"web01": {"url": "ftp://x", "colour": "blue", "timeout": "5x"}},
+            "exporter": {"max_concurrency": 0},
+            "bogus": 1,
+        }
+    )
+    text = "\n".join(errors)
+    assert "panels.web01.url: must start with http:// or https://" in errors
+    assert "panels.web01.colour: unknown key" in errors
+    assert "panels.web01.timeout: '5x' is not a duration" in text
+    assert any(e.startswith("exporter.max_concurrency:") for e in errors)
+    assert any(e.startswith("bogus: unknown key") for e in errors)
+
+
+def test_password_never_appears_in_repr_or_errors(secret_file: Path) -> None:
+    config = parse_config(
+        {"panels": {"w": {"url": "http://h", "username": "u", "password_file": str(secret_file)}}}
+    )
+    assert "s3cret" not in repr(config)
+    assert "s3cret" not in repr(config.panels["w"])
+    errors = errors_of(
+        {"panels": {"w": {"url": "nope", "username": "u", "password": "s3cret-inline"}}}
+    )
+    assert "s3cret" not in "\n".join(errors)
+
+
+def test_missing_password_file_names_the_key(tmp_path: Path) -> None:
+    errors = errors_of(
+        {
+            "panels": {
+                "w": {"url": "http://h", "username": "u", "password_file": str(tmp_path / "x")}
+            }
+        }
+    )
+    assert errors == ["panels.w.password_file: cannot read the password: No such file or directory"]
+
+
+def test_panel_without_any_password_is_an_error() -> None:
+    errors = errors_of({"panels": {"w": {"url": "http://h", "username": "u"}}})
+    assert errors == ["panels.w: no password; set password_file, password_env or password"]
+
+
+def test_inline_password_works_but_warns() -> None:
+    config = parse_config({"panels": {"w": {"url": "http://h", "username": "u", "password": "p"}}})
+    assert config.panels["w"].password.get_secret_value() == "p"
+    assert any("inline" in w for w in config.warnings)
+
+
+def test_password_env_is_read_once_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PANEL_PW", "from-env")
+    config = parse_config(
+        {"panels": {"w": {"url": "http://h", "username": "u", "password_env": "PANEL_PW"}}}
+    )
+    monkeypatch.setenv("PANEL_PW", "changed")
+    assert config.panels["w"].password.get_secret_value() == "from-env"
+
+
+def test_status_patterns_classify_systemd_words_and_russian() -> None:
+    config = parse_config({"panels": {"w": {"url": "http://h", "username": "u", "password": "p"}}})
+    patterns = config.panels["w"].status_patterns
+    assert patterns.classify("Active: active (running) since Tue") == "running"
+    assert patterns.classify("Active: inactive (dead)") == "stopped"
+    assert patterns.classify("clamd работает") == "running"
+    assert patterns.classify("служба остановлена") == "stopped"
+    assert patterns.classify("¯\\_(ツ)_/¯") == "unknown"
+
+
+def test_bad_status_regex_names_the_key() -> None:
+    errors = errors_of({"defaults": {"status_patterns": {"running": ["(unclosed"]}}, "panels": {}})
+    assert len(errors) == 1 and errors[0].startswith("defaults.status_patterns.running:")
+
+
+def test_remediator_rules_are_validated_with_their_index(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    base = {"auth": {"bearer_token_file": str(token)}}
+    errors = errors_of(
+        {
+            "remediator": {
+                **base,
+                "rules": [
+                    {"name": "ok", "matchers": ['alertname="A"'], "action": "delete_frozen"},
+                    {"name": "wipe", "matchers": ['alertname="B"'], "action": "delete_all"},
+                    {"name": "svc", "matchers": ['alertname="C"'], "action": "restart_service"},
+                    {"name": "bad", "matchers": ['alertname=~"("'], "action": "delete_frozen"},
+                    {"name": "all", "matchers": ["x=y"], "action": "delete_messages", "select": {}},
+                ],
+            }
+        },
+        require_remediator_auth=True,
+    )
+    assert any(e.startswith("remediator.rules[1].allow_destructive:") for e in errors)
+    assert any(e.startswith("remediator.rules[2].daemon:") for e in errors)
+    assert any(e.startswith("remediator.rules[3].matchers") for e in errors)
+    assert any(e.startswith("remediator.rules[4].select:") for e in errors)
+
+
+def test_remediator_needs_auth_unless_explicitly_insecure(tmp_path: Path) -> None:
+    errors = errors_of({"remediator": {}}, require_remediator_auth=True)
+    assert errors[0].startswith("remediator.auth: the webhook needs auth")
+    config = parse_config({"remediator": {"insecure_no_auth": True}}, require_remediator_auth=True)
+    assert config.remediator.auth is None
+    # The exporter reads the same file and does not care about the webhook's auth.
+    assert parse_config({"remediator": {}}).remediator.auth is None
+
+
+def test_bearer_token_is_read_and_hidden(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken-value\n")
+    config = parse_config(
+        {"remediator": {"auth": {"bearer_token_file": str(token)}}}, require_remediator_auth=True
+    )
+    assert config.remediator.auth is not None and config.remediator.auth.bearer_token is not None
+    assert config.remediator.auth.bearer_token.get_secret_value() == "t0ken-value"
+    assert "t0ken" not in repr(config.remediator)
+
+
+@pytest.mark.parametrize(
+    ("text", "labels", "expected"),
+    [
+        ('alertname="A"', {"alertname": "A"}, True),
+        ('alertname="A"', {"alertname": "AB"}, False),
+        ('severity=~"warning|critical"', {"severity": "critical"}, True),
+        ('severity=~"warn"', {"severity": "warning"}, False),  # regexes are anchored
+        ('panel!="web01"', {}, True),  # a missing label is the empty string
+        ('panel!~"web.*"', {"panel": "web01"}, False),
+        ("team=mail", {"team": "mail"}, True),
+    ],
+)
+def test_matchers_follow_alertmanager_semantics(
+    text: str, labels: dict[str, str], expected: bool
+) -> None:
+    assert Matcher.parse(text).matches(labels) is expected
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text("panels:\n  web01: {url: [\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in info.value.errors[0] and "line" in info.value.errors[0]
+
+
+def test_example_shape_from_the_issue_loads(tmp_path: Path, secret_file: Path) -> None:
+    data = yaml.safe_load(
+        f"""
+defaults:
+  username: monitor
+  password_file: {secret_file}
+  tls_verify: true
+  timeout: 10s
+  max_response_bytes: 64MiB
+  daemons: [clamav, spamassassin]
+  status_patterns:
+    running: ['active \\(running\\)', '\\brunning\\b', 'работает']
+    stopped: ['inactive', '\\bstopped\\b', 'dead', 'failed', 'остановлен']
+panels:
+  web01:
+    url: https://203.0.113.10:8002
+    username: admin
+exporter: {{}}
+remediator: {{}}
+"""
+    )
+    config = parse_config(data)
+    assert list(config.panels) == ["web01"]
+    assert config.panels["web01"].max_response_bytes == 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("script", ["exporter.cli", "remediator.cli"])
+def test_check_config_exits_2_and_names_the_key(tmp_path: Path, script: str) -> None:
+    pytest.importorskip(script)
+    path = tmp_path / "bad.yml"
+    path.write_text("panels:\n  web01:\n    url: ftp://nope\n    username: u\n    password: p\n")
+    result = subprocess.run(
+        [PYTHON, "-m", script, "--config", str(path), "--check-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "panels.web01.url: must start with http:// or https://" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
