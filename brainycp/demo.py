@@ -1,0 +1,510 @@
+"""``make demo``: the whole system on one machine, against the bundled panel simulator.
+
+Starts the simulator (four panels: spam-outbreak, frozen-pileup, clamav-crash,
+and a quiet Postfix panel), the exporter, the remediator, and, when they are
+installed, a real Prometheus and Alertmanager, all on loopback with configs
+generated into a temporary directory. Then it prints what each part sees every
+few seconds. Ctrl-C stops everything it started.
+
+:class:`Stack` is also what the end-to-end test drives, so the demo and the
+test exercise the same loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PANELS = {
+    "web01": ("spam-outbreak", "exim"),
+    "web02": ("frozen-pileup", "exim"),
+    "web03": ("clamav-crash", "exim"),
+    "web04": ("quiet", "postfix"),
+}
+PANEL_PASSWORD = "demo-panel-password"
+WEBHOOK_TOKEN = "demo-webhook-token"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def pick_port(preferred: int) -> int:
+    """``preferred`` when it is free on loopback, else any free port."""
+    if preferred and _port_free(preferred):
+        return preferred
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Ports:
+    simulator: int = 18002
+    exporter: int = 19863
+    remediator: int = 19864
+    prometheus: int = 19090
+    alertmanager: int = 19093
+    alertmanager_cluster: int = 0
+
+    @classmethod
+    def pick(cls) -> Ports:
+        base = cls()
+        return cls(
+            simulator=pick_port(base.simulator),
+            exporter=pick_port(base.exporter),
+            remediator=pick_port(base.remediator),
+            prometheus=pick_port(base.prometheus),
+            alertmanager=pick_port(base.alertmanager),
+        )
+
+
+@dataclass
+class Timing:
+    """Short intervals so the loop closes within a couple of minutes."""
+
+    time_scale: float = 60.0
+    poll_interval: str = "3s"
+    list_interval: str = "3s"
+    scrape_interval: str = "2s"
+    evaluation_interval: str = "2s"
+    group_wait: str = "1s"
+    group_interval: str = "5s"
+    repeat_interval: str = "1m"
+    cooldown: str = "20s"
+
+
+@dataclass
+class Stack:
+    """Every process of the demo, with its generated config in ``workdir``."""
+
+    workdir: Path
+    ports: Ports = field(default_factory=Ports.pick)
+    timing: Timing = field(default_factory=Timing)
+    seed: int = 7
+    with_prometheus: bool = True
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ urls
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{getattr(self.ports, name)}"
+
+    def panel_url(self, panel: str) -> str:
+        return f"{self.url('simulator')}/panel/{panel}"
+
+    # ------------------------------------------------------------------ config
+
+    def write_configs(self) -> None:
+        """Write the daemon config, secrets, Prometheus and Alertmanager configs."""
+        w = self.workdir
+        (w / "panel.pass").write_text(PANEL_PASSWORD + "\n")
+        (w / "webhook.token").write_text(WEBHOOK_TOKEN + "\n")
+        for path in (w / "panel.pass", w / "webhook.token"):
+            path.chmod(0o600)
+        t = self.timing
+        config = {
+            "defaults": {
+                "username": "admin",
+                "password_file": str(w / "panel.pass"),
+                "timeout": "5s",
+            },
+            "panels": {name: {"url": f"{self.panel_url(name)}/api/api.php"} for name in PANELS},
+            "exporter": {
+                "listen": f"127.0.0.1:{self.ports.exporter}",
+                "interval": t.poll_interval,
+                "list_interval": t.list_interval,
+                "max_staleness": "1m",
+                "top_senders": 5,
+            },
+            "remediator": {
+                "listen": f"127.0.0.1:{self.ports.remediator}",
+                "auth": {"bearer_token_file": str(w / "webhook.token")},
+                "state_file": str(w / "remediator.sqlite"),
+                "rate_limit": {"max_actions": 30, "per": "10m"},
+                "rules": [
+                    {
+                        "name": "clean-frozen",
+                        "matchers": ['alertname="BrainyCPMailFrozenMessages"'],
+                        "action": "delete_frozen",
+                        "cooldown": t.cooldown,
+                        "rerun_after": "30s",
+                    },
+                    {
+                        "name": "restart-clamav",
+                        "matchers": ['alertname="BrainyCPClamAVDown"'],
+                        "action": "restart_service",
+                        "daemon": "clamav",
+                        "cooldown": t.cooldown,
+                    },
+                    {
+                        "name": "restart-spamassassin",
+                        "matchers": ['alertname="BrainyCPSpamAssassinDown"'],
+                        "action": "restart_service",
+                        "daemon": "spamassassin",
+                        "cooldown": t.cooldown,
+                    },
+                    {
+                        "name": "drop-old-bounces",
+                        "matchers": ['alertname="BrainyCPMailBouncesPiling"'],
+                        "action": "delete_messages",
+                        "select": {"bounce": True, "older_than": "1h"},
+                        "max_messages": 500,
+                        "limit": "first",
+                        "cooldown": "1m",
+                    },
+                ],
+            },
+        }
+        (w / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        if self.with_prometheus:
+            self._write_monitoring_configs()
+
+    def _write_monitoring_configs(self) -> None:
+        w, t = self.workdir, self.timing
+        rules = w / "rules.yml"
+        rules.write_text(demo_rules())
+        prometheus = {
+            "global": {
+                "scrape_interval": t.scrape_interval,
+                "evaluation_interval": t.evaluation_interval,
+            },
+            "rule_files": [str(rules)],
+            "alerting": {
+                "alertmanagers": [
+                    {"static_configs": [{"targets": [f"127.0.0.1:{self.ports.alertmanager}"]}]}
+                ]
+            },
+            "scrape_configs": [
+                {
+                    "job_name": "brainycp-mail-exporter",
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.ports.exporter}"]}],
+                },
+                {
+                    "job_name": "brainycp-mail-remediator",
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.ports.remediator}"]}],
+                },
+            ],
+        }
+        (w / "prometheus.yml").write_text(yaml.safe_dump(prometheus, sort_keys=False))
+        alertmanager = {
+            "route": {
+                "receiver": "null",
+                "group_by": ["alertname", "panel"],
+                "group_wait": t.group_wait,
+                "group_interval": t.group_interval,
+                "repeat_interval": t.repeat_interval,
+                "routes": [
+                    {
+                        "receiver": "brainycp-remediator",
+                        "matchers": [
+                            'alertname=~"BrainyCPMailFrozenMessages|BrainyCPClamAVDown|'
+                            'BrainyCPSpamAssassinDown|BrainyCPMailBouncesPiling"'
+                        ],
+                        "continue": True,
+                    }
+                ],
+            },
+            "receivers": [
+                {"name": "null"},
+                {
+                    "name": "brainycp-remediator",
+                    "webhook_configs": [
+                        {
+                            "url": f"{self.url('remediator')}/webhook",
+                            "send_resolved": True,
+                            "max_alerts": 0,
+                            "http_config": {
+                                "authorization": {
+                                    "type": "Bearer",
+                                    "credentials_file": str(w / "webhook.token"),
+                                }
+                            },
+                        }
+                    ],
+                },
+            ],
+        }
+        (w / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager, sort_keys=False))
+
+    # ------------------------------------------------------------------ processes
+
+    def _start(self, name: str, args: list[str], ready: str | None, timeout: float = 30) -> None:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
+        proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,  # its own process group, so stop() reaches its children too
+        )
+        log.close()
+        self.processes[name] = proc
+        if ready:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+                try:
+                    if httpx.get(ready, timeout=1).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not answer {ready} within {timeout:g}s")
+                time.sleep(0.1)
+
+    def start(self, on_step: Callable[[str], None] = lambda _: None) -> None:
+        """Start every part; raise RuntimeError naming the part that failed."""
+        self.write_configs()
+        py = sys.executable
+        panels: list[str] = []
+        for name, (scenario, flavour) in PANELS.items():
+            panels += ["--panel", f"{name}:{scenario}:{flavour}"]
+        on_step("panel simulator")
+        self._start(
+            "simulator",
+            [
+                py, "-m", "brainycp.simulator.cli",
+                "--listen", f"127.0.0.1:{self.ports.simulator}",
+                "--users", f"admin:{PANEL_PASSWORD}:root",
+                "--time-scale", str(self.timing.time_scale),
+                "--seed", str(self.seed),
+                *panels,
+            ],
+            f"{self.url('simulator')}/healthz",
+        )  # fmt: skip
+        config = str(self.workdir / "config.yml")
+        on_step("exporter")
+        self._start(
+            "exporter",
+            [py, "-m", "exporter.cli", "--config", config],
+            f"{self.url('exporter')}/healthz",
+        )
+        on_step("remediator")
+        self._start(
+            "remediator",
+            [py, "-m", "remediator.cli", "--config", config],
+            f"{self.url('remediator')}/healthz",
+        )
+        if not self.with_prometheus:
+            return
+        on_step("alertmanager")
+        self._start(
+            "alertmanager",
+            [
+                shutil.which("prometheus-alertmanager") or "alertmanager",
+                f"--config.file={self.workdir / 'alertmanager.yml'}",
+                f"--storage.path={self.workdir / 'alertmanager-data'}",
+                f"--web.listen-address=127.0.0.1:{self.ports.alertmanager}",
+                "--cluster.listen-address=",
+            ],
+            f"{self.url('alertmanager')}/-/ready",
+        )
+        on_step("prometheus")
+        self._start(
+            "prometheus",
+            [
+                "prometheus",
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{self.ports.prometheus}",
+                "--web.enable-lifecycle",
+            ],
+            f"{self.url('prometheus')}/-/ready",
+        )
+
+    def stop(self) -> None:
+        """Stop every process this stack started (SIGTERM, then SIGKILL), newest first."""
+        for name in reversed(list(self.processes)):
+            proc = self.processes[name]
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+    # ------------------------------------------------------------------ reading
+
+    def get_json(self, url: str) -> Any:
+        response = httpx.get(url, timeout=3)
+        response.raise_for_status()
+        return response.json()
+
+    def sim_state(self, panel: str) -> dict[str, Any]:
+        state: dict[str, Any] = self.get_json(f"{self.panel_url(panel)}/_sim/state")
+        return state
+
+    def firing_alerts(self) -> list[dict[str, Any]]:
+        data = self.get_json(f"{self.url('prometheus')}/api/v1/alerts")
+        return [a for a in data["data"]["alerts"] if a["state"] == "firing"]
+
+    def actions(self, limit: int = 10) -> list[dict[str, Any]]:
+        data = self.get_json(f"{self.url('remediator')}/actions?limit={limit}")
+        actions: list[dict[str, Any]] = data["actions"]
+        return actions
+
+
+def demo_rules() -> str:
+    """The shipped alert rules with the demo's short ``for`` durations and low thresholds."""
+    build = REPO / "alerts" / "build.py"
+    result = subprocess.run(
+        [sys.executable, str(build), "--demo", "--stdout"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout
+
+
+def _status_lines(stack: Stack, started: float) -> list[str]:
+    lines = [f"--- t+{time.monotonic() - started:4.0f}s " + "-" * 60]
+    for name, (scenario, flavour) in PANELS.items():
+        try:
+            state = stack.sim_state(name)
+            queue, daemons = state["queue"], state["daemons"]
+            lines.append(
+                f"{name} {scenario:<14} {flavour:<7} queue {queue['messages']:>6}  "
+                f"frozen {queue['frozen']:>4}  bounces {queue['bounces']:>5}  "
+                f"clamav {daemons['clamav']:<8} spamassassin {daemons['spamassassin']}"
+            )
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            lines.append(f"{name}: simulator unreachable ({type(exc).__name__})")
+    if stack.with_prometheus:
+        try:
+            firing = stack.firing_alerts()
+            names = sorted(
+                f"{a['labels']['alertname']}{{{a['labels'].get('panel', '')}}}" for a in firing
+            )
+            lines.append("alerts firing: " + (", ".join(names) if names else "none"))
+        except (httpx.HTTPError, KeyError, ValueError):
+            lines.append("alerts firing: (Prometheus not answering yet)")
+    try:
+        for action in stack.actions(limit=4):
+            lines.append(
+                f"  action #{action['id']} {action['rule']} on {action['panel']}: "
+                f"{action['outcome']}" + (f" ({action['reason']})" if action.get("reason") else "")
+            )
+    except (httpx.HTTPError, KeyError, ValueError):
+        lines.append("  remediator actions: (not answering)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make demo", description="Run the whole brainycp-mail loop against the simulator."
+    )
+    parser.add_argument(
+        "--duration", type=float, default=0, help="stop after N seconds (0: run until Ctrl-C)"
+    )
+    parser.add_argument("--interval", type=float, default=5, help="seconds between status lines")
+    parser.add_argument(
+        "--no-prometheus", action="store_true", help="run without Prometheus/Alertmanager"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+
+    missing = [b for b in ("prometheus", "prometheus-alertmanager") if not shutil.which(b)]
+    with_prometheus = not args.no_prometheus and not missing
+    if missing and not args.no_prometheus:
+        print(
+            f"Not found: {', '.join(missing)}. Running simulator, exporter and remediator only.\n"
+            "For the full loop install them: sudo make demo-deps "
+            "(apt-get install prometheus prometheus-alertmanager)\n"
+        )
+    workdir = Path(tempfile.mkdtemp(prefix="brainycp-mail-demo-"))
+    stack = Stack(workdir, with_prometheus=with_prometheus)
+    stop_requested = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start(on_step=lambda name: print(f"starting {name} ...", flush=True))
+        print(
+            "\nbrainycp-mail demo is running (Ctrl-C stops everything):\n"
+            f"  panel simulator   {stack.url('simulator')}/panel/web02/_sim/state  (panels: "
+            f"{', '.join(PANELS)})\n"
+            f"  exporter          {stack.url('exporter')}/  and  {stack.url('exporter')}/metrics\n"
+            f"  remediator        {stack.url('remediator')}/  and  "
+            f"{stack.url('remediator')}/actions"
+        )
+        if with_prometheus:
+            print(
+                f"  Prometheus        {stack.url('prometheus')}/alerts\n"
+                f"  Alertmanager      {stack.url('alertmanager')}/#/alerts"
+            )
+        print(f"  configs and logs  {workdir}\n", flush=True)
+        print(
+            "Watch: web02's frozen messages pile up -> BrainyCPMailFrozenMessages fires -> "
+            "Alertmanager calls the remediator -> delete_frozen -> frozen drops -> the alert "
+            "resolves; web03's ClamAV stops -> restart -> running again.\n",
+            flush=True,
+        )
+        started = time.monotonic()
+        next_status = started
+        while not stop_requested:
+            now = time.monotonic()
+            if args.duration and now - started >= args.duration:
+                break
+            for name, proc in stack.processes.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; see {workdir}/{name}.log")
+                    return 1
+            if now >= next_status:
+                print("\n".join(_status_lines(stack, started)), flush=True)
+                next_status = now + args.interval
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        print(f"demo failed to start: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("\nstopping ...", flush=True)
+        stack.stop()
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("stopped; nothing left running.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["PANELS", "Ports", "Stack", "Timing", "demo_rules"]

@@ -1,0 +1,170 @@
+"""The whole loop on real processes: simulator -> exporter -> Prometheus -> Alertmanager
+-> remediator -> simulator, exactly as ``make demo`` runs it.
+
+Each step is awaited with a deadline (no fixed sleeps) and its time recorded,
+then the test asserts the steps happened in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from brainycp.demo import Stack
+from tests.support import require_binary, wait_until
+
+pytestmark = pytest.mark.e2e
+
+LOOP_DEADLINE = 150.0  # seconds for each whole chain below
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    require_binary("prometheus", "apt-get install prometheus")
+    require_binary("prometheus-alertmanager", "apt-get install prometheus-alertmanager")
+    workdir = tmp_path_factory.mktemp("full-loop")
+    stack = Stack(workdir)
+    try:
+        stack.start()
+        yield stack
+    except RuntimeError as exc:
+        pytest.fail(f"the demo stack did not start: {exc}")
+    finally:
+        stack.stop()
+        for name, proc in stack.processes.items():
+            assert proc.poll() is not None, f"{name} is still running after stop()"
+
+
+def query(stack: Stack, promql: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{stack.url('prometheus')}/api/v1/query", params={"query": promql})
+    response.raise_for_status()
+    result: list[dict[str, Any]] = response.json()["data"]["result"]
+    return result
+
+
+def alert_state(stack: Stack, alertname: str, panel: str) -> str | None:
+    for alert in stack.get_json(f"{stack.url('prometheus')}/api/v1/alerts")["data"]["alerts"]:
+        labels = alert["labels"]
+        if labels.get("alertname") == alertname and labels.get("panel") == panel:
+            return str(alert["state"])
+    return None
+
+
+def in_alertmanager(stack: Stack, alertname: str, panel: str) -> bool:
+    alerts = stack.get_json(
+        f"{stack.url('alertmanager')}/api/v2/alerts",
+    )
+    return any(
+        a["labels"].get("alertname") == alertname and a["labels"].get("panel") == panel
+        for a in alerts
+    )
+
+
+def action_with(stack: Stack, rule: str, panel: str, outcome: str) -> dict[str, Any] | None:
+    for action in stack.get_json(f"{stack.url('remediator')}/actions?panel={panel}&rule={rule}")[
+        "actions"
+    ]:
+        if action["outcome"] == outcome:
+            return dict(action)
+    return None
+
+
+class Steps:
+    """Waits for each step in turn and records when it was seen."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.seen: list[tuple[str, float]] = []
+
+    def wait(self, what: str, predicate: Any) -> Any:
+        remaining = LOOP_DEADLINE - (time.monotonic() - self.start)
+        assert remaining > 0, f"no time left for: {what}; steps so far: {self.seen}"
+        result = wait_until(predicate, timeout=remaining, interval=0.25, what=what)
+        self.seen.append((what, time.monotonic() - self.start))
+        return result
+
+
+def test_frozen_messages_are_cleaned_and_the_alert_resolves(stack: Stack) -> None:
+    steps = Steps()
+    steps.wait("web02 has frozen messages", lambda: stack.sim_state("web02")["queue"]["frozen"] > 0)
+    steps.wait(
+        "Prometheus sees them",
+        lambda: any(
+            float(s["value"][1]) > 0
+            for s in query(stack, 'brainycp_mail_queue_frozen_messages{panel="web02"}')
+        ),
+    )
+    steps.wait(
+        "BrainyCPMailFrozenMessages fires",
+        lambda: alert_state(stack, "BrainyCPMailFrozenMessages", "web02") == "firing",
+    )
+    steps.wait(
+        "Alertmanager has it",
+        lambda: in_alertmanager(stack, "BrainyCPMailFrozenMessages", "web02"),
+    )
+    action = steps.wait(
+        "the remediator ran clean-frozen",
+        lambda: action_with(stack, "clean-frozen", "web02", "succeeded"),
+    )
+    assert action["action"] == "delete_frozen"
+    assert action["alert"]["alertname"] == "BrainyCPMailFrozenMessages"
+    calls = [c["operation"] for c in stack.sim_state("web02")["calls"]]
+    assert "delete_frozen_msg" in calls
+    steps.wait(
+        "the alert resolves",
+        lambda: alert_state(stack, "BrainyCPMailFrozenMessages", "web02") is None,
+    )
+    order = [name for name, _ in steps.seen]
+    assert order == sorted(order, key=[n for n, _ in steps.seen].index)
+    times = [t for _, t in steps.seen]
+    assert times == sorted(times), steps.seen
+
+
+def test_stopped_clamav_is_restarted(stack: Stack) -> None:
+    steps = Steps()
+    steps.wait(
+        "BrainyCPClamAVDown fires for web03",
+        lambda: alert_state(stack, "BrainyCPClamAVDown", "web03") == "firing",
+    )
+    steps.wait(
+        "the remediator restarted clamav",
+        lambda: action_with(stack, "restart-clamav", "web03", "succeeded"),
+    )
+    calls = [
+        (c["operation"], c["params"].get("command"))
+        for c in stack.sim_state("web03")["calls"]
+        if c["operation"] == "clamav" and c["params"].get("command") in ("on", "off")
+    ]
+    assert calls[:2] == [("clamav", "off"), ("clamav", "on")]
+    steps.wait("clamav runs", lambda: stack.sim_state("web03")["daemons"]["clamav"] == "running")
+    steps.wait(
+        "the alert resolves",
+        lambda: alert_state(stack, "BrainyCPClamAVDown", "web03") is None,
+    )
+
+
+def test_remediator_and_exporter_metrics_are_scraped(stack: Stack) -> None:
+    wait_until(
+        lambda: query(stack, 'brainycp_remediator_actions_total{outcome="succeeded"}'),
+        timeout=60,
+        what="remediator action counters in Prometheus",
+    )
+    up = query(stack, "brainycp_up")
+    assert {s["metric"]["panel"] for s in up} == {"web01", "web02", "web03", "web04"}
+    assert all(s["value"][1] == "1" for s in up)
+
+
+def test_stack_leaves_nothing_running(tmp_path: Path) -> None:
+    require_binary("prometheus", "apt-get install prometheus")
+    require_binary("prometheus-alertmanager", "apt-get install prometheus-alertmanager")
+    stack = Stack(tmp_path)
+    stack.start()
+    pids = [p.pid for p in stack.processes.values()]
+    stack.stop()
+    assert all(p.poll() is not None for p in stack.processes.values())
+    assert len(pids) == 5
