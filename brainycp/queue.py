@@ -1,0 +1,964 @@
+"""Parse mail-queue listings: Exim ``exim -bp`` and Postfix ``mailq`` / ``postqueue -p|-j``.
+
+Two entry points over the same grammar:
+
+- :func:`summarize` streams a listing into a :class:`QueueSummary` (counts, bytes, an age
+  histogram). It never builds a per-message record: its state is a handful of counters plus
+  one entry per *distinct* Exim age or size token, so a 1,000,000-message listing costs a few
+  MiB beyond the listing text itself.
+- :func:`iter_messages` yields one :class:`QueueMessage` per message, for callers that need
+  ids, senders and recipients (rule selection, top senders).
+
+``detail`` is what the panel's ``list_msg`` returned: one string (console output), a list of
+lines, or a list of objects. The format is detected per listing. Lines that cannot be read are
+counted in ``unparsed_lines``; nothing in a listing raises.
+
+How lines are read (both entry points agree on this; the tests hold them to it):
+
+- Exim: a header ``<age> <size> <id> <sender>`` (at most three leading spaces; ``age`` like
+  ``45m``/``3h``/``2d``/``30s``, ``size`` like ``812``/``2.1K``/``1.3M`` with K/M/G = 1024
+  multiples, blank for an empty message; id 6-6-2 or 6-11-4; an untrusted submitter's
+  ``(login)`` may follow the sender), optionally ending in ``*** frozen ***``. An indented
+  line belongs to the message above it: a recipient, or, marked ``D``/``+D``, one already
+  delivered (not pending), or a ``*** ... ***`` note. Blank lines are separators only.
+- Postfix: ``<queue-id>[*!#] <size> <Day Mon DD HH:MM:SS> <sender>`` headers (``!`` = held),
+  indented ``(reason)`` and recipient lines, and the title, footer and ``Mail queue is empty``
+  lines, which are known but carry no message. ``MAILER-DAEMON`` is the null sender.
+- ``postqueue -j``: one JSON object per line.
+- Anything else that is not blank is an unparsed line; so is an indented line before the
+  first message.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime
+import functools
+import itertools
+import json
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["AGE_BUCKETS", "Flavour", "QueueMessage", "QueueSummary", "iter_messages", "summarize"]
+
+AGE_BUCKETS: tuple[float, ...] = (
+    300.0,
+    900.0,
+    3600.0,
+    14400.0,
+    43200.0,
+    86400.0,
+    259200.0,
+    604800.0,
+    math.inf,
+)
+"""Upper bounds (seconds) of the age histogram: <= 5m, 15m, 1h, 4h, 12h, 1d, 3d, 7d, +Inf."""
+
+Flavour = Literal["exim", "postfix", "unknown"]
+_Kind = Literal["exim", "postfix", "json"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMessage:
+    """One queued message.
+
+    ``sender`` has no angle brackets; a bounce (null sender) is ``"<>"`` on both flavours, and
+    ``""`` means the listing did not show a sender. ``recipients`` are the pending ones only.
+    """
+
+    id: str
+    age_seconds: float
+    size_bytes: int
+    sender: str
+    recipients: tuple[str, ...]
+    frozen: bool
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSummary:
+    """Counts over a whole listing; ``age_buckets`` holds one NON-cumulative count per bound."""
+
+    messages: int
+    frozen: int
+    bounces: int
+    held: int
+    bytes: int
+    oldest_age_seconds: float | None
+    age_buckets: tuple[int, ...]
+    age_sum_seconds: float
+    unparsed_lines: int
+    flavour: Flavour
+
+    def cumulative_buckets(self) -> tuple[int, ...]:
+        """Counts of messages with age <= each bound of :data:`AGE_BUCKETS` (Prometheus style)."""
+        return tuple(itertools.accumulate(self.age_buckets))
+
+
+# --------------------------------------------------------------------------------------------
+# Tokens
+
+_AGE_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE_UNIT = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+_AGE_TOKEN = re.compile(r"\s*([0-9]+)\s*([smhd])\s*")
+_SIZE_TOKEN = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMG]?)B?\s*")
+
+
+def _age_token_seconds(token: str) -> int | None:
+    """Seconds of an Exim age token (``85m``), or None when it is not one."""
+    m = _AGE_TOKEN.fullmatch(token)
+    if m is None:
+        return None
+    return int(m.group(1)) * _AGE_UNIT[m.group(2)]
+
+
+def _size_token_bytes(token: str) -> int | None:
+    """Bytes of an Exim size token (``2.1K`` = round(2.1 * 1024)), or None when it is not one."""
+    m = _SIZE_TOKEN.fullmatch(token)
+    if m is None:
+        return None
+    number, unit = m.group(1), m.group(2)
+    if not unit:
+        return int(float(number)) if "." in number else int(number)
+    return round(float(number) * _SIZE_UNIT[unit])
+
+
+class _SizeTable(dict[str, int]):
+    """Exim size token -> bytes, filled on first sight, so each token is converted once.
+
+    One table serves every call: Exim prints at most ~12,000 different size tokens, so it stays
+    small, and a poll does not pay for converting them again. ``limit`` bounds it for odd input.
+    """
+
+    limit = 20_000
+
+    def __missing__(self, token: str) -> int:
+        value = _size_token_bytes(token) if _EXIM_SIZE.fullmatch(token) else None
+        if value is None:
+            raise KeyError(token)
+        if len(self) < self.limit:
+            self[token] = value
+        return value
+
+
+_EXIM_SIZES = _SizeTable()
+
+
+def _bucket_index(age: float) -> int:
+    return bisect.bisect_left(AGE_BUCKETS, age)
+
+
+# --------------------------------------------------------------------------------------------
+# The accumulator behind summarize
+
+
+class _Acc:
+    """Running totals of one summarize call: O(distinct tokens) memory, never O(messages)."""
+
+    __slots__ = (
+        "age_sum",
+        "age_tokens",
+        "bounces",
+        "buckets",
+        "bytes",
+        "flavour",
+        "frozen",
+        "held",
+        "messages",
+        "oldest",
+        "seen_message",
+        "sizes",
+        "unparsed",
+    )
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.frozen = 0
+        self.bounces = 0
+        self.held = 0
+        self.bytes = 0
+        self.buckets = [0] * len(AGE_BUCKETS)
+        self.age_sum = 0.0
+        self.oldest: float | None = None
+        self.unparsed = 0
+        self.flavour: Flavour = "unknown"
+        self.seen_message = False
+        # Exim age tokens are tallied as tokens and converted once at the end.
+        self.age_tokens: Counter[str] = Counter()
+        self.sizes = _EXIM_SIZES
+
+    def add_age(self, age: float, count: int = 1) -> None:
+        self.buckets[_bucket_index(age)] += count
+        self.age_sum += age * count
+        if self.oldest is None or age > self.oldest:
+            self.oldest = age
+
+    def result(self) -> QueueSummary:
+        for token, count in self.age_tokens.items():
+            seconds = _age_token_seconds(token)
+            self.add_age(float(seconds or 0), count)
+        self.age_tokens.clear()
+        return QueueSummary(
+            messages=self.messages,
+            frozen=self.frozen,
+            bounces=self.bounces,
+            held=self.held,
+            bytes=self.bytes,
+            oldest_age_seconds=self.oldest if self.messages else None,
+            age_buckets=tuple(self.buckets),
+            age_sum_seconds=self.age_sum,
+            unparsed_lines=self.unparsed,
+            flavour=self.flavour,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Exim
+
+# Exim ids are 16 (6-6-2) or 23 (6-11-4) characters; the grammar only fixes the length, which
+# keeps the fast pattern below on the regex engine's cheapest operations.
+_EXIM_ID = r"[^\n]{16,23}?"
+_EXIM_SIZE = re.compile(r" *[0-9]+(?:\.[0-9]+)?[KMG]?")
+_EXIM_HEADER = re.compile(
+    r" {0,3}(?P<age>[0-9]+[smhd]) +(?:(?P<size>[0-9]+(?:\.[0-9]+)?[KMG]?) +)?"
+    r"(?P<id>" + _EXIM_ID + r")"
+    r"(?: <(?P<sender>.*)>(?: \((?P<login>[^()]*)\))?)?"
+    r"(?P<frozen> \*\*\* frozen \*\*\*)? *"
+)
+# The fast path reads a slice with one re.split. Each match is: the indented lines that close the
+# previous message, a blank line, then a header up to the ">" that closes its sender, or, for a
+# null sender, up to its "<". So the gaps re.split leaves between matches are "", ">" (a bounce),
+# " *** frozen ***" or "> *** frozen ***", and the last gap is the last message's tail. The
+# pattern tries the same choices in the same order as _EXIM_HEADER over a subset of its grammar
+# (an indented line of 4+ spaces can never be a header), and a size field that _EXIM_SIZE rejects
+# sends the slice to the line-by-line path; so when every gap checks out, every line of the slice
+# was read, and exactly as the line-by-line path reads it. Groups: age and size as Exim pads them
+# ("%2d%c", "%5s"; each padded token is as distinct as the bare one).
+_EXIM_FAST = re.compile(
+    r"(?:\n    [^\n]*)*+"
+    r"\n\n([ 0-9][0-9][smhd]|[0-9]{3}d) (.{5}) " + _EXIM_ID + r" <(?:[^>\n][^\n]*>|)"
+)
+_EXIM_FAST_GROUPS = 3  # gap + 2 groups per match in re.split's output
+_EXIM_FAST_TAIL = re.compile(r"(>)?( \*\*\* frozen \*\*\*)?(?:\n    [^\n]*)*")
+_FROZEN_MARK = " *** frozen ***"
+_BOUNCE_FROZEN_MARK = ">" + _FROZEN_MARK
+
+_SLICE_CHARS = 1 << 15  # ~32 KiB: small enough to stay in cache, large enough to amortise
+_MIN_SLICE_CHARS = 1 << 12
+
+
+def _exim_summarize_text(text: str, start: int, acc: _Acc) -> None:
+    """Summarize Exim lines of ``text[start:]`` in bounded slices cut at line boundaries."""
+    end = len(text)
+    # Slices of ~32 KiB stay in cache; a small listing gets smaller ones so that the transient
+    # copies stay a small share of it.
+    size = max(_MIN_SLICE_CHARS, min(_SLICE_CHARS, (end - start) // 128))
+    pos = start
+    while pos < end:
+        if end - pos <= 2 * size:
+            cut = nxt = end
+        else:
+            cut = text.find("\n\n", pos + size, pos + 2 * size)
+            if cut >= 0:
+                nxt = cut + 2
+            else:
+                cut = text.find("\n", pos + size)
+                if cut < 0:
+                    cut = end
+                nxt = cut + 1
+        while cut > pos and text[cut - 1] == "\n":
+            cut -= 1
+        # Keep the blank line before the slice when there is one: it anchors the fast pattern.
+        lead = pos - 2 if pos >= 2 and text.startswith("\n\n", pos - 2) else pos
+        if cut > pos:
+            _exim_summarize_slice(text[lead:cut], acc)
+        pos = nxt
+
+
+def _exim_summarize_slice(chunk: str, acc: _Acc) -> None:
+    """Summarize one slice of whole lines, by the fast path when it holds only canonical text."""
+    if "\r" in chunk:
+        chunk = chunk.replace("\r\n", "\n")
+    # Blank lines mean nothing in this grammar: adding one in front gives the fast pattern its
+    # anchor (slices arrive without trailing ones, which would only lengthen the last gap).
+    text = chunk if chunk.startswith("\n\n") else "\n\n" + chunk
+    if _exim_fast_slice(text, acc):
+        return
+    _exim_summarize_lines(text.split("\n"), acc)
+
+
+def _exim_fast_slice(text: str, acc: _Acc) -> bool:
+    """Tally a slice of canonical Exim text, or return False (nothing tallied) when it is not."""
+    step = _EXIM_FAST_GROUPS
+    parts = _EXIM_FAST.split(text)
+    matched = len(parts) // step
+    if not matched or parts[0]:
+        return False
+    gaps = parts[step:-1:step]
+    frozen = gaps.count(_FROZEN_MARK)
+    bounces = gaps.count(">")
+    frozen_bounces = gaps.count(_BOUNCE_FROZEN_MARK)
+    expected = frozen * len(_FROZEN_MARK) + bounces + frozen_bounces * len(_BOUNCE_FROZEN_MARK)
+    if len("".join(gaps)) != expected:
+        return False
+    tail = _EXIM_FAST_TAIL.fullmatch(parts[-1])
+    if tail is None:
+        return False
+    try:
+        size_total = sum(map(acc.sizes.__getitem__, parts[2::step]))
+    except KeyError:  # a size field like "1.2.3": the line-by-line path decides what it is
+        return False
+    acc.messages += matched
+    acc.bytes += size_total
+    acc.frozen += frozen + frozen_bounces + (tail.group(2) is not None)
+    acc.bounces += bounces + frozen_bounces + (tail.group(1) is not None)
+    acc.age_tokens.update(parts[1::step])
+    acc.seen_message = True
+    return True
+
+
+def _exim_summarize_lines(lines: Iterable[str], acc: _Acc) -> None:
+    """The line-by-line reading of Exim text (the reference the fast path must agree with)."""
+    header = _EXIM_HEADER.fullmatch
+    for line in lines:
+        if line.endswith("\r"):
+            line = line[:-1]
+        first = line[:1]
+        if not first:
+            continue
+        m = header(line) if first in " 0123456789" else None
+        if m is not None:
+            _exim_tally(m, acc)
+            continue
+        if not line.strip():
+            continue
+        if first in " \t" and acc.seen_message:
+            continue
+        acc.unparsed += 1
+
+
+def _exim_tally(m: re.Match[str], acc: _Acc) -> None:
+    acc.messages += 1
+    acc.seen_message = True
+    acc.age_tokens[m.group("age")] += 1
+    size = m.group("size")
+    if size is not None:
+        acc.bytes += acc.sizes[size]
+    if m.group("sender") == "":
+        acc.bounces += 1
+    if m.group("frozen") is not None:
+        acc.frozen += 1
+
+
+def _exim_message(m: re.Match[str]) -> tuple[str, float, int, str, bool]:
+    seconds = _age_token_seconds(m.group("age")) or 0
+    size_token = m.group("size")
+    size = (_size_token_bytes(size_token) or 0) if size_token is not None else 0
+    sender = m.group("sender")
+    if sender is None:
+        sender = ""
+    elif sender == "":
+        sender = "<>"
+    return m.group("id"), float(seconds), size, sender, m.group("frozen") is not None
+
+
+def _exim_iter_lines(lines: Iterable[str], state: _IterState) -> Iterator[QueueMessage]:
+    header = _EXIM_HEADER.fullmatch
+    current: tuple[str, float, int, str, bool] | None = None
+    recipients: list[str] = []
+    for line in lines:
+        if line.endswith("\r"):
+            line = line[:-1]
+        first = line[:1]
+        if not first:
+            continue
+        m = header(line) if first in " 0123456789" else None
+        if m is not None:
+            if current is not None:
+                yield _exim_build(current, recipients)
+            current = _exim_message(m)
+            recipients = []
+            state.seen_message = True
+            continue
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if first in " \t" and state.seen_message:
+            if current is None:
+                continue  # pragma: no cover - seen_message implies a current message
+            if stripped.startswith(("D ", "+D ", "***")):
+                continue
+            recipients.append(stripped)
+            continue
+        state.unparsed += 1
+    if current is not None:
+        yield _exim_build(current, recipients)
+
+
+def _exim_build(head: tuple[str, float, int, str, bool], recipients: list[str]) -> QueueMessage:
+    msg_id, age, size, sender, frozen = head
+    return QueueMessage(msg_id, age, size, sender, tuple(recipients), frozen, False)
+
+
+# --------------------------------------------------------------------------------------------
+# Postfix (mailq / postqueue -p)
+
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+        start=1,
+    )
+}
+_POSTFIX_HEADER = re.compile(
+    r"(?P<id>[0-9A-Za-z]{5,32})(?P<flags>[*!#]*) +(?P<size>[0-9]+) +"
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    r" +(?P<day>[0-9]{1,2}) (?P<hh>[0-9]{2}):(?P<mm>[0-9]{2}):(?P<ss>[0-9]{2})"
+    r"(?: +(?P<sender>\S(?:.*\S)?))? *"
+)
+_POSTFIX_TITLE = re.compile(r"-+Queue ID-+ .*")
+_POSTFIX_FOOTER = re.compile(r"-- [0-9]+ Kbytes in [0-9]+ Requests?\.\s*")
+_POSTFIX_EMPTY = "Mail queue is empty"
+_NULL_SENDERS = frozenset({"", "<>", "MAILER-DAEMON"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_start(year: int, month: int, day: int) -> int | None:
+    """Epoch seconds of 00:00 UTC of that date, or None when the date does not exist."""
+    try:
+        return (datetime.date(year, month, day).toordinal() - 719163) * 86400
+    except ValueError:
+        return None
+
+
+def _postfix_arrival(m: re.Match[str], now: float) -> float | None:
+    """Arrival epoch of a Postfix header, read as UTC, in the latest plausible year."""
+    month = _MONTHS[m.group("mon")]
+    day = int(m.group("day"))
+    hh, mm, ss = int(m.group("hh")), int(m.group("mm")), int(m.group("ss"))
+    if hh > 23 or mm > 59 or ss > 60:
+        return None
+    offset = hh * 3600 + mm * 60 + ss
+    year = time.gmtime(now).tm_year + 1
+    for candidate in range(year, year - 9, -1):
+        start = _day_start(candidate, month, day)
+        if start is not None and start + offset <= now + 86400:
+            return float(start + offset)
+    return None
+
+
+def _postfix_kind(line: str) -> int:
+    """0: nothing to count; 1: an unparsed line unless indented after a message."""
+    if _POSTFIX_TITLE.fullmatch(line) or _POSTFIX_FOOTER.fullmatch(line):
+        return 0
+    if line.strip() == _POSTFIX_EMPTY:
+        return 0
+    return 1
+
+
+def _postfix_summarize_lines(lines: Iterable[str], acc: _Acc, now: float) -> None:
+    header = _POSTFIX_HEADER.fullmatch
+    for line in lines:
+        if line.endswith("\r"):
+            line = line[:-1]
+        first = line[:1]
+        if not first:
+            continue
+        if first not in " \t":
+            m = header(line)
+            if m is not None:
+                arrival = _postfix_arrival(m, now)
+                if arrival is not None:
+                    acc.messages += 1
+                    acc.seen_message = True
+                    acc.bytes += int(m.group("size"))
+                    acc.add_age(max(0.0, now - arrival))
+                    flags = m.group("flags")
+                    if "!" in flags:
+                        acc.held += 1
+                    if (m.group("sender") or "") in _NULL_SENDERS:
+                        acc.bounces += 1
+                    continue
+        if not line.strip():
+            continue
+        if first in " \t":
+            if not acc.seen_message:
+                acc.unparsed += 1
+            continue
+        acc.unparsed += _postfix_kind(line)
+
+
+def _postfix_iter_lines(
+    lines: Iterable[str], state: _IterState, now: float
+) -> Iterator[QueueMessage]:
+    header = _POSTFIX_HEADER.fullmatch
+    current: tuple[str, float, int, str, bool] | None = None
+    recipients: list[str] = []
+    for line in lines:
+        if line.endswith("\r"):
+            line = line[:-1]
+        first = line[:1]
+        if not first:
+            continue
+        if first not in " \t":
+            m = header(line)
+            if m is not None:
+                arrival = _postfix_arrival(m, now)
+                if arrival is not None:
+                    if current is not None:
+                        yield _postfix_build(current, recipients)
+                    sender = m.group("sender") or ""
+                    current = (
+                        m.group("id"),
+                        max(0.0, now - arrival),
+                        int(m.group("size")),
+                        "<>" if sender in _NULL_SENDERS else sender,
+                        "!" in m.group("flags"),
+                    )
+                    recipients = []
+                    state.seen_message = True
+                    continue
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if first in " \t":
+            if not state.seen_message:
+                state.unparsed += 1
+            elif current is not None and not (stripped.startswith("(") and stripped.endswith(")")):
+                recipients.append(stripped)
+            continue
+        state.unparsed += _postfix_kind(line)
+    if current is not None:
+        yield _postfix_build(current, recipients)
+
+
+def _postfix_build(head: tuple[str, float, int, str, bool], recipients: list[str]) -> QueueMessage:
+    msg_id, age, size, sender, held = head
+    return QueueMessage(msg_id, age, size, sender, tuple(recipients), False, held)
+
+
+# --------------------------------------------------------------------------------------------
+# postqueue -j (JSON lines) and lists of objects
+
+# A line of exactly postqueue's shape with no escapes: read without building a dict. Any other
+# line goes through json.loads (it decides what is valid JSON), which gives the same values.
+_PJ_ADDR = r'\{"address": "[^"\\]*"(?:, "delay_reason": "[^"\\]*")?\}'
+_POSTQUEUE_J = re.compile(
+    r'\{"queue_name": "(?P<queue>[^"\\]*)", "queue_id": "[^"\\]*", '
+    r'"arrival_time": (?P<arrival>[0-9]{1,12}), "message_size": (?P<size>[0-9]{1,15}), '
+    r'"forced_expire": (?:true|false), "sender": "(?P<sender>[^"\\]*)", '
+    r'"recipients": \[(?:' + _PJ_ADDR + r"(?:, " + _PJ_ADDR + r")*)?\]\}\s*"
+)
+
+
+def _json_summarize_lines(lines: Iterable[str], acc: _Acc, now: float) -> None:
+    fast = _POSTQUEUE_J.fullmatch
+    for line in lines:
+        if not line.strip():
+            continue
+        m = fast(line.lstrip())
+        if m is not None:
+            acc.messages += 1
+            acc.seen_message = True
+            acc.bytes += int(m.group("size"))
+            acc.add_age(max(0.0, now - int(m.group("arrival"))))
+            if m.group("queue") == "hold":
+                acc.held += 1
+            if _normal_sender(m.group("sender")) == "<>":
+                acc.bounces += 1
+            continue
+        _tally_object(_json_object(line), acc, now)
+
+
+def _json_iter_lines(lines: Iterable[str], state: _IterState, now: float) -> Iterator[QueueMessage]:
+    for line in lines:
+        if not line.strip():
+            continue
+        obj = _json_object(line)
+        msg = _object_message(obj, now) if obj is not None else None
+        if msg is None:
+            state.unparsed += 1
+        else:
+            yield msg
+
+
+def _json_object(line: str) -> Mapping[str, Any] | None:
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _normal_sender(value: str) -> str:
+    """An object's sender without brackets; every spelling of the null sender becomes ``<>``."""
+    sender = value.strip()
+    if sender.startswith("<") and sender.endswith(">"):
+        sender = sender[1:-1].strip()
+    return "<>" if sender in _NULL_SENDERS else sender
+
+
+def _flag(value: Any) -> bool | None:
+    """A boolean field as panels send it: bool, 0/1, or yes/no words; None when unreadable."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("1", "true", "yes", "y", "on", "frozen", "hold", "held"):
+            return True
+        if word in ("", "0", "false", "no", "n", "off"):
+            return False
+    if value is None:
+        return False
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) and value >= 0 else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return number if math.isfinite(number) and number >= 0 else None
+    return None
+
+
+def _object_age(obj: Mapping[str, Any], now: float) -> float | None:
+    key = "age" if "age" in obj else "age_seconds"
+    if key in obj:
+        value = obj[key]
+        number = _number(value)
+        if number is not None:
+            return number
+        if isinstance(value, str):
+            seconds = _age_token_seconds(value)
+            return None if seconds is None else float(seconds)
+        return None
+    if "arrival_time" in obj:
+        arrival = _number(obj["arrival_time"])
+        return None if arrival is None else max(0.0, now - arrival)
+    return 0.0
+
+
+def _object_size(obj: Mapping[str, Any]) -> int | None:
+    for key in ("size", "size_bytes", "message_size"):
+        if key in obj:
+            value = obj[key]
+            number = _number(value)
+            if number is not None:
+                return int(number)
+            if isinstance(value, str):
+                return _size_token_bytes(value)
+            return None
+    return 0
+
+
+def _object_recipients(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(part for part in re.split(r"[\s,]+", value) if part)
+    if not isinstance(value, list | tuple):
+        return None
+    out: list[str] = []
+    for item in value:
+        if isinstance(item, str):
+            out.append(item.strip())
+        elif isinstance(item, dict) and isinstance(item.get("address"), str):
+            out.append(item["address"])
+        else:
+            return None
+    return tuple(out)
+
+
+def _object_values(
+    obj: Mapping[str, Any], now: float
+) -> tuple[str, float, int, str, bool, bool] | None:
+    """(id, age, size, sender, frozen, held) of a panel object, or None when unreadable."""
+    known = (
+        "id",
+        "queue_id",
+        "age",
+        "age_seconds",
+        "arrival_time",
+        "size",
+        "size_bytes",
+        "message_size",
+        "sender",
+    )
+    if not any(key in obj for key in known):
+        return None
+    raw_id = obj.get("id", obj.get("queue_id", ""))
+    if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
+        return None
+    age = _object_age(obj, now)
+    size = _object_size(obj)
+    frozen = _flag(obj.get("frozen"))
+    held = _flag(obj.get("held"))
+    sender_value = obj.get("sender")
+    if sender_value is None:
+        sender = ""
+    elif isinstance(sender_value, str):
+        sender = _normal_sender(sender_value)
+    else:
+        return None
+    if age is None or size is None or frozen is None or held is None:
+        return None
+    if _object_recipients(obj.get("recipients")) is None:
+        return None
+    return str(raw_id), age, size, sender, frozen, held or obj.get("queue_name") == "hold"
+
+
+def _object_message(obj: Mapping[str, Any], now: float) -> QueueMessage | None:
+    """A message from a panel object (generic keys or ``postqueue -j``), None when unreadable."""
+    values = _object_values(obj, now)
+    recipients = _object_recipients(obj.get("recipients"))
+    if values is None or recipients is None:
+        return None
+    msg_id, age, size, sender, frozen, held = values
+    return QueueMessage(msg_id, age, size, sender, recipients, frozen, held)
+
+
+def _tally_object(obj: Any, acc: _Acc, now: float) -> None:
+    values = _object_values(obj, now) if isinstance(obj, dict) else None
+    if values is None:
+        acc.unparsed += 1
+        return
+    _, age, size, sender, frozen, held = values
+    acc.messages += 1
+    acc.seen_message = True
+    acc.bytes += size
+    acc.add_age(age)
+    acc.frozen += frozen
+    acc.held += held
+    acc.bounces += sender == "<>"
+
+
+def _object_flavour(obj: Mapping[str, Any]) -> Flavour:
+    if "queue_id" in obj or "queue_name" in obj or "arrival_time" in obj:
+        return "postfix"
+    raw_id = obj.get("id")
+    if isinstance(raw_id, str):
+        if re.fullmatch(_EXIM_ID, raw_id) and raw_id.count("-") == 2:
+            return "exim"
+        if re.fullmatch(r"[0-9A-Za-z]{8,20}", raw_id):
+            return "postfix"
+    if "frozen" in obj:
+        return "exim"
+    if "held" in obj:
+        return "postfix"
+    return "unknown"
+
+
+# --------------------------------------------------------------------------------------------
+# Detection and input shapes
+
+
+def _detect_line(line: str) -> _Kind | None:
+    if line.endswith("\r"):
+        line = line[:-1]
+    if _EXIM_HEADER.fullmatch(line):
+        return "exim"
+    if (
+        _POSTFIX_HEADER.fullmatch(line)
+        or _POSTFIX_TITLE.fullmatch(line)
+        or line.strip() == _POSTFIX_EMPTY
+    ):
+        return "postfix"
+    return None
+
+
+_LEADING_SPACE = re.compile(r"\s*")
+
+
+def _detect(text: str) -> tuple[_Kind | None, int, int]:
+    """Find the first line that names the format: (kind, its offset, unparsed lines before)."""
+    leading = _LEADING_SPACE.match(text)
+    first = leading.end() if leading is not None else 0
+    if text.startswith("{", first):
+        return "json", first, 0
+    pos = 0
+    unparsed = 0
+    end = len(text)
+    while pos < end:
+        nl = text.find("\n", pos)
+        if nl < 0:
+            nl = end
+        line = text[pos:nl]
+        kind = _detect_line(line)
+        if kind is not None:
+            return kind, pos, unparsed
+        if line.strip():
+            unparsed += 1
+        pos = nl + 1
+    return None, end, unparsed
+
+
+class _IterState:
+    __slots__ = ("seen_message", "unparsed")
+
+    def __init__(self) -> None:
+        self.seen_message = False
+        self.unparsed = 0
+
+
+_LINES_PER_CHUNK = 4096
+
+
+def _text_chunks(detail: Any) -> tuple[Iterator[str], int] | None:
+    """Text pieces (each a run of whole lines) of a str/bytes/list-of-lines detail.
+
+    Returns None when ``detail`` is not text; the int counts list items that are not lines.
+    """
+    if isinstance(detail, str):
+        return iter((detail,)), 0
+    if isinstance(detail, bytes | bytearray):
+        return iter((bytes(detail).decode("utf-8", "replace"),)), 0
+    if isinstance(detail, list | tuple):
+        items = detail
+        junk = sum(1 for item in items if not isinstance(item, str))
+
+        def pieces() -> Iterator[str]:
+            for i in range(0, len(items), _LINES_PER_CHUNK):
+                batch = items[i : i + _LINES_PER_CHUNK]
+                yield "\n".join(item for item in batch if isinstance(item, str))
+
+        return pieces(), junk
+    return None
+
+
+def _is_object_list(detail: Any) -> bool:
+    if isinstance(detail, dict):
+        return True
+    if not isinstance(detail, list | tuple):
+        return False
+    for item in detail:
+        if isinstance(item, dict):
+            return True
+        if isinstance(item, str):
+            return False
+    return False
+
+
+def _objects(detail: Any) -> list[Any]:
+    return [detail] if isinstance(detail, dict) else list(detail)
+
+
+def summarize(detail: Any, now: float | None = None) -> QueueSummary:
+    """Summarize a queue listing without building a record per message.
+
+    ``detail`` is a string (console output, or ``postqueue -j`` JSON lines when its first
+    non-blank character is ``{``), a list of lines, or a list of objects (keys ``id``, ``age``
+    (seconds or ``3h``), ``size`` (bytes or ``2.1K``), ``sender``, ``recipients``, ``frozen``,
+    ``held``, or ``postqueue -j``'s ``queue_id``, ``arrival_time``, ``message_size``,
+    ``queue_name``). Postfix arrival times have no year and no zone: they are read as UTC, in
+    the latest year that does not put them more than a day after ``now`` (default: the current
+    time); ages are never negative. Garbage gives an ``unknown`` summary, never an exception.
+    """
+    clock = time.time() if now is None else float(now)
+    acc = _Acc()
+    if detail is None:
+        return acc.result()
+    if _is_object_list(detail):
+        flavour: Flavour = "unknown"
+        for item in _objects(detail):
+            before = acc.messages
+            _tally_object(item, acc, clock)
+            if flavour == "unknown" and acc.messages > before:
+                flavour = _object_flavour(item)
+        acc.flavour = flavour
+        return acc.result()
+    source = _text_chunks(detail)
+    if source is None:
+        acc.unparsed += 1
+        return acc.result()
+    pieces, junk = source
+    acc.unparsed += junk
+    kind: _Kind | None = None
+    for piece in pieces:
+        start = 0
+        if kind is None:
+            kind, start, before = _detect(piece)
+            acc.unparsed += before
+            if kind is None:
+                continue
+            acc.flavour = "postfix" if kind == "json" else kind
+        if kind == "exim":
+            _exim_summarize_text(piece, start, acc)
+        else:
+            lines = _bounded_lines(piece, start)
+            if kind == "json":
+                _json_summarize_lines(lines, acc, clock)
+            else:
+                _postfix_summarize_lines(lines, acc, clock)
+    return acc.result()
+
+
+def _bounded_lines(text: str, start: int) -> Iterator[str]:
+    """The lines of ``text[start:]``, split a bounded slice at a time."""
+    end = len(text)
+    pos = start
+    while pos < end:
+        cut = text.find("\n", pos + _SLICE_CHARS)
+        if cut < 0:
+            cut = end
+        yield from text[pos:cut].split("\n")
+        pos = cut + 1
+
+
+def iter_messages(detail: Any, now: float | None = None) -> Iterator[QueueMessage]:
+    """Yield one :class:`QueueMessage` per message of a listing (same input rules as summarize).
+
+    Unreadable lines and objects are skipped; :func:`summarize` counts them.
+    """
+    clock = time.time() if now is None else float(now)
+    if detail is None:
+        return
+    if _is_object_list(detail):
+        for item in _objects(detail):
+            if isinstance(item, dict):
+                msg = _object_message(item, clock)
+                if msg is not None:
+                    yield msg
+        return
+    source = _text_chunks(detail)
+    if source is None:
+        return
+    pieces, _ = source
+    yield from _iter_text(pieces, clock)
+
+
+def _iter_text(pieces: Iterator[str], now: float) -> Iterator[QueueMessage]:
+    state = _IterState()
+    kind: _Kind | None = None
+    first_lines: list[str] = []
+    for piece in pieces:
+        start = 0
+        if kind is None:
+            kind, start, _ = _detect(piece)
+            if kind is None:
+                continue
+        first_lines.append(piece[start:])
+        break
+    if kind is None:
+        return
+    lines = itertools.chain.from_iterable(
+        _bounded_lines(piece, 0) for piece in itertools.chain(first_lines, pieces)
+    )
+    if kind == "exim":
+        yield from _exim_iter_lines(lines, state)
+    elif kind == "json":
+        yield from _json_iter_lines(lines, state, now)
+    else:
+        yield from _postfix_iter_lines(lines, state, now)

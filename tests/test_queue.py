@@ -1,0 +1,647 @@
+"""brainycp.queue: real Exim/Postfix listings (tests/fixtures/README.md is the truth) and
+generated ones (hypothesis), read by summarize and by iter_messages, which must agree."""
+
+from __future__ import annotations
+
+import calendar
+import datetime
+import json
+import math
+import random
+import string
+from dataclasses import asdict
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import brainycp.queue as queue_module
+from brainycp.queue import AGE_BUCKETS, QueueMessage, QueueSummary, iter_messages, summarize
+from tests.support import FIXTURES
+
+# The Postfix fixtures were captured on 2026-11-25 (UTC); their last arrival is 06:44:34.
+NOW = calendar.timegm((2026, 11, 25, 6, 50, 0))
+K, M = 1024, 1024 * 1024
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def reference(messages: list[QueueMessage], unparsed: int = 0, flavour: str = "") -> QueueSummary:
+    """What summarize must say, computed from iter_messages' records."""
+    buckets = [0] * len(AGE_BUCKETS)
+    for msg in messages:
+        buckets[next(i for i, bound in enumerate(AGE_BUCKETS) if msg.age_seconds <= bound)] += 1
+    return QueueSummary(
+        messages=len(messages),
+        frozen=sum(m.frozen for m in messages),
+        bounces=sum(m.sender == "<>" for m in messages),
+        held=sum(m.held for m in messages),
+        bytes=sum(m.size_bytes for m in messages),
+        oldest_age_seconds=max((m.age_seconds for m in messages), default=None),
+        age_buckets=tuple(buckets),
+        age_sum_seconds=float(sum(m.age_seconds for m in messages)),
+        unparsed_lines=unparsed,
+        flavour=flavour,  # type: ignore[arg-type]
+    )
+
+
+def exact_summary(text: str) -> QueueSummary:
+    """summarize's line-by-line path alone (the fast path must give the same answer)."""
+    acc = queue_module._Acc()
+    acc.flavour = "exim"
+    queue_module._exim_summarize_lines(text.split("\n"), acc)
+    return acc.result()
+
+
+def assert_agrees(detail: Any, now: float = NOW) -> QueueSummary:
+    summary = summarize(detail, now=now)
+    expected = reference(list(iter_messages(detail, now=now)), summary.unparsed_lines)
+    assert summary == QueueSummary(**{**asdict(expected), "flavour": summary.flavour})
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# Exim fixtures
+
+EXIM_BP_BYTES = (
+    350 + 364 + 476 + round(3.3 * K) + 330 + 147 * K + round(1.9 * M) + 286 + 312 + 11 * M + 361
+) + 350
+EXIM_BP_IDS = [
+    "1xW6VZ-0000xu-1S",
+    "1xW6VZ-0000xw-1U",
+    "1xW6VZ-0000xy-1X",
+    "1xW6Vj-00011B-1w",
+    "1xW6Vj-00011E-1y",
+    "1xW6Z0-0001Hq-2q",
+    "1xW6Z0-0001Ht-2t",
+    "1xW6Z0-0001Hw-30",
+    "1xW6Z0-0001Hy-31",
+    "1xW6bW-0001Oy-1N",
+    "1xW6bW-0001Pn-23",
+    "1xW6bW-0001Pp-25",
+]
+
+
+def test_exim_bp_counts_twelve_messages_three_frozen_three_bounces() -> None:
+    summary = summarize(fixture("exim-bp.txt"))
+    assert summary == QueueSummary(
+        messages=12,
+        frozen=3,
+        bounces=3,
+        held=0,
+        bytes=EXIM_BP_BYTES,
+        oldest_age_seconds=360.0,
+        age_buckets=(7, 5, 0, 0, 0, 0, 0, 0, 0),
+        age_sum_seconds=5 * 360.0 + 4 * 120.0,
+        unparsed_lines=0,
+        flavour="exim",
+    )
+    assert summary.cumulative_buckets() == (7, 12, 12, 12, 12, 12, 12, 12, 12)
+
+
+def test_exim_bp_messages_keep_only_pending_recipients() -> None:
+    messages = {m.id: m for m in iter_messages(fixture("exim-bp.txt"))}
+    assert list(messages) == EXIM_BP_IDS
+    assert messages["1xW6VZ-0000xw-1U"].recipients == ("carol@example.net", "erin@example.com")
+    assert messages["1xW6bW-0001Pn-23"].recipients == (
+        "staff1@example.com",
+        "staff2@example.com",
+        "staff4@example.net",
+        "staff5@example.net",
+    )
+    frozen = [m.id for m in messages.values() if m.frozen]
+    assert frozen == ["1xW6VZ-0000xy-1X", "1xW6Z0-0001Ht-2t", "1xW6bW-0001Pp-25"]
+    bounces = [m.id for m in messages.values() if m.sender == "<>"]
+    assert bounces == ["1xW6VZ-0000xy-1X", "1xW6Vj-00011E-1y", "1xW6bW-0001Pp-25"]
+    long_sender = messages["1xW6bW-0001Pn-23"].sender
+    assert long_sender == "very.long.sender.name+tag@subdomain.department.example.org"
+    assert messages["1xW6Z0-0001Ht-2t"].size_bytes == round(1.9 * M)
+    assert messages["1xW6bW-0001Oy-1N"].size_bytes == 11 * M
+    assert messages["1xW6VZ-0000xu-1S"].age_seconds == 360.0
+    assert not any(m.held for m in messages.values())
+
+
+@pytest.mark.parametrize("name", ["exim-bpr.txt", "exim-bpu.txt"])
+def test_unsorted_and_undelivered_only_listings_summarize_like_bp(name: str) -> None:
+    assert summarize(fixture(name)) == summarize(fixture("exim-bp.txt"))
+    by_id = {m.id: m.recipients for m in iter_messages(fixture(name))}
+    assert by_id == {m.id: m.recipients for m in iter_messages(fixture("exim-bp.txt"))}
+
+
+def test_listing_after_removing_a_frozen_bounce_has_eleven_messages() -> None:
+    summary = summarize(fixture("exim-bp-after-rm.txt"))
+    assert (summary.messages, summary.frozen, summary.bounces) == (11, 2, 2)
+    assert summary.bytes == EXIM_BP_BYTES - 476
+    assert "1xW6VZ-0000xy-1X" not in {m.id for m in iter_messages(fixture("exim-bp-after-rm.txt"))}
+
+
+def test_aged_exim_listing_puts_days_hours_and_minutes_in_the_right_buckets() -> None:
+    summary = summarize(fixture("exim-bp-aged.txt"))
+    ages = [130 * 86400, 12 * 86400, 4 * 86400, 50 * 3600, 5 * 3600, 2 * 3600, 85 * 60, 0]
+    assert [m.age_seconds for m in iter_messages(fixture("exim-bp-aged.txt"))] == ages
+    assert summary.oldest_age_seconds == 130 * 86400
+    # <=5m: 0m | <=4h: 2h, 85m | <=12h: 5h | <=3d: 50h | <=7d: 4d | +Inf: 12d, 130d
+    assert summary.age_buckets == (1, 0, 0, 2, 1, 0, 1, 1, 2)
+    assert summary.age_sum_seconds == float(sum(ages))
+    assert (summary.messages, summary.frozen, summary.bounces) == (8, 2, 2)
+    four_days = next(m for m in iter_messages(fixture("exim-bp-aged.txt")) if m.id.endswith("2w"))
+    assert four_days.recipients == ("bob@example.net",)
+
+
+def test_exiqgrep_long_format_with_tab_indented_recipients() -> None:
+    messages = list(iter_messages(fixture("exiqgrep-z.txt")))
+    assert [m.id for m in messages] == ["1xW6VZ-0000xy-1X", "1xW6Z0-0001Ht-2t", "1xW6bW-0001Pp-25"]
+    assert messages[1].recipients == ("accounts@example.com", "ledger@example.com")
+    summary = summarize(fixture("exiqgrep-z.txt"))
+    assert (summary.messages, summary.frozen, summary.bounces, summary.unparsed_lines) == (
+        3,
+        3,
+        2,
+        0,
+    )
+    older = summarize(fixture("exiqgrep-z-o-86400.txt"))
+    assert (older.messages, older.frozen, older.age_buckets[-1]) == (2, 2, 2)
+
+
+def long_ids(text: str) -> str:
+    """The same listing as Exim 4.97+ would print it: 6-11-4 message ids."""
+    out = []
+    for line in text.split("\n"):
+        words = line.split(" ")
+        for i, word in enumerate(words):
+            if len(word) == 16 and word.count("-") == 2 and word[6] == "-" and word[13] == "-":
+                words[i] = f"{word[:13]}00000-{word[14:]}Zz"
+        out.append(" ".join(words))
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("name", ["exim-bp.txt", "exim-bp-aged.txt", "exiqgrep-z.txt"])
+def test_frozen_count_survives_long_exim_ids(name: str) -> None:
+    text = long_ids(fixture(name))
+    assert "0000xu00000-1SZz" in text or name != "exim-bp.txt"
+    assert summarize(text) == summarize(fixture(name))
+    assert all(len(m.id) == 23 for m in iter_messages(text))
+    assert_agrees(text)
+
+
+def test_empty_exim_queue_is_an_empty_unknown_summary() -> None:
+    summary = summarize(fixture("exim-bp-empty.txt"))
+    assert summary.messages == 0 and summary.oldest_age_seconds is None
+    assert summary.flavour == "unknown" and summary.unparsed_lines == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "lines"),
+    [
+        ("exim-bpc.txt", 1),
+        ("exiqgrep-i.txt", 21),
+        ("exiqsumm.txt", 8),
+        ("exim-Mf.txt", 3),
+        ("exim-Mrm-missing.txt", 5),
+        ("postfix-postsuper-h.txt", 6),
+        ("postfix-mailq-down-stderr.txt", 1),
+    ],
+)
+def test_command_output_that_is_not_a_listing_is_counted_not_read(name: str, lines: int) -> None:
+    summary = summarize(fixture(name))
+    assert (summary.messages, summary.unparsed_lines, summary.flavour) == (0, lines, "unknown")
+    assert list(iter_messages(fixture(name))) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Postfix fixtures
+
+MAILQ_BYTES = 329 + 364 + 383 + 1314 + 101612 + 2026279 + 291 + 317 + 355 + 306
+
+
+def test_postfix_mailq_counts_held_and_mailer_daemon_bounces() -> None:
+    summary = summarize(fixture("postfix-mailq.txt"), now=NOW)
+    assert (summary.messages, summary.held, summary.bounces, summary.frozen) == (10, 2, 2, 0)
+    assert summary.bytes == MAILQ_BYTES
+    assert summary.flavour == "postfix" and summary.unparsed_lines == 0
+    first = calendar.timegm((2026, 11, 25, 6, 38, 58))
+    assert summary.oldest_age_seconds == NOW - first
+    messages = {m.id: m for m in iter_messages(fixture("postfix-mailq.txt"), now=NOW)}
+    assert {i for i, m in messages.items() if m.held} == {"517C7164083", "5E594164074"}
+    assert messages["EAE211640C3"].sender == "<>"
+    assert messages["E9AB21640AD"].recipients == (
+        "dave@example.com",
+        "erin@example.com",
+        "carol@example.net",
+    )
+    assert messages["5BF4516404C"].age_seconds == NOW - calendar.timegm((2026, 11, 25, 6, 41, 22))
+
+
+def test_mailq_command_prints_the_same_as_postqueue() -> None:
+    assert summarize(fixture("postfix-mailq-cmd.txt"), now=NOW) == summarize(
+        fixture("postfix-mailq.txt"), now=NOW
+    )
+
+
+def test_forced_expiry_marker_keeps_a_held_message_held() -> None:
+    summary = summarize(fixture("postfix-mailq-after-d.txt"), now=NOW)
+    assert (summary.messages, summary.held, summary.bounces) == (9, 2, 2)
+    held = [m.id for m in iter_messages(fixture("postfix-mailq-after-d.txt"), now=NOW) if m.held]
+    assert held == ["517C7164083", "5E594164074"]
+
+
+def test_active_messages_and_reason_lines() -> None:
+    messages = {m.id: m for m in iter_messages(fixture("postfix-mailq-active.txt"), now=NOW)}
+    assert len(messages) == 12
+    assert messages["6BB9716404D"].recipients == ("bob@example.net", "noc@slow.example.com")
+    summary = summarize(fixture("postfix-mailq-active.txt"), now=NOW)
+    assert (summary.messages, summary.held, summary.bounces, summary.unparsed_lines) == (
+        12,
+        2,
+        2,
+        0,
+    )
+
+
+def test_long_postfix_queue_ids_and_wider_columns() -> None:
+    messages = {m.id: m for m in iter_messages(fixture("postfix-mailq-longid.txt"), now=NOW)}
+    assert len(messages) == 15
+    assert {"4jZ9BP4K3zzBydM", "4jZ9BP4DLlzByfB", "4jZ9BP4LgbzByfK"} <= set(messages)
+    assert messages["4jZ9BP4LgbzByfK"].held and messages["4jZ9BP4LgbzByfK"].sender == "<>"
+    summary = summarize(fixture("postfix-mailq-longid.txt"), now=NOW)
+    assert (summary.messages, summary.held, summary.bounces) == (15, 3, 3)
+
+
+def test_postfix_stopped_maildrop_listing_parses() -> None:
+    messages = list(iter_messages(fixture("postfix-mailq-down.txt"), now=NOW))
+    assert [m.id for m in messages] == ["4jZ9C64DT7zBydf", "4jZ9C6495wzBydd"]
+    assert messages[0].sender == "<>"
+    assert messages[0].recipients == ("carol@example.net", "dave@example.com")
+    summary = summarize(fixture("postfix-mailq-down.txt"), now=NOW)
+    assert (summary.messages, summary.bounces, summary.bytes) == (2, 1, 253)
+
+
+def test_stderr_warning_before_a_listing_is_one_unparsed_line() -> None:
+    text = fixture("postfix-mailq-down-stderr.txt") + fixture("postfix-mailq-down.txt")
+    summary = summarize(text, now=NOW)
+    assert (summary.messages, summary.unparsed_lines, summary.flavour) == (2, 1, "postfix")
+
+
+def test_empty_postfix_queue() -> None:
+    summary = summarize(fixture("postfix-mailq-empty.txt"), now=NOW)
+    assert (summary.messages, summary.unparsed_lines, summary.flavour) == (0, 0, "postfix")
+    assert summary.oldest_age_seconds is None
+    assert summarize(fixture("postfix-postqueue-j-empty.jsonl"), now=NOW).messages == 0
+
+
+@pytest.mark.parametrize(
+    ("jsonl", "text"),
+    [
+        ("postfix-postqueue-j.jsonl", "postfix-mailq.txt"),
+        ("postfix-postqueue-j-active.jsonl", "postfix-mailq-active.txt"),
+        ("postfix-postqueue-j-longid.jsonl", "postfix-mailq-longid.txt"),
+        ("postfix-postqueue-j-down.jsonl", "postfix-mailq-down.txt"),
+    ],
+)
+def test_postqueue_json_lines_say_what_the_text_listing_says(jsonl: str, text: str) -> None:
+    assert summarize(fixture(jsonl), now=NOW) == summarize(fixture(text), now=NOW)
+    from_json = {m.id: m for m in iter_messages(fixture(jsonl), now=NOW)}
+    from_text = {m.id: m for m in iter_messages(fixture(text), now=NOW)}
+    assert from_json == from_text
+    objects = [json.loads(line) for line in fixture(jsonl).splitlines()]
+    assert summarize(objects, now=NOW) == summarize(fixture(text), now=NOW)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "exim-bp.txt",
+        "exim-bpr.txt",
+        "exim-bp-aged.txt",
+        "exiqgrep-z.txt",
+        "postfix-mailq.txt",
+        "postfix-mailq-active.txt",
+        "postfix-mailq-longid.txt",
+        "postfix-mailq-down.txt",
+        "postfix-postqueue-j-longid.jsonl",
+    ],
+)
+def test_three_detail_shapes_give_the_same_summary(name: str) -> None:
+    text = fixture(name)
+    as_text = assert_agrees(text)
+    assert summarize(text.split("\n"), now=NOW) == as_text
+    objects = [
+        {
+            "id": m.id,
+            "age": m.age_seconds,
+            "size": m.size_bytes,
+            "sender": m.sender,
+            "recipients": list(m.recipients),
+            "frozen": m.frozen,
+            "held": m.held,
+        }
+        for m in iter_messages(text, now=NOW)
+    ]
+    assert summarize(objects, now=NOW) == as_text
+    assert list(iter_messages(objects, now=NOW)) == list(iter_messages(text, now=NOW))
+
+
+def test_objects_accept_exim_tokens_for_age_and_size() -> None:
+    objects = [
+        {"id": "1xW6VZ-0000xu-1S", "age": "3h", "size": "2.1K", "sender": "<>", "frozen": True},
+        {"id": "1xW6VZ-0000xw-1U", "age": 45, "size": 812, "recipients": ["a@example.org"]},
+    ]
+    summary = summarize(objects)
+    assert (summary.messages, summary.frozen, summary.bounces) == (2, 1, 1)
+    assert summary.bytes == round(2.1 * K) + 812
+    assert summary.oldest_age_seconds == 3 * 3600 and summary.flavour == "exim"
+
+
+# --------------------------------------------------------------------------------------------
+# Junk and garbage
+
+
+def test_junk_lines_are_counted_and_do_not_break_the_messages_around_them() -> None:
+    lines = fixture("exim-bp.txt").split("\n")
+    lines.insert(0, "exim: warning: queue listing follows")
+    lines.insert(3, "LOG: junk between a header's recipients")  # inside 1xW6VZ-0000xu-1S
+    lines.insert(8, "6m   364 not-an-id <alice@example.org>")  # header-shaped, but no id
+    lines.append("-- truncated --")
+    text = "\n".join(lines)
+    summary = assert_agrees(text)
+    clean = summarize(fixture("exim-bp.txt"))
+    assert summary == QueueSummary(**{**asdict(clean), "unparsed_lines": 4})
+    assert exact_summary(text) == summary
+    messages = {m.id: m for m in iter_messages(text)}
+    assert messages["1xW6VZ-0000xu-1S"].recipients == ("bob@example.net",)
+    assert messages["1xW6VZ-0000xw-1U"].recipients == ("carol@example.net", "erin@example.com")
+
+
+def test_windows_line_endings_read_the_same() -> None:
+    text = fixture("exim-bp.txt").replace("\n", "\r\n")
+    assert summarize(text) == summarize(fixture("exim-bp.txt"))
+    pf = fixture("postfix-mailq.txt").replace("\n", "\r\n")
+    assert summarize(pf, now=NOW) == summarize(fixture("postfix-mailq.txt"), now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("detail", "unparsed"),
+    [
+        (None, 0),
+        (42, 1),
+        (3.5, 1),
+        ("", 0),
+        ("   \n\n", 0),
+        ([], 0),
+        ([1, [2, 3], None], 3),
+        ([{"nested": {"x": 1}}, {"id": []}, {"age": "soon"}, "line"], 4),
+        ({"id": {"deep": True}}, 1),
+        ("{not json", 1),
+        ('{"a": 1}\n[1, 2]\n', 2),
+        (b"\xff\xfe junk", 1),
+        (object(), 1),
+    ],
+)
+def test_garbage_gives_an_unknown_summary_never_an_exception(detail: Any, unparsed: int) -> None:
+    summary = summarize(detail)
+    assert summary.messages == 0 and summary.oldest_age_seconds is None
+    assert summary.unparsed_lines == unparsed
+    assert summary.flavour in ("unknown", "postfix")
+    assert list(iter_messages(detail)) == []
+
+
+def test_summarize_builds_no_message_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("summarize built a QueueMessage")
+
+    monkeypatch.setattr(queue_module, "QueueMessage", refuse)
+    objects = [json.loads(line) for line in fixture("postfix-postqueue-j.jsonl").splitlines()]
+    for detail in (
+        fixture("exim-bp.txt"),
+        fixture("exim-bp.txt").split("\n"),
+        fixture("postfix-mailq.txt"),
+        fixture("postfix-postqueue-j.jsonl"),
+        objects,
+    ):
+        assert summarize(detail, now=NOW).messages > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Postfix arrival years
+
+
+def _mailq(stamp: str) -> str:
+    return f"ABCDEF12345     500 {stamp}  a@example.org\n{' ' * 41}b@x.org\n"
+
+
+def test_postfix_arrival_just_before_new_year_belongs_to_the_old_year() -> None:
+    now = calendar.timegm((2027, 1, 1, 0, 10, 0))
+    summary = summarize(_mailq("Thu Dec 31 23:50:00"), now=now)
+    assert summary.oldest_age_seconds == 20 * 60
+
+
+def test_postfix_arrival_a_little_in_the_future_is_age_zero() -> None:
+    now = calendar.timegm((2026, 12, 31, 23, 59, 0))
+    summary = summarize(_mailq("Fri Jan  1 00:30:00"), now=now)
+    assert summary.oldest_age_seconds == 0.0 and summary.messages == 1
+
+
+def test_postfix_february_29_goes_back_to_the_last_leap_year() -> None:
+    now = calendar.timegm((2027, 3, 1, 0, 0, 0))
+    summary = summarize(_mailq("Thu Feb 29 12:00:00"), now=now)
+    assert summary.oldest_age_seconds == now - calendar.timegm((2024, 2, 29, 12, 0, 0))
+
+
+def test_age_buckets_bounds_are_the_documented_ones() -> None:
+    assert (300, 900, 3600, 14400, 43200, 86400, 259200, 604800, math.inf) == AGE_BUCKETS
+    objects = [{"id": f"m{i}", "age": age} for i, age in enumerate((300, 301, 86400, 10**9))]
+    assert summarize(objects).age_buckets == (1, 1, 0, 0, 0, 1, 0, 0, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Generated listings
+
+_ALNUM = string.ascii_letters + string.digits
+ADDRESSES = st.from_regex(r"[a-z][a-z0-9.+]{0,12}@[a-z]{1,8}\.(?:org|net|example)", fullmatch=True)
+JUNK = st.one_of(
+    st.from_regex(r"[A-Za-z:\-][ -~]{0,40}", fullmatch=True),
+    st.sampled_from(["12", "5m junk", "exim: warning: x", "-- 3 Kbytes", "*** spool error ***"]),
+)
+
+
+def exim_age_token(seconds: int) -> str:
+    minutes = seconds // 60
+    if minutes > 90:
+        hours = (minutes + 30) // 60
+        return f"{(hours + 12) // 24:2d}d" if hours > 72 else f"{hours:2d}h"
+    return f"{minutes:2d}m"
+
+
+def exim_size_token(size: int) -> tuple[str, int]:
+    """What Exim prints for a size, and the bytes that token stands for."""
+    if size < 1024:
+        return f"{size:5d}", size
+    if size < 10 * K:
+        token = f"{size / K:4.1f}"
+        return token + "K", round(float(token) * K)
+    if size < M:
+        return f"{(size + 512) // K:4d}K", (size + 512) // K * K
+    if size < 10 * M:
+        token = f"{size / M:4.1f}"
+        return token + "M", round(float(token) * M)
+    return f"{(size + M // 2) // M:4d}M", (size + M // 2) // M * M
+
+
+@st.composite
+def exim_listings(draw: st.DrawFn) -> tuple[str, dict[str, int]]:
+    count = draw(st.integers(0, 12))
+    long_ids = draw(st.booleans())
+    tab = draw(st.booleans())
+    truth = {"messages": count, "frozen": 0, "bounces": 0, "bytes": 0, "age_sum": 0}
+    lines: list[str] = []
+    for _ in range(count):
+        age = draw(st.integers(0, 40 * 86400))
+        age_token = exim_age_token(age)
+        size_token, size = exim_size_token(draw(st.integers(1, 30 * M)))
+        rng = random.Random(draw(st.integers(0, 2**32)))
+        parts = (6, 11, 4) if long_ids else (6, 6, 2)
+        msg_id = "-".join("".join(rng.choices(_ALNUM, k=n)) for n in parts)
+        sender = draw(st.one_of(st.just(""), ADDRESSES))
+        frozen = draw(st.booleans())
+        lines.append(
+            f"{age_token} {size_token} {msg_id} <{sender}>" + (" *** frozen ***" if frozen else "")
+        )
+        for address in draw(st.lists(ADDRESSES, max_size=3)):
+            delivered = draw(st.booleans())
+            lines.append(("\t" if tab else "        ") + ("D " if delivered else "  ") + address)
+        lines.append("")
+        truth["frozen"] += frozen
+        truth["bounces"] += sender == ""
+        truth["bytes"] += size
+        truth["age_sum"] += int(age_token[:-1]) * {"m": 60, "h": 3600, "d": 86400}[age_token[-1]]
+    junk = draw(st.lists(st.tuples(st.integers(0, len(lines)), JUNK), max_size=4))
+    for position, line in sorted(junk, reverse=True):
+        lines.insert(position, line)
+    truth["unparsed"] = len(junk)
+    return "\n".join(lines) + draw(st.sampled_from(["", "\n", "\n\n"])), truth
+
+
+POSTFIX_IDS = st.one_of(
+    st.from_regex(r"[0-9A-F]{10,11}", fullmatch=True),
+    st.from_regex(r"[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{12,15}", fullmatch=True),
+)
+
+
+@st.composite
+def postfix_listings(draw: st.DrawFn) -> tuple[str, dict[str, float]]:
+    count = draw(st.integers(0, 10))
+    lines = ["-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------"]
+    truth = {"messages": count, "held": 0, "bounces": 0, "bytes": 0, "age_sum": 0.0}
+    total = 0
+    for _ in range(count):
+        age = draw(st.integers(0, 300 * 86400))
+        stamp = NOW - age
+        tm = datetime.datetime.fromtimestamp(stamp, tz=datetime.UTC)
+        flags = draw(st.sampled_from(["", "*", "!", "!#", "#"]))
+        size = draw(st.integers(0, 50 * M))
+        sender = draw(st.one_of(st.just("MAILER-DAEMON"), ADDRESSES))
+        lines.append(
+            f"{draw(POSTFIX_IDS)}{flags} {size:>7} {tm.strftime('%a %b %e %H:%M:%S')}  {sender}"
+        )
+        for address in draw(st.lists(ADDRESSES, min_size=1, max_size=3)):
+            if draw(st.booleans()):
+                lines.append(" " * 58 + "(deferred transport)")
+            lines.append(" " * 41 + address)
+        lines.append("")
+        total += size
+        truth["held"] += "!" in flags
+        truth["bounces"] += sender == "MAILER-DAEMON"
+        truth["bytes"] += size
+        truth["age_sum"] += NOW - stamp
+    lines.append(f"-- {total // 1024} Kbytes in {count} Requests.")
+    junk = draw(st.lists(st.tuples(st.integers(1, len(lines)), JUNK), max_size=4))
+    for position, line in sorted(junk, reverse=True):
+        lines.insert(position, line)
+    truth["unparsed"] = len(junk)
+    return "\n".join(lines) + "\n", truth
+
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(exim_listings())
+def test_generated_exim_listings_match_the_generator(listing: tuple[str, dict[str, int]]) -> None:
+    text, truth = listing
+    summary = summarize(text)
+    assert summary.messages == truth["messages"]
+    assert summary.frozen == truth["frozen"]
+    assert summary.bounces == truth["bounces"]
+    assert summary.bytes == truth["bytes"]
+    assert summary.age_sum_seconds == truth["age_sum"]
+    assert summary.unparsed_lines == truth["unparsed"]
+    assert summary.held == 0
+    assert summary.flavour == ("exim" if truth["messages"] else summary.flavour)
+    assert_agrees(text)
+    assert exact_summary(text) == QueueSummary(**{**asdict(summary), "flavour": "exim"})
+
+
+@PROPERTY
+@given(postfix_listings())
+def test_generated_postfix_listings_match_the_generator(
+    listing: tuple[str, dict[str, float]],
+) -> None:
+    text, truth = listing
+    summary = summarize(text, now=NOW)
+    assert summary.messages == truth["messages"]
+    assert summary.held == truth["held"]
+    assert summary.bounces == truth["bounces"]
+    assert summary.bytes == truth["bytes"]
+    assert summary.frozen == 0
+    assert summary.age_sum_seconds == pytest.approx(truth["age_sum"])
+    assert summary.unparsed_lines == truth["unparsed"]
+    assert summary.flavour == "postfix"
+    assert_agrees(text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(exim_listings(), min_size=2, max_size=4))
+def test_fast_path_and_line_path_agree_across_slice_boundaries(
+    listings: list[tuple[str, dict[str, int]]],
+) -> None:
+    # Many small listings glued together and read in tiny slices exercise every cut point.
+    text = "\n".join(text for text, _ in listings)
+    original = queue_module._SLICE_CHARS, queue_module._MIN_SLICE_CHARS
+    try:
+        queue_module._SLICE_CHARS = queue_module._MIN_SLICE_CHARS = 64
+        small_slices = summarize(text)
+    finally:
+        queue_module._SLICE_CHARS, queue_module._MIN_SLICE_CHARS = original
+    assert small_slices == summarize(text)
+    assert_agrees(text)
+
+
+@pytest.mark.parametrize("name", ["exim-bp.txt", "exim-bpr.txt", "exim-bp-aged.txt"])
+def test_canonical_exim_output_takes_the_fast_path(name: str) -> None:
+    # The throughput goal depends on it: a canonical slice must not fall back to line reading.
+    acc = queue_module._Acc()
+    assert queue_module._exim_fast_slice("\n\n" + fixture(name).rstrip("\n"), acc)
+    assert acc.messages == summarize(fixture(name)).messages
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        " 6m   350 1xW6VZ-0000xu-1S <>x>",
+        " 6m   350 1xW6VZ-0000xu-1S <x <>",
+        " 6m   350 1xW6VZ-0000xu-1S <> *** frozen ***>",
+        " 6m   350 1xW6VZ-0000xu-1S <a> (alice) *** frozen ***",
+        " 6m   350 1xW6VZ-0000xu-1S <a> *** frozen *** ",
+        " 6m  1.2.3 1xW6VZ-0000xu-1S <a>",
+        " 6m       1xW6VZ-0000xu-1S <a>",
+        " 6m   350 1xW6VZ-0000xu-1S <",
+        " 6m   350 1xW6VZ-0000xu-1S",
+    ],
+)
+def test_odd_headers_read_the_same_by_both_paths(header: str) -> None:
+    text = fixture("exim-bp.txt") + header + "\n          bob@example.net\n\n"
+    summary = assert_agrees(text)
+    assert exact_summary(text) == summary
