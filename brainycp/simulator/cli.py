@@ -1,0 +1,247 @@
+"""``brainycp-panel-sim``: parse arguments, build the panels, serve them under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import time
+from collections.abc import Sequence
+
+import uvicorn
+
+from brainycp import __version__
+from brainycp.config import split_listen
+from brainycp.logsetup import setup_logging
+from brainycp.simulator.app import Panel, SimSettings, SimulatorApp, User
+from brainycp.simulator.state import (
+    FLAVOURS,
+    SCENARIO_TABLE,
+    SCENARIOS,
+    Flavour,
+    PanelState,
+    panel_seed,
+)
+
+log = logging.getLogger("brainycp.simulator")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def parse_users(text: str) -> dict[str, User]:
+    """``admin:secret:root,bob:pw:user`` -> users; ArgumentTypeError when malformed."""
+    users: dict[str, User] = {}
+    for item in text.split(","):
+        parts = item.strip().split(":")
+        if len(parts) == 2:
+            parts.append("root")
+        if len(parts) != 3 or not parts[0] or parts[2] not in ("root", "user"):
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: expected name:password:role with role root or user"
+            )
+        users[parts[0]] = User(password=parts[1], role=parts[2])
+    return users
+
+
+def parse_panel(text: str) -> tuple[str, str | None, str | None]:
+    """``NAME[:SCENARIO[:FLAVOUR]]``; ArgumentTypeError when malformed."""
+    parts = text.split(":")
+    if not 1 <= len(parts) <= 3 or not _NAME.fullmatch(parts[0]):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME[:SCENARIO[:FLAVOUR]]")
+    scenario = parts[1] if len(parts) > 1 and parts[1] else None
+    flavour = parts[2] if len(parts) > 2 and parts[2] else None
+    if scenario is not None and scenario not in SCENARIOS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: scenario must be one of {', '.join(SCENARIOS)}"
+        )
+    if flavour is not None and flavour not in FLAVOURS:
+        raise argparse.ArgumentTypeError(f"{text!r}: flavour must be exim or postfix")
+    return parts[0], scenario, flavour
+
+
+def _listen(text: str) -> tuple[str, int]:
+    try:
+        host, port = split_listen(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT") from None
+    if not host or not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT")
+    return host, port
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    parser = argparse.ArgumentParser(
+        prog="brainycp-panel-sim",
+        description="A fake BrainyCP panel (mail API) for tests and demos.",
+    )
+    parser.add_argument("--version", action="version", version=f"brainycp-panel-sim {__version__}")
+    parser.add_argument(
+        "--listen",
+        type=_listen,
+        default=("127.0.0.1", 8002),
+        metavar="HOST:PORT",
+        help="address to serve on (default 127.0.0.1:8002)",
+    )
+    parser.add_argument(
+        "--flavour",
+        choices=FLAVOURS,
+        default="exim",
+        help="mail server of panels that do not name one (default exim)",
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="quiet",
+        help="scenario of panels that do not name one (default quiet)",
+    )
+    parser.add_argument(
+        "--users",
+        type=parse_users,
+        default=parse_users("admin:admin:root"),
+        metavar="NAME:PASSWORD:ROLE,...",
+        help="logins; role root or user (default admin:admin:root)",
+    )
+    parser.add_argument(
+        "--messages",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="initial queue size of every panel (default: the scenario's)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument(
+        "--time-scale",
+        type=_non_negative,
+        default=60.0,
+        metavar="X",
+        help="simulated seconds per real second (default 60)",
+    )
+    parser.add_argument(
+        "--latency",
+        type=_non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="delay added to every API call (default 0)",
+    )
+    parser.add_argument(
+        "--panel",
+        type=parse_panel,
+        action="append",
+        default=[],
+        metavar="NAME[:SCENARIO[:FLAVOUR]]",
+        help="add a named panel (repeatable); the first is also the default",
+    )
+    parser.add_argument(
+        "--panels",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="add N quiet panels named panel0001...",
+    )
+    parser.add_argument(
+        "--detail-format",
+        choices=("string", "lines", "objects"),
+        default="string",
+        help="how list_msg sends detail (default string)",
+    )
+    parser.add_argument(
+        "--no-relay",
+        action="store_true",
+        help="no relay configured: controll_msg reship answers 102",
+    )
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
+    return parser  # fmt: skip
+
+
+def build_app(args: argparse.Namespace) -> SimulatorApp:
+    """Panels and settings from parsed arguments."""
+    specs: list[tuple[str, str, Flavour]] = []
+    for name, scenario, flavour in args.panel:
+        specs.append((name, scenario or args.scenario, flavour or args.flavour))
+    specs.extend((f"panel{i:04d}", "quiet", args.flavour) for i in range(1, args.panels + 1))
+    if not specs:
+        specs.append(("default", args.scenario, args.flavour))
+    names = [s[0] for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SystemExit(f"brainycp-panel-sim: duplicate panel names: {', '.join(duplicates)}")
+    epoch = time.time()
+    panels = [
+        Panel(
+            name=name,
+            scenario=scenario,
+            state=PanelState(
+                flavour=flavour,
+                scenario=SCENARIO_TABLE[scenario],
+                seed=panel_seed(args.seed, name),
+                time_scale=args.time_scale,
+                clock=time.monotonic,
+                sim_epoch=epoch,
+                initial_messages=args.messages,
+            ),
+        )
+        for name, scenario, flavour in specs
+    ]
+    settings = SimSettings(
+        users=args.users,
+        latency=args.latency,
+        detail_format=args.detail_format,
+        no_relay=args.no_relay,
+    )
+    return SimulatorApp(panels, settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``brainycp-panel-sim``."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, "text")
+    app = build_app(args)
+    host, port = args.listen
+    described = [f"{p.name} ({p.scenario}, {p.state.flavour})" for p in app.panels.values()]
+    shown = ", ".join(described[:5]) + (
+        f", ... {len(described) - 5} more" if len(described) > 5 else ""
+    )
+    log.info(
+        "brainycp-panel-sim %s listening on http://%s:%d/api/api.php, %d panel(s): %s",
+        __version__, host, port, len(described), shown,
+    )  # fmt: skip
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        backlog=4096,
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
