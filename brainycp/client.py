@@ -132,7 +132,8 @@ class PanelClient:
             verify=_ssl_context(panel.tls_verify),
             transport=transport,
             timeout=httpx.Timeout(panel.timeout),
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+            # A status poll sends count_msg and two service statuses at once: keep 4 alive.
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
             headers={"User-Agent": f"brainycp-mail/{__version__}"},
             # Panels are reached directly; an inherited HTTP(S)_PROXY must not see credentials.
             trust_env=False,

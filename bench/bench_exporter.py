@@ -1,0 +1,223 @@
+"""Benchmark the exporter against 1,000 simulated panels with 50 ms of latency each.
+
+One simulator process serves all panels (``--panels 1000 --latency 0.05``, panels
+``panel0001``... under ``/panel/<name>/api/api.php``). Measured:
+
+- one full poll cycle (count_msg + both daemon statuses of every panel, concurrently per
+  panel, ``max_concurrency`` panels in flight), run in this process with the exporter's own
+  :class:`exporter.poller.Poller`, against the ideal ``panels x latency / max_concurrency``;
+  the same with ``list_msg`` added, for information;
+- the real exporter process (``python -m exporter.cli``) after every panel was polled:
+  the median time of 20 ``/metrics`` scrapes, the body size, and its RSS (VmRSS).
+
+    .venv/bin/python bench/bench_exporter.py
+    .venv/bin/python bench/bench_exporter.py --panels 300 --latency 0.05 --concurrency 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from brainycp.config import parse_config
+from exporter.poller import Poller, initial_state
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "bench-pw"
+GOAL_CYCLE_RATIO = 1.5
+GOAL_SCRAPE_SECONDS = 0.100
+GOAL_RSS_BYTES = 150 * 1024**2
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: the process exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up within {timeout:g}s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def config_data(sim_port: int, panels: int, concurrency: int, **exporter: Any) -> dict[str, Any]:
+    return {
+        "defaults": {"username": "admin", "password_env": "BENCH_PW", "timeout": "30s"},
+        "panels": {
+            f"panel{i:04d}": {"url": f"http://127.0.0.1:{sim_port}/panel/panel{i:04d}/api/api.php"}
+            for i in range(1, panels + 1)
+        },
+        "exporter": {"max_concurrency": concurrency, **exporter},
+    }
+
+
+async def one_cycle(data: dict[str, Any], with_list: bool) -> tuple[float, bool]:
+    config = parse_config(data)
+    poller = Poller(config, initial_state(config))
+    try:
+        started = time.perf_counter()
+        if with_list:
+            ok = await poller.poll_once()
+        else:
+            results = await asyncio.gather(*(poller.poll_status(n) for n in config.panels))
+            ok = all(results)
+        return time.perf_counter() - started, ok
+    finally:
+        await poller.aclose()
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def row(name: str, figure: str, goal: str, met: bool | None) -> str:
+    verdict = "-" if met is None else ("met" if met else "NOT met")
+    return f"| {name:<38} | {figure:>16} | {goal:>16} | {verdict:>7} |"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--panels", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--scrapes", type=int, default=20)
+    args = parser.parse_args()
+    os.environ["BENCH_PW"] = PASSWORD
+    tmp = Path(tempfile.mkdtemp(prefix="bench-exporter-"))
+    sim_port, exp_port = free_port(), free_port()
+    sim_log = open(tmp / "sim.log", "wb")  # noqa: SIM115 - closed in finally
+    exp_log = open(tmp / "exporter.log", "wb")  # noqa: SIM115
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "brainycp.simulator.cli", "--listen", f"127.0.0.1:{sim_port}",
+         "--users", f"admin:{PASSWORD}:root", "--panels", str(args.panels),
+         "--latency", str(args.latency), "--log-level", "warning"],
+        stdout=sim_log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+    )  # fmt: skip
+    exporter: subprocess.Popen[bytes] | None = None
+    try:
+        wait_http(f"http://127.0.0.1:{sim_port}/healthz", sim)
+        ideal = args.panels * args.latency / args.concurrency
+        data = config_data(sim_port, args.panels, args.concurrency)
+        # A first, unmeasured cycle opens the connections, as a running exporter has them.
+        asyncio.run(one_cycle(data, with_list=False))
+        status_cycle, status_ok = asyncio.run(one_cycle(data, with_list=False))
+        full_cycle, full_ok = asyncio.run(one_cycle(data, with_list=True))
+
+        daemon_data = config_data(
+            sim_port, args.panels, args.concurrency, interval="60s", list_interval="60s",
+            listen=f"127.0.0.1:{exp_port}",
+        )  # fmt: skip
+        config = tmp / "exporter.yaml"
+        config.write_text(yaml.safe_dump(daemon_data))
+        exporter = subprocess.Popen(
+            [sys.executable, "-m", "exporter.cli", "--config", str(config),
+             "--log-level", "warning"],
+            stdout=exp_log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{exp_port}"
+        wait_http(f"{base}/healthz", exporter)
+        deadline = time.monotonic() + 120
+        with httpx.Client(timeout=10) as client:
+            while time.monotonic() < deadline:
+                text = client.get(f"{base}/metrics").text
+                done = text.count('brainycp_poll_success{operation="list_msg"')
+                if done >= args.panels and text.count("brainycp_up{") >= args.panels:
+                    break
+                time.sleep(0.5)
+            else:
+                raise SystemExit("the exporter did not poll every panel within 120s")
+            timings, size = [], 0
+            for _ in range(args.scrapes):
+                started = time.perf_counter()
+                body = client.get(f"{base}/metrics").content
+                timings.append(time.perf_counter() - started)
+                size = len(body)
+        scrape = statistics.median(timings)
+        rss = rss_bytes(exporter.pid)
+        series = sum(1 for line in body.decode().splitlines() if line and line[0] != "#")
+    finally:
+        if exporter is not None:
+            stop(exporter)
+        stop(sim)
+        sim_log.close()
+        exp_log.close()
+
+    print(
+        f"exporter bench: {args.panels} panels, {args.latency * 1000:g} ms latency, "
+        f"max_concurrency {args.concurrency}, {os.cpu_count()} CPUs"
+    )
+    print(row("measure", "figure", "goal", None).replace("|       - |", "| verdict |"))
+    print(f"|{'-' * 40}|{'-' * 18}|{'-' * 18}|{'-' * 9}|")
+    print(row("ideal cycle (panels x latency / conc.)", f"{ideal:.2f} s", "", None))
+    print(
+        row(
+            "status cycle (count_msg + 2 statuses)",
+            f"{status_cycle:.2f} s ({status_cycle / ideal:.2f}x)",
+            f"<= {GOAL_CYCLE_RATIO}x ideal",
+            status_cycle <= GOAL_CYCLE_RATIO * ideal and status_ok,
+        )
+    )
+    print(row("full cycle incl. list_msg (info)", f"{full_cycle:.2f} s", "", None))
+    print(
+        row(
+            f"/metrics median of {args.scrapes}",
+            f"{scrape * 1000:.1f} ms",
+            f"<= {GOAL_SCRAPE_SECONDS * 1000:g} ms",
+            scrape <= GOAL_SCRAPE_SECONDS,
+        )
+    )
+    print(row("/metrics size", f"{size / 1024:.0f} KiB, {series} s.", "", None))
+    print(
+        row(
+            "exporter RSS (VmRSS)",
+            f"{rss / 1024**2:.0f} MiB",
+            f"<= {GOAL_RSS_BYTES / 1024**2:g} MiB",
+            rss <= GOAL_RSS_BYTES,
+        )
+    )
+    if not (status_ok and full_ok):
+        print("some polls failed: see the logs in", tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The HTTP side: ``/metrics`` from the shared state, a landing page, ``/healthz``."""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from brainycp import __version__
+from exporter.collector import ExporterCollector
+from exporter.exposition import render
+from exporter.state import ExporterState
+
+
+def build_registry(
+    state: ExporterState, *, clock: Callable[[], float] = time.time, process: bool = True
+) -> CollectorRegistry:
+    """An own registry (not the global one) with the exporter's collector.
+
+    ``process=True`` adds prometheus-client's process and platform collectors.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ExporterCollector(state, clock))
+    if process:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+    return registry
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def landing_page(state: ExporterState, now: float) -> str:
+    """HTML table of the panels and the state and age of their last polls."""
+    rows = []
+    for name in sorted(state.panels):
+        panel = state.panels[name]
+        cells = []
+        for operation in panel.operation_names():
+            op = panel.operations.get(operation)
+            if op is None or not op.attempted or op.last_attempt is None:
+                cells.append(f"<td>{operation}: not yet polled</td>")
+                continue
+            result = "ok" if op.success else html.escape(op.last_reason)
+            cells.append(
+                f'<td class="{"ok" if op.success else "fail"}">{operation}: {result}, '
+                f"{_age(max(0.0, now - op.last_attempt))}</td>"
+            )
+        rows.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
+    return (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        "<title>brainycp-mail exporter</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}"
+        ".ok{color:#070}.fail{color:#b00}</style></head><body>"
+        f"<h1>brainycp-mail exporter {html.escape(__version__)}</h1>"
+        '<p><a href="/metrics">/metrics</a> &middot; <a href="/healthz">/healthz</a></p>'
+        f"<p>{len(state.panels)} panels; last poll of each operation:</p>"
+        f"<table>{''.join(rows)}</table></body></html>"
+    )
+
+
+def create_app(
+    state: ExporterState,
+    registry: CollectorRegistry,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """The Starlette app; no route ever calls a panel."""
+
+    async def metrics(request: Request) -> Response:
+        text = render(registry.collect())
+        body = text.encode() if text is not None else generate_latest(registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(landing_page(state, clock()))
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics),
+            Route("/", index),
+            Route("/healthz", healthz),
+        ]
+    )

@@ -1,0 +1,267 @@
+"""Poll every panel on a schedule and write the results into the shared state.
+
+Per panel, job A (every ``interval``) runs ``count_msg`` and each daemon's ``status``
+concurrently, so one poll costs one round trip; job B (every ``list_interval``, 0 = off)
+reads ``list_msg`` and summarizes it. A semaphore bounds the panels in flight.
+Parsing a listing is CPU work on the event loop (about 0.5 s per million messages);
+that is accepted rather than moving it to a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+
+from brainycp.client import PanelClient
+from brainycp.config import Config, PanelConfig
+from brainycp.errors import BrainyCPError
+from brainycp.queue import iter_messages, summarize
+from exporter.state import ExporterState, PanelState
+
+log = logging.getLogger("exporter.poller")
+
+# Every panel is polled once within this many seconds of a start, spread so that
+# 300 panels do not fire in the same second.
+MAX_START_SPREAD = 5.0
+
+TransportFactory = Callable[[PanelConfig], httpx.AsyncBaseTransport | None]
+
+
+def panel_interval(config: Config, panel: PanelConfig) -> float:
+    """The count/status interval of ``panel`` (its own or the exporter's)."""
+    return panel.interval if panel.interval is not None else config.exporter.interval
+
+
+def panel_list_interval(config: Config, panel: PanelConfig) -> float:
+    """The list_msg interval of ``panel``; 0 means list_msg is not polled."""
+    if panel.list_interval is not None:
+        return panel.list_interval
+    return config.exporter.list_interval
+
+
+def initial_state(config: Config) -> ExporterState:
+    """Empty state for every configured panel."""
+    return ExporterState.for_panels(
+        (
+            PanelState(
+                name=name,
+                daemons=tuple(panel.daemons),
+                list_enabled=panel_list_interval(config, panel) > 0,
+            )
+            for name, panel in config.panels.items()
+        ),
+        max_staleness=config.exporter.max_staleness,
+        top_senders=config.exporter.top_senders,
+    )
+
+
+def top_senders(detail: Any, limit: int, now: float) -> tuple[tuple[str, int], ...]:
+    """The ``limit`` senders with most queued messages, most first (ties by name)."""
+    counts = Counter(msg.sender for msg in iter_messages(detail, now) if msg.sender)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return tuple(ranked[:limit])
+
+
+class Poller:
+    """One :class:`PanelClient` per panel, the jobs that use them, and the shared state."""
+
+    def __init__(
+        self,
+        config: Config,
+        state: ExporterState,
+        *,
+        transport_factory: TransportFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.semaphore = asyncio.Semaphore(config.exporter.max_concurrency)
+        self.clients: dict[str, PanelClient] = {
+            name: PanelClient(
+                panel, transport=transport_factory(panel) if transport_factory else None
+            )
+            for name, panel in config.panels.items()
+        }
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running: set[str] = set()
+        """Jobs in flight, as ``job:panel``."""
+
+    # ------------------------------------------------------------------ one poll
+
+    async def _timed(
+        self, panel: PanelState, operation: str, call: Awaitable[Any]
+    ) -> tuple[bool, Any]:
+        started = time.perf_counter()
+        try:
+            value = await call
+        except (BrainyCPError, httpx.HTTPError) as exc:
+            elapsed = time.perf_counter() - started
+            # httpx errors the client does not map (e.g. a bad content encoding) count as connect.
+            reason = exc.reason if isinstance(exc, BrainyCPError) else "connect"
+            detail = exc.detail if isinstance(exc, BrainyCPError) else type(exc).__name__
+            panel.record_failure(operation, time.time(), elapsed, reason, detail)
+            log.warning(
+                "poll failed",
+                extra={
+                    "panel": panel.name,
+                    "operation": operation,
+                    "reason": reason,
+                    "detail": detail,
+                },
+            )
+            return False, None
+        elapsed = time.perf_counter() - started
+        panel.record_success(operation, time.time(), elapsed)
+        return True, value
+
+    async def poll_status(self, name: str) -> bool:
+        """count_msg and every daemon's status of one panel, concurrently; True if all succeeded."""
+        panel = self.state.panels[name]
+        client = self.clients[name]
+        async with self.semaphore:
+            results = await asyncio.gather(
+                self._timed(panel, "count_msg", client.count_msg()),
+                *(
+                    self._timed(panel, daemon, client.service(daemon, "status"))
+                    for daemon in panel.daemons
+                ),
+            )
+        ok, count = results[0]
+        if ok:
+            panel.queue_messages = int(count)
+        for daemon, (daemon_ok, status) in zip(panel.daemons, results[1:], strict=True):
+            if daemon_ok:
+                panel.daemon_states[daemon] = status.state
+        log.debug("polled status", extra={"panel": name})
+        return all(r[0] for r in results)
+
+    async def poll_list(self, name: str) -> bool:
+        """list_msg of one panel, summarized; True if it succeeded."""
+        panel = self.state.panels[name]
+        client = self.clients[name]
+        async with self.semaphore:
+            started = time.perf_counter()
+            ok, listing = await self._timed(panel, "list_msg", client.list_msg())
+            if not ok:
+                return False
+            now = time.time()
+            try:
+                # CPU work on the loop: ~0.5 s per million messages (see docs/metrics.md).
+                summary = summarize(listing.detail, now)
+                senders = (
+                    top_senders(listing.detail, self.state.top_senders, now)
+                    if self.state.top_senders > 0
+                    else ()
+                )
+            except Exception as exc:
+                # The parser is meant never to raise; if it does, the listing is unusable
+                # and the last good summary stays, like any other failed poll.
+                elapsed = time.perf_counter() - started
+                panel.record_failure("list_msg", time.time(), elapsed, "bad_detail", repr(exc))
+                log.warning(
+                    "poll failed",
+                    extra={
+                        "panel": name,
+                        "operation": "list_msg",
+                        "reason": "bad_detail",
+                        "detail": f"listing not parsed: {type(exc).__name__}",
+                    },
+                )
+                return False
+            panel.summary = summary
+            panel.top_senders = senders
+            # The duration covers the parse too: it is what the panel costs this exporter.
+            panel.operation("list_msg").duration_seconds = time.perf_counter() - started
+        log.debug("polled list", extra={"panel": name, "messages": summary.messages})
+        return True
+
+    async def poll_once(self) -> bool:
+        """Poll every panel once (status, and list where enabled); True if every poll succeeded."""
+        jobs: list[Awaitable[bool]] = []
+        for name, panel in self.config.panels.items():
+            jobs.append(self.poll_status(name))
+            if panel_list_interval(self.config, panel) > 0:
+                jobs.append(self.poll_list(name))
+        results = await asyncio.gather(*jobs)
+        return all(results)
+
+    # ------------------------------------------------------------------ schedule
+
+    async def _tracked(self, job: Callable[[str], Awaitable[bool]], name: str) -> None:
+        key = f"{job.__name__}:{name}"
+        if key in self._running:
+            # The start-up poll and the first scheduled run of a slow panel can meet.
+            log.debug("poll still running, skipped", extra={"panel": name, "job": key})
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        self._running.add(key)
+        try:
+            await job(name)
+        except Exception:
+            # A bug must not kill the scheduler's job; it is logged with its traceback.
+            log.exception("poll crashed", extra={"panel": name})
+        finally:
+            self._running.discard(key)
+            if task is not None:
+                self._tasks.discard(task)
+
+    def schedule(self, scheduler: AsyncIOScheduler, *, rng: random.Random | None = None) -> None:
+        """Add job A and (when enabled) job B of every panel.
+
+        The recurring runs of each job start at a random offset within its interval, so
+        the panels' polls stay spread out for as long as the exporter runs. When that
+        offset is later than :data:`MAX_START_SPREAD`, a one-off run within the first
+        seconds fills ``/metrics`` quickly after a start.
+        """
+        rng = rng or random.Random()
+        start = datetime.now(UTC)
+        for name, panel in self.config.panels.items():
+            for job, every in (
+                (self.poll_status, panel_interval(self.config, panel)),
+                (self.poll_list, panel_list_interval(self.config, panel)),
+            ):
+                if every <= 0:
+                    continue
+                job_id = f"{job.__name__}:{name}"
+                offset = rng.uniform(0, every)
+                scheduler.add_job(
+                    self._tracked,
+                    "interval",
+                    seconds=every,
+                    args=(job, name),
+                    id=job_id,
+                    next_run_time=start + timedelta(seconds=offset),
+                    max_instances=1,
+                    coalesce=True,
+                    # A run late by less than one interval still runs; later ones are dropped.
+                    misfire_grace_time=max(1, int(every)),
+                )
+                if offset > MAX_START_SPREAD:
+                    scheduler.add_job(
+                        self._tracked,
+                        "date",
+                        args=(job, name),
+                        id=f"{job_id}:first",
+                        run_date=start + timedelta(seconds=rng.uniform(0, MAX_START_SPREAD)),
+                        misfire_grace_time=max(1, int(every)),
+                    )
+
+    async def aclose(self) -> None:
+        """Cancel polls in flight and close every client."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(
+            *(client.aclose() for client in self.clients.values()), return_exceptions=True
+        )

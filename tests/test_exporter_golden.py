@@ -1,0 +1,102 @@
+"""Golden exposition files: the exact /metrics text for recorded panel answers.
+
+A diff here is a bug or a deliberate change of the exposition. To regenerate after a
+deliberate change (and explain it in the commit message)::
+
+    BRAINYCP_REGENERATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/test_exporter_golden.py
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+
+from brainycp.queue import summarize
+from exporter.app import build_registry
+from exporter.exposition import render
+from exporter.poller import top_senders
+from exporter.state import ExporterState, PanelState
+from tests.support import FIXTURES
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+# 2026-11-25 06:45:00 UTC, a few minutes after the fixtures were captured.
+NOW = 1_795_675_500.0
+REGENERATE = os.environ.get("BRAINYCP_REGENERATE_GOLDEN") == "1"
+
+
+def _listed(name: str, fixture: str, daemons: dict[str, str], top: int) -> PanelState:
+    detail = (FIXTURES / fixture).read_text()
+    panel = PanelState(name=name, daemons=tuple(daemons))
+    summary = summarize(detail, NOW)
+    panel.record_success("count_msg", NOW - 20, 0.031)
+    panel.queue_messages = summary.messages
+    panel.record_success("list_msg", NOW - 20, 0.112)
+    panel.summary = summary
+    panel.top_senders = top_senders(detail, top, NOW) if top else ()
+    for daemon, state in daemons.items():
+        panel.record_success(daemon, NOW - 20, 0.029)
+        panel.daemon_states[daemon] = state
+    return panel
+
+
+def exim_and_postfix(top: int = 0) -> ExporterState:
+    exim = _listed("exim01", "exim-bp.txt", {"clamav": "running", "spamassassin": "unknown"}, top)
+    postfix = _listed("mx01", "postfix-mailq.txt", {"clamav": "stopped"}, top)
+    return ExporterState.for_panels([exim, postfix], max_staleness=600, top_senders=top)
+
+
+def failing_after_success() -> ExporterState:
+    state = exim_and_postfix()
+    exim = state.panels["exim01"]
+    exim.record_failure("count_msg", NOW - 5, 1.0, "timeout", "no answer in 1s")
+    exim.record_failure("list_msg", NOW - 5, 0.004, "not_json", "HTML (162 bytes)")
+    exim.record_failure("clamav", NOW - 5, 0.004, "auth", "rejected")
+    never = PanelState(name="down01", daemons=("clamav",))
+    never.record_failure("count_msg", NOW - 3, 0.002, "connect", "ConnectError")
+    never.record_failure("clamav", NOW - 3, 0.002, "connect", "ConnectError")
+    never.record_failure("list_msg", NOW - 3, 0.002, "connect", "ConnectError")
+    state.panels["down01"] = never
+    return state
+
+
+def stale() -> ExporterState:
+    state = failing_after_success()
+    state.max_staleness = 10
+    return state
+
+
+CASES: dict[str, Callable[[], ExporterState]] = {
+    "exim-and-postfix": exim_and_postfix,
+    "top-senders": lambda: exim_and_postfix(top=3),
+    "failing-after-success": failing_after_success,
+    "stale": stale,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_exposition_matches_golden_file(case: str) -> None:
+    registry = build_registry(CASES[case](), clock=lambda: NOW, process=False)
+    text = generate_latest(registry).decode()
+    text = text.replace(__import__("brainycp").__version__, "VERSION")
+    path = GOLDEN / f"{case}.prom"
+    if REGENERATE:
+        path.write_text(text)
+    assert path.exists(), f"{path} is missing; regenerate (see this module's docstring)"
+    assert text == path.read_text(), f"{path.name} differs; see tests/golden/README.md"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fast_writer_is_byte_identical_to_prometheus_client(case: str) -> None:
+    registry = build_registry(CASES[case](), clock=lambda: NOW, process=True)
+    assert render(registry.collect()) == generate_latest(registry).decode()
+
+
+def test_fast_writer_escapes_label_values_like_prometheus_client() -> None:
+    state = exim_and_postfix(top=3)
+    state.panels["exim01"].top_senders = (('we"ird\\x\nname', 2),)
+    registry = build_registry(state, clock=lambda: NOW, process=False)
+    assert render(registry.collect()) == generate_latest(registry).decode()
