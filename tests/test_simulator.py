@@ -21,6 +21,7 @@ from brainycp.simulator.state import (
     SCENARIOS,
     Message,
     PanelState,
+    b62,
 )
 from tests.support import FIXTURES, free_port, running, sim_args, wait_until
 
@@ -230,6 +231,16 @@ def test_clamav_crash_after_twenty_seconds_and_stays_up_after_on() -> None:
     run_for(state, clock, 180, step=5)
     assert state.daemons["clamav"].running
     assert state.daemons["spamassassin"].running
+
+
+def test_exim_lists_oldest_first_with_ids_that_encode_arrival() -> None:
+    state, _ = make_state("spam-outbreak", messages=50)
+    listed = list(state.iter_messages())
+    arrivals = [m.arrival for m in listed]
+    assert arrivals == sorted(arrivals)
+    # The first six base-62 characters of an Exim id are the arrival second.
+    assert listed[0].id[:6] < listed[-1].id[:6]
+    assert listed[0].id[:6] == b62(int(state.sim_epoch + listed[0].arrival), 6)
 
 
 def test_delete_and_reship_remove_one_message() -> None:
@@ -457,6 +468,8 @@ def test_controll_msg_codes_and_effects(clean: Sim) -> None:
     again = clean.call("controll_msg", "web01", id=target, command="delete")
     expected = (FIXTURES / "exim-Mrm-missing.txt").read_text().replace("1xW6VZ-0000xy-1X", target)
     assert again["detail"] == expected
+    malformed = clean.call("controll_msg", "web01", id="notanid", command="delete")
+    assert malformed["detail"] == (FIXTURES / "exim-Mrm-malformed.txt").read_text()
     assert clean.call("controll_msg", "web01", id=other, command="reship")["error"] == 0
     remaining = {m.id for m in _messages(clean, "web01")}
     assert target not in remaining and other not in remaining

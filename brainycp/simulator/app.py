@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -21,6 +22,9 @@ from starlette.responses import JSONResponse, Response
 
 from brainycp.simulator import render
 from brainycp.simulator.state import DAEMONS, PanelState
+
+# Exim 4.96 ids are 6-6-2, 4.97 and later 6-11-4 (base 62 digits).
+_EXIM_ID = re.compile(r"^[0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}$")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -437,11 +441,13 @@ class SimulatorApp:
                 return {"error": 0, "mess": text("msg_reshipped"), "detail": output}
             found = state.delete(message_id)
             if flavour == "exim":
-                output = (
-                    render.removed_lines("exim", [message_id])
-                    if found
-                    else render.exim_missing(message_id)
-                )
+                if found:
+                    output = render.removed_lines("exim", [message_id])
+                elif not _EXIM_ID.match(message_id):
+                    # tests/fixtures/exim-Mrm-malformed.txt: exim refuses the id outright.
+                    output = f"exim: malformed message id {message_id} after -Mrm option\n"
+                else:
+                    output = render.exim_missing(message_id)
             else:
                 output = (
                     render.removed_lines("postfix", [message_id])

@@ -309,11 +309,15 @@ class PanelState:
 
     # ------------------------------------------------------------------ messages
 
-    def new_id(self) -> str:
-        """A fresh message id in the flavour's shape, unique within this panel."""
+    def new_id(self, arrival: float | None = None) -> str:
+        """A fresh message id in the flavour's shape, unique within this panel.
+
+        Exim's first six characters are the arrival time in base 62, so an old
+        message carries an old id, as on a real spool.
+        """
         self._counter += 1
         if self.flavour == "exim":
-            wall = int(self.sim_epoch + self.now)
+            wall = int(self.sim_epoch + (self.now if arrival is None else arrival))
             return f"{b62(wall, 6)}-{b62(self._counter, 6)}-{b62(self.rng.randrange(3844), 2)}"
         # Postfix short ids: 11 hex digits. Multiplying by an odd constant modulo 16**11
         # is a bijection, so ids stay unique while looking random.
@@ -348,7 +352,7 @@ class PanelState:
             size = int(min(30_000_000, rng.lognormvariate(6.5, 1.6))) + 200
         delivered = 1 if len(recipients) > 1 and rng.random() < 0.3 else -1
         message = Message(
-            id=self.new_id(),
+            id=self.new_id(arrival),
             arrival=arrival,
             size=size,
             sender=sender,
@@ -412,7 +416,13 @@ class PanelState:
         return room
 
     def iter_messages(self) -> Iterator[Message]:
-        """Messages in arrival (insertion) order."""
+        """Messages as the mail server lists them.
+
+        ``exim -bp`` sorts by message id, i.e. oldest first; Postfix walks its
+        hashed queue directories, so insertion order stands in for that.
+        """
+        if self.flavour == "exim":
+            return iter(sorted(self.messages.values(), key=lambda m: (m.arrival, m.id)))
         return iter(self.messages.values())
 
     # ------------------------------------------------------------------ actions
