@@ -1,0 +1,335 @@
+"""The HTTP side: the Alertmanager webhook, the action list, metrics, health, a status page.
+
+``POST /webhook`` does, in order: auth (401), content type (415), body read with
+a 1 MiB cap (413), JSON (400), Alertmanager v4 shape (422), then plans every
+alert and writes all rows in ONE journal transaction (503 if that fails, so
+Alertmanager retries) before answering 200; accepted actions start afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import html
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from brainycp.config import Config, Rule, WebhookAuth
+from remediator.journal import Journal
+from remediator.metrics import Stats, registry
+from remediator.payload import Notification, PayloadError, parse_notification
+from remediator.planner import OUTCOMES, Settings, plan
+from remediator.runner import Runner
+
+MAX_BODY_BYTES = 1024 * 1024
+_LOGGED = ("rule", "panel", "alertname", "outcome", "reason", "action_id", "fingerprint")
+_LOGGED = ("rule", "panel", "alertname", "outcome", "reason", "action_id", "fingerprint")
+log = logging.getLogger("remediator.webhook")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def authorized(header: str | None, auth: WebhookAuth | None) -> bool:
+    """Check an ``Authorization`` header in constant time; ``auth`` None means no auth."""
+    if auth is None:
+        return True
+    if not header:
+        return False
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if auth.bearer_token is not None:
+        expected = auth.bearer_token.get_secret_value().encode()
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), expected)
+    if scheme.lower() != "basic" or auth.basic_password is None or auth.basic_username is None:
+        return False
+    try:
+        user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    user_ok = hmac.compare_digest(user.encode(), auth.basic_username.encode())
+    password_ok = hmac.compare_digest(
+        password.encode(), auth.basic_password.get_secret_value().encode()
+    )
+    return bool(sep) and user_ok and password_ok
+
+
+@dataclass
+class _Planned:
+    """One notification's planning: the answer, what to run, what to count."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    to_run: list[tuple[int, Rule, str, str]] = field(default_factory=list)
+    counted: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+class Remediator:
+    """Wires config, journal, runner and metrics into the request handlers."""
+
+    def __init__(self, config: Config, journal: Journal, runner: Runner, stats: Stats) -> None:
+        self.config = config
+        self.rconfig = config.remediator
+        self.journal = journal
+        self.runner = runner
+        self.stats = stats
+        self.settings = Settings(
+            rules=self.rconfig.rules,
+            panels=frozenset(config.panels),
+            panel_label=self.rconfig.panel_label,
+            dry_run=self.rconfig.dry_run,
+            rate_limit=self.rconfig.rate_limit,
+        )
+        self.registry = registry(stats)
+        auth = self.rconfig.auth
+        scheme = "Bearer" if auth is None or auth.bearer_token is not None else "Basic"
+        self._challenge = {"WWW-Authenticate": f'{scheme} realm="brainycp-mail-remediator"'}
+        self._batch: list[tuple[Notification, asyncio.Future[_Planned | int]]] = []
+        self._flush_scheduled = False
+
+    # ------------------------------------------------------------------ webhook
+
+    async def webhook(self, request: Request) -> Response:
+        if not authorized(request.headers.get("authorization"), self.rconfig.auth):
+            self.stats.notifications["unauthorized"] += 1
+            log.warning("webhook: unauthorized request from %s", _client(request))
+            return _error(401, "missing or wrong credentials", self._challenge)
+        problem = await self._read(request)
+        if isinstance(problem, Response):
+            self.stats.notifications["invalid"] += 1
+            return problem
+        notification = problem
+        if notification.truncated_alerts:
+            self.stats.truncated_alerts += notification.truncated_alerts
+            log.warning(
+                "webhook: Alertmanager left %d alerts out of this notification "
+                "(max_alerts on the receiver); they are not acted on",
+                notification.truncated_alerts,
+                extra={"receiver": notification.receiver},
+            )
+        return await self._accept(notification)
+
+    async def _read(self, request: Request) -> Notification | Response:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            return _error(415, "content type must be application/json")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+        try:
+            data = json.loads(b"".join(chunks))
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "body is not valid JSON")
+        try:
+            return parse_notification(data)
+        except PayloadError as exc:
+            return _error(422, str(exc))
+
+    async def _accept(self, notification: Notification) -> Response:
+        """Queue the notification for the next group commit; answer once it is durable."""
+        future: asyncio.Future[_Planned | int] = self._loop().create_future()
+        self._batch.append((notification, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            # Runs after the requests already readable this loop turn have queued theirs.
+            self._loop().call_soon(self._flush)
+        done = await future
+        if done == 503:
+            return _error(503, "the action journal cannot be written; retry later")
+        if isinstance(done, int):
+            return _error(500, "internal error; see the remediator's log")
+        return JSONResponse({"results": done.results})
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def _flush(self) -> None:
+        """Plan and journal every queued notification in one transaction (one fsync).
+
+        Each notification is its own savepoint: it is recorded whole or not at
+        all, and a failure answers 503 for it alone; a failed COMMIT answers 503
+        for the whole batch. Nothing is answered before the COMMIT returns.
+        """
+        batch, self._batch = self._batch, []
+        self._flush_scheduled = False
+        now = time.time()
+        planned: list[_Planned | int] = []
+        try:
+            with self.journal.transaction():
+                for notification, _ in batch:
+                    try:
+                        with self.journal.savepoint():
+                            planned.append(self._plan(notification, now))
+                    except sqlite3.Error as exc:
+                        log.error("webhook: cannot write the journal: %s", exc)
+                        planned.append(503)
+                    except Exception:  # a bug must answer, not leave the request hanging
+                        log.exception("webhook: planning a notification failed")
+                        planned.append(500)
+        except sqlite3.Error as exc:
+            log.error("webhook: cannot commit the journal: %s", exc)
+            planned = [503] * len(batch)
+        for (_, future), done in zip(batch, planned, strict=True):
+            if isinstance(done, int):
+                self.stats.notifications["journal_error"] += done == 503
+            else:
+                self.stats.notifications["accepted"] += 1
+                try:
+                    self._after_commit(done)
+                except Exception:  # committed already: answer 200 whatever happens here
+                    log.exception("webhook: after-commit step failed")
+            if not future.done():
+                future.set_result(done)
+
+    def _plan(self, notification: Notification, now: float) -> _Planned:
+        out = _Planned()
+        for alert in notification.alerts:
+            decision = plan(alert, self.settings, self.journal, now)
+            rule = decision.rule
+            action_id: int | None = None
+            if decision.cancel_ids:
+                cancelled = self.journal.cancel(
+                    decision.cancel_ids, "the alert resolved before it started", now
+                )
+                if rule is not None:
+                    out.counted += [(decision.panel, rule.action, "cancelled")] * len(cancelled)
+                action_id = cancelled[0] if cancelled else None
+            if decision.record and rule is not None:
+                action_id = self.journal.insert(
+                    rule=rule.name,
+                    panel=decision.panel,
+                    action=rule.action,
+                    outcome=decision.outcome,
+                    reason=decision.reason,
+                    received_at=now,
+                    alertname=alert.alertname,
+                    fingerprint=alert.fingerprint,
+                    starts_at=alert.starts_at,
+                    alert_status=alert.status,
+                    labels=dict(alert.labels),
+                    dedupe_key=decision.dedupe_key,
+                )
+                if decision.outcome == "pending":
+                    out.to_run.append((action_id, rule, decision.panel, alert.alertname))
+                else:
+                    # An unknown panel name comes from the alert: keep it out of metric labels.
+                    known = decision.panel if decision.outcome != "rejected" else ""
+                    out.counted.append((known, rule.action, decision.outcome))
+            out.results.append(
+                {
+                    "fingerprint": alert.fingerprint,
+                    "alertname": alert.alertname,
+                    "panel": decision.panel,
+                    "rule": rule.name if rule else None,
+                    "outcome": decision.outcome,
+                    "reason": decision.reason,
+                    "action_id": action_id,
+                }
+            )
+        return out
+
+    def _after_commit(self, done: _Planned) -> None:
+        for key in done.counted:
+            self.stats.outcome(*key)
+        for result in done.results:
+            level = logging.DEBUG if result["outcome"] == "ignored" else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "alert %s on %s: %s",
+                    result["alertname"],
+                    result["panel"] or "-",
+                    result["outcome"],
+                    extra={k: result[k] for k in _LOGGED},
+                )
+        for action_id, rule, panel, alertname in done.to_run:
+            self.runner.submit(action_id, rule, panel, alertname)
+
+    # ------------------------------------------------------------------ read side
+
+    async def actions(self, request: Request) -> Response:
+        query = request.query_params
+        outcome = query.get("outcome")
+        if outcome is not None and outcome not in OUTCOMES:
+            return _error(400, f"outcome must be one of {', '.join(OUTCOMES)}")
+        raw_limit = query.get("limit", "100")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 10000:
+            return _error(400, "limit must be a number from 1 to 10000")
+        rows = self.journal.list(
+            panel=query.get("panel"),
+            rule=query.get("rule"),
+            outcome=outcome,
+            limit=int(raw_limit),
+        )
+        return JSONResponse({"actions": [row.as_json() for row in rows]})
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def index(self, request: Request) -> Response:
+        esc = html.escape
+        rules = "".join(
+            f"<tr><td>{esc(r.name)}</td><td>{esc(', '.join(str(m) for m in r.matchers))}</td>"
+            f"<td>{esc(r.action)}{' ' + esc(r.daemon) if r.daemon else ''}</td>"
+            f"<td>{r.cooldown:g}s</td><td>{'yes' if r.dry_run or self.rconfig.dry_run else ''}"
+            "</td></tr>"
+            for r in self.rconfig.rules
+        )
+        recent = "".join(
+            f"<tr><td>{a.id}</td><td>{_when(a.received_at)}</td><td>{esc(a.rule)}</td><td>{esc(a.panel)}</td><td>{esc(a.action)}</td>"
+            f"<td>{esc(a.outcome)}</td><td>{esc(a.reason)}</td></tr>"
+            for a in self.journal.list(limit=20)
+        )
+        page = (
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            "<title>brainycp-mail remediator</title></head><body>"
+            "<h1>brainycp-mail remediator</h1>"
+            f"<p>{len(self.config.panels)} panels; webhook at <code>POST /webhook</code>; "
+            "<a href='/actions'>actions</a>, <a href='/metrics'>metrics</a>.</p>"
+            "<h2>Rules (first match wins)</h2><table border=1><tr><th>name</th><th>matchers</th>"
+            f"<th>action</th><th>cooldown</th><th>dry run</th></tr>{rules}</table>"
+            "<h2>Recent actions (UTC)</h2><table border=1><tr><th>id</th><th>received</th>"
+            "<th>rule</th><th>panel</th><th>action</th><th>outcome</th><th>reason</th></tr>"
+            f"{recent}</table></body></html>"
+        )
+        return HTMLResponse(page)
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/webhook", self.webhook, methods=["POST"]),
+                Route("/actions", self.actions, methods=["GET"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/", self.index, methods=["GET"]),
+            ]
+        )
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))

@@ -1,0 +1,205 @@
+"""``brainycp-mail-remediator``: parse arguments, check the config, start the server.
+
+One event loop (``asyncio.run``) holds uvicorn, the action runner and the panel clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import uvicorn
+
+from brainycp import __version__
+from brainycp.config import Config, ConfigError, Rule, load_config, parse_listen, split_listen
+from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
+from remediator.app import Remediator
+from remediator.journal import Journal
+from remediator.metrics import Stats
+from remediator.runner import Runner
+
+log = logging.getLogger("remediator")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def describe_rule(rule: Rule, global_dry_run: bool = False) -> str:
+    """One line: ``name: matchers -> action (cooldown ...)``, for ``--check-config``."""
+    what: str = rule.action
+    if rule.daemon:
+        what += f" {rule.daemon}"
+    if rule.force:
+        what += " (force)"
+    if rule.select is not None:
+        criteria = []
+        for key, value in rule.select.model_dump().items():
+            if value is None:
+                continue
+            if key == "older_than":
+                value = _duration(value)
+            criteria.append(f"{key}={value}")
+        what += " where " + ", ".join(criteria) if criteria else " on every queued message"
+        verb = "act on the oldest" if rule.limit == "first" else "refuse above"
+        what += f"; {verb} {rule.max_messages}"
+    extras = [f"cooldown {_duration(rule.cooldown)}"]
+    if rule.rerun_after is not None:
+        extras.append(f"rerun_after {_duration(rule.rerun_after)}")
+    if rule.on != ["firing"]:
+        extras.append("on " + "+".join(rule.on))
+    if rule.dry_run or global_dry_run:
+        extras.append("DRY RUN")
+    matchers = ", ".join(str(m) for m in rule.matchers)
+    return f"{rule.name}: {matchers} -> {what} ({', '.join(extras)})"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brainycp-mail-remediator",
+        description="Receive Alertmanager webhooks and run the configured actions on "
+        "BrainyCP panels, safely (dedupe, cooldown, rate limit, journal).",
+    )
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("BRAINYCP_MAIL_CONFIG"),
+        help="YAML config file (default: $BRAINYCP_MAIL_CONFIG)",
+    )
+    parser.add_argument("--listen", help="HOST:PORT to serve on (default: remediator.listen)")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config, list each rule and what it would do, and exit",
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+async def serve(config: Config, host: str, port: int) -> None:
+    """Run until SIGTERM/SIGINT: recover the journal, serve, then stop the runner."""
+    rconfig = config.remediator
+    journal = Journal(rconfig.state_file)
+    stats = Stats()
+    rules = {rule.name: rule for rule in rconfig.rules}
+    runner = Runner(
+        journal,
+        config.panels,
+        rules,
+        stats,
+        max_concurrent=rconfig.max_concurrent_actions,
+        action_timeout=rconfig.action_timeout,
+    )
+    resumed, interrupted = journal.recover(time.time())
+    for action_id in interrupted:
+        row = journal.get(action_id)
+        if row is not None:
+            stats.outcome(row.panel, row.action, "interrupted")
+            log.warning(
+                "action %d (%s on %s) was interrupted by a restart; not re-run",
+                action_id,
+                row.action,
+                row.panel,
+                extra={"rule": row.rule, "panel": row.panel, "alertname": row.alertname},
+            )
+    remediator = Remediator(config, journal, runner, stats)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            remediator.app(),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.01)
+    if server.started:
+        log.info(
+            "remediator %s listening on %s:%d, %d rules, %d panels",
+            __version__,
+            host,
+            port,
+            len(rules),
+            len(config.panels),
+        )
+        for action_id in resumed:
+            row = journal.get(action_id)
+            rule = rules.get(row.rule) if row else None
+            if row is None:
+                continue
+            if rule is None or rule.action != row.action or row.panel not in config.panels:
+                journal.finish(
+                    action_id, "interrupted", "its rule or panel left the config", time.time()
+                )
+                stats.outcome(row.panel, row.action, "interrupted")
+                continue
+            log.info(
+                "resuming action %d (%s on %s) after a restart", action_id, row.action, row.panel
+            )
+            runner.submit(action_id, rule, row.panel, row.alertname)
+    try:
+        await serving
+    finally:
+        await runner.close()
+        journal.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit code (2 for config errors)."""
+    args = _parser().parse_args(argv)
+    if not args.config:
+        print("error: --config FILE is required (or set BRAINYCP_MAIL_CONFIG)", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, require_remediator_auth=True)
+        if args.listen:
+            parse_listen(args.listen)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"--listen: {exc}", file=sys.stderr)
+        return 2
+    rconfig = config.remediator
+    if args.check_config:
+        print(f"config OK: {len(config.panels)} panels, {len(rconfig.rules)} rules")
+        for warning in config.warnings:
+            print(f"warning: {warning}")
+        if rconfig.auth is None:
+            print("warning: remediator.insecure_no_auth: the webhook accepts anyone")
+        for rule in rconfig.rules:
+            print(describe_rule(rule, rconfig.dry_run))
+        return 0
+    setup_logging(args.log_level, args.log_format)
+    for warning in config.warnings:
+        log.warning("config: %s", warning)
+    if rconfig.auth is None:
+        log.warning(
+            "remediator.insecure_no_auth is set: anyone who can reach the webhook can "
+            "trigger actions on the panels"
+        )
+    if rconfig.dry_run:
+        log.warning("dry_run is on: no action changes anything on a panel")
+    host, port = split_listen(args.listen or rconfig.listen)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config, host, port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The action journal: one SQLite file (stdlib ``sqlite3``, WAL) that survives restarts.
+
+Calls are short and synchronous on the event loop: each is an indexed lookup or
+a one-row write (well under a millisecond), and doing them inline keeps the
+webhook's "journal, then answer" step atomic without a thread hand-off.
+Accepting notifications commits with ``synchronous=FULL``: in WAL mode that
+fsyncs the log on every commit, so a notification answered 2xx survives a power
+loss, not just a crash. Notifications that arrive together share one commit
+(group commit, see :mod:`remediator.app`), each inside its own savepoint.
+Claiming and finishing an action commit with ``synchronous=NORMAL`` (no fsync
+of their own; the next FULL commit carries them): losing one to a power cut
+only makes recovery treat the action as unfinished, which is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from remediator.planner import COUNTING_OUTCOMES, EPISODE_OUTCOMES, EpisodeRun
+
+IDEMPOTENT_ACTIONS = ("delete_frozen", "start_service", "stop_service", "restart_service")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    rule TEXT NOT NULL,
+    panel TEXT NOT NULL,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    received_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    alertname TEXT NOT NULL DEFAULT '',
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    alert_status TEXT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    dedupe_key TEXT NOT NULL,
+    counts INTEGER NOT NULL DEFAULT 0,
+    episode INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS actions_episode ON actions (dedupe_key, episode, id);
+CREATE INDEX IF NOT EXISTS actions_rule_panel ON actions (rule, panel, counts, received_at);
+CREATE INDEX IF NOT EXISTS actions_counting ON actions (counts, received_at);
+CREATE INDEX IF NOT EXISTS actions_outcome ON actions (outcome, rule, fingerprint);
+"""
+
+_COLUMNS = (
+    "id, rule, panel, action, outcome, reason, received_at, started_at, finished_at, "
+    "alertname, fingerprint, starts_at, alert_status"
+)
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    """One journal row as the API shows it."""
+
+    id: int
+    rule: str
+    panel: str
+    action: str
+    outcome: str
+    reason: str
+    received_at: float
+    started_at: float | None
+    finished_at: float | None
+    alertname: str
+    fingerprint: str
+    starts_at: str
+    alert_status: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``GET /actions`` shape."""
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "panel": self.panel,
+            "action": self.action,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "received_at": self.received_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "alert": {
+                "alertname": self.alertname,
+                "fingerprint": self.fingerprint,
+                "starts_at": self.starts_at,
+                "status": self.alert_status,
+            },
+        }
+
+
+def _flags(outcome: str) -> tuple[int, int]:
+    return int(outcome in COUNTING_OUTCOMES), int(outcome in EPISODE_OUTCOMES)
+
+
+class Journal:
+    """The remediator's state; implements :class:`remediator.planner.JournalView`."""
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=2000")
+        self._db.executescript(_SCHEMA)
+        self._in_tx = False
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic write: everything inside commits together or not at all."""
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self._in_tx = False
+            self._db.execute("ROLLBACK")
+            raise
+        self._in_tx = False
+        self._db.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside :meth:`transaction`: a nested unit that rolls back alone on error."""
+        self._db.execute("SAVEPOINT notification")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK TO notification")
+            self._db.execute("RELEASE notification")
+            raise
+        self._db.execute("RELEASE notification")
+
+    @contextmanager
+    def _write(self, durable: bool = True) -> Iterator[None]:
+        if self._in_tx:
+            yield
+        elif durable:
+            with self.transaction():
+                yield
+        else:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self.transaction():
+                    yield
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+
+    # ------------------------------------------------------------------ JournalView
+
+    def episode_last(self, dedupe_key: str) -> EpisodeRun | None:
+        row = self._db.execute(
+            "SELECT id, outcome, received_at FROM actions WHERE dedupe_key = ? AND episode = 1 "
+            "ORDER BY id DESC LIMIT 1",
+            (dedupe_key,),
+        ).fetchone()
+        return EpisodeRun(row[0], row[1], row[2]) if row else None
+
+    def last_accepted(self, rule: str, panel: str) -> float | None:
+        row = self._db.execute(
+            "SELECT MAX(received_at) FROM actions WHERE rule = ? AND panel = ? AND counts = 1",
+            (rule, panel),
+        ).fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    def accepted_since(self, since: float) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM actions WHERE counts = 1 AND received_at > ?", (since,)
+        ).fetchone()
+        return int(row[0])
+
+    def pending_ids(self, rule: str, fingerprint: str, starts_at: str) -> list[int]:
+        rows = self._db.execute(
+            "SELECT id FROM actions WHERE outcome = 'pending' AND rule = ? AND fingerprint = ? "
+            "AND starts_at = ? AND alert_status = 'firing'",
+            (rule, fingerprint, starts_at),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    # ------------------------------------------------------------------ writes
+
+    def insert(
+        self,
+        *,
+        rule: str,
+        panel: str,
+        action: str,
+        outcome: str,
+        reason: str,
+        received_at: float,
+        alertname: str,
+        fingerprint: str,
+        starts_at: str,
+        alert_status: str,
+        labels: dict[str, str],
+        dedupe_key: str,
+    ) -> int:
+        """Add one row; returns its id."""
+        counts, episode = _flags(outcome)
+        finished = None if outcome in ("pending", "running") else received_at
+        with self._write():
+            cur = self._db.execute(
+                "INSERT INTO actions (rule, panel, action, outcome, reason, received_at, "
+                "finished_at, alertname, fingerprint, starts_at, alert_status, labels, "
+                "dedupe_key, counts, episode) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    rule, panel, action, outcome, reason, received_at, finished, alertname,
+                    fingerprint, starts_at, alert_status, json.dumps(labels, sort_keys=True),
+                    dedupe_key, counts, episode,
+                ),
+            )  # fmt: skip
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def cancel(self, ids: Sequence[int], reason: str, now: float) -> list[int]:
+        """Mark still-pending rows ``cancelled``; returns the ids that were pending."""
+        done = []
+        with self._write():
+            for action_id in ids:
+                cur = self._db.execute(
+                    "UPDATE actions SET outcome = 'cancelled', reason = ?, finished_at = ?, "
+                    "counts = 0, episode = 1 WHERE id = ? AND outcome = 'pending'",
+                    (reason, now, action_id),
+                )
+                if cur.rowcount:
+                    done.append(action_id)
+        return done
+
+    def claim(self, action_id: int, now: float) -> bool:
+        """``pending`` -> ``running``; False when the row is no longer pending (cancelled)."""
+        with self._write(durable=False):
+            cur = self._db.execute(
+                "UPDATE actions SET outcome = 'running', started_at = ? "
+                "WHERE id = ? AND outcome = 'pending'",
+                (now, action_id),
+            )
+        return cur.rowcount == 1
+
+    def finish(self, action_id: int, outcome: str, reason: str, now: float) -> None:
+        """Record the final outcome of a running action."""
+        counts, episode = _flags(outcome)
+        with self._write(durable=False):
+            self._db.execute(
+                "UPDATE actions SET outcome = ?, reason = ?, finished_at = ?, counts = ?, "
+                "episode = ? WHERE id = ?",
+                (outcome, reason, now, counts, episode, action_id),
+            )
+
+    def recover(self, now: float) -> tuple[list[int], list[int]]:
+        """After a restart: re-queue unfinished idempotent actions, interrupt the others.
+
+        Returns ``(resumed_ids, interrupted_ids)``. Resumed rows go back to ``pending``.
+        """
+        rows = self._db.execute(
+            "SELECT id, action FROM actions WHERE outcome IN ('pending', 'running') ORDER BY id"
+        ).fetchall()
+        resumed = [r[0] for r in rows if r[1] in IDEMPOTENT_ACTIONS]
+        interrupted = [r[0] for r in rows if r[1] not in IDEMPOTENT_ACTIONS]
+        with self._write():
+            for action_id in resumed:
+                self._db.execute(
+                    "UPDATE actions SET outcome = 'pending', started_at = NULL, "
+                    "reason = 'resumed after a restart' WHERE id = ?",
+                    (action_id,),
+                )
+            for action_id in interrupted:
+                self._db.execute(
+                    "UPDATE actions SET outcome = 'interrupted', finished_at = ?, "
+                    "reason = 'the remediator stopped before this action finished; "
+                    "not re-run because it is not idempotent' WHERE id = ?",
+                    (now, action_id),
+                )
+        return resumed, interrupted
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, action_id: int) -> ActionRow | None:
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM actions WHERE id = ?", (action_id,)
+        ).fetchone()
+        return ActionRow(*row) if row else None
+
+    def labels(self, action_id: int) -> dict[str, str]:
+        row = self._db.execute("SELECT labels FROM actions WHERE id = ?", (action_id,)).fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
+    def list(
+        self,
+        *,
+        panel: str | None = None,
+        rule: str | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+    ) -> list[ActionRow]:
+        """Rows newest first, filtered by any of panel, rule, outcome."""
+        where, args = [], []
+        for column, value in (("panel", panel), ("rule", rule), ("outcome", outcome)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = f"SELECT {_COLUMNS} FROM actions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        rows = self._db.execute(sql, (*args, limit)).fetchall()
+        return [ActionRow(*r) for r in rows]

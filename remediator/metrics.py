@@ -1,0 +1,105 @@
+"""The remediator's own metrics: plain counters kept in :class:`Stats`, exposed by a Collector.
+
+``actions_total`` counts outcomes as they become known (skips, rejections and
+dry runs at receipt, the rest when the action ends); ``pending``/``running``
+are not counted there, ``actions_in_progress`` shows what is running now.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from brainycp import __version__
+
+NOTIFICATION_RESULTS = ("accepted", "unauthorized", "invalid", "journal_error")
+DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"))
+
+
+class Stats:
+    """Mutable counters, touched only from the event loop."""
+
+    def __init__(self) -> None:
+        self.notifications = dict.fromkeys(NOTIFICATION_RESULTS, 0)
+        self.truncated_alerts = 0
+        self.actions: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.duration_buckets: dict[str, list[int]] = {}
+        self.duration_sum: dict[str, float] = defaultdict(float)
+        self.in_progress = 0
+
+    def outcome(self, panel: str, action: str, outcome: str) -> None:
+        self.actions[(panel, action, outcome)] += 1
+
+    def duration(self, action: str, seconds: float) -> None:
+        buckets = self.duration_buckets.setdefault(action, [0] * len(DURATION_BUCKETS))
+        buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.duration_sum[action] += seconds
+
+
+class RemediatorCollector(Collector):
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        notes = CounterMetricFamily(
+            "brainycp_remediator_notifications",
+            "Webhook notifications received, by result.",
+            labels=["result"],
+        )
+        for result, count in s.notifications.items():
+            notes.add_metric([result], count)
+        yield notes
+        yield CounterMetricFamily(
+            "brainycp_remediator_truncated_alerts",
+            "Alerts Alertmanager left out of notifications (truncatedAlerts).",
+            value=s.truncated_alerts,
+        )
+        actions = CounterMetricFamily(
+            "brainycp_remediator_actions",
+            "Actions by panel, action and outcome (counted when the outcome is known).",
+            labels=["panel", "action", "outcome"],
+        )
+        for (panel, action, outcome), count in sorted(s.actions.items()):
+            actions.add_metric([panel, action, outcome], count)
+        yield actions
+        hist = HistogramMetricFamily(
+            "brainycp_remediator_action_duration_seconds",
+            "Time an action took on the panel, from start to verified outcome.",
+            labels=["action"],
+        )
+        for action, buckets in sorted(s.duration_buckets.items()):
+            cumulative, running = [], 0
+            for bound, count in zip(DURATION_BUCKETS, buckets, strict=True):
+                running += count
+                label = "+Inf" if bound == float("inf") else repr(bound)
+                cumulative.append((label, running))
+            hist.add_metric([action], cumulative, s.duration_sum[action])
+        yield hist
+        yield GaugeMetricFamily(
+            "brainycp_remediator_actions_in_progress",
+            "Actions running on panels right now.",
+            value=s.in_progress,
+        )
+        info = GaugeMetricFamily(
+            "brainycp_remediator_build_info", "Remediator version.", labels=["version"]
+        )
+        info.add_metric([__version__], 1)
+        yield info
+
+
+def registry(stats: Stats) -> CollectorRegistry:
+    """A registry holding only the remediator's collector (no process or GC metrics)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(RemediatorCollector(stats))
+    return reg

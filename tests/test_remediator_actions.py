@@ -1,0 +1,200 @@
+"""Actions against a fake panel client: live re-read, selection, limits, verification."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from brainycp.client import ActionResult, QueueListing, ServiceStatus
+from brainycp.config import Rule
+from brainycp.errors import PanelAPIError, PanelTimeout
+from remediator import actions
+
+
+@dataclass
+class Msg:
+    id: str
+    age_minutes: int = 10
+    size: int = 500
+    sender: str = "alice@example.org"
+    recipient: str = "bob@example.net"
+    frozen: bool = False
+
+
+@dataclass
+class FakePanel:
+    """Just enough of PanelClient: an Exim queue and two daemons; logs every call."""
+
+    queue: list[Msg] = field(default_factory=list)
+    daemons: dict[str, str] = field(default_factory=lambda: {"clamav": "running"})
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+    frozen_applicable: bool = True
+    stuck_on: bool = False
+
+    async def list_msg(self) -> QueueListing:
+        self.calls.append(("list_msg",))
+        lines = []
+        for m in self.queue:
+            sender = "<>" if m.sender == "<>" else f"<{m.sender}>"
+            frozen = " *** frozen ***" if m.frozen else ""
+            lines += [f"{m.age_minutes}m {m.size} {m.id} {sender}{frozen}", f"  {m.recipient}", ""]
+        return QueueListing("\n".join(lines), not self.queue, 0)
+
+    async def delete_frozen_msg(self) -> ActionResult:
+        self.calls.append(("delete_frozen_msg",))
+        if not self.frozen_applicable:
+            return ActionResult(False, "", "no frozen")
+        self.queue = [m for m in self.queue if not m.frozen]
+        return ActionResult(True, "", "")
+
+    async def delete_all_msg(self, force: bool = False) -> ActionResult:
+        self.calls.append(("delete_all_msg", str(force)))
+        self.queue = []
+        return ActionResult(True, "", "")
+
+    async def controll_msg(self, message_id: str, command: str) -> ActionResult:
+        self.calls.append(("controll_msg", message_id, command))
+        if not any(m.id == message_id for m in self.queue):
+            raise PanelAPIError("p", "controll_msg", 1, "no such message")
+        self.queue = [m for m in self.queue if m.id != message_id]
+        return ActionResult(True, "", "")
+
+    async def service(self, daemon: str, command: str) -> ServiceStatus:
+        self.calls.append((daemon, command))
+        if command == "on" and not self.stuck_on:
+            self.daemons[daemon] = "running"
+        elif command == "off":
+            self.daemons[daemon] = "stopped"
+        state = self.daemons[daemon]
+        return ServiceStatus(daemon, state, state)  # type: ignore[arg-type]
+
+
+def rule(action: str, **kw: Any) -> Rule:
+    return Rule.model_validate({"name": "r", "matchers": ['alertname="X"'], "action": action, **kw})
+
+
+def run(panel: FakePanel, r: Rule) -> actions.Outcome:
+    return asyncio.run(actions.run(panel, r))  # type: ignore[arg-type]
+
+
+def mid(n: int) -> str:
+    return f"1xW6VZ-{n:06d}-1S"
+
+
+def test_delete_frozen_with_nothing_frozen_does_not_call_the_panel_action() -> None:
+    panel = FakePanel(queue=[Msg(mid(1))])
+    out = run(panel, rule("delete_frozen"))
+    assert out.outcome == "skipped_nothing_to_do"
+    assert panel.calls == [("list_msg",)]
+
+
+def test_delete_frozen_deletes_and_verifies() -> None:
+    panel = FakePanel(queue=[Msg(mid(1), frozen=True), Msg(mid(2), frozen=True), Msg(mid(3))])
+    out = run(panel, rule("delete_frozen"))
+    assert out.outcome == "succeeded" and "2 -> 0" in out.reason
+    assert [c[0] for c in panel.calls] == ["list_msg", "delete_frozen_msg", "list_msg"]
+
+
+def test_delete_frozen_code_100_is_nothing_to_do() -> None:
+    panel = FakePanel(queue=[Msg(mid(1), frozen=True)], frozen_applicable=False)
+    assert run(panel, rule("delete_frozen")).outcome == "skipped_nothing_to_do"
+
+
+def test_delete_all_force_sends_force() -> None:
+    panel = FakePanel(queue=[Msg(mid(1))])
+    out = run(panel, rule("delete_all", allow_destructive=True, force=True))
+    assert out.outcome == "succeeded" and ("delete_all_msg", "True") in panel.calls
+
+
+def test_restart_is_status_off_on_status_and_needs_running_at_the_end() -> None:
+    panel = FakePanel(daemons={"clamav": "stopped"})
+    out = run(panel, rule("restart_service", daemon="clamav"))
+    assert out.outcome == "succeeded"
+    assert panel.calls == [
+        ("clamav", "status"), ("clamav", "off"), ("clamav", "on"), ("clamav", "status"),
+    ]  # fmt: skip
+
+
+def test_restart_of_a_running_service_is_nothing_to_do() -> None:
+    panel = FakePanel()
+    assert run(panel, rule("restart_service", daemon="clamav")).outcome == "skipped_nothing_to_do"
+    assert panel.calls == [("clamav", "status")]
+
+
+def test_restart_that_leaves_the_service_stopped_fails() -> None:
+    panel = FakePanel(daemons={"clamav": "stopped"}, stuck_on=True)
+    out = run(panel, rule("restart_service", daemon="clamav"))
+    assert out.outcome == "failed" and "stopped" in out.reason
+
+
+def test_stop_service() -> None:
+    panel = FakePanel()
+    assert run(panel, rule("stop_service", daemon="clamav")).outcome == "succeeded"
+    assert panel.daemons["clamav"] == "stopped"
+
+
+def test_delete_messages_selects_by_every_criterion() -> None:
+    queue = [
+        Msg(mid(1), age_minutes=3000, sender="<>"),  # old bounce: selected
+        Msg(mid(2), age_minutes=10, sender="<>"),  # young bounce
+        Msg(mid(3), age_minutes=3000),  # old, not a bounce
+        Msg(mid(4), age_minutes=4000, sender="<>", recipient="x@other.org"),
+    ]
+    panel = FakePanel(queue=queue)
+    r = rule(
+        "delete_messages",
+        select={"bounce": True, "older_than": "2d", "recipient_domain": "example.net"},
+    )
+    out = run(panel, r)
+    assert out.outcome == "succeeded"
+    assert [c for c in panel.calls if c[0] == "controll_msg"] == [
+        ("controll_msg", mid(1), "delete")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("select", "expected"),
+    [
+        ({"sender": "spammer@bad.example"}, {2}),
+        ({"sender_domain": "BAD.example"}, {2, 3}),
+        ({"larger_than": 1000}, {3}),
+        ({"frozen": True}, {1}),
+    ],
+)
+def test_reship_selection(select: dict[str, Any], expected: set[int]) -> None:
+    queue = [
+        Msg(mid(1), frozen=True),
+        Msg(mid(2), sender="spammer@bad.example"),
+        Msg(mid(3), sender="other@bad.example", size=5000),
+    ]
+    panel = FakePanel(queue=queue)
+    run(panel, rule("reship_messages", select=select))
+    assert {int(c[1][7:13]) for c in panel.calls if c[0] == "controll_msg"} == expected
+    assert all(c[2] == "reship" for c in panel.calls if c[0] == "controll_msg")
+
+
+def test_too_many_messages_refuses_and_touches_nothing() -> None:
+    panel = FakePanel(queue=[Msg(mid(i), sender="<>") for i in range(5)])
+    out = run(panel, rule("delete_messages", select={"bounce": True}, max_messages=4))
+    assert out.outcome == "failed" and out.reason.startswith("too_many_messages")
+    assert panel.calls == [("list_msg",)] and len(panel.queue) == 5
+
+
+def test_limit_first_acts_on_the_oldest() -> None:
+    panel = FakePanel(queue=[Msg(mid(i), sender="<>", age_minutes=i * 10) for i in range(1, 6)])
+    r = rule("delete_messages", select={"bounce": True}, max_messages=2, limit="first")
+    out = run(panel, r)
+    assert out.outcome == "succeeded"
+    assert [c[1] for c in panel.calls if c[0] == "controll_msg"] == [mid(5), mid(4)]
+
+
+def test_panel_errors_become_failed_with_the_reason_word() -> None:
+    class Broken(FakePanel):
+        async def list_msg(self) -> QueueListing:
+            raise PanelTimeout("web01", "list_msg", "no answer in 10s")
+
+    out = run(Broken(), rule("delete_frozen"))
+    assert out.outcome == "failed" and out.reason.startswith("timeout: list_msg")

@@ -1,0 +1,91 @@
+"""The webhook in-process (ASGI transport): auth schemes, group commit, journal failure."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from brainycp.config import WebhookAuth, parse_config
+from remediator import app as app_module
+from remediator.app import Remediator, authorized
+from remediator.journal import Journal
+from remediator.metrics import Stats
+from remediator.runner import Runner
+from tests.test_remediator_e2e import am_alert, notification
+
+
+def remediator(tmp_path: Path) -> Remediator:
+    config = parse_config(
+        {
+            "panels": {
+                "web01": {"url": "http://127.0.0.1:9", "username": "a", "password_env": "HOME"}
+            },
+            "remediator": {
+                "insecure_no_auth": True,
+                "state_file": str(tmp_path / "s.sqlite"),
+                "rules": [
+                    {"name": "preview", "matchers": ['alertname="X"'], "action": "delete_frozen",
+                     "dry_run": True},
+                ],
+            },
+        }
+    )  # fmt: skip
+    journal = Journal(config.remediator.state_file)
+    stats = Stats()
+    runner = Runner(journal, config.panels, {}, stats, max_concurrent=1, action_timeout=5)
+    return Remediator(config, journal, runner, stats)
+
+
+async def post_many(rem: Remediator, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=rem.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        return await asyncio.gather(*(client.post("/webhook", json=b) for b in bodies))
+
+
+def test_bearer_and_basic_auth_compare_exactly() -> None:
+    bearer = WebhookAuth(bearer_token=SecretStr("tok"))
+    assert authorized("Bearer tok", bearer)
+    assert not authorized("Bearer tok2", bearer) and not authorized("Basic dG9r", bearer)
+    assert not authorized(None, bearer) and not authorized("", bearer)
+    basic = WebhookAuth(basic_username="am", basic_password=SecretStr("pw"))
+    assert authorized("Basic YW06cHc=", basic)  # am:pw
+    assert not authorized("Basic YW06cHd4", basic)  # am:pwx
+    assert not authorized("Basic !!!", basic)
+    assert not authorized("Bearer pw", basic)
+    assert authorized(None, None)
+
+
+def test_concurrent_copies_of_one_episode_share_a_commit_and_still_dedupe(tmp_path: Path) -> None:
+    rem = remediator(tmp_path)
+    body = notification(am_alert("X", "web01"))
+    responses = asyncio.run(post_many(rem, [body] * 12))
+    outcomes = sorted(r.json()["results"][0]["outcome"] for r in responses)
+    assert outcomes == ["dry_run"] + ["skipped_duplicate"] * 11
+    assert rem.stats.notifications["accepted"] == 12
+
+
+def test_journal_failure_answers_503_and_counts_it(tmp_path: Path) -> None:
+    rem = remediator(tmp_path)
+    rem.journal.close()
+    (response,) = asyncio.run(post_many(rem, [notification(am_alert("X", "web01"))]))
+    assert response.status_code == 503 and "journal" in response.json()["error"]
+    assert rem.stats.notifications["journal_error"] == 1
+
+
+def test_a_planning_bug_answers_500_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(app_module, "plan", broken)
+    rem = remediator(tmp_path)
+    good, bad = asyncio.run(post_many(rem, [notification(), notification(am_alert("X", "web01"))]))
+    assert good.status_code == 200 and good.json() == {"results": []}
+    assert bad.status_code == 500 and "error" in bad.json()
+    assert rem.journal.list() == []

@@ -1,0 +1,509 @@
+"""The real remediator process against real simulator processes, driven by v4 payloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from brainycp.queue import QueueMessage, iter_messages
+from tests.support import PYTHON, free_port, running, sim_args, wait_until
+
+TOKEN = "e2e-webhook-token-3f9c"
+PANELS = ("frozen", "dry", "svc", "bounce", "reship", "nuke", "dup", "cool", "spam", "cancel")
+
+
+def am_alert(
+    alertname: str,
+    panel: str | None,
+    *,
+    starts_at: str = "2026-11-25T08:00:00.000Z",
+    status: str = "firing",
+    fingerprint: bool = True,
+    **labels: str,
+) -> dict[str, Any]:
+    """One alert as Alertmanager 0.25 sends it."""
+    all_labels = {"alertname": alertname, "severity": "warning", **labels}
+    if panel is not None:
+        all_labels["panel"] = panel
+    alert: dict[str, Any] = {
+        "status": status,
+        "labels": all_labels,
+        "annotations": {"summary": f"{alertname} on {panel}"},
+        "startsAt": starts_at,
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-25T09:00:00Z",
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=up",
+    }
+    if fingerprint:
+        alert["fingerprint"] = format(abs(hash(json.dumps(all_labels, sort_keys=True))), "016x")[
+            :16
+        ]
+    return alert
+
+
+def notification(*alerts: dict[str, Any], truncated: int = 0) -> dict[str, Any]:
+    """A whole v4 webhook body around ``alerts``."""
+    status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
+    common = dict(alerts[0]["labels"]) if alerts else {}
+    return {
+        "version": "4",
+        "groupKey": '{}/{severity="warning"}:{alertname="' + common.get("alertname", "") + '"}',
+        "truncatedAlerts": truncated,
+        "status": status,
+        "receiver": "brainycp-remediator",
+        "groupLabels": {"alertname": common.get("alertname", "")},
+        "commonLabels": common,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": list(alerts),
+    }
+
+
+def write_config(
+    path: Path, sim_port: int, listen_port: int, state: Path, rules: list[dict[str, Any]]
+) -> Path:
+    secret = path.parent / "panel.pw"
+    secret.write_text("admin\n")
+    token = path.parent / "webhook.token"
+    token.write_text(TOKEN + "\n")
+    config = {
+        "defaults": {"username": "admin", "password_file": str(secret), "timeout": "10s"},
+        "panels": {
+            name: {"url": f"http://127.0.0.1:{sim_port}/panel/{name}/api/api.php"}
+            for name in PANELS
+        },
+        "remediator": {
+            "listen": f"127.0.0.1:{listen_port}",
+            "auth": {"bearer_token_file": str(token)},
+            "state_file": str(state),
+            "max_concurrent_actions": 4,
+            "action_timeout": "30s",
+            "rate_limit": {"max_actions": 1000, "per": "1h"},
+            "rules": rules,
+        },
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+RULES: list[dict[str, Any]] = [
+    {"name": "clean-frozen", "matchers": ['alertname="BrainyCPMailFrozenMessages"'],
+     "action": "delete_frozen", "cooldown": "2s"},
+    {"name": "preview-frozen", "matchers": ['alertname="FrozenPreview"'],
+     "action": "delete_frozen", "dry_run": True},
+    {"name": "restart-clamav", "matchers": ['alertname="BrainyCPClamAVDown"'],
+     "action": "restart_service", "daemon": "clamav", "cooldown": "0s"},
+    {"name": "stop-spamd", "matchers": ['alertname="SpamdOff"'],
+     "action": "stop_service", "daemon": "spamassassin"},
+    {"name": "drop-old-bounces",
+     "matchers": ['alertname="BrainyCPMailBouncesPiling"', 'severity=~"warning|critical"'],
+     "action": "delete_messages", "select": {"bounce": True, "older_than": "1h"}},
+    {"name": "reship-example", "matchers": ['alertname="Reship"'],
+     "action": "reship_messages", "select": {"sender_domain": "example.org"}},
+    {"name": "nuke", "matchers": ['alertname="NukeQueue"'],
+     "action": "delete_all", "allow_destructive": True},
+]  # fmt: skip
+
+
+@dataclass
+class Env:
+    sim: str
+    url: str
+    client: httpx.Client
+    tmp: Path
+
+    def post(self, body: Any, **kw: Any) -> httpx.Response:
+        return self.client.post(f"{self.url}/webhook", json=body, **kw)
+
+    def state(self, panel: str) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.sim}/panel/{panel}/_sim/state", timeout=5).json())
+
+    def sim_post(self, panel: str, what: str, body: dict[str, Any]) -> None:
+        httpx.post(f"{self.sim}/panel/{panel}/_sim/{what}", json=body, timeout=5).raise_for_status()
+
+    def clear_calls(self, panel: str) -> None:
+        httpx.delete(f"{self.sim}/panel/{panel}/_sim/calls", timeout=5).raise_for_status()
+
+    def calls(self, panel: str) -> list[tuple[str, str]]:
+        return [
+            (c["operation"], c["params"].get("command", "")) for c in self.state(panel)["calls"]
+        ]
+
+    def listing(self, panel: str) -> list[QueueMessage]:
+        """The panel's queue as the remediator would read it (through the panel API)."""
+        form = {"username": "admin", "password": "admin", "mailserver": "1", "list_msg": "1"}
+        answer = httpx.post(f"{self.sim}/panel/{panel}/api/api.php", data=form, timeout=10).json()
+        return list(iter_messages(answer.get("detail") or ""))
+
+    def action(self, action_id: int) -> dict[str, Any]:
+        rows = self.client.get(f"{self.url}/actions", params={"limit": 10000}).json()["actions"]
+        return next(a for a in rows if a["id"] == action_id)
+
+    def wait_final(self, action_id: int) -> dict[str, Any]:
+        return wait_until(
+            lambda: (a := self.action(action_id))["outcome"] not in ("pending", "running") and a,
+            what=f"action {action_id} to finish",
+        )
+
+
+def start_sim(tmp: Path, port: int, *extra: str) -> list[str]:
+    args = sim_args(port, "--seed", "7", *extra)
+    for name in PANELS:
+        args += ["--panel", f"{name}:quiet:exim"]
+    return args
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    tmp = tmp_path_factory.mktemp("remediator")
+    sim_port, port = free_port(), free_port()
+    sim = f"http://127.0.0.1:{sim_port}"
+    config = write_config(tmp / "config.yml", sim_port, port, tmp / "state.sqlite", RULES)
+    with running(start_sim(tmp, sim_port), log=tmp / "sim.log", ready_url=f"{sim}/healthz"):
+        for name in PANELS:
+            httpx.post(f"{sim}/panel/{name}/_sim/pause", json={"paused": True}).raise_for_status()
+        with running(
+            [PYTHON, "-m", "remediator.cli", "--config", str(config)],
+            log=tmp / "remediator.log",
+            ready_url=f"http://127.0.0.1:{port}/healthz",
+        ):
+            client = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+            yield Env(sim, f"http://127.0.0.1:{port}", client, tmp)
+            client.close()
+    log_text = (tmp / "remediator.log").read_text()
+    assert TOKEN not in log_text and "admin\n" not in log_text
+
+
+def only_result(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["results"]
+    return dict(result)
+
+
+STATE_CHANGING = {"delete_frozen_msg", "delete_all_msg", "controll_msg"}
+
+
+# ---------------------------------------------------------------------------- auth and input
+
+
+def test_auth_missing_wrong_and_right(env: Env) -> None:
+    body = notification(am_alert("BrainyCPMailFrozenMessages", "frozen", starts_at="auth"))
+    before = len(env.client.get(f"{env.url}/actions").json()["actions"])
+    missing = httpx.post(f"{env.url}/webhook", json=body)
+    wrong = httpx.post(f"{env.url}/webhook", json=body, headers={"Authorization": "Bearer nope"})
+    basic = httpx.post(f"{env.url}/webhook", json=body, auth=("am", TOKEN))
+    for response in (missing, wrong, basic):
+        assert response.status_code == 401
+        assert "error" in response.json()
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    assert len(env.client.get(f"{env.url}/actions").json()["actions"]) == before
+    metrics = env.client.get(f"{env.url}/metrics").text
+    assert 'brainycp_remediator_notifications_total{result="unauthorized"} 3.0' in metrics
+    assert TOKEN not in metrics
+
+
+def test_bad_input_gets_4xx_json_and_records_nothing(env: Env) -> None:
+    before = len(env.client.get(f"{env.url}/actions").json()["actions"])
+    hook = f"{env.url}/webhook"
+    good = json.dumps(notification(am_alert("BrainyCPMailFrozenMessages", "frozen", starts_at="b")))
+    as_json = {"Content-Type": "application/json"}
+    cases = [
+        (env.client.post(hook, content=good, headers={"Content-Type": "text/plain"}), 415),
+        (env.client.post(hook, content=b"{not json", headers=as_json), 400),
+        (env.client.post(hook, content=b"[" + b" " * (1024 * 1024) + b"]", headers=as_json), 413),
+        (env.post({**json.loads(good), "version": "3"}), 422),
+        (env.post({"version": "4", "status": "firing"}), 422),
+        (env.post({**json.loads(good), "alerts": [{"labels": "x"}]}), 422),
+    ]  # fmt: skip
+    for response, status in cases:
+        assert response.status_code == status, response.text
+        assert isinstance(response.json()["error"], str)
+    assert len(env.client.get(f"{env.url}/actions").json()["actions"]) == before
+
+
+def test_oversized_body_without_content_length_is_refused(env: Env) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"version": "4", "pad": "'
+        for _ in range(80):
+            yield b"x" * 16384
+        yield b'"}'
+
+    response = env.client.post(
+        f"{env.url}/webhook", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+# ---------------------------------------------------------------------------- actions
+
+
+def test_delete_frozen_clears_frozen_messages(env: Env) -> None:
+    env.sim_post("frozen", "queue", {"add": 3, "frozen": True, "age": 7200})
+    assert env.state("frozen")["queue"]["frozen"] >= 3
+    result = only_result(env.post(notification(am_alert("BrainyCPMailFrozenMessages", "frozen"))))
+    assert result["outcome"] == "pending" and result["rule"] == "clean-frozen"
+    assert env.wait_final(result["action_id"])["outcome"] == "succeeded"
+    assert env.state("frozen")["queue"]["frozen"] == 0
+
+
+def test_three_identical_notifications_make_one_panel_call(env: Env) -> None:
+    env.sim_post("dup", "queue", {"add": 2, "frozen": True})
+    env.clear_calls("dup")
+    body = notification(
+        am_alert("BrainyCPMailFrozenMessages", "dup", starts_at="2026-11-25T01:00:00Z")
+    )
+    outcomes = [only_result(env.post(body)) for _ in range(3)]
+    assert [r["outcome"] for r in outcomes] == ["pending", "skipped_duplicate", "skipped_duplicate"]
+    env.wait_final(outcomes[0]["action_id"])
+    assert [c for c in env.calls("dup") if c[0] == "delete_frozen_msg"] == [
+        ("delete_frozen_msg", "")
+    ]
+
+
+def test_new_episode_after_cooldown_makes_a_second_call(env: Env) -> None:
+    env.sim_post("cool", "queue", {"add": 1, "frozen": True})
+    first = only_result(
+        env.post(notification(am_alert("BrainyCPMailFrozenMessages", "cool", starts_at="e1")))
+    )
+    env.wait_final(first["action_id"])
+    env.sim_post("cool", "queue", {"add": 1, "frozen": True})
+    second_body = notification(am_alert("BrainyCPMailFrozenMessages", "cool", starts_at="e2"))
+    assert only_result(env.post(second_body))["outcome"] == "skipped_cooldown"
+    # The 2s cooldown passes; the same new episode is then accepted (condition wait, not a sleep).
+    second = wait_until(
+        lambda: (r := only_result(env.post(second_body)))["outcome"] == "pending" and r,
+        timeout=10, interval=0.25, what="the cooldown to pass",
+    )  # fmt: skip
+    env.wait_final(second["action_id"])
+    assert sum(1 for c in env.calls("cool") if c[0] == "delete_frozen_msg") == 2
+
+
+def test_dry_run_makes_no_state_changing_call(env: Env) -> None:
+    env.sim_post("dry", "queue", {"add": 2, "frozen": True})
+    env.clear_calls("dry")
+    result = only_result(env.post(notification(am_alert("FrozenPreview", "dry"))))
+    assert result["outcome"] == "dry_run"
+    assert env.action(result["action_id"])["outcome"] == "dry_run"
+    assert not any(op in STATE_CHANGING for op, _ in env.calls("dry"))
+    assert env.state("dry")["queue"]["frozen"] >= 2
+
+
+def test_restart_service_runs_off_on_status_in_order(env: Env) -> None:
+    env.sim_post("svc", "daemon", {"clamav": "stopped"})
+    env.clear_calls("svc")
+    result = only_result(env.post(notification(am_alert("BrainyCPClamAVDown", "svc"))))
+    assert env.wait_final(result["action_id"])["outcome"] == "succeeded"
+    assert env.calls("svc") == [
+        ("clamav", "status"),
+        ("clamav", "off"),
+        ("clamav", "on"),
+        ("clamav", "status"),
+    ]
+    assert env.state("svc")["daemons"]["clamav"] == "running"
+    # Already running: a new episode reads the status and does nothing else.
+    env.clear_calls("svc")
+    again = only_result(
+        env.post(notification(am_alert("BrainyCPClamAVDown", "svc", starts_at="2")))
+    )
+    assert env.wait_final(again["action_id"])["outcome"] == "skipped_nothing_to_do"
+    assert env.calls("svc") == [("clamav", "status")]
+
+
+def test_stop_service(env: Env) -> None:
+    result = only_result(env.post(notification(am_alert("SpamdOff", "spam"))))
+    assert env.wait_final(result["action_id"])["outcome"] == "succeeded"
+    assert env.state("spam")["daemons"]["spamassassin"] == "stopped"
+
+
+def test_delete_messages_removes_only_the_selected_ones(env: Env) -> None:
+    env.sim_post("bounce", "queue", {"add": 3, "bounce": True, "age": 7200})
+    env.sim_post("bounce", "queue", {"add": 2, "bounce": True, "age": 60})
+    env.sim_post("bounce", "queue", {"add": 2, "age": 7200, "sender": "carol@example.com"})
+    before = env.listing("bounce")
+    chosen = {m.id for m in before if m.sender == "<>" and m.age_seconds > 3600}
+    assert len(chosen) >= 3
+    result = only_result(env.post(notification(am_alert("BrainyCPMailBouncesPiling", "bounce"))))
+    assert env.wait_final(result["action_id"])["outcome"] == "succeeded"
+    after = {m.id for m in env.listing("bounce")}
+    assert after == {m.id for m in before} - chosen
+    deletes = [c for c in env.calls("bounce") if c[0] == "controll_msg"]
+    assert len(deletes) == len(chosen) and {c[1] for c in deletes} == {"delete"}
+
+
+def test_reship_messages_sends_reship_per_message(env: Env) -> None:
+    env.sim_post("reship", "queue", {"add": 2, "sender": "x@example.org", "age": 600})
+    result = only_result(env.post(notification(am_alert("Reship", "reship"))))
+    env.wait_final(result["action_id"])
+    reships = [c for c in env.calls("reship") if c[0] == "controll_msg"]
+    assert len(reships) >= 2 and {c[1] for c in reships} == {"reship"}
+
+
+def test_delete_all_empties_the_queue(env: Env) -> None:
+    env.sim_post("nuke", "queue", {"add": 5})
+    result = only_result(env.post(notification(am_alert("NukeQueue", "nuke"))))
+    assert env.wait_final(result["action_id"])["outcome"] == "succeeded"
+    assert env.state("nuke")["queue"]["messages"] == 0
+
+
+def test_resolved_notification_cancels_a_pending_action(env: Env) -> None:
+    env.sim_post("cancel", "queue", {"add": 2, "frozen": True})
+    env.sim_post("cancel", "daemon", {"clamav": "stopped"})
+    # A slow restart holds the panel, so the frozen clean-up queues behind it.
+    env.sim_post("cancel", "fault", {"latency": 1.5, "operations": ["clamav"], "times": 1})
+    busy = only_result(env.post(notification(am_alert("BrainyCPClamAVDown", "cancel"))))
+    firing = am_alert("BrainyCPMailFrozenMessages", "cancel", starts_at="2026-11-25T07:00:00Z")
+    queued = only_result(env.post(notification(firing)))
+    assert queued["outcome"] == "pending"
+    resolved = only_result(env.post(notification({**firing, "status": "resolved"})))
+    assert resolved["outcome"] == "cancelled" and resolved["action_id"] == queued["action_id"]
+    env.wait_final(busy["action_id"])
+    assert env.action(queued["action_id"])["outcome"] == "cancelled"
+    assert not any(op in ("list_msg", "delete_frozen_msg") for op, _ in env.calls("cancel"))
+    assert env.state("cancel")["queue"]["frozen"] >= 2
+
+
+def test_unknown_or_missing_panel_is_rejected_without_any_panel_call(env: Env) -> None:
+    for name in PANELS:
+        env.clear_calls(name)
+    body = notification(
+        am_alert("BrainyCPMailFrozenMessages", "nosuchpanel", fingerprint=False),
+        am_alert("BrainyCPMailFrozenMessages", None),
+        am_alert("NoRuleForThis", "frozen"),
+    )
+    response = env.post(body)
+    assert response.status_code == 200
+    unknown, missing, ignored = response.json()["results"]
+    assert unknown["outcome"] == "rejected" and "not configured" in unknown["reason"]
+    assert len(unknown["fingerprint"]) == 16
+    assert missing["outcome"] == "rejected" and "no 'panel' label" in missing["reason"]
+    assert ignored["outcome"] == "ignored" and ignored["action_id"] is None
+    assert env.action(unknown["action_id"])["outcome"] == "rejected"
+    assert all(env.calls(name) == [] for name in PANELS)
+
+
+def test_truncated_alerts_are_counted_and_metrics_have_the_documented_names(env: Env) -> None:
+    env.post(notification(am_alert("NoRuleForThis", "frozen"), truncated=4))
+    text = env.client.get(f"{env.url}/metrics").text
+    assert "brainycp_remediator_truncated_alerts_total 4.0" in text
+    for name in (
+        'brainycp_remediator_notifications_total{result="accepted"}',
+        'brainycp_remediator_actions_total{action="delete_frozen",outcome="succeeded",panel="frozen"}',
+        'brainycp_remediator_action_duration_seconds_bucket{action="delete_frozen",le="+Inf"}',
+        "brainycp_remediator_actions_in_progress 0.0",
+        'brainycp_remediator_build_info{version="',
+    ):
+        assert name in text
+
+
+def test_actions_endpoint_filters_and_status_page(env: Env) -> None:
+    rows = env.client.get(f"{env.url}/actions", params={"panel": "svc", "limit": 1}).json()[
+        "actions"
+    ]
+    assert len(rows) == 1 and rows[0]["panel"] == "svc"
+    assert set(rows[0]) == {
+        "id", "rule", "panel", "action", "outcome", "reason", "received_at", "started_at",
+        "finished_at", "alert",
+    }  # fmt: skip
+    assert env.client.get(f"{env.url}/actions", params={"outcome": "nonsense"}).status_code == 400
+    page = env.client.get(f"{env.url}/")
+    assert page.status_code == 200 and "restart-clamav" in page.text
+
+
+# ---------------------------------------------------------------------------- kill -9
+
+
+def test_kill_9_during_an_action_then_restart_loses_nothing_and_runs_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    sim_port, port = free_port(), free_port()
+    sim = f"http://127.0.0.1:{sim_port}"
+    url = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path / "config.yml", sim_port, port, tmp_path / "s.sqlite", RULES)
+    args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with running(
+        start_sim(tmp_path, sim_port), log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"
+    ):
+        env = Env(sim, url, httpx.Client(headers=headers, timeout=10), tmp_path)
+        env.sim_post("bounce", "pause", {"paused": True})
+        env.sim_post("bounce", "queue", {"add": 2, "bounce": True, "age": 7200})
+        env.sim_post("bounce", "daemon", {"clamav": "stopped"})
+        env.sim_post("bounce", "fault", {"latency": 30, "operations": ["controll_msg"]})
+        log = tmp_path / "remediator.log"
+        with running(args, log=log, ready_url=f"{url}/healthz") as proc:
+            deleting = only_result(
+                env.post(notification(am_alert("BrainyCPMailBouncesPiling", "bounce")))
+            )
+            # Queued behind it on the same panel: accepted, not started.
+            restarting = only_result(
+                env.post(notification(am_alert("BrainyCPClamAVDown", "bounce")))
+            )
+            wait_until(
+                lambda: ("controll_msg", "delete") in env.calls("bounce"),
+                what="controll_msg in flight",
+            )
+            assert env.action(deleting["action_id"])["outcome"] == "running"
+            assert env.action(restarting["action_id"])["outcome"] == "pending"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        httpx.delete(f"{sim}/panel/bounce/_sim/fault").raise_for_status()
+        env.clear_calls("bounce")
+        with running(args, log=log, ready_url=f"{url}/healthz"):
+            # Nothing lost: the idempotent restart resumes; the half-done delete is interrupted.
+            assert env.wait_final(restarting["action_id"])["outcome"] == "succeeded"
+            interrupted = env.action(deleting["action_id"])
+            assert interrupted["outcome"] == "interrupted" and interrupted["finished_at"]
+            # Nothing run twice: no message call after the restart, and the episode is still done.
+            copy = only_result(
+                env.post(notification(am_alert("BrainyCPMailBouncesPiling", "bounce")))
+            )
+            assert copy["outcome"] == "skipped_duplicate"
+            calls = env.calls("bounce")
+            assert not any(op == "controll_msg" for op, _ in calls)
+            assert calls == [
+                ("clamav", "status"),
+                ("clamav", "off"),
+                ("clamav", "on"),
+                ("clamav", "status"),
+            ]
+        env.client.close()
+
+
+def test_check_config_lists_rules_and_errors_exit_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yml", 1, free_port(), tmp_path / "s.sqlite", RULES)
+    out = subprocess.run(
+        [PYTHON, "-m", "remediator.cli", "--config", str(config), "--check-config"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"config OK: {len(PANELS)} panels")
+    assert (
+        'clean-frozen: alertname="BrainyCPMailFrozenMessages" -> delete_frozen (cooldown 2s)'
+        in out.stdout
+    )
+    data = yaml.safe_load(config.read_text())
+    del data["remediator"]["auth"]
+    broken_rule = {"name": "bad", "matchers": ["x"], "action": "delete_all"}
+    for broken, expected in (
+        (data, "remediator.auth: the webhook needs auth"),
+        (
+            {**data, "remediator": {**data["remediator"], "rules": [*RULES, broken_rule]}},
+            "remediator.rules[7].matchers: 'x' is not a matcher",
+        ),
+    ):
+        config.write_text(yaml.safe_dump(broken))
+        bad = subprocess.run(
+            [PYTHON, "-m", "remediator.cli", "--config", str(config), "--check-config"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert bad.returncode == 2 and bad.stdout == ""
+        assert expected in bad.stderr

@@ -1,0 +1,86 @@
+"""The SQLite journal: durability settings, state transitions, recovery after a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from remediator.journal import Journal
+
+T0 = 1_700_000_000.0
+
+
+def add(j: Journal, action: str = "delete_frozen", outcome: str = "pending", **kw: object) -> int:
+    fields: dict[str, object] = dict(
+        rule="r", panel="web01", action=action, outcome=outcome, reason="", received_at=T0,
+        alertname="X", fingerprint="f", starts_at="s", alert_status="firing", labels={},
+        dedupe_key=f"k{action}{outcome}{kw.get('received_at', '')}",
+    )  # fmt: skip
+    fields.update(kw)
+    return j.insert(**fields)  # type: ignore[arg-type]
+
+
+def test_journal_uses_wal_and_full_sync(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "state" / "r.sqlite")
+    assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_rows_survive_reopen_and_list_newest_first_with_filters(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    j = Journal(path)
+    first = add(j)
+    second = add(j, outcome="skipped_cooldown", panel="web02")
+    j.close()
+    j = Journal(path)
+    assert [r.id for r in j.list()] == [second, first]
+    assert [r.id for r in j.list(panel="web02")] == [second]
+    assert [r.id for r in j.list(outcome="pending")] == [first]
+    assert j.list(limit=1)[0].id == second
+    row = j.get(first)
+    assert row is not None and row.as_json()["alert"] == {
+        "alertname": "X", "fingerprint": "f", "starts_at": "s", "status": "firing",
+    }  # fmt: skip
+
+
+def test_claim_fails_once_cancelled() -> None:
+    j = Journal(":memory:")
+    a = add(j)
+    assert j.cancel([a], "resolved", T0) == [a]
+    assert not j.claim(a, T0)
+    assert j.cancel([a], "resolved", T0) == []
+
+
+def test_a_failed_transaction_leaves_nothing_half_recorded() -> None:
+    j = Journal(":memory:")
+    with pytest.raises(RuntimeError), j.transaction():
+        add(j)
+        raise RuntimeError("boom")
+    assert j.list() == []
+
+
+def test_recover_resumes_idempotent_actions_and_interrupts_the_rest() -> None:
+    j = Journal(":memory:")
+    frozen = add(j, "delete_frozen")
+    restart = add(j, "restart_service")
+    j.claim(restart, T0)
+    delete = add(j, "delete_messages")
+    j.claim(delete, T0)
+    reship = add(j, "reship_messages")
+    done = add(j, "delete_all", outcome="dry_run")
+    resumed, interrupted = j.recover(T0 + 10)
+    assert resumed == [frozen, restart] and interrupted == [delete, reship]
+    assert j.get(restart).outcome == "pending"  # type: ignore[union-attr]
+    assert j.get(delete).outcome == "interrupted"  # type: ignore[union-attr]
+    assert j.get(done).outcome == "dry_run"  # type: ignore[union-attr]
+
+
+def test_counting_rows_drive_cooldown_and_rate_limit() -> None:
+    j = Journal(":memory:")
+    add(j, received_at=T0)
+    add(j, outcome="skipped_cooldown", received_at=T0 + 5)
+    add(j, outcome="rejected", received_at=T0 + 6)
+    assert j.last_accepted("r", "web01") == T0
+    assert j.accepted_since(T0 - 1) == 1
+    assert j.accepted_since(T0) == 0
