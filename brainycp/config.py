@@ -656,47 +656,70 @@ def _build_panels(
     return panels
 
 
+class _AuthOnly(_Strict):
+    """The auth keys alone, so their errors show even when a rule is broken too."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
+    auth: AuthInput | None = None
+    insecure_no_auth: bool = False
+
+
+def _resolve_auth(
+    auth_input: AuthInput | None, insecure: bool, errors: list[str]
+) -> WebhookAuth | None:
+    if auth_input is not None and insecure:
+        errors.append("remediator.insecure_no_auth: set either auth or insecure_no_auth, not both")
+        return None
+    if auth_input is None:
+        if not insecure:
+            errors.append(
+                "remediator.auth: the webhook needs auth (bearer_token_file or basic); "
+                "insecure_no_auth: true is the only way to run without it"
+            )
+        return None
+    a = auth_input
+    if (a.bearer_token_file is None) == (a.basic is None):
+        errors.append("remediator.auth: set exactly one of bearer_token_file or basic")
+        return None
+    if a.bearer_token_file is not None:
+        try:
+            return WebhookAuth(bearer_token=SecretStr(_read_secret_file(a.bearer_token_file)))
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            errors.append(f"remediator.auth.bearer_token_file: cannot read the token: {reason}")
+            return None
+    basic = a.basic
+    assert basic is not None
+    try:
+        if (basic.password_file is None) == (basic.password_env is None):
+            raise ValueError("set exactly one of password_file or password_env")
+        if basic.password_file is not None:
+            secret = _read_secret_file(basic.password_file)
+        else:
+            assert basic.password_env is not None
+            secret = os.environ.get(basic.password_env, "")
+            if not secret:
+                raise ValueError(f"environment variable {basic.password_env} is not set")
+        return WebhookAuth(basic_username=basic.username, basic_password=SecretStr(secret))
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        errors.append(f"remediator.auth.basic: {reason}")
+        return None
+
+
 def _build_remediator(raw: object, errors: list[str]) -> RemediatorConfig | None:
     try:
         parsed = _RemediatorInput.model_validate(raw or {})
     except ValidationError as exc:
         errors.extend(_errors("remediator", exc))
+        if isinstance(raw, dict):
+            try:
+                only = _AuthOnly.model_validate(raw)
+                _resolve_auth(only.auth, only.insecure_no_auth, errors)
+            except ValidationError:
+                pass  # the auth keys' own errors are already in the list above
         return None
-    auth: WebhookAuth | None = None
-    if parsed.auth is not None and parsed.insecure_no_auth:
-        errors.append("remediator.insecure_no_auth: set either auth or insecure_no_auth, not both")
-    elif parsed.auth is not None:
-        a = parsed.auth
-        if (a.bearer_token_file is None) == (a.basic is None):
-            errors.append("remediator.auth: set exactly one of bearer_token_file or basic")
-        elif a.bearer_token_file is not None:
-            try:
-                auth = WebhookAuth(bearer_token=SecretStr(_read_secret_file(a.bearer_token_file)))
-            except (OSError, ValueError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                errors.append(f"remediator.auth.bearer_token_file: cannot read the token: {reason}")
-        else:
-            basic = a.basic
-            assert basic is not None
-            try:
-                if (basic.password_file is None) == (basic.password_env is None):
-                    raise ValueError("set exactly one of password_file or password_env")
-                if basic.password_file is not None:
-                    secret = _read_secret_file(basic.password_file)
-                else:
-                    assert basic.password_env is not None
-                    secret = os.environ.get(basic.password_env, "")
-                    if not secret:
-                        raise ValueError(f"environment variable {basic.password_env} is not set")
-                auth = WebhookAuth(basic_username=basic.username, basic_password=SecretStr(secret))
-            except (OSError, ValueError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                errors.append(f"remediator.auth.basic: {reason}")
-    elif not parsed.insecure_no_auth:
-        errors.append(
-            "remediator.auth: the webhook needs auth (bearer_token_file or basic); "
-            "insecure_no_auth: true is the only way to run without it"
-        )
+    auth = _resolve_auth(parsed.auth, parsed.insecure_no_auth, errors)
     return RemediatorConfig(
         listen=parsed.listen,
         auth=auth,

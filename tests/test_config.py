@@ -273,3 +273,12 @@ def test_check_config_exits_2_and_names_the_key(tmp_path: Path, script: str) -> 
     assert result.returncode == 2
     assert "panels.web01.url: must start with http:// or https://" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_auth_errors_show_even_when_a_rule_is_broken_too() -> None:
+    errors = errors_of(
+        {"remediator": {"rules": [{"name": "x", "matchers": ["a=b"], "action": "nope"}]}},
+        require_remediator_auth=True,
+    )
+    assert any(e.startswith("remediator.rules[0].action:") for e in errors)
+    assert any(e.startswith("remediator.auth: the webhook needs auth") for e in errors)
