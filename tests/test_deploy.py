@@ -1,0 +1,227 @@
+"""The deployment files: Prometheus and Alertmanager configs pass their own checkers and
+route the right alerts, the example config is valid, the systemd units verify and are
+hardened, and the container file runs both daemons as a non-root user."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from brainycp.config import parse_config
+from tests.support import REPO, require_binary
+
+DEPLOY = REPO / "deploy"
+RULES = REPO / "alerts" / "brainycp-mail.rules.yml"
+REMEDIATED = {
+    "BrainyCPMailFrozenMessages",
+    "BrainyCPClamAVDown",
+    "BrainyCPSpamAssassinDown",
+    "BrainyCPMailBouncesPiling",
+}
+ALL_ALERTS = {
+    r["alert"]
+    for g in yaml.safe_load(RULES.read_text())["groups"]
+    for r in g["rules"]
+    if "alert" in r
+}
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=60, check=False)
+
+
+def load(name: str) -> Any:
+    return yaml.safe_load((DEPLOY / name).read_text())
+
+
+# --------------------------------------------------------------------------- prometheus
+
+
+def test_prometheus_config_scrapes_both_daemons_and_loads_the_rules() -> None:
+    config = load("prometheus.yml")
+    assert config["global"]["scrape_interval"] == "30s"
+    assert config["rule_files"] == ["/etc/brainycp-mail/alerts/brainycp-mail.rules.yml"]
+    jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    assert jobs == {
+        "brainycp-mail-exporter": ["127.0.0.1:9863"],
+        "brainycp-mail-remediator": ["127.0.0.1:9864"],
+    }
+    am = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert am == ["127.0.0.1:9093"]
+
+
+def test_promtool_accepts_the_prometheus_config(tmp_path: Path) -> None:
+    promtool = require_binary("promtool", "apt-get install prometheus")
+    config = load("prometheus.yml")
+    config["rule_files"] = [str(RULES)]  # the installed path does not exist here
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = run(promtool, "check", "config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+# --------------------------------------------------------------------------- alertmanager
+
+
+def alertmanager_copy(tmp_path: Path) -> Path:
+    """deploy/alertmanager.yml with the token file pointing at a temporary file."""
+    token = tmp_path / "webhook.token"
+    token.write_text("test-token\n")
+    text = (DEPLOY / "alertmanager.yml").read_text()
+    assert "/etc/brainycp-mail/webhook.token" in text
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(text.replace("/etc/brainycp-mail/webhook.token", str(token)))
+    return path
+
+
+def test_amtool_accepts_the_alertmanager_config(tmp_path: Path) -> None:
+    amtool = require_binary("amtool", "apt-get install prometheus-alertmanager")
+    result = run(amtool, "check-config", str(alertmanager_copy(tmp_path)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_the_remediator_receiver_sends_resolved_with_a_bearer_token_file() -> None:
+    config = load("alertmanager.yml")
+    receivers = {r["name"]: r for r in config["receivers"]}
+    (hook,) = receivers["brainycp-remediator"]["webhook_configs"]
+    assert hook["url"] == "http://127.0.0.1:9864/webhook"
+    assert hook["send_resolved"] is True
+    auth = hook["http_config"]["authorization"]
+    assert auth["credentials_file"] == "/etc/brainycp-mail/webhook.token"
+    assert "credentials" not in auth, "the token belongs in a file, not in the config"
+    route = config["route"]
+    assert route["group_by"] == ["alertname", "panel"]
+    assert route["receiver"] != "brainycp-remediator"
+    for key in ("group_wait", "group_interval", "repeat_interval"):
+        assert route[key]
+    (to_remediator,) = [r for r in route["routes"] if r["receiver"] == "brainycp-remediator"]
+    assert to_remediator["continue"] is True
+
+
+@pytest.mark.parametrize("alertname", sorted(ALL_ALERTS))
+def test_only_remediated_alerts_reach_the_remediator_and_all_reach_people(
+    tmp_path: Path, alertname: str
+) -> None:
+    amtool = require_binary("amtool", "apt-get install prometheus-alertmanager")
+    result = run(
+        amtool,
+        "config",
+        "routes",
+        "test",
+        f"--config.file={alertmanager_copy(tmp_path)}",
+        f"alertname={alertname}",
+        "panel=web01",
+        "severity=warning",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    receivers = set(result.stdout.strip().split(","))
+    expected = {"brainycp-remediator", "people"} if alertname in REMEDIATED else {"people"}
+    assert receivers == expected
+
+
+def test_alertmanager_routes_match_the_example_remediator_rules() -> None:
+    rules = load("config.example.yml")["remediator"]["rules"]
+    handled = set()
+    for rule in rules:
+        for matcher in rule["matchers"]:
+            if matcher.startswith('alertname="'):
+                handled.add(matcher.split('"')[1])
+    assert handled == REMEDIATED
+
+
+# --------------------------------------------------------------------------- example config
+
+
+def test_the_example_config_is_valid_for_both_daemons(tmp_path: Path) -> None:
+    text = (DEPLOY / "config.example.yml").read_text()
+    for name in ("panel.pass", "mx01.pass", "webhook.token"):
+        (tmp_path / name).write_text(f"secret-{name}\n")
+        text = text.replace(f"/etc/brainycp-mail/{name}", str(tmp_path / name))
+    config = parse_config(yaml.safe_load(text), require_remediator_auth=True)
+    assert set(config.panels) == {"web01", "web02", "mx01"}
+    assert config.panels["web01"].url == "https://web01.example.net:8002/api/api.php"
+    assert config.panels["mx01"].password.get_secret_value() == "secret-mx01.pass"
+    assert config.panels["web02"].daemons == ("clamav",)
+    assert config.remediator.auth is not None
+    assert config.remediator.auth.bearer_token is not None
+    assert str(config.remediator.state_file) == "/var/lib/brainycp-mail/remediator.sqlite"
+    assert [r.action for r in config.remediator.rules] == [
+        "delete_frozen",
+        "restart_service",
+        "restart_service",
+        "delete_messages",
+    ]
+    assert config.warnings == ()
+
+
+# --------------------------------------------------------------------------- systemd
+
+
+def unit(name: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string((DEPLOY / "systemd" / name).read_text())
+    return parser
+
+
+@pytest.mark.parametrize("daemon", ["exporter", "remediator"])
+def test_systemd_unit_is_hardened(daemon: str) -> None:
+    service = unit(f"brainycp-mail-{daemon}.service")["Service"]
+    assert service["ExecStart"] == (
+        f"/usr/local/bin/brainycp-mail-{daemon} --config /etc/brainycp-mail/config.yml"
+    )
+    assert service.get("User") or service.get("DynamicUser") == "yes"
+    for key, value in {
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes",
+        "Restart": "on-failure",
+        "ReadOnlyPaths": "/etc/brainycp-mail",
+    }.items():
+        assert service.get(key) == value, key
+    if daemon == "remediator":
+        assert service["StateDirectory"] == "brainycp-mail"
+
+
+@pytest.mark.parametrize("daemon", ["exporter", "remediator"])
+def test_systemd_analyze_verifies_the_unit(tmp_path: Path, daemon: str) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (optional check)")
+    name = f"brainycp-mail-{daemon}.service"
+    # verify insists that ExecStart exists: point it at this checkout's console script.
+    binary = shutil.which(f"brainycp-mail-{daemon}") or str(
+        Path(REPO / ".venv" / "bin" / f"brainycp-mail-{daemon}")
+    )
+    if not Path(binary).exists():
+        pytest.skip(f"brainycp-mail-{daemon} is not installed")
+    text = (DEPLOY / "systemd" / name).read_text()
+    (tmp_path / name).write_text(text.replace(f"/usr/local/bin/brainycp-mail-{daemon}", binary))
+    result = run(analyze, "verify", str(tmp_path / name))
+    if result.returncode != 0 and "Failed to" in result.stderr and "bus" in result.stderr.lower():
+        pytest.skip(f"systemd-analyze cannot run here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+
+
+# --------------------------------------------------------------------------- container
+
+
+def test_containerfile_runs_both_daemons_as_non_root() -> None:
+    text = (DEPLOY / "Containerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines[0] == "FROM python:3.11-slim"
+    assert "RUN pip install . && rm -rf /src" in lines
+    user = [line for line in lines if line.startswith("USER ")]
+    assert user and user[-1] != "USER root"
+    assert "EXPOSE 9863 9864" in lines
+    assert any(line.startswith("ENTRYPOINT") for line in lines)
+    assert "exporter|remediator" in text
