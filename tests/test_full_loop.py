@@ -17,6 +17,7 @@ import pytest
 
 from brainycp.demo import Stack
 from tests.support import require_binary, wait_until
+from tests.test_dashboards import dashboard_queries
 
 pytestmark = pytest.mark.e2e
 
@@ -157,6 +158,49 @@ def test_remediator_and_exporter_metrics_are_scraped(stack: Stack) -> None:
     up = query(stack, "brainycp_up")
     assert {s["metric"]["panel"] for s in up} == {"web01", "web02", "web03", "web04"}
     assert all(s["value"][1] == "1" for s in up)
+
+
+# Dashboard queries that may rightly be empty while the demo runs, and why.
+MAY_BE_EMPTY = {
+    "brainycp_poll_errors_total": "no poll fails in the demo",
+    "seconds_to_high": "only while a queue grows below the threshold; web01 is already above it",
+    "unless brainycp_remediator_actions_total": "annotation: only within 30s of an action",
+}
+
+
+def test_every_dashboard_query_runs_against_real_prometheus(stack: Stack) -> None:
+    queries = dashboard_queries()
+    assert len(queries) > 20
+
+    def empty_ones() -> list[str]:
+        missing = []
+        for name, title, expr in queries:
+            response = httpx.get(
+                f"{stack.url('prometheus')}/api/v1/query", params={"query": expr}, timeout=5
+            )
+            body = response.json()
+            # A query that does not parse is a 400 with errorType bad_data: fail at once.
+            assert response.status_code == 200 and body["status"] == "success", (
+                name,
+                title,
+                expr,
+                body,
+            )
+            if not body["data"]["result"] and not any(m in expr for m in MAY_BE_EMPTY):
+                missing.append(f"{name}: {title}: {expr}")
+        return missing
+
+    last: list[str] = []
+
+    def all_have_data() -> bool:
+        nonlocal last
+        last = empty_ones()
+        return not last
+
+    try:
+        wait_until(all_have_data, timeout=90, interval=2, what="data for every dashboard query")
+    except AssertionError:
+        pytest.fail("dashboard queries without data:\n" + "\n".join(last))
 
 
 def test_stack_leaves_nothing_running(tmp_path: Path) -> None:
