@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brainycp.demo import Stack, Timing  # noqa: E402
+from brainycp.demo import Stack, Timing
 
 PANEL = "web02"
 ALERT = "BrainyCPMailFrozenMessages"

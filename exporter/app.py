@@ -6,7 +6,7 @@ import html
 import time
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
@@ -16,8 +16,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from brainycp import __version__
-from exporter.collector import ExporterCollector
-from exporter.exposition import render
+from exporter.collector import ExporterCollector, render_text
 from exporter.state import ExporterState
 
 
@@ -33,6 +32,14 @@ def build_registry(
     if process:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
+    return registry
+
+
+def process_registry() -> CollectorRegistry:
+    """prometheus-client's process and platform collectors, in a registry of their own."""
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
     return registry
 
 
@@ -75,16 +82,22 @@ def landing_page(state: ExporterState, now: float) -> str:
 
 def create_app(
     state: ExporterState,
-    registry: CollectorRegistry,
     *,
     clock: Callable[[], float] = time.time,
+    extra: CollectorRegistry | None = None,
 ) -> Starlette:
-    """The Starlette app; no route ever calls a panel."""
+    """The Starlette app; no route ever calls a panel.
+
+    ``/metrics`` is :func:`~exporter.collector.render_text` of the state followed by
+    ``extra`` (by default the process and platform collectors): the same bytes as
+    :func:`build_registry` would give, several times faster for a large fleet.
+    """
+    others = process_registry() if extra is None else extra
 
     async def metrics(request: Request) -> Response:
-        text = render(registry.collect())
-        body = text.encode() if text is not None else generate_latest(registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        body = render_text(state, clock()).encode() + generate_latest(others)
+        # The classic 0.0.4 text format is what render_text writes and every Prometheus reads.
+        return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     async def index(request: Request) -> Response:
         return HTMLResponse(landing_page(state, clock()))

@@ -91,10 +91,9 @@ async def serve(config: Config, listen: str) -> int:
     host, port = split_listen(listen)
     state = initial_state(config)
     poller = Poller(config, state)
-    registry = build_registry(state)
     server = _Server(
         uvicorn.Config(
-            create_app(state, registry),
+            create_app(state),
             host=host,
             port=port,
             log_config=None,

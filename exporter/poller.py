@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
-from brainycp.client import PanelClient
+from brainycp.client import PanelClient, QueueListing, ServiceStatus
 from brainycp.config import Config, PanelConfig
 from brainycp.errors import BrainyCPError
 from brainycp.queue import iter_messages, summarize
@@ -96,92 +96,88 @@ class Poller:
 
     # ------------------------------------------------------------------ one poll
 
+    def _failed(
+        self, panel: PanelState, operation: str, elapsed: float, reason: str, detail: str
+    ) -> bool:
+        panel.record_failure(operation, time.time(), elapsed, reason, detail)
+        log.warning(
+            "poll failed",
+            extra={"panel": panel.name, "operation": operation, "reason": reason, "detail": detail},
+        )
+        return False
+
     async def _timed(
-        self, panel: PanelState, operation: str, call: Awaitable[Any]
-    ) -> tuple[bool, Any]:
+        self,
+        panel: PanelState,
+        operation: str,
+        call: Awaitable[Any],
+        store: Callable[[Any], None],
+    ) -> bool:
+        """Await ``call``; on success ``store`` its value and record the success together.
+
+        Storing and recording happen in one step of the event loop, so a scrape never sees
+        a new success time with an old value. An exception from ``store`` (a listing the
+        parser cannot use) is a ``bad_detail`` failure; the last good value stays.
+        """
         started = time.perf_counter()
         try:
             value = await call
         except (BrainyCPError, httpx.HTTPError) as exc:
             elapsed = time.perf_counter() - started
+            if isinstance(exc, BrainyCPError):
+                return self._failed(panel, operation, elapsed, exc.reason, exc.detail)
             # httpx errors the client does not map (e.g. a bad content encoding) count as connect.
-            reason = exc.reason if isinstance(exc, BrainyCPError) else "connect"
-            detail = exc.detail if isinstance(exc, BrainyCPError) else type(exc).__name__
-            panel.record_failure(operation, time.time(), elapsed, reason, detail)
-            log.warning(
-                "poll failed",
-                extra={
-                    "panel": panel.name,
-                    "operation": operation,
-                    "reason": reason,
-                    "detail": detail,
-                },
-            )
-            return False, None
-        elapsed = time.perf_counter() - started
-        panel.record_success(operation, time.time(), elapsed)
-        return True, value
+            return self._failed(panel, operation, elapsed, "connect", type(exc).__name__)
+        try:
+            store(value)
+        except Exception as exc:
+            # The parser is meant never to raise; if it does, the answer is unusable.
+            elapsed = time.perf_counter() - started
+            detail = f"answer not usable: {type(exc).__name__}"
+            return self._failed(panel, operation, elapsed, "bad_detail", detail)
+        # The duration covers the parse too: it is what the panel costs this exporter.
+        panel.record_success(operation, time.time(), time.perf_counter() - started)
+        return True
 
     async def poll_status(self, name: str) -> bool:
         """count_msg and every daemon's status of one panel, concurrently; True if all succeeded."""
         panel = self.state.panels[name]
         client = self.clients[name]
+
+        def store_count(count: int) -> None:
+            panel.queue_messages = int(count)
+
+        def store_status(status: ServiceStatus) -> None:
+            panel.daemon_states[status.daemon] = status.state
+
         async with self.semaphore:
             results = await asyncio.gather(
-                self._timed(panel, "count_msg", client.count_msg()),
+                self._timed(panel, "count_msg", client.count_msg(), store_count),
                 *(
-                    self._timed(panel, daemon, client.service(daemon, "status"))
+                    self._timed(panel, daemon, client.service(daemon, "status"), store_status)
                     for daemon in panel.daemons
                 ),
             )
-        ok, count = results[0]
-        if ok:
-            panel.queue_messages = int(count)
-        for daemon, (daemon_ok, status) in zip(panel.daemons, results[1:], strict=True):
-            if daemon_ok:
-                panel.daemon_states[daemon] = status.state
         log.debug("polled status", extra={"panel": name})
-        return all(r[0] for r in results)
+        return all(results)
 
     async def poll_list(self, name: str) -> bool:
         """list_msg of one panel, summarized; True if it succeeded."""
         panel = self.state.panels[name]
         client = self.clients[name]
-        async with self.semaphore:
-            started = time.perf_counter()
-            ok, listing = await self._timed(panel, "list_msg", client.list_msg())
-            if not ok:
-                return False
+        top = self.state.top_senders
+
+        def store_listing(listing: QueueListing) -> None:
             now = time.time()
-            try:
-                # CPU work on the loop: ~0.5 s per million messages (see docs/metrics.md).
-                summary = summarize(listing.detail, now)
-                senders = (
-                    top_senders(listing.detail, self.state.top_senders, now)
-                    if self.state.top_senders > 0
-                    else ()
-                )
-            except Exception as exc:
-                # The parser is meant never to raise; if it does, the listing is unusable
-                # and the last good summary stays, like any other failed poll.
-                elapsed = time.perf_counter() - started
-                panel.record_failure("list_msg", time.time(), elapsed, "bad_detail", repr(exc))
-                log.warning(
-                    "poll failed",
-                    extra={
-                        "panel": name,
-                        "operation": "list_msg",
-                        "reason": "bad_detail",
-                        "detail": f"listing not parsed: {type(exc).__name__}",
-                    },
-                )
-                return False
-            panel.summary = summary
-            panel.top_senders = senders
-            # The duration covers the parse too: it is what the panel costs this exporter.
-            panel.operation("list_msg").duration_seconds = time.perf_counter() - started
-        log.debug("polled list", extra={"panel": name, "messages": summary.messages})
-        return True
+            # CPU work on the loop: ~0.5 s per million messages (see docs/metrics.md).
+            summary = summarize(listing.detail, now)
+            senders = top_senders(listing.detail, top, now) if top > 0 else ()
+            panel.summary, panel.top_senders = summary, senders
+
+        async with self.semaphore:
+            ok = await self._timed(panel, "list_msg", client.list_msg(), store_listing)
+        log.debug("polled list", extra={"panel": name, "ok": ok})
+        return ok
 
     async def poll_once(self) -> bool:
         """Poll every panel once (status, and list where enabled); True if every poll succeeded."""

@@ -461,3 +461,25 @@ def test_once_exits_1_when_a_poll_fails_and_2_on_a_config_error(sim: Sim, tmp_pa
     result = run_once(tmp_path, broken)
     assert result.returncode == 2
     assert "exporter.max_staleness" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_long_intervals_still_poll_every_panel_soon_after_start(sim: Sim, tmp_path: Path) -> None:
+    data = config_for(sim, {"web01": {}, "mx": {}}, interval="60s", list_interval="10m")
+    port, log, ctx = start_exporter(tmp_path, data)
+    with ctx as proc:
+        exp = Exporter(f"http://127.0.0.1:{port}", log, proc)
+        samples = wait_until(
+            lambda: (
+                (s := exp.scrape())
+                and all(
+                    get(s, "brainycp_poll_success", panel=p, operation=op) == 1
+                    for p in ("web01", "mx")
+                    for op in ("count_msg", "list_msg", "clamav", "spamassassin")
+                )
+                and s
+            ),
+            timeout=15,
+            what="a first poll of both panels within the start window",
+        )
+        assert_matches_simulator(samples, sim, "web01")
+        assert_matches_simulator(samples, sim, "mx")

@@ -8,19 +8,22 @@ deliberate change (and explain it in the commit message)::
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client import generate_latest
 
 from brainycp.queue import summarize
-from exporter.app import build_registry
-from exporter.exposition import render
+from exporter.app import build_registry, create_app
+from exporter.collector import render_text
 from exporter.poller import top_senders
 from exporter.state import ExporterState, PanelState
-from tests.support import FIXTURES
+from tests.support import FIXTURES, require_binary
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 # 2026-11-25 06:45:00 UTC, a few minutes after the fixtures were captured.
@@ -90,13 +93,45 @@ def test_exposition_matches_golden_file(case: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_fast_writer_is_byte_identical_to_prometheus_client(case: str) -> None:
-    registry = build_registry(CASES[case](), clock=lambda: NOW, process=True)
-    assert render(registry.collect()) == generate_latest(registry).decode()
-
-
-def test_fast_writer_escapes_label_values_like_prometheus_client() -> None:
-    state = exim_and_postfix(top=3)
-    state.panels["exim01"].top_senders = (('we"ird\\x\nname', 2),)
+def test_fast_text_writer_is_byte_identical_to_prometheus_client(case: str) -> None:
+    state = CASES[case]()
     registry = build_registry(state, clock=lambda: NOW, process=False)
-    assert render(registry.collect()) == generate_latest(registry).decode()
+    assert render_text(state, NOW) == generate_latest(registry).decode()
+
+
+def test_fast_text_writer_escapes_label_values_like_prometheus_client() -> None:
+    state = exim_and_postfix(top=3)
+    state.panels["exim01"].top_senders = (('we"ird\\x\nname', 2), ("ok@example.org", 1))
+    state.panels['odd"panel\\'] = state.panels.pop("mx01")
+    state.panels['odd"panel\\'].name = 'odd"panel\\'
+    registry = build_registry(state, clock=lambda: NOW, process=False)
+    assert render_text(state, NOW) == generate_latest(registry).decode()
+
+
+def test_metrics_endpoint_serves_the_golden_text_then_the_process_collectors() -> None:
+    state = exim_and_postfix()
+    app = create_app(state, clock=lambda: NOW)
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as client:
+            return await client.get("/metrics")
+
+    response = asyncio.run(get())
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    body = response.text.replace(__import__("brainycp").__version__, "VERSION")
+    golden = (GOLDEN / "exim-and-postfix.prom").read_text()
+    assert body.startswith(golden)
+    assert "process_resident_memory_bytes" in body[len(golden) :]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_exposition_passes_promtool_lint(case: str) -> None:
+    promtool = require_binary("promtool", "apt-get install prometheus")
+    text = render_text(CASES[case](), NOW)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "", result.stdout
