@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
 PANELS = {
@@ -387,19 +388,52 @@ def demo_rules() -> str:
     return result.stdout
 
 
+def _exported(stack: Stack) -> dict[tuple[str, str], float]:
+    """``(metric, panel) -> value`` for the few exporter series the status lines show."""
+    wanted = {
+        "brainycp_up",
+        "brainycp_mail_queue_messages",
+        "brainycp_mail_queue_frozen_messages",
+    }
+    values: dict[tuple[str, str], float] = {}
+    text = httpx.get(f"{stack.url('exporter')}/metrics", timeout=3).text
+    for family in text_string_to_metric_families(text):
+        if family.name in wanted:
+            for sample in family.samples:
+                values[(sample.name, sample.labels.get("panel", ""))] = sample.value
+    return values
+
+
 def _status_lines(stack: Stack, started: float) -> list[str]:
+    """One line per panel: the simulator's truth, then what the exporter reports."""
     lines = [f"--- t+{time.monotonic() - started:4.0f}s " + "-" * 60]
+    try:
+        exported = _exported(stack)
+    except (httpx.HTTPError, ValueError):
+        exported = {}
     for name, (scenario, flavour) in PANELS.items():
         try:
             state = stack.sim_state(name)
             queue, daemons = state["queue"], state["daemons"]
-            lines.append(
+            line = (
                 f"{name} {scenario:<14} {flavour:<7} queue {queue['messages']:>6}  "
                 f"frozen {queue['frozen']:>4}  bounces {queue['bounces']:>5}  "
-                f"clamav {daemons['clamav']:<8} spamassassin {daemons['spamassassin']}"
+                f"clamav {daemons['clamav']:<8} spamassassin {daemons['spamassassin']:<8}"
             )
         except (httpx.HTTPError, KeyError, ValueError) as exc:
-            lines.append(f"{name}: simulator unreachable ({type(exc).__name__})")
+            line = f"{name}: simulator unreachable ({type(exc).__name__})"
+        up = exported.get(("brainycp_up", name))
+        if up is None:
+            line += " | exporter: no data yet"
+        else:
+            queued = exported.get(("brainycp_mail_queue_messages", name))
+            frozen = exported.get(("brainycp_mail_queue_frozen_messages", name))
+            line += (
+                f" | exporter: up {up:g} queue "
+                f"{'?' if queued is None else f'{queued:g}'} frozen "
+                f"{'?' if frozen is None else f'{frozen:g}'}"
+            )
+        lines.append(line)
     if stack.with_prometheus:
         try:
             firing = stack.firing_alerts()
