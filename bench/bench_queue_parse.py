@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from brainycp.queue import summarize
+from brainycp.simulator.render import exim_age, exim_size
 
 GOAL_RATE = 2_000_000.0
 GOAL_RATIO = 5.0
@@ -34,30 +35,6 @@ GOAL_MEMORY_SHARE = 0.10
 _ALNUM = string.digits + string.ascii_letters
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 _DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-
-
-def exim_age(seconds: int) -> str:
-    """Exim's own age format: minutes up to 90, then hours up to 72, then days."""
-    minutes = seconds // 60
-    if minutes > 90:
-        hours = (minutes + 30) // 60
-        if hours > 72:
-            return f"{(hours + 12) // 24:2d}d"
-        return f"{hours:2d}h"
-    return f"{minutes:2d}m"
-
-
-def exim_size(size: int) -> str:
-    """Exim's own size format (``%5s`` of 812, 2.1K, 147K, 1.3M, 11M)."""
-    if size < 1024:
-        return f"{size:5d}"
-    if size < 10 * 1024:
-        return f"{size / 1024:4.1f}K"
-    if size < 1024 * 1024:
-        return f"{(size + 512) // 1024:4d}K"
-    if size < 10 * 1024 * 1024:
-        return f"{size / (1024 * 1024):4.1f}M"
-    return f"{(size + 512 * 1024) // (1024 * 1024):4d}M"
 
 
 def _size(rng: random.Random) -> int:
