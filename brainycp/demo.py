@@ -92,7 +92,9 @@ class Timing:
     evaluation_interval: str = "2s"
     group_wait: str = "1s"
     group_interval: str = "5s"
-    repeat_interval: str = "1m"
+    # Alertmanager re-sends a still-firing alert only this often; rules with rerun_after
+    # act again on such a re-send, so keep it short enough for that to show in the demo.
+    repeat_interval: str = "20s"
     cooldown: str = "20s"
 
 
