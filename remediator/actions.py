@@ -77,7 +77,9 @@ async def delete_frozen(client: PanelClient, rule: Rule) -> Outcome:
 
 
 async def delete_all(client: PanelClient, rule: Rule) -> Outcome:
-    _, before = await _frozen_count(client)
+    # count_msg, not list_msg: delete_all is for a queue so large that its listing may
+    # exceed max_response_bytes or time out, and the count is all this action needs.
+    before = await client.count_msg()
     if before == 0:
         return Outcome("skipped_nothing_to_do", "the queue is empty")
     try:
@@ -86,7 +88,7 @@ async def delete_all(client: PanelClient, rule: Rule) -> Outcome:
         if rule.force and str(exc.code) == "100":
             return Outcome("failed", "forced deletion is not supported by this mail server")
         raise
-    _, after = await _frozen_count(client)
+    after = await client.count_msg()
     if after == 0 or after < before:
         return Outcome("succeeded", f"queued messages {before} -> {after}")
     return Outcome("unverified", f"queued messages still {after} (were {before})")

@@ -136,7 +136,8 @@ class Remediator:
             chunks.append(chunk)
         try:
             data = json.loads(b"".join(chunks))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
+            # RecursionError: nesting deeper than the decoder's stack ("[[[[..."), under 1 MiB.
             return _error(400, "body is not valid JSON")
         try:
             return parse_notification(data)

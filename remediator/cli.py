@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import uvicorn
 
@@ -86,8 +89,54 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def serve(config: Config, host: str, port: int) -> None:
-    """Run until SIGTERM/SIGINT: recover the journal, serve, then stop the runner."""
+def lock_state_file(state_file: Path) -> int | None:
+    """Hold an exclusive lock beside the journal for the life of the process.
+
+    Recovery rewrites unfinished rows; a second remediator on the same journal
+    (started by mistake, or a restart racing the old process) must not do that
+    under a live one, or it would interrupt or re-run actions still in flight.
+    Returns the lock's file descriptor, or None when another process holds it;
+    raises ``OSError`` when the lock file cannot be created.
+    """
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{state_file}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket for uvicorn (``sockets=[...]``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose
+    # proto says TCP; without it uvicorn's two writes per answer (head, body) meet Nagle
+    # and the client's delayed ACK, and every answer waits about 40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve(config: Config, host: str, port: int) -> int:
+    """Run until SIGTERM/SIGINT: recover the journal, serve, then stop the runner.
+
+    Returns the exit code: 0 after a normal stop, 1 when the port cannot be bound.
+    """
+    # Bound here, not by uvicorn: a busy port becomes one log line and exit 1 (uvicorn
+    # would raise SystemExit inside its task), and nothing in the journal is touched first.
+    try:
+        listener = listen_socket(host, port)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
+        return 1
     rconfig = config.remediator
     journal = Journal(rconfig.state_file)
     stats = Stats()
@@ -124,7 +173,7 @@ async def serve(config: Config, host: str, port: int) -> None:
             timeout_graceful_shutdown=5,
         )
     )
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     if server.started:
@@ -156,6 +205,7 @@ async def serve(config: Config, host: str, port: int) -> None:
     finally:
         await runner.close()
         journal.close()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,9 +246,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rconfig.dry_run:
         log.warning("dry_run is on: no action changes anything on a panel")
     host, port = split_listen(args.listen or rconfig.listen)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, host, port))
-    return 0
+    try:
+        lock = lock_state_file(rconfig.state_file)
+    except OSError as exc:
+        log.error("cannot lock the journal %s: %s", rconfig.state_file, exc.strerror or exc)
+        return 1
+    if lock is None:
+        log.error("cannot lock the journal %s: another remediator is using it", rconfig.state_file)
+        return 1
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(serve(config, host, port))
+        return 0
+    finally:
+        os.close(lock)
 
 
 if __name__ == "__main__":

@@ -71,14 +71,25 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     return f"{value:016x}"
 
 
+def _unicode(text: str, where: str) -> str:
+    # JSON may carry lone surrogates ("\\ud800"); they cannot be stored or hashed as UTF-8.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError(f"{where} is not valid Unicode (lone surrogate)") from None
+    return text
+
+
 def _string_map(value: object, where: str, *, required: bool) -> dict[str, str]:
     if value is None and not required:
         return {}
     if not isinstance(value, dict):
         raise PayloadError(f"{where} must be an object of strings")
     for key, item in value.items():
+        _unicode(key, f"{where} key")
         if not isinstance(item, str):
             raise PayloadError(f"{where}.{key} must be a string")
+        _unicode(item, f"{where}.{key}")
     return dict(value)
 
 
@@ -87,7 +98,7 @@ def _string(value: object, where: str, default: str = "") -> str:
         return default
     if not isinstance(value, str):
         raise PayloadError(f"{where} must be a string")
-    return value
+    return _unicode(value, where)
 
 
 def _alert(raw: object, index: int, default_status: str) -> Alert:

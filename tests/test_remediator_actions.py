@@ -10,7 +10,7 @@ import pytest
 
 from brainycp.client import ActionResult, QueueListing, ServiceStatus
 from brainycp.config import Rule
-from brainycp.errors import PanelAPIError, PanelTimeout
+from brainycp.errors import PanelAPIError, PanelResponseTooLarge, PanelTimeout
 from remediator import actions
 
 
@@ -33,15 +33,22 @@ class FakePanel:
     calls: list[tuple[str, ...]] = field(default_factory=list)
     frozen_applicable: bool = True
     stuck_on: bool = False
+    listing_too_large: bool = False
 
     async def list_msg(self) -> QueueListing:
         self.calls.append(("list_msg",))
+        if self.listing_too_large:
+            raise PanelResponseTooLarge("p", "list_msg", "answer over max_response_bytes")
         lines = []
         for m in self.queue:
             sender = "<>" if m.sender == "<>" else f"<{m.sender}>"
             frozen = " *** frozen ***" if m.frozen else ""
             lines += [f"{m.age_minutes}m {m.size} {m.id} {sender}{frozen}", f"  {m.recipient}", ""]
         return QueueListing("\n".join(lines), not self.queue, 0)
+
+    async def count_msg(self) -> int:
+        self.calls.append(("count_msg",))
+        return len(self.queue)
 
     async def delete_frozen_msg(self) -> ActionResult:
         self.calls.append(("delete_frozen_msg",))
@@ -107,6 +114,21 @@ def test_delete_all_force_sends_force() -> None:
     panel = FakePanel(queue=[Msg(mid(1))])
     out = run(panel, rule("delete_all", allow_destructive=True, force=True))
     assert out.outcome == "succeeded" and ("delete_all_msg", "True") in panel.calls
+
+
+def test_delete_all_counts_with_count_msg_so_a_huge_listing_does_not_block_it() -> None:
+    panel = FakePanel(queue=[Msg(mid(n)) for n in range(3)], listing_too_large=True)
+    out = run(panel, rule("delete_all", allow_destructive=True))
+    assert out.outcome == "succeeded" and "3 -> 0" in out.reason
+    assert panel.calls == [("count_msg",), ("delete_all_msg", "False"), ("count_msg",)]
+
+
+def test_delete_all_on_an_empty_queue_is_nothing_to_do() -> None:
+    panel = FakePanel()
+    assert run(panel, rule("delete_all", allow_destructive=True)).outcome == (
+        "skipped_nothing_to_do"
+    )
+    assert panel.calls == [("count_msg",)]
 
 
 def test_restart_is_status_off_on_status_and_needs_running_at_the_end() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -90,3 +91,13 @@ def test_bad_payloads_name_the_problem(body: Any, message: str) -> None:
 def test_alert_status_defaults_to_the_notification_status() -> None:
     body = payload(status="resolved", alerts=[{"labels": {}, "startsAt": "x"}])
     assert parse_notification(body).alerts[0].status == "resolved"
+
+
+def test_lone_surrogates_are_a_payload_error_not_a_crash() -> None:
+    for raw in (
+        '{"version":"4","status":"firing","alerts":[{"labels":{"panel":"p\\udc00"},"startsAt":"a"}]}',
+        '{"version":"4","status":"firing","alerts":[{"labels":{"p\\ud800":"x"},"startsAt":"a"}]}',
+        '{"version":"4","status":"firing","alerts":[{"labels":{"a":"b"},"startsAt":"\\ud800"}]}',
+    ):
+        with pytest.raises(PayloadError, match="not valid Unicode"):
+            parse_notification(json.loads(raw))

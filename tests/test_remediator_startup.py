@@ -1,0 +1,114 @@
+"""Start-up safety of the real remediator process: one process per journal, a busy port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from remediator.cli import listen_socket
+from tests.support import PYTHON, free_port, running, wait_until
+from tests.test_remediator_e2e import (
+    RULES,
+    TOKEN,
+    Env,
+    am_alert,
+    notification,
+    only_result,
+    start_sim,
+    write_config,
+)
+
+
+def test_a_second_remediator_on_the_same_journal_refuses_to_start(tmp_path: Path) -> None:
+    sim_port, port = free_port(), free_port()
+    sim, url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path / "config.yml", sim_port, port, tmp_path / "s.sqlite", RULES)
+    args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with running(
+        start_sim(tmp_path, sim_port), log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"
+    ):
+        env = Env(sim, url, httpx.Client(headers=headers, timeout=10), tmp_path)
+        env.sim_post("bounce", "pause", {"paused": True})
+        env.sim_post("bounce", "queue", {"add": 2, "bounce": True, "age": 7200})
+        env.sim_post("bounce", "fault", {"latency": 30, "operations": ["controll_msg"]})
+        with running(args, log=tmp_path / "first.log", ready_url=f"{url}/healthz"):
+            result = only_result(
+                env.post(notification(am_alert("BrainyCPMailBouncesPiling", "bounce")))
+            )
+            wait_until(
+                lambda: env.action(result["action_id"])["outcome"] == "running",
+                what="the delete to be in flight",
+            )
+            # Same journal on another port (say, a --listen override started by mistake).
+            second = subprocess.run(
+                [*args, "--listen", f"127.0.0.1:{free_port()}"],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert second.returncode == 1
+            assert "another remediator is using it" in second.stderr
+            # The live instance's in-flight action was not touched by a second recovery.
+            assert env.action(result["action_id"])["outcome"] == "running"
+        env.client.close()
+
+
+def test_a_busy_port_is_one_error_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = write_config(tmp_path / "config.yml", 1, port, tmp_path / "s.sqlite", RULES)
+        out = subprocess.run(
+            [PYTHON, "-m", "remediator.cli", "--config", str(config)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert out.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_pathological_json_gets_4xx_not_500(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path / "config.yml", 1, port, tmp_path / "s.sqlite", RULES)
+    url = f"http://127.0.0.1:{port}"
+    with running(
+        [PYTHON, "-m", "remediator.cli", "--config", str(config)],
+        log=tmp_path / "remediator.log",
+        ready_url=f"{url}/healthz",
+    ):
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        good = notification(am_alert("NoRuleForThis", "frozen"))
+        surrogate = json.dumps(good).replace('"frozen"', '"fro\\udc00zen"', 1)
+        with httpx.Client(headers=headers, timeout=10) as client:
+            deep = client.post(f"{url}/webhook", content=b"[" * 200_000)
+            lone = client.post(f"{url}/webhook", content=surrogate.encode())
+        assert deep.status_code == 400 and "error" in deep.json()
+        assert lone.status_code == 422 and "Unicode" in lone.json()["error"]
+    assert "Traceback" not in (tmp_path / "remediator.log").read_text()
+
+
+def test_the_listening_socket_gives_connections_tcp_nodelay() -> None:
+    """Without TCP_NODELAY every webhook answer (head and body written apart) waits ~40 ms."""
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        listener = listen_socket("127.0.0.1", 0)
+        server = await asyncio.start_server(on_connect, sock=listener)
+        async with server:
+            _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+            result = await asyncio.wait_for(seen, 10)
+            writer.close()
+        return result
+
+    assert asyncio.run(accepted_nodelay()) != 0
