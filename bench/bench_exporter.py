@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,46 +33,17 @@ from typing import Any
 import httpx
 import yaml
 
-from brainycp.config import parse_config
-from exporter.poller import Poller, initial_state
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests.support: the same process harness the tests use
+
+from brainycp.config import parse_config  # noqa: E402
+from exporter.poller import Poller, initial_state  # noqa: E402
+from tests.support import free_port, running  # noqa: E402
+
 PASSWORD = "bench-pw"
 GOAL_CYCLE_RATIO = 1.5
 GOAL_SCRAPE_SECONDS = 0.100
 GOAL_RSS_BYTES = 150 * 1024**2
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{url}: the process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up within {timeout:g}s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def config_data(sim_port: int, panels: int, concurrency: int, **exporter: Any) -> dict[str, Any]:
@@ -136,17 +106,17 @@ def main() -> int:
     os.environ["BENCH_PW"] = PASSWORD
     tmp = Path(tempfile.mkdtemp(prefix="bench-exporter-"))
     sim_port, exp_port = free_port(), free_port()
-    sim_log = open(tmp / "sim.log", "wb")  # noqa: SIM115 - closed in finally
-    exp_log = open(tmp / "exporter.log", "wb")  # noqa: SIM115
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "brainycp.simulator.cli", "--listen", f"127.0.0.1:{sim_port}",
-         "--users", f"admin:{PASSWORD}:root", "--panels", str(args.panels),
-         "--latency", str(args.latency), "--log-level", "warning"],
-        stdout=sim_log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
-    )  # fmt: skip
-    exporter: subprocess.Popen[bytes] | None = None
-    try:
-        wait_http(f"http://127.0.0.1:{sim_port}/healthz", sim)
+    with contextlib.ExitStack() as processes:
+        processes.enter_context(
+            running(
+                [sys.executable, "-m", "brainycp.simulator.cli", "--listen",
+                 f"127.0.0.1:{sim_port}", "--users", f"admin:{PASSWORD}:root",
+                 "--panels", str(args.panels), "--latency", str(args.latency),
+                 "--log-level", "warning"],
+                log=tmp / "sim.log", ready_url=f"http://127.0.0.1:{sim_port}/healthz",
+                timeout=60, cwd=REPO,
+            )
+        )  # fmt: skip
         ideal = args.panels * args.latency / args.concurrency
         data = config_data(sim_port, args.panels, args.concurrency)
         # A first, unmeasured cycle warms up both processes. Every cycle uses new clients and
@@ -162,13 +132,14 @@ def main() -> int:
         )  # fmt: skip
         config = tmp / "exporter.yaml"
         config.write_text(yaml.safe_dump(daemon_data))
-        exporter = subprocess.Popen(
-            [sys.executable, "-m", "exporter.cli", "--config", str(config),
-             "--log-level", "warning"],
-            stdout=exp_log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
-        )  # fmt: skip
         base = f"http://127.0.0.1:{exp_port}"
-        wait_http(f"{base}/healthz", exporter)
+        exporter = processes.enter_context(
+            running(
+                [sys.executable, "-m", "exporter.cli", "--config", str(config),
+                 "--log-level", "warning"],
+                log=tmp / "exporter.log", ready_url=f"{base}/healthz", timeout=60, cwd=REPO,
+            )
+        )  # fmt: skip
         deadline = time.monotonic() + 120
         with httpx.Client(timeout=10) as client:
             while time.monotonic() < deadline:
@@ -188,12 +159,6 @@ def main() -> int:
         scrape = statistics.median(timings)
         rss = rss_bytes(exporter.pid)
         series = sum(1 for line in body.decode().splitlines() if line and line[0] != "#")
-    finally:
-        if exporter is not None:
-            stop(exporter)
-        stop(sim)
-        sim_log.close()
-        exp_log.close()
 
     print(
         f"exporter bench: {args.panels} panels, {args.latency * 1000:g} ms latency, "

@@ -31,10 +31,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,17 +42,14 @@ from typing import Any
 import httpx
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support import free_port, running
+
 PYTHON = sys.executable
 TOKEN = "bench-token"
 PANELS = [f"panel{i:04d}" for i in range(1, 17)]
 GOAL_RATE = 1000.0
 GOAL_MEDIAN_MS = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -65,18 +59,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_http(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not come up")
 
 
 def body(alertname: str, panel: str, starts_at: str) -> dict[str, Any]:
@@ -253,29 +235,20 @@ def main() -> int:
     sim_cmd = [PYTHON, "-m", "brainycp.simulator.cli", "--listen", f"127.0.0.1:{sim_port}"]
     sim_cmd += ["--panels", str(len(PANELS)), "--log-level", "warning"]
     rem_cmd = [PYTHON, "-m", "remediator.cli", "--config", str(tmp / "config.yml")]
-    procs = []
-    try:
-        with open(tmp / "sim.log", "wb") as log:
-            procs.append(subprocess.Popen(sim_cmd, stdout=log, stderr=log, start_new_session=True))
-        with open(tmp / "remediator.log", "wb") as log:
-            procs.append(subprocess.Popen(rem_cmd, stdout=log, stderr=log, start_new_session=True))
-        wait_http(f"{sim}/healthz")
-        wait_http(f"{url}/healthz")
+    with (
+        running(sim_cmd, log=tmp / "sim.log", ready_url=f"{sim}/healthz"),
+        running(rem_cmd, log=tmp / "remediator.log", ready_url=f"{url}/healthz") as remediator,
+    ):
         for panel in PANELS:
             httpx.post(f"{sim}/panel/{panel}/_sim/pause", json={"paused": True})
             httpx.delete(f"{sim}/panel/{panel}/_sim/calls")
         rates, server_cpu = {}, {}
         for client in ("raw", "httpx"):
-            before = cpu_seconds(procs[1].pid)
+            before = cpu_seconds(remediator.pid)
             rates[client] = asyncio.run(throughput(url, args.notifications, args.senders, client))
-            server_cpu[client] = (cpu_seconds(procs[1].pid) - before) / args.notifications
+            server_cpu[client] = (cpu_seconds(remediator.pid) - before) / args.notifications
         ids = asyncio.run(paced(url, args.paced, args.rate))
         lat = sorted(latencies(url, sim, ids))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(10)
     median = statistics.median(lat)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     print(
