@@ -1,7 +1,10 @@
 """The panel client: request shape, typed results, and one error reason per failure.
 
-Transport faults are injected with respx; the client against the real simulator
-over loopback is covered in tests/test_simulator*.py.
+Transport faults are injected with respx. respx intercepts httpx's own transport
+(httpcore), so these tests hand the client that transport instead of its default
+:class:`~brainycp.transport.PanelTransport`; the same faults over real sockets, through
+the default transport, are in tests/test_transport.py, and the client against the real
+simulator in tests/test_simulator.py.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ def make_panel(**overrides: Any) -> PanelConfig:
 
 def run(coro_factory: Callable[[PanelClient], Any], **overrides: Any) -> Any:
     async def go() -> Any:
-        async with PanelClient(make_panel(**overrides), retry_delay=(0.0, 0.01)) as client:
+        panel = make_panel(**overrides)
+        transport = httpx.AsyncHTTPTransport()  # what respx patches
+        async with PanelClient(panel, transport=transport, retry_delay=(0.0, 0.01)) as client:
             return await coro_factory(client)
 
     return asyncio.run(go())
