@@ -25,6 +25,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from brainycp.queue import summarize
 from brainycp.simulator.render import exim_age, exim_size
@@ -211,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         f"\nPostfix postqueue -p, {pf_count} messages ({mib(len(pf_text))} MiB, information only): "
         f"{pf_time:.3f} s, {pf_count / pf_time:,.0f} msg/s, extra {mib(pf_mem)} MiB "
         f"({pf_summary.messages} messages, {pf_summary.held} held)"
+    )
+    moscow = ZoneInfo("Europe/Moscow")
+    tz_time, _ = timed(lambda: summarize(pf_text, now=now, zone=moscow))
+    print(
+        f"  the same read with timezone Europe/Moscow: {tz_time:.3f} s, "
+        f"{pf_count / tz_time:,.0f} msg/s ({tz_time / pf_time:.2f}x the UTC time)"
     )
 
     print("\nGoals (issue 3): >= 2,000,000 msg/s, >= 5x the baseline, extra memory <= 10% of text")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -200,6 +201,19 @@ class _PanelSettings(_Strict):
     status_patterns: StatusPatterns = Field(default_factory=StatusPatterns)
     interval: Duration | None = None
     list_interval: Duration | None = None
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as Europe/Moscow or UTC"
+                " (from the system's tzdata package)"
+            ) from None
+        return value
 
     @field_validator("tls_verify", mode="before")
     @classmethod
@@ -262,6 +276,13 @@ class PanelConfig:
     status_patterns: StatusPatterns
     interval: float | None
     list_interval: float | None
+    timezone: str = "UTC"
+    """The panel's clock zone: Postfix ``mailq`` prints arrival times in it, without a zone."""
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The zone to read Postfix times in; None for UTC (the parser's fast path)."""
+        return None if self.timezone == "UTC" else ZoneInfo(self.timezone)
 
     def __repr__(self) -> str:
         return f"PanelConfig(name={self.name!r}, url={self.url!r}, username={self.username!r})"
@@ -652,6 +673,7 @@ def _build_panels(
             status_patterns=panel.status_patterns,
             interval=panel.interval,
             list_interval=panel.list_interval,
+            timezone=panel.timezone,
         )
     return panels
 

@@ -21,7 +21,8 @@ How lines are read (both entry points agree on this; the tests hold them to it):
   ``(login)`` may follow the sender), optionally ending in ``*** frozen ***``. An indented
   line belongs to the message above it: a recipient, or, marked ``D``/``+D``, one already
   delivered (not pending), or a ``*** ... ***`` note. Blank lines are separators only.
-- Postfix: ``<queue-id>[*!#] <size> <Day Mon DD HH:MM:SS> <sender>`` headers (``!`` = held),
+- Postfix: ``<queue-id>[*!#] <size> <Day Mon DD HH:MM:SS> <sender>`` headers (``!`` = held;
+  the time is the panel's local time, read in the ``zone`` the caller gives),
   indented ``(reason)`` and recipient lines, and the title, footer and ``Mail queue is empty``
   lines, which are known but carry no message. ``MAILER-DAEMON`` is the null sender.
 - ``postqueue -j``: one JSON object per line.
@@ -436,8 +437,16 @@ def _day_start(year: int, month: int, day: int) -> int | None:
         return None
 
 
-def _postfix_arrival(m: re.Match[str], now: float) -> float | None:
-    """Arrival epoch of a Postfix header, read as UTC, in the latest plausible year."""
+@functools.lru_cache(maxsize=4096)
+def _zone_offset(zone: datetime.tzinfo, year: int, month: int, day: int, hour: int) -> int:
+    """Seconds ``zone`` is ahead of UTC at that local date and hour (DST included)."""
+    offset = zone.utcoffset(datetime.datetime(year, month, day, hour))
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
+def _postfix_arrival(m: re.Match[str], now: float, zone: datetime.tzinfo | None) -> float | None:
+    """Arrival epoch of a Postfix header, a local time in ``zone`` (None: UTC), in the
+    latest plausible year."""
     month = _MONTHS[m.group("mon")]
     day = int(m.group("day"))
     hh, mm, ss = int(m.group("hh")), int(m.group("mm")), int(m.group("ss"))
@@ -447,7 +456,11 @@ def _postfix_arrival(m: re.Match[str], now: float) -> float | None:
     year = time.gmtime(now).tm_year + 1
     for candidate in range(year, year - 9, -1):
         start = _day_start(candidate, month, day)
-        if start is not None and start + offset <= now + 86400:
+        if start is None:
+            continue
+        if zone is not None:
+            start -= _zone_offset(zone, candidate, month, day, hh)
+        if start + offset <= now + 86400:
             return float(start + offset)
     return None
 
@@ -461,7 +474,9 @@ def _postfix_kind(line: str) -> int:
     return 1
 
 
-def _postfix_summarize_lines(lines: Iterable[str], acc: _Acc, now: float) -> None:
+def _postfix_summarize_lines(
+    lines: Iterable[str], acc: _Acc, now: float, zone: datetime.tzinfo | None
+) -> None:
     header = _POSTFIX_HEADER.fullmatch
     for line in lines:
         if line.endswith("\r"):
@@ -472,7 +487,7 @@ def _postfix_summarize_lines(lines: Iterable[str], acc: _Acc, now: float) -> Non
         if first not in " \t":
             m = header(line)
             if m is not None:
-                arrival = _postfix_arrival(m, now)
+                arrival = _postfix_arrival(m, now, zone)
                 if arrival is not None:
                     acc.messages += 1
                     acc.seen_message = True
@@ -494,7 +509,7 @@ def _postfix_summarize_lines(lines: Iterable[str], acc: _Acc, now: float) -> Non
 
 
 def _postfix_iter_lines(
-    lines: Iterable[str], state: _IterState, now: float
+    lines: Iterable[str], state: _IterState, now: float, zone: datetime.tzinfo | None
 ) -> Iterator[QueueMessage]:
     header = _POSTFIX_HEADER.fullmatch
     current: tuple[str, float, int, str, bool] | None = None
@@ -508,7 +523,7 @@ def _postfix_iter_lines(
         if first not in " \t":
             m = header(line)
             if m is not None:
-                arrival = _postfix_arrival(m, now)
+                arrival = _postfix_arrival(m, now, zone)
                 if arrival is not None:
                     if current is not None:
                         yield _postfix_build(current, recipients)
@@ -855,16 +870,19 @@ def _objects(detail: Any) -> list[Any]:
     return [detail] if isinstance(detail, dict) else list(detail)
 
 
-def summarize(detail: Any, now: float | None = None) -> QueueSummary:
+def summarize(
+    detail: Any, now: float | None = None, *, zone: datetime.tzinfo | None = None
+) -> QueueSummary:
     """Summarize a queue listing without building a record per message.
 
     ``detail`` is a string (console output, or ``postqueue -j`` JSON lines when its first
     non-blank character is ``{``), a list of lines, or a list of objects (keys ``id``, ``age``
     (seconds or ``3h``), ``size`` (bytes or ``2.1K``), ``sender``, ``recipients``, ``frozen``,
     ``held``, or ``postqueue -j``'s ``queue_id``, ``arrival_time``, ``message_size``,
-    ``queue_name``). Postfix arrival times have no year and no zone: they are read as UTC, in
-    the latest year that does not put them more than a day after ``now`` (default: the current
-    time); ages are never negative. Garbage gives an ``unknown`` summary, never an exception.
+    ``queue_name``). Postfix ``mailq`` arrival times have no year and no zone: they are read
+    as local times in ``zone`` (the panel's clock; None is UTC), in the latest year that does
+    not put them more than a day after ``now`` (default: the current time); ages are never
+    negative. Garbage gives an ``unknown`` summary, never an exception.
     """
     clock = time.time() if now is None else float(now)
     acc = _Acc()
@@ -901,7 +919,7 @@ def summarize(detail: Any, now: float | None = None) -> QueueSummary:
             if kind == "json":
                 _json_summarize_lines(lines, acc, clock)
             else:
-                _postfix_summarize_lines(lines, acc, clock)
+                _postfix_summarize_lines(lines, acc, clock, zone)
     return acc.result()
 
 
@@ -917,7 +935,9 @@ def _bounded_lines(text: str, start: int) -> Iterator[str]:
         pos = cut + 1
 
 
-def iter_messages(detail: Any, now: float | None = None) -> Iterator[QueueMessage]:
+def iter_messages(
+    detail: Any, now: float | None = None, *, zone: datetime.tzinfo | None = None
+) -> Iterator[QueueMessage]:
     """Yield one :class:`QueueMessage` per message of a listing (same input rules as summarize).
 
     Unreadable lines and objects are skipped; :func:`summarize` counts them.
@@ -936,10 +956,12 @@ def iter_messages(detail: Any, now: float | None = None) -> Iterator[QueueMessag
     if source is None:
         return
     pieces, _ = source
-    yield from _iter_text(pieces, clock)
+    yield from _iter_text(pieces, clock, zone)
 
 
-def _iter_text(pieces: Iterator[str], now: float) -> Iterator[QueueMessage]:
+def _iter_text(
+    pieces: Iterator[str], now: float, zone: datetime.tzinfo | None
+) -> Iterator[QueueMessage]:
     state = _IterState()
     kind: _Kind | None = None
     first_lines: list[str] = []
@@ -961,4 +983,4 @@ def _iter_text(pieces: Iterator[str], now: float) -> Iterator[QueueMessage]:
     elif kind == "json":
         yield from _json_iter_lines(lines, state, now)
     else:
-        yield from _postfix_iter_lines(lines, state, now)
+        yield from _postfix_iter_lines(lines, state, now, zone)

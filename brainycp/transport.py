@@ -60,6 +60,7 @@ class _Connection(asyncio.Protocol):
         self.eof = False
         self.error: BaseException | None = None
         self.idle_since = 0.0
+        self.idle_timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
 
@@ -246,6 +247,9 @@ class _Body(httpx.AsyncByteStream):
                 conn.buffer.clear()
                 yield piece
             elif conn.eof:
+                if conn.error is not None:
+                    # A reset, not the server's orderly close: the body may be cut short.
+                    raise httpx.ReadError(f"the connection failed mid-body: {conn.error}")
                 return
             else:
                 await conn.wait(self._timeout)
@@ -357,6 +361,9 @@ class PanelTransport(httpx.AsyncBaseTransport):
     def _release(self, conn: _Connection, *, reuse: bool) -> None:
         if reuse and not self._closed and not conn.eof:
             conn.idle_since = conn.loop.time()
+            # Closed when it expires, not at the next request: with a poll a minute,
+            # 1,000 panels would otherwise hold thousands of idle sockets open.
+            conn.idle_timer = conn.loop.call_later(self._expiry, self._expire, conn)
             self._idle.append(conn)
         else:
             conn.close()
@@ -369,6 +376,9 @@ class PanelTransport(httpx.AsyncBaseTransport):
         now = loop.time()
         while self._idle:
             conn = self._idle.pop()
+            if conn.idle_timer is not None:
+                conn.idle_timer.cancel()
+                conn.idle_timer = None
             if conn.loop is loop and conn.usable(now, self._expiry):
                 return conn
             conn.close()
@@ -466,10 +476,18 @@ class PanelTransport(httpx.AsyncBaseTransport):
                 )
             await conn.wait(timeout)
 
+    def _expire(self, conn: _Connection) -> None:
+        conn.idle_timer = None
+        if conn in self._idle:
+            self._idle.remove(conn)
+        conn.close()
+
     async def aclose(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
+            if conn.idle_timer is not None:
+                conn.idle_timer.cancel()
             conn.close()
 
 

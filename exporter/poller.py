@@ -15,7 +15,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import httpx
@@ -64,9 +64,11 @@ def initial_state(config: Config) -> ExporterState:
     )
 
 
-def top_senders(detail: Any, limit: int, now: float) -> tuple[tuple[str, int], ...]:
+def top_senders(
+    detail: Any, limit: int, now: float, zone: tzinfo | None = None
+) -> tuple[tuple[str, int], ...]:
     """The ``limit`` senders with most queued messages, most first (ties by name)."""
-    counts = Counter(msg.sender for msg in iter_messages(detail, now) if msg.sender)
+    counts = Counter(msg.sender for msg in iter_messages(detail, now, zone=zone) if msg.sender)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return tuple(ranked[:limit])
 
@@ -166,12 +168,13 @@ class Poller:
         panel = self.state.panels[name]
         client = self.clients[name]
         top = self.state.top_senders
+        zone = self.config.panels[name].zone
 
         def store_listing(listing: QueueListing) -> None:
             now = time.time()
             # CPU work on the loop: ~0.5 s per million messages (see docs/metrics.md).
-            summary = summarize(listing.detail, now)
-            senders = top_senders(listing.detail, top, now) if top > 0 else ()
+            summary = summarize(listing.detail, now, zone=zone)
+            senders = top_senders(listing.detail, top, now, zone) if top > 0 else ()
             panel.summary, panel.top_senders = summary, senders
 
         async with self.semaphore:

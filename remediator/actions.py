@@ -121,7 +121,8 @@ async def service(client: PanelClient, rule: Rule) -> Outcome:
 async def messages(client: PanelClient, rule: Rule) -> Outcome:
     command: MessageCommand = "delete" if rule.action == "delete_messages" else "reship"
     listing = await client.list_msg()
-    chosen, total = choose(iter_messages(listing.detail), rule)
+    # Ages decide "oldest first" and older_than: Postfix times are read in the panel's zone.
+    chosen, total = choose(iter_messages(listing.detail, zone=client.panel.zone), rule)
     if total == 0:
         return Outcome("skipped_nothing_to_do", "no queued message matches the selection")
     if total > rule.max_messages and rule.limit == "refuse":

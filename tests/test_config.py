@@ -82,6 +82,33 @@ def test_panel_inherits_defaults_and_overrides_them(secret_file: Path) -> None:
     assert web01.daemons == ("clamav", "spamassassin")
 
 
+def test_timezone_defaults_to_utc_and_is_checked(secret_file: Path) -> None:
+    base = {"username": "monitor", "password_file": str(secret_file)}
+    config = parse_config(
+        {
+            "defaults": {**base, "timezone": "Europe/Moscow"},
+            "panels": {
+                "web01": {"url": "https://203.0.113.10:8002"},
+                "web02": {"url": "https://203.0.113.11:8002", "timezone": "UTC"},
+            },
+        }
+    )
+    assert config.panels["web01"].timezone == "Europe/Moscow"
+    assert str(config.panels["web01"].zone) == "Europe/Moscow"
+    assert config.panels["web02"].timezone == "UTC" and config.panels["web02"].zone is None
+    plain = parse_config({"defaults": base, "panels": {"web01": {"url": "https://h:8002"}}})
+    assert plain.panels["web01"].timezone == "UTC"
+    errors = errors_of(
+        {
+            "defaults": base,
+            "panels": {"web01": {"url": "https://h:8002", "timezone": "Europe/Moskow"}},
+        }
+    )
+    assert any(
+        e.startswith("panels.web01.timezone: unknown time zone 'Europe/Moskow'") for e in errors
+    ), errors
+
+
 def test_api_path_is_appended_only_when_the_url_has_none() -> None:
     assert api_url("https://h:8002/") == "https://h:8002/api/api.php"
     assert api_url("https://h:8002/panel/x/api/api.php") == "https://h:8002/panel/x/api/api.php"

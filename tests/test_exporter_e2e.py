@@ -3,7 +3,8 @@
 One simulator process serves several panels (``--panel NAME:SCENARIO:FLAVOUR``): a healthy
 Exim panel, one that answers too slowly, one answering an HTML 502, one the exporter logs
 into with a wrong password, a Postfix panel, and one used for the staleness test. Every
-scenario is paused so the simulator's ``/_sim/state`` is stable while we compare.
+scenario is paused so the simulator's ``/_sim/state`` is stable while we compare. The
+panels' clocks are on Moscow time (UTC+3), which only Postfix listings show.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ PANELS = {
     "mx": "quiet:postfix",
     "stale": "quiet:exim",
 }
+PANEL_ZONE = "Europe/Moscow"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -66,6 +68,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     log = tmp_path_factory.mktemp("sim") / "sim.log"
     port = free_port()
     args = sim_args(port, "--users", f"admin:{PASSWORD}:root", "--seed", "7")
+    args += ["--timezone", PANEL_ZONE]
     for name, spec in PANELS.items():
         args += ["--panel", f"{name}:{spec}"]
     with running(args, log=log, ready_url=f"http://127.0.0.1:{port}/healthz"):
@@ -144,7 +147,7 @@ def exporter(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exp
         "slow": {"timeout": "1s"},
         "html": {},
         "auth": {"password_env": "WRONG_PW"},
-        "mx": {},
+        "mx": {"timezone": PANEL_ZONE},
     }
     port, log, ctx = start_exporter(tmp, config_for(sim, panels, max_staleness="10m"))
     with ctx as proc:
@@ -228,6 +231,12 @@ def test_every_value_matches_the_simulator_and_failures_are_reasons_not_zeros(
     )
     assert_matches_simulator(samples, sim, "web01")
     assert_matches_simulator(samples, sim, "mx")
+    # Postfix prints local arrival times with no zone: read in the panel's zone, the
+    # oldest age is right to the second (read as UTC it would be 3 h off).
+    oldest = get(samples, "brainycp_mail_queue_oldest_message_age_seconds", panel="mx")
+    true_oldest = sim.state("mx")["oldest_age_seconds"]
+    assert oldest is not None and true_oldest is not None
+    assert abs(oldest - true_oldest) <= 5, (oldest, true_oldest)
     assert sim.state("web01")["queue"]["frozen"] >= 3
     assert sim.state("mx")["queue"]["held"] >= 2
     assert_failing(samples, "slow", "timeout")
@@ -436,7 +445,7 @@ def run_once(tmp_path: Path, data: dict[str, Any]) -> subprocess.CompletedProces
 
 
 def test_once_prints_metrics_and_exits_0_when_every_poll_succeeds(sim: Sim, tmp_path: Path) -> None:
-    result = run_once(tmp_path, config_for(sim, {"web01": {}, "mx": {}}))
+    result = run_once(tmp_path, config_for(sim, {"web01": {}, "mx": {"timezone": PANEL_ZONE}}))
     assert result.returncode == 0, result.stderr
     samples: Samples = {}
     for family in text_string_to_metric_families(result.stdout):
@@ -444,6 +453,12 @@ def test_once_prints_metrics_and_exits_0_when_every_poll_succeeds(sim: Sim, tmp_
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     assert_matches_simulator(samples, sim, "web01")
     assert_matches_simulator(samples, sim, "mx")
+    # Postfix prints local arrival times with no zone: read in the panel's zone, the
+    # oldest age is right to the second (read as UTC it would be 3 h off).
+    oldest = get(samples, "brainycp_mail_queue_oldest_message_age_seconds", panel="mx")
+    true_oldest = sim.state("mx")["oldest_age_seconds"]
+    assert oldest is not None and true_oldest is not None
+    assert abs(oldest - true_oldest) <= 5, (oldest, true_oldest)
     assert "poll failed" not in result.stderr
 
 

@@ -9,8 +9,10 @@ import json
 import math
 import random
 import string
+import time
 from dataclasses import asdict
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -233,6 +235,31 @@ def test_postfix_mailq_counts_held_and_mailer_daemon_bounces() -> None:
         "carol@example.net",
     )
     assert messages["5BF4516404C"].age_seconds == NOW - calendar.timegm((2026, 11, 25, 6, 41, 22))
+
+
+@pytest.mark.parametrize(
+    ("zone", "when", "ahead"),
+    [
+        ("Europe/Moscow", (2026, 11, 25, 9, 0, 0), 3 * 3600),
+        ("America/New_York", (2026, 1, 15, 12, 0, 0), -5 * 3600),  # standard time
+        ("America/New_York", (2026, 7, 15, 12, 0, 0), -4 * 3600),  # daylight saving
+        ("Asia/Kolkata", (2026, 3, 1, 0, 10, 0), 5 * 3600 + 1800),  # crosses midnight
+    ],
+)
+def test_postfix_local_times_are_read_in_the_panels_zone(
+    zone: str, when: tuple[int, ...], ahead: int
+) -> None:
+    """mailq prints the panel's local time with no zone; ``zone`` says which one."""
+    arrival = calendar.timegm((*when, 0, 0, 0))  # a UTC instant
+    now = arrival + 600
+    local = time.gmtime(arrival + ahead)  # the wall clock of the panel at that instant
+    stamp = time.strftime("%a %b %e %H:%M:%S", local)
+    listing = f"1A2B3C4D5E      4242 {stamp}  alice@example.org\n    bob@example.net\n"
+    tz = ZoneInfo(zone)
+    assert summarize(listing, now=now, zone=tz).oldest_age_seconds == 600
+    assert [m.age_seconds for m in iter_messages(listing, now=now, zone=tz)] == [600]
+    # Read as UTC, the age is off by the zone's offset (clamped at 0 when in the future).
+    assert summarize(listing, now=now).oldest_age_seconds == max(0, 600 - ahead)
 
 
 def test_mailq_command_prints_the_same_as_postqueue() -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from brainycp.client import ActionResult, QueueListing, ServiceStatus
-from brainycp.config import Rule
+from brainycp.config import PanelConfig, Rule, parse_config
 from brainycp.errors import PanelAPIError, PanelResponseTooLarge, PanelTimeout
 from remediator import actions
 
@@ -34,6 +35,11 @@ class FakePanel:
     frozen_applicable: bool = True
     stuck_on: bool = False
     listing_too_large: bool = False
+    panel: PanelConfig = field(
+        default_factory=lambda: parse_config(
+            {"panels": {"p": {"url": "http://p:8002", "username": "a", "password": "b"}}}
+        ).panels["p"]
+    )
 
     async def list_msg(self) -> QueueListing:
         self.calls.append(("list_msg",))
@@ -220,3 +226,27 @@ def test_panel_errors_become_failed_with_the_reason_word() -> None:
 
     out = run(Broken(), rule("delete_frozen"))
     assert out.outcome == "failed" and out.reason.startswith("timeout: list_msg")
+
+
+@pytest.mark.parametrize(("zone", "chosen"), [("Europe/Moscow", ["A1B2C3D4E5"]), ("UTC", [])])
+def test_older_than_reads_postfix_times_in_the_panels_zone(zone: str, chosen: list[str]) -> None:
+    """A message queued 2 h ago on a Moscow-time panel: older than 1 h only in its own zone."""
+
+    class MoscowPostfix(FakePanel):
+        async def list_msg(self) -> QueueListing:
+            self.calls.append(("list_msg",))
+            if not self.queue:
+                return QueueListing("Mail queue is empty\n", True, 0)
+            local = time.gmtime(time.time() - 7200 + 3 * 3600)  # the panel's wall clock
+            stamp = time.strftime("%a %b %e %H:%M:%S", local)
+            return QueueListing(
+                f"A1B2C3D4E5      900 {stamp}  alice@example.org\n    bob@example.net\n", False, 0
+            )
+
+    panel = MoscowPostfix(queue=[Msg("A1B2C3D4E5")])
+    panel.panel = parse_config(
+        {"panels": {"p": {"url": "http://p:8002", "username": "a", "password": "b",
+                          "timezone": zone}}}
+    ).panels["p"]  # fmt: skip
+    run(panel, rule("delete_messages", select={"older_than": "1h"}))
+    assert [c[1] for c in panel.calls if c[0] == "controll_msg"] == chosen

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -106,6 +107,13 @@ def test_postfix_message_renders_like_real_postqueue() -> None:
     )  # fmt: skip
     assert render.postfix_message(deferred, arrival) in fixture
     assert render.postfix_message(held, arrival + 84) in fixture
+
+
+def test_postfix_times_are_printed_on_the_panels_clock() -> None:
+    arrival = 1_795_588_738.0  # Wed Nov 25 06:38:58 2026 UTC
+    assert render.postfix_arrival(arrival) == "Wed Nov 25 06:38:58 "
+    assert render.postfix_arrival(arrival, ZoneInfo("Europe/Moscow")) == "Wed Nov 25 09:38:58 "
+    assert render.postfix_arrival(arrival, ZoneInfo("America/New_York")) == "Wed Nov 25 01:38:58 "
 
 
 @pytest.mark.parametrize("flavour", ["exim", "postfix"])
@@ -376,6 +384,11 @@ def test_version_and_help() -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert bad.returncode == 2 and "scenario must be one of" in bad.stderr
+    zone = subprocess.run(
+        [sys.executable, "-m", "brainycp.simulator.cli", "--timezone", "Mars/Olympus"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert zone.returncode == 2 and "unknown time zone 'Mars/Olympus'" in zone.stderr
 
 
 def test_first_panel_is_the_default(clean: Sim) -> None:

@@ -14,7 +14,9 @@ import gzip
 import hashlib
 import itertools
 import json
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -52,6 +54,8 @@ class Reply:
     """Write ``data``, then never answer again (until the test ends)."""
     piecewise: bool = False
     """Write one byte at a time, yielding to the loop between them."""
+    reset: bool = False
+    """After writing, abort the connection with a TCP reset instead of an orderly close."""
 
 
 Script = Callable[[int, int, bytes], Reply | Awaitable[Reply]]
@@ -113,6 +117,11 @@ async def serving(script: Script, *, tls: bool = False) -> AsyncIterator[Server]
                 else:
                     writer.write(reply.data)
                     await writer.drain()
+                if reply.reset:
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
                 if reply.hang:
                     await hold.wait()
                 if reply.close:
@@ -346,6 +355,19 @@ def test_aclose_closes_idle_connections() -> None:
     asyncio.run(asyncio.wait_for(go(), 10))
 
 
+def test_an_idle_connection_is_closed_when_it_expires_without_another_request() -> None:
+    async def go() -> None:
+        async with serving(always(answer())) as server:
+            transport = PanelTransport(keepalive_expiry=0.05)
+            await post(transport, server.url)
+            assert not server.closed_by_client.is_set()
+            await server.closed_by_client.wait()  # our FIN, sent by the expiry timer
+            assert transport._idle == []
+            await transport.aclose()
+
+    asyncio.run(asyncio.wait_for(go(), 10))
+
+
 # ---------------------------------------------------------------- faults
 
 
@@ -379,6 +401,19 @@ def test_malformed_or_cut_answers_are_protocol_errors(reply: Reply, message: str
         async with serving(lambda _n, _c, _r: reply) as server:
             transport = PanelTransport()
             with pytest.raises(httpx.RemoteProtocolError, match=message):
+                await post(transport, server.url)
+            await transport.aclose()
+
+    asyncio.run(asyncio.wait_for(go(), 10))
+
+
+def test_a_reset_during_a_body_read_to_the_close_is_an_error_not_a_short_body() -> None:
+    data = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + OK_JSON[:10]
+
+    async def go() -> None:
+        async with serving(always(data, reset=True)) as server:
+            transport = PanelTransport()
+            with pytest.raises(httpx.ReadError):
                 await post(transport, server.url)
             await transport.aclose()
 

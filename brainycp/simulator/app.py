@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -213,6 +214,12 @@ class SimSettings:
     detail_format: DetailFormat = "string"
     no_relay: bool = False
     wall_clock: Callable[[], float] = time.time
+    timezone: str = "UTC"
+    """The panels' clock zone: Postfix listings print arrival times in it, with no zone."""
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        return None if self.timezone == "UTC" else ZoneInfo(self.timezone)
 
 
 class _ListingCache:
@@ -393,7 +400,7 @@ class SimulatorApp:
             if self.settings.detail_format == "objects":
                 detail = render.listing_objects(state)
             else:
-                listing = render.listing_text(state, wall_now)
+                listing = render.listing_text(state, wall_now, self.settings.zone)
                 detail = (
                     render.as_lines(listing) if self.settings.detail_format == "lines" else listing
                 )
@@ -527,6 +534,9 @@ class SimulatorApp:
         return {
             "panel": panel.name,
             "queue": state.summary(),
+            "oldest_age_seconds": max(
+                (state.now - m.arrival for m in state.messages.values()), default=None
+            ),
             "daemons": _daemons(state),
             "calls": list(panel.calls),
             "flavour": state.flavour,

@@ -8,6 +8,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import uvicorn
 
@@ -77,6 +78,14 @@ def _non_negative(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
     return value
+
+
+def _zone(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise argparse.ArgumentTypeError(f"unknown time zone {text!r}") from None
+    return text
 
 
 def _count(text: str) -> int:
@@ -166,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how list_msg sends detail (default string)",
     )
     parser.add_argument(
+        "--timezone",
+        type=_zone,
+        default="UTC",
+        metavar="ZONE",
+        help="the panels' clock zone, e.g. Europe/Moscow: Postfix listings print local "
+        "arrival times in it (default UTC)",
+    )
+    parser.add_argument(
         "--no-relay",
         action="store_true",
         help="no relay configured: controll_msg reship answers 102",
@@ -210,6 +227,7 @@ def build_app(args: argparse.Namespace) -> SimulatorApp:
         latency=args.latency,
         detail_format=args.detail_format,
         no_relay=args.no_relay,
+        timezone=args.timezone,
     )
     return SimulatorApp(panels, settings)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from datetime import datetime, tzinfo
 from typing import Any
 
 from brainycp.simulator.state import Daemon, Flavour, Message, PanelState
@@ -59,16 +60,20 @@ def exim_message(message: Message, now: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def postfix_arrival(wall: float) -> str:
-    """Postfix's 20-column arrival time (``ctime`` without the year), in UTC."""
-    return time.strftime("%a %b %e %H:%M:%S ", time.gmtime(wall))
+def postfix_arrival(wall: float, zone: tzinfo | None = None) -> str:
+    """Postfix's 20-column arrival time (``ctime`` without the year), local to ``zone``
+    (the panel's clock; None is UTC), with no zone shown, as Postfix prints it."""
+    if zone is None:
+        return time.strftime("%a %b %e %H:%M:%S ", time.gmtime(wall))
+    return datetime.fromtimestamp(wall, zone).strftime("%a %b %e %H:%M:%S ")
 
 
-def postfix_message(message: Message, arrival_wall: float) -> str:
+def postfix_message(message: Message, arrival_wall: float, zone: tzinfo | None = None) -> str:
     """One message of ``postqueue -p``, blank line included."""
     flag = "!" if message.held else "*" if message.active else ""
     sender = message.sender or "MAILER-DAEMON"
-    lines = [f"{message.id + flag:<10}{message.size:>8} {postfix_arrival(arrival_wall)} {sender}"]
+    arrival = postfix_arrival(arrival_wall, zone)
+    lines = [f"{message.id + flag:<10}{message.size:>8} {arrival} {sender}"]
     if not message.active:
         lines.append(_POSTFIX_REASON)
     lines.extend(_POSTFIX_RCPT + recipient for recipient in message.recipients)
@@ -76,15 +81,17 @@ def postfix_message(message: Message, arrival_wall: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def listing_text(state: PanelState, wall_now: float) -> str:
-    """The panel's queue as ``exim -bp`` or ``postqueue -p`` prints it."""
+def listing_text(state: PanelState, wall_now: float, zone: tzinfo | None = None) -> str:
+    """The panel's queue as ``exim -bp`` or ``postqueue -p`` prints it (``zone``: the
+    panel's clock, for Postfix arrival times)."""
     if state.flavour == "exim":
         return "".join(exim_message(m, state.now) for m in state.iter_messages())
     if not state.messages:
         return "Mail queue is empty\n"
     parts = [_POSTFIX_TITLE + "\n"]
     parts.extend(
-        postfix_message(m, state.wall_time(m.arrival, wall_now)) for m in state.iter_messages()
+        postfix_message(m, state.wall_time(m.arrival, wall_now), zone)
+        for m in state.iter_messages()
     )
     total = state.counts.bytes
     count = state.counts.messages
