@@ -112,6 +112,14 @@ class Alert:
     extra_labels: tuple[tuple[str, str], ...] = ()
 
 
+def label_value(value: object, key: str) -> str:
+    """A Prometheus job name, safe inside a double-quoted label matcher."""
+    text = str(value)
+    if not re.fullmatch(r"[A-Za-z0-9_.:/-]+", text):
+        raise BuildError(f"alerts.{key}: {text!r} is not a plain job name")
+    return text
+
+
 def alert_definitions(t: dict[str, Any]) -> list[Alert]:
     """Every alert, with the thresholds of ``t`` (the merged thresholds file) filled in."""
     a = t["alerts"]
@@ -142,6 +150,8 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
     seconds(limit_window, "alerts.BrainyCPRemediationRateLimited.window")
     limit_above = number(get("BrainyCPRemediationRateLimited", "above"), "ratelimited.above")
 
+    exporter_job = label_value(get("BrainyCPExporterDown", "job"), "BrainyCPExporterDown.job")
+    remediator_job = label_value(get("BrainyCPRemediatorDown", "job"), "BrainyCPRemediatorDown.job")
     old_label = human(older_than)
     failed = 'brainycp_remediator_actions_total{outcome=~"failed|unverified|interrupted"}'
     limited = 'brainycp_remediator_actions_total{outcome="skipped_rate_limit"}'
@@ -163,6 +173,27 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             "The last successful {{ $labels.operation }} poll of panel {{ $labels.panel }} "
             "was {{ $value | humanizeDuration }} ago although the panel answers count_msg; "
             "the metrics that come from it are old or gone.",
+        ),
+        Alert(
+            "BrainyCPExporterDown",
+            # absent(): no target of the job at all (removed, or the job renamed) is as
+            # blind as a failing scrape.
+            f'up{{job="{exporter_job}"}} == 0\nor absent(up{{job="{exporter_job}"}})',
+            "Prometheus cannot scrape the brainycp-mail exporter",
+            f"Prometheus has no successful scrape of job {exporter_job} ("
+            "{{ if $labels.instance }}up = {{ $value }} at {{ $labels.instance }}"
+            "{{ else }}no target of the job is left{{ end }}): the panels it polls get no "
+            "fresh metrics, so their alerts cannot fire and firing ones resolve.",
+        ),
+        Alert(
+            "BrainyCPRemediatorDown",
+            # Not absent(): the remediator is optional; only a configured target that
+            # fails counts.
+            f'up{{job="{remediator_job}"}} == 0',
+            "Prometheus cannot scrape the brainycp-mail remediator",
+            f"Prometheus has no successful scrape of job {remediator_job} at "
+            "{{ $labels.instance }} (up = {{ $value }}): alerts routed to the remediator "
+            "are not being remediated.",
         ),
         Alert(
             "BrainyCPMailQueueHigh",

@@ -34,9 +34,15 @@ EXPECTED_ALERTS = {
     "BrainyCPMailDaemonStatusUnknown",
     "BrainyCPRemediationFailing",
     "BrainyCPRemediationRateLimited",
+    "BrainyCPExporterDown",
+    "BrainyCPRemediatorDown",
 }
-# The only alert about the whole remediator rather than one panel.
-FLEET_ALERTS = {"BrainyCPRemediationRateLimited"}
+# Alerts about a whole daemon rather than one panel.
+FLEET_ALERTS = {
+    "BrainyCPRemediationRateLimited",
+    "BrainyCPExporterDown",
+    "BrainyCPRemediatorDown",
+}
 # Alerts that the remediator's rules act on: their panel label is how it finds the panel.
 REMEDIATED = {
     "BrainyCPMailFrozenMessages",

@@ -5,6 +5,7 @@ hardened, and the container file runs both daemons as a non-root user."""
 from __future__ import annotations
 
 import configparser
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -54,6 +55,29 @@ def test_prometheus_config_scrapes_both_daemons_and_loads_the_rules() -> None:
     }
     am = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert am == ["127.0.0.1:9093"]
+
+
+def test_the_daemon_down_alerts_watch_the_jobs_prometheus_scrapes() -> None:
+    """A job name that differs would make ExporterDown fire forever (absent) or never."""
+    thresholds = yaml.safe_load((REPO / "alerts" / "thresholds.yml").read_text())["alerts"]
+    watched = {
+        thresholds["BrainyCPExporterDown"]["job"],
+        thresholds["BrainyCPRemediatorDown"]["job"],
+    }
+    shipped = {j["job_name"] for j in load("prometheus.yml")["scrape_configs"]}
+    demo = set(re.findall(r'"job_name": "([^"]+)"', (REPO / "brainycp" / "demo.py").read_text()))
+    assert watched == shipped == demo
+    rules = {
+        r["alert"]: r["expr"]
+        for g in yaml.safe_load(RULES.read_text())["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+    for name, job in (
+        ("BrainyCPExporterDown", "brainycp-mail-exporter"),
+        ("BrainyCPRemediatorDown", "brainycp-mail-remediator"),
+    ):
+        assert f'up{{job="{job}"}} == 0' in rules[name]
 
 
 def test_promtool_accepts_the_prometheus_config(tmp_path: Path) -> None:
