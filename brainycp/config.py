@@ -490,7 +490,15 @@ class _RemediatorInput(_Strict):
     max_concurrent_actions: int = Field(default=4, ge=1, le=256)
     action_timeout: Duration = 120.0
     rate_limit: RateLimit = Field(default_factory=RateLimit)
+    journal_retention: Duration = 90 * 86400.0
     rules: list[Rule] = Field(default_factory=list)
+
+    @field_validator("journal_retention")
+    @classmethod
+    def _retention(cls, value: float) -> float:
+        if 0 < value < 86400:
+            raise ValueError("must be at least 1d (or 0 to keep every row)")
+        return value
 
     @field_validator("rules")
     @classmethod
@@ -515,6 +523,8 @@ class RemediatorConfig:
     action_timeout: float
     rate_limit: RateLimit
     rules: tuple[Rule, ...]
+    journal_retention: float = 90 * 86400.0
+    """Finished journal rows older than this are pruned; 0 keeps every row."""
 
 
 # --------------------------------------------------------------------------- whole file
@@ -742,6 +752,14 @@ def _build_remediator(raw: object, errors: list[str]) -> RemediatorConfig | None
                 pass  # the auth keys' own errors are already in the list above
         return None
     auth = _resolve_auth(parsed.auth, parsed.insecure_no_auth, errors)
+    # Cooldowns and the rate limit are decided from journal rows: they must outlive them.
+    longest = max([parsed.rate_limit.per, *(r.cooldown for r in parsed.rules)])
+    if 0 < parsed.journal_retention < longest:
+        errors.append(
+            f"remediator.journal_retention: {parsed.journal_retention:g}s is shorter than the"
+            f" longest cooldown or rate_limit.per ({longest:g}s); rows those decisions read"
+            " would be pruned"
+        )
     return RemediatorConfig(
         listen=parsed.listen,
         auth=auth,
@@ -752,6 +770,7 @@ def _build_remediator(raw: object, errors: list[str]) -> RemediatorConfig | None
         action_timeout=parsed.action_timeout,
         rate_limit=parsed.rate_limit,
         rules=tuple(parsed.rules),
+        journal_retention=parsed.journal_retention,
     )
 
 

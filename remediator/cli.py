@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -162,6 +163,11 @@ async def serve(config: Config, host: str, port: int) -> int:
                 extra={"rule": row.rule, "panel": row.panel, "alertname": row.alertname},
             )
     remediator = Remediator(config, journal, runner, stats)
+    pruning = (
+        asyncio.create_task(prune_forever(journal, rconfig.journal_retention))
+        if rconfig.journal_retention > 0
+        else None
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             remediator.app(),
@@ -203,9 +209,28 @@ async def serve(config: Config, host: str, port: int) -> int:
     try:
         await serving
     finally:
+        if pruning is not None:
+            pruning.cancel()
+            await asyncio.gather(pruning, return_exceptions=True)
         await runner.close()
         journal.close()
     return 0
+
+
+PRUNE_EVERY = 3600.0
+
+
+async def prune_forever(journal: Journal, retention: float) -> None:
+    """Prune the journal at start and then every hour; a failure is logged and retried."""
+    while True:
+        try:
+            removed = journal.prune(time.time() - retention)
+        except sqlite3.Error as exc:
+            log.error("cannot prune the journal: %s", exc)
+        else:
+            if removed:
+                log.info("journal: pruned %d rows older than %gd", removed, retention / 86400)
+        await asyncio.sleep(PRUNE_EVERY)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

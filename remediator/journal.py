@@ -285,6 +285,25 @@ class Journal:
                 )
         return resumed, interrupted
 
+    def prune(self, before: float) -> int:
+        """Delete finished rows received before ``before``; returns how many went.
+
+        Kept whatever their age: pending and running rows, and the newest episode row of
+        each alert episode, so a long-firing alert that Alertmanager keeps repeating is
+        still recognised as already handled (deduplication and ``rerun_after`` read it).
+        Cooldowns and the rate limit only look back their own window, which the config
+        requires to be shorter than the retention.
+        """
+        with self._write(durable=False):
+            cursor = self._db.execute(
+                "DELETE FROM actions WHERE received_at < ? "
+                "AND outcome NOT IN ('pending', 'running') "
+                "AND id NOT IN (SELECT MAX(id) FROM actions WHERE episode = 1 "
+                "GROUP BY dedupe_key)",
+                (before,),
+            )
+        return cursor.rowcount
+
     # ------------------------------------------------------------------ reads
 
     def get(self, action_id: int) -> ActionRow | None:

@@ -84,3 +84,44 @@ def test_counting_rows_drive_cooldown_and_rate_limit() -> None:
     assert j.last_accepted("r", "web01") == T0
     assert j.accepted_since(T0 - 1) == 1
     assert j.accepted_since(T0) == 0
+
+
+def test_prune_drops_old_finished_rows_but_keeps_what_decisions_read() -> None:
+    j = Journal(":memory:")
+    day = 86400.0
+    first_run = add(j, outcome="succeeded", dedupe_key="A", received_at=T0)
+    last_run = add(j, outcome="succeeded", dedupe_key="A", received_at=T0 + 10)
+    duplicate = add(j, outcome="skipped_duplicate", dedupe_key="A", received_at=T0 + 20)
+    other = add(j, outcome="failed", dedupe_key="B", received_at=T0 + 30)
+    stuck = add(j, outcome="pending", dedupe_key="C", received_at=T0 + 40)
+    recent = add(j, outcome="skipped_cooldown", dedupe_key="D", received_at=T0 + 100 * day)
+
+    assert j.prune(T0 + 90 * day) == 2  # first_run and duplicate
+    left = {r.id for r in j.list(limit=100)}
+    assert left == {last_run, other, stuck, recent}
+    assert first_run not in left and duplicate not in left
+    # A long-firing alert repeated after the prune is still seen as handled.
+    episode = j.episode_last("A")
+    assert episode is not None and episode.action_id == last_run
+    assert j.prune(T0 + 90 * day) == 0
+
+
+def test_retention_must_outlive_cooldowns_and_the_rate_limit() -> None:
+    from brainycp.config import ConfigError, parse_config
+
+    base = {
+        "panels": {"web01": {"url": "http://h:8002", "username": "a", "password": "b"}},
+        "remediator": {"insecure_no_auth": True},
+    }
+    assert parse_config(base).remediator.journal_retention == 90 * 86400
+    for retention, problem in (("2h", "at least 1d"), ("1d", "shorter than the longest cooldown")):
+        data = {**base, "remediator": {
+            "insecure_no_auth": True, "journal_retention": retention,
+            "rate_limit": {"max_actions": 5, "per": "2d"},
+        }}  # fmt: skip
+        with pytest.raises(ConfigError) as info:
+            parse_config(data)
+        key = "remediator.journal_retention: "
+        assert any(e.startswith(key) and problem in e for e in info.value.errors), info.value.errors
+    keep = {**base, "remediator": {"insecure_no_auth": True, "journal_retention": 0}}
+    assert parse_config(keep).remediator.journal_retention == 0

@@ -6,11 +6,13 @@ import asyncio
 import json
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
 
 from remediator.cli import listen_socket
+from remediator.journal import Journal
 from tests.support import PYTHON, free_port, running, wait_until
 from tests.test_remediator_e2e import (
     RULES,
@@ -112,3 +114,30 @@ def test_the_listening_socket_gives_connections_tcp_nodelay() -> None:
         return result
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+def test_old_journal_rows_are_pruned_at_start(tmp_path: Path) -> None:
+    """The default retention is 90 days; the newest run of each episode always stays."""
+    state = tmp_path / "s.sqlite"
+    long_ago = time.time() - 200 * 86400
+    journal = Journal(state)
+    common = dict(
+        rule="clean-frozen", panel="frozen", action="delete_frozen", reason="", alertname="X",
+        fingerprint="f", starts_at="s", alert_status="firing", labels={}, dedupe_key="K",
+    )  # fmt: skip
+    old_run = journal.insert(outcome="succeeded", received_at=long_ago, **common)  # type: ignore[arg-type]
+    last_run = journal.insert(outcome="succeeded", received_at=long_ago + 1, **common)  # type: ignore[arg-type]
+    repeat = journal.insert(outcome="skipped_duplicate", received_at=long_ago + 2, **common)  # type: ignore[arg-type]
+    journal.close()
+    port = free_port()
+    config = write_config(tmp_path / "config.yml", 1, port, state, RULES)
+    url = f"http://127.0.0.1:{port}"
+    with running(
+        [PYTHON, "-m", "remediator.cli", "--config", str(config)],
+        log=tmp_path / "remediator.log",
+        ready_url=f"{url}/healthz",
+    ):
+        rows = httpx.get(f"{url}/actions", params={"limit": 100}, timeout=10).json()
+    ids = {row["id"] for row in rows["actions"]}
+    assert last_run in ids and old_run not in ids and repeat not in ids
+    assert "journal: pruned 2 rows older than 90d" in (tmp_path / "remediator.log").read_text()
