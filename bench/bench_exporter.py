@@ -234,7 +234,7 @@ def main() -> int:
     full_ideal = 2 * ideal
     print(
         row(
-            "full cycle incl. list_msg (2 jobs/panel)",
+            "full cycle + list_msg, 2 jobs/panel",
             f"{full_cycle:.2f} s ({full_cycle / full_ideal:.2f}x)",
             f"ideal {full_ideal:.2f} s",
             None,
