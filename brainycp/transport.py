@@ -459,13 +459,17 @@ class PanelTransport(httpx.AsyncBaseTransport):
     async def _read_head(
         conn: _Connection, timeout: float | None
     ) -> tuple[str, int, str, list[tuple[bytes, bytes]], dict[bytes, bytes]]:
+        scanned = 0  # bytes already searched: a head trickled in is not rescanned
         while True:
             buffer = conn.buffer
-            match = _HEAD_END.search(buffer) if buffer else None
+            # The end mark is at most 4 bytes: one that straddles the old end starts
+            # no more than 3 bytes before it.
+            match = _HEAD_END.search(buffer, max(0, scanned - 3)) if buffer else None
             if match is not None:
                 head = bytes(buffer[: match.start()])
                 del buffer[: match.end()]
                 return _parse_head(head)
+            scanned = len(buffer)
             if len(buffer) > MAX_HEAD_BYTES:
                 raise httpx.RemoteProtocolError(f"response head longer than {MAX_HEAD_BYTES} bytes")
             if conn.eof:
