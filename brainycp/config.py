@@ -183,6 +183,21 @@ class StatusPatterns(_Strict):
 TlsVerify = bool | Path
 
 
+def zone_of(name: str) -> ZoneInfo | None:
+    """The time zone called ``name``, None for UTC (the queue parser's fast path).
+
+    Raises ValueError, naming the zone, when the system's tz database has no such zone.
+    """
+    try:
+        zone = ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as Europe/Moscow or UTC"
+            " (from the system's tzdata package)"
+        ) from None
+    return None if name == "UTC" else zone
+
+
 def _all_daemons() -> list[Daemon]:
     return ["clamav", "spamassassin"]
 
@@ -206,13 +221,7 @@ class _PanelSettings(_Strict):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ValueError, ZoneInfoNotFoundError):
-            raise ValueError(
-                f"unknown time zone {value!r}: use an IANA name such as Europe/Moscow or UTC"
-                " (from the system's tzdata package)"
-            ) from None
+        zone_of(value)
         return value
 
     @field_validator("tls_verify", mode="before")
@@ -282,7 +291,7 @@ class PanelConfig:
     @property
     def zone(self) -> ZoneInfo | None:
         """The zone to read Postfix times in; None for UTC (the parser's fast path)."""
-        return None if self.timezone == "UTC" else ZoneInfo(self.timezone)
+        return zone_of(self.timezone)
 
     def __repr__(self) -> str:
         return f"PanelConfig(name={self.name!r}, url={self.url!r}, username={self.username!r})"

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from brainycp.config import zone_of
 from brainycp.simulator import render
 from brainycp.simulator.state import DAEMONS, PanelState
 
@@ -219,7 +220,7 @@ class SimSettings:
 
     @property
     def zone(self) -> ZoneInfo | None:
-        return None if self.timezone == "UTC" else ZoneInfo(self.timezone)
+        return zone_of(self.timezone)
 
 
 class _ListingCache:

@@ -8,12 +8,11 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import uvicorn
 
 from brainycp import __version__
-from brainycp.config import split_listen
+from brainycp.config import split_listen, zone_of
 from brainycp.logsetup import setup_logging
 from brainycp.simulator.app import Panel, SimSettings, SimulatorApp, User
 from brainycp.simulator.state import (
@@ -82,9 +81,9 @@ def _non_negative(text: str) -> float:
 
 def _zone(text: str) -> str:
     try:
-        ZoneInfo(text)
-    except (ValueError, ZoneInfoNotFoundError):
-        raise argparse.ArgumentTypeError(f"unknown time zone {text!r}") from None
+        zone_of(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
