@@ -17,11 +17,11 @@ import json
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -33,6 +33,7 @@ from brainycp.config import parse_config
 from brainycp.errors import BrainyCPError
 from brainycp.transport import MAX_HEAD_BYTES, PanelTransport, _Connection
 
+T = TypeVar("T")
 TLS = Path(__file__).parent / "fixtures" / "tls"
 OK_JSON = json.dumps({"error": 0, "message": "Number of messages", "detail": 42}).encode()
 
@@ -163,11 +164,9 @@ async def post(transport: PanelTransport, url: str, *, timeout: float = 5.0) -> 
     return response.status_code, body
 
 
-def run(coro: Awaitable[Any]) -> Any:
-    async def go() -> Any:
-        return await coro
-
-    return asyncio.run(go())
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one test's coroutine under a deadline, so a hang fails instead of blocking."""
+    return asyncio.run(asyncio.wait_for(coro, 10))
 
 
 def client_for(url: str, **overrides: Any) -> PanelClient:
@@ -352,7 +351,7 @@ def test_aclose_closes_idle_connections() -> None:
             with pytest.raises(httpx.ConnectError):
                 await post(transport, server.url)
 
-    asyncio.run(asyncio.wait_for(go(), 10))
+    run(go())
 
 
 def test_an_idle_connection_is_closed_when_it_expires_without_another_request() -> None:
@@ -365,7 +364,7 @@ def test_an_idle_connection_is_closed_when_it_expires_without_another_request() 
             assert transport._idle == []
             await transport.aclose()
 
-    asyncio.run(asyncio.wait_for(go(), 10))
+    run(go())
 
 
 # ---------------------------------------------------------------- faults
@@ -404,7 +403,7 @@ def test_malformed_or_cut_answers_are_protocol_errors(reply: Reply, message: str
                 await post(transport, server.url)
             await transport.aclose()
 
-    asyncio.run(asyncio.wait_for(go(), 10))
+    run(go())
 
 
 def test_a_reset_during_a_body_read_to_the_close_is_an_error_not_a_short_body() -> None:
@@ -417,7 +416,7 @@ def test_a_reset_during_a_body_read_to_the_close_is_an_error_not_a_short_body() 
                 await post(transport, server.url)
             await transport.aclose()
 
-    asyncio.run(asyncio.wait_for(go(), 10))
+    run(go())
 
 
 def test_protocol_errors_reach_the_caller_as_connect_failures_and_reads_retry_once() -> None:
@@ -571,4 +570,4 @@ def test_any_split_of_a_valid_answer_gives_the_same_body(
         await feeder
         return received
 
-    assert asyncio.run(go()) == body
+    assert run(go()) == body
