@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -421,23 +422,36 @@ def test_actions_endpoint_filters_and_status_page(env: Env) -> None:
 # ---------------------------------------------------------------------------- kill -9
 
 
-def test_kill_9_during_an_action_then_restart_loses_nothing_and_runs_nothing_twice(
-    tmp_path: Path,
-) -> None:
+@contextmanager
+def slow_delete_scene(tmp_path: Path) -> Iterator[tuple[Env, list[str]]]:
+    """A simulator whose panel "bounce" holds two 2-hour-old bounces and answers
+    ``controll_msg`` only after 30 s, so a delete stays in flight; and the command line
+    of a remediator on a fresh journal, which the test starts itself."""
     sim_port, port = free_port(), free_port()
     sim = f"http://127.0.0.1:{sim_port}"
-    url = f"http://127.0.0.1:{port}"
     config = write_config(tmp_path / "config.yml", sim_port, port, tmp_path / "s.sqlite", RULES)
     args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with running(
         start_sim(tmp_path, sim_port), log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"
     ):
-        env = Env(sim, url, httpx.Client(headers=headers, timeout=10), tmp_path)
+        client = httpx.Client(headers=headers, timeout=10)
+        env = Env(sim, f"http://127.0.0.1:{port}", client, tmp_path)
         env.sim_post("bounce", "pause", {"paused": True})
         env.sim_post("bounce", "queue", {"add": 2, "bounce": True, "age": 7200})
-        env.sim_post("bounce", "daemon", {"clamav": "stopped"})
         env.sim_post("bounce", "fault", {"latency": 30, "operations": ["controll_msg"]})
+        try:
+            yield env, args
+        finally:
+            client.close()
+
+
+def test_kill_9_during_an_action_then_restart_loses_nothing_and_runs_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    with slow_delete_scene(tmp_path) as (env, args):
+        sim, url = env.sim, env.url
+        env.sim_post("bounce", "daemon", {"clamav": "stopped"})
         log = tmp_path / "remediator.log"
         with running(args, log=log, ready_url=f"{url}/healthz") as proc:
             deleting = only_result(
@@ -475,7 +489,6 @@ def test_kill_9_during_an_action_then_restart_loses_nothing_and_runs_nothing_twi
                 ("clamav", "on"),
                 ("clamav", "status"),
             ]
-        env.client.close()
 
 
 def test_check_config_lists_rules_and_errors_exit_2(tmp_path: Path) -> None:

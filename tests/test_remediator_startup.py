@@ -17,46 +17,35 @@ from tests.support import PYTHON, free_port, running, wait_until
 from tests.test_remediator_e2e import (
     RULES,
     TOKEN,
-    Env,
     am_alert,
     notification,
     only_result,
-    start_sim,
+    slow_delete_scene,
     write_config,
 )
 
 
 def test_a_second_remediator_on_the_same_journal_refuses_to_start(tmp_path: Path) -> None:
-    sim_port, port = free_port(), free_port()
-    sim, url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
-    config = write_config(tmp_path / "config.yml", sim_port, port, tmp_path / "s.sqlite", RULES)
-    args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    with running(
-        start_sim(tmp_path, sim_port), log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"
+    with (
+        slow_delete_scene(tmp_path) as (env, args),
+        running(args, log=tmp_path / "first.log", ready_url=f"{env.url}/healthz"),
     ):
-        env = Env(sim, url, httpx.Client(headers=headers, timeout=10), tmp_path)
-        env.sim_post("bounce", "pause", {"paused": True})
-        env.sim_post("bounce", "queue", {"add": 2, "bounce": True, "age": 7200})
-        env.sim_post("bounce", "fault", {"latency": 30, "operations": ["controll_msg"]})
-        with running(args, log=tmp_path / "first.log", ready_url=f"{url}/healthz"):
-            result = only_result(
-                env.post(notification(am_alert("BrainyCPMailBouncesPiling", "bounce")))
-            )
-            wait_until(
-                lambda: env.action(result["action_id"])["outcome"] == "running",
-                what="the delete to be in flight",
-            )
-            # Same journal on another port (say, a --listen override started by mistake).
-            second = subprocess.run(
-                [*args, "--listen", f"127.0.0.1:{free_port()}"],
-                capture_output=True, text=True, timeout=30,
-            )  # fmt: skip
-            assert second.returncode == 1
-            assert "another remediator is using it" in second.stderr
-            # The live instance's in-flight action was not touched by a second recovery.
-            assert env.action(result["action_id"])["outcome"] == "running"
-        env.client.close()
+        result = only_result(
+            env.post(notification(am_alert("BrainyCPMailBouncesPiling", "bounce")))
+        )
+        wait_until(
+            lambda: env.action(result["action_id"])["outcome"] == "running",
+            what="the delete to be in flight",
+        )
+        # Same journal on another port (say, a --listen override started by mistake).
+        second = subprocess.run(
+            [*args, "--listen", f"127.0.0.1:{free_port()}"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert "another remediator is using it" in second.stderr
+        # The live instance's in-flight action was not touched by a second recovery.
+        assert env.action(result["action_id"])["outcome"] == "running"
 
 
 def test_a_busy_port_is_one_error_line_and_exit_1(tmp_path: Path) -> None:
