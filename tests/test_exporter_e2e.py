@@ -37,6 +37,7 @@ PANELS = {
     "stale": "quiet:exim",
 }
 PANEL_ZONE = "Europe/Moscow"
+OPERATIONS = ("count_msg", "list_msg", "clamav", "spamassassin")
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -121,6 +122,22 @@ class Exporter:
     def text(self) -> str:
         return httpx.get(f"{self.base}/metrics", timeout=5).text
 
+    def wait_polled_ok(self, *panels: str, timeout: float, what: str) -> Samples:
+        """Scrape until the last poll of every operation of ``panels`` succeeded."""
+        return wait_until(
+            lambda: (
+                (s := self.scrape())
+                and all(
+                    get(s, "brainycp_poll_success", panel=p, operation=op) == 1
+                    for p in panels
+                    for op in OPERATIONS
+                )
+                and s
+            ),
+            timeout=timeout,
+            what=what,
+        )
+
 
 def get(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
@@ -158,7 +175,7 @@ def exporter(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exp
             return all(
                 get(s, "brainycp_poll_success", panel=p, operation=op) is not None
                 for p in panels
-                for op in ("count_msg", "list_msg", "clamav", "spamassassin")
+                for op in OPERATIONS
             )
 
         wait_until(everything_polled, timeout=20, what="a first poll of every panel")
@@ -184,7 +201,7 @@ def assert_matches_simulator(samples: Samples, sim: Sim, panel: str) -> None:
         assert up == (1 if daemon_state == "running" else 0), (panel, daemon)
         unknown = get(samples, "brainycp_mail_daemon_status_unknown", panel=panel, daemon=daemon)
         assert unknown == 0
-    for op in ("count_msg", "list_msg", "clamav", "spamassassin"):
+    for op in OPERATIONS:
         assert get(samples, "brainycp_poll_success", panel=panel, operation=op) == 1
 
 
@@ -290,18 +307,7 @@ def test_one_panels_garbage_changes_no_other_panel(exporter: Exporter, sim: Sim)
         ) >= 1
     finally:
         sim.clear_fault("mx")
-    recovered = wait_until(
-        lambda: (
-            (s := exporter.scrape())
-            and all(
-                get(s, "brainycp_poll_success", panel="mx", operation=op) == 1
-                for op in ("count_msg", "list_msg", "clamav", "spamassassin")
-            )
-            and s
-        ),
-        timeout=10,
-        what="mx to recover",
-    )
+    recovered = exporter.wait_polled_ok("mx", timeout=10, what="mx to recover")
     assert_matches_simulator(recovered, sim, "mx")
 
 
@@ -352,18 +358,7 @@ def test_prometheus_scrapes_the_exporter(exporter: Exporter, sim: Sim, tmp_path:
 
 def test_a_failing_panel_recovers(exporter: Exporter, sim: Sim) -> None:
     sim.clear_fault("html")
-    samples = wait_until(
-        lambda: (
-            (s := exporter.scrape())
-            and all(
-                get(s, "brainycp_poll_success", panel="html", operation=op) == 1
-                for op in ("count_msg", "list_msg", "clamav", "spamassassin")
-            )
-            and s
-        ),
-        timeout=10,
-        what="the html panel to recover",
-    )
+    samples = exporter.wait_polled_ok("html", timeout=10, what="the html panel to recover")
     assert_matches_simulator(samples, sim, "html")
     # The counter of past failures stays.
     errors = get(
@@ -483,18 +478,8 @@ def test_long_intervals_still_poll_every_panel_soon_after_start(sim: Sim, tmp_pa
     port, log, ctx = start_exporter(tmp_path, data)
     with ctx as proc:
         exp = Exporter(f"http://127.0.0.1:{port}", log, proc)
-        samples = wait_until(
-            lambda: (
-                (s := exp.scrape())
-                and all(
-                    get(s, "brainycp_poll_success", panel=p, operation=op) == 1
-                    for p in ("web01", "mx")
-                    for op in ("count_msg", "list_msg", "clamav", "spamassassin")
-                )
-                and s
-            ),
-            timeout=15,
-            what="a first poll of both panels within the start window",
+        samples = exp.wait_polled_ok(
+            "web01", "mx", timeout=15, what="a first poll of both panels within the start window"
         )
         assert_matches_simulator(samples, sim, "web01")
         assert_matches_simulator(samples, sim, "mx")
