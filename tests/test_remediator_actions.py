@@ -25,6 +25,11 @@ class Msg:
     frozen: bool = False
 
 
+def panel_config(**extra: Any) -> PanelConfig:
+    settings = {"url": "http://p:8002", "username": "a", "password": "b", **extra}
+    return parse_config({"panels": {"p": settings}}).panels["p"]
+
+
 @dataclass
 class FakePanel:
     """Just enough of PanelClient: an Exim queue and two daemons; logs every call."""
@@ -35,11 +40,7 @@ class FakePanel:
     frozen_applicable: bool = True
     stuck_on: bool = False
     listing_too_large: bool = False
-    panel: PanelConfig = field(
-        default_factory=lambda: parse_config(
-            {"panels": {"p": {"url": "http://p:8002", "username": "a", "password": "b"}}}
-        ).panels["p"]
-    )
+    panel: PanelConfig = field(default_factory=panel_config)
 
     async def list_msg(self) -> QueueListing:
         self.calls.append(("list_msg",))
@@ -244,9 +245,6 @@ def test_older_than_reads_postfix_times_in_the_panels_zone(zone: str, chosen: li
             )
 
     panel = MoscowPostfix(queue=[Msg("A1B2C3D4E5")])
-    panel.panel = parse_config(
-        {"panels": {"p": {"url": "http://p:8002", "username": "a", "password": "b",
-                          "timezone": zone}}}
-    ).panels["p"]  # fmt: skip
+    panel.panel = panel_config(timezone=zone)
     run(panel, rule("delete_messages", select={"older_than": "1h"}))
     assert [c[1] for c in panel.calls if c[0] == "controll_msg"] == chosen
