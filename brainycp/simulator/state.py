@@ -12,7 +12,7 @@ import random
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Flavour = Literal["exim", "postfix"]
@@ -92,17 +92,20 @@ class Scenario:
     crash_again: float = 12_000.0
 
 
+# Quiet traffic; frozen-pileup and clamav-crash are this plus their one event.
+_QUIET = Scenario(
+    "quiet",
+    initial_messages=20,
+    arrival_rate=1 / 120,
+    mean_life=1800.0,
+    stuck_share=0.1,
+    bounce_share=0.1,
+    freeze_share=0.0,
+    initial_frozen_share=0.0,
+)
+
 SCENARIO_TABLE: dict[str, Scenario] = {
-    "quiet": Scenario(
-        "quiet",
-        initial_messages=20,
-        arrival_rate=1 / 120,
-        mean_life=1800.0,
-        stuck_share=0.1,
-        bounce_share=0.1,
-        freeze_share=0.0,
-        initial_frozen_share=0.0,
-    ),
+    "quiet": _QUIET,
     "spam-outbreak": Scenario(
         "spam-outbreak",
         initial_messages=200,
@@ -114,28 +117,8 @@ SCENARIO_TABLE: dict[str, Scenario] = {
         initial_frozen_share=0.05,
         spam=True,
     ),
-    "frozen-pileup": Scenario(
-        "frozen-pileup",
-        initial_messages=20,
-        arrival_rate=1 / 120,
-        mean_life=1800.0,
-        stuck_share=0.1,
-        bounce_share=0.1,
-        freeze_share=0.0,
-        initial_frozen_share=0.0,
-        first_freeze=480.0,
-    ),
-    "clamav-crash": Scenario(
-        "clamav-crash",
-        initial_messages=20,
-        arrival_rate=1 / 120,
-        mean_life=1800.0,
-        stuck_share=0.1,
-        bounce_share=0.1,
-        freeze_share=0.0,
-        initial_frozen_share=0.0,
-        crash_at=1200.0,
-    ),
+    "frozen-pileup": replace(_QUIET, name="frozen-pileup", first_freeze=480.0),
+    "clamav-crash": replace(_QUIET, name="clamav-crash", crash_at=1200.0),
 }
 
 
