@@ -189,7 +189,7 @@ class PanelClient:
 
         The request goes straight to the transport: a panel call needs none of what
         ``httpx.AsyncClient`` adds (cookies, auth, redirects, proxies), and skipping it
-        halves the CPU a poll costs (see docs/metrics.md, "Cost of a poll").
+        halves the CPU a poll costs (see "The transport" in docs/panel-api.md).
         """
         name = self.panel.name
         cap = self.panel.max_response_bytes
