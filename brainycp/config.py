@@ -8,6 +8,7 @@ a repr, a log line or an exception.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -61,6 +62,8 @@ def parse_duration(value: object) -> float:
                 ) from None
     else:
         raise ValueError("must be a duration like 30s, 5m, 1h, 1d or a number of seconds")
+    if not math.isfinite(seconds):
+        raise ValueError("must be a finite duration, not NaN or infinity")
     if seconds < 0:
         raise ValueError("must not be negative")
     return seconds
@@ -498,6 +501,7 @@ class _RemediatorInput(_Strict):
     state_file: Path = Path("/var/lib/brainycp-mail/remediator.sqlite")
     max_concurrent_actions: int = Field(default=4, ge=1, le=256)
     action_timeout: Duration = 120.0
+    shutdown_grace: Duration = 30.0
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     journal_retention: Duration = 90 * 86400.0
     rules: list[Rule] = Field(default_factory=list)
@@ -534,6 +538,8 @@ class RemediatorConfig:
     rules: tuple[Rule, ...]
     journal_retention: float = 90 * 86400.0
     """Finished journal rows older than this are pruned; 0 keeps every row."""
+    shutdown_grace: float = 30.0
+    """At SIGTERM, how long running actions may take to finish before they are cut off."""
 
 
 # --------------------------------------------------------------------------- whole file
@@ -780,6 +786,7 @@ def _build_remediator(raw: object, errors: list[str]) -> RemediatorConfig | None
         rate_limit=parsed.rate_limit,
         rules=tuple(parsed.rules),
         journal_retention=parsed.journal_retention,
+        shutdown_grace=parsed.shutdown_grace,
     )
 
 

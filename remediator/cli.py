@@ -11,11 +11,12 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -126,10 +127,25 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(config: Config, host: str, port: int) -> int:
-    """Run until SIGTERM/SIGINT: recover the journal, serve, then stop the runner.
+class _Server(uvicorn.Server):
+    """Uvicorn without its own signal handling: :func:`serve` owns SIGTERM/SIGINT.
 
-    Returns the exit code: 0 after a normal stop, 1 when the port cannot be bound.
+    Uvicorn re-raises a captured signal after its shutdown, which would end the
+    process with the signal before the actions are drained, instead of exit code 0.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(config: Config, host: str, port: int) -> int:
+    """Run until SIGTERM/SIGINT: recover the journal, serve, then drain the runner.
+
+    At the signal, queued actions stop starting (they stay ``pending`` and run at
+    the next start), the listener closes, and running actions get
+    ``remediator.shutdown_grace`` seconds to finish. Returns the exit code: 0
+    after a stop, 1 when the port cannot be bound.
     """
     # Bound here, not by uvicorn: a busy port becomes one log line and exit 1 (uvicorn
     # would raise SystemExit inside its task), and nothing in the journal is touched first.
@@ -168,7 +184,7 @@ async def serve(config: Config, host: str, port: int) -> int:
         if rconfig.journal_retention > 0
         else None
     )
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             remediator.app(),
             host=host,
@@ -179,6 +195,20 @@ async def serve(config: Config, host: str, port: int) -> int:
             timeout_graceful_shutdown=5,
         )
     )
+    loop = asyncio.get_running_loop()
+
+    def stop(signame: str) -> None:
+        if not server.should_exit:
+            log.info(
+                "%s: stopping; running actions get up to %gs to finish",
+                signame,
+                rconfig.shutdown_grace,
+            )
+        runner.stop_starting()
+        server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig.name)
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
@@ -198,13 +228,14 @@ async def serve(config: Config, host: str, port: int) -> int:
                 continue
             if rule is None or rule.action != row.action or row.panel not in config.panels:
                 journal.finish(
-                    action_id, "interrupted", "its rule or panel left the config", time.time()
+                    action_id,
+                    "cancelled",
+                    "its rule or panel left the config; not run after the restart",
+                    time.time(),
                 )
-                stats.outcome(row.panel, row.action, "interrupted")
+                stats.outcome(row.panel, row.action, "cancelled")
                 continue
-            log.info(
-                "resuming action %d (%s on %s) after a restart", action_id, row.action, row.panel
-            )
+            log.info("action %d (%s on %s) runs after a restart", action_id, row.action, row.panel)
             runner.submit(action_id, rule, row.panel, row.alertname)
     try:
         await serving
@@ -212,8 +243,17 @@ async def serve(config: Config, host: str, port: int) -> int:
         if pruning is not None:
             pruning.cancel()
             await asyncio.gather(pruning, return_exceptions=True)
-        await runner.close()
+        finished, cut_off = await runner.drain(rconfig.shutdown_grace)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
         journal.close()
+    if finished or cut_off:
+        log.info(
+            "stopped: %d running actions finished, %d cut off at shutdown_grace "
+            "(left running; recovered at the next start)",
+            finished,
+            cut_off,
+        )
     return 0
 
 

@@ -7,9 +7,14 @@ Accepting notifications commits with ``synchronous=FULL``: in WAL mode that
 fsyncs the log on every commit, so a notification answered 2xx survives a power
 loss, not just a crash. Notifications that arrive together share one commit
 (group commit, see :mod:`remediator.app`), each inside its own savepoint.
-Claiming and finishing an action commit with ``synchronous=NORMAL`` (no fsync
-of their own; the next FULL commit carries them): losing one to a power cut
-only makes recovery treat the action as unfinished, which is safe.
+Claiming an action (``pending`` -> ``running``) also commits with
+``synchronous=FULL``, before its first panel call is sent: after any crash or
+power cut, a ``pending`` row is known never to have reached the panel (it is
+run at the next start) and only a ``running`` row may have (it is resumed when
+idempotent, ``interrupted`` otherwise). Finishing an action commits with
+``synchronous=NORMAL`` (no fsync of its own; the next FULL commit carries it):
+losing one to a power cut only makes recovery treat the action as unfinished,
+which is safe.
 """
 
 from __future__ import annotations
@@ -240,14 +245,28 @@ class Journal:
         return done
 
     def claim(self, action_id: int, now: float) -> bool:
-        """``pending`` -> ``running``; False when the row is no longer pending (cancelled)."""
-        with self._write(durable=False):
+        """``pending`` -> ``running``, durably; False when the row is no longer pending.
+
+        Called right before the action's first panel call: the commit is fsynced
+        (``synchronous=FULL``) so that a crash at any later point leaves the row
+        ``running`` ("may have reached the panel"), never ``pending``.
+        """
+        with self._write():
             cur = self._db.execute(
                 "UPDATE actions SET outcome = 'running', started_at = ? "
                 "WHERE id = ? AND outcome = 'pending'",
                 (now, action_id),
             )
         return cur.rowcount == 1
+
+    def unclaim(self, action_id: int) -> None:
+        """``running`` -> ``pending`` for an action claimed but stopped before any panel call."""
+        with self._write():
+            self._db.execute(
+                "UPDATE actions SET outcome = 'pending', started_at = NULL "
+                "WHERE id = ? AND outcome = 'running'",
+                (action_id,),
+            )
 
     def finish(self, action_id: int, outcome: str, reason: str, now: float) -> None:
         """Record the final outcome of a running action."""
@@ -260,15 +279,21 @@ class Journal:
             )
 
     def recover(self, now: float) -> tuple[list[int], list[int]]:
-        """After a restart: re-queue unfinished idempotent actions, interrupt the others.
+        """After a restart: re-queue what never reached the panel, interrupt what may have.
 
-        Returns ``(resumed_ids, interrupted_ids)``. Resumed rows go back to ``pending``.
+        ``pending`` rows were never claimed, so no panel call of theirs was sent: all
+        of them run normally. ``running`` rows were claimed (their first panel call
+        may have gone out): idempotent ones go back to ``pending`` and run again,
+        the others become ``interrupted``. Returns ``(to_run_ids, interrupted_ids)``,
+        oldest first; every row in ``to_run_ids`` is ``pending`` afterwards.
         """
         rows = self._db.execute(
-            "SELECT id, action FROM actions WHERE outcome IN ('pending', 'running') ORDER BY id"
+            "SELECT id, action, outcome FROM actions WHERE outcome IN ('pending', 'running') "
+            "ORDER BY id"
         ).fetchall()
-        resumed = [r[0] for r in rows if r[1] in IDEMPOTENT_ACTIONS]
-        interrupted = [r[0] for r in rows if r[1] not in IDEMPOTENT_ACTIONS]
+        to_run = [r[0] for r in rows if r[2] == "pending" or r[1] in IDEMPOTENT_ACTIONS]
+        resumed = [r[0] for r in rows if r[2] == "running" and r[1] in IDEMPOTENT_ACTIONS]
+        interrupted = [r[0] for r in rows if r[2] == "running" and r[1] not in IDEMPOTENT_ACTIONS]
         with self._write():
             for action_id in resumed:
                 self._db.execute(
@@ -279,11 +304,11 @@ class Journal:
             for action_id in interrupted:
                 self._db.execute(
                     "UPDATE actions SET outcome = 'interrupted', finished_at = ?, "
-                    "reason = 'the remediator stopped before this action finished; "
+                    "reason = 'the remediator stopped after this action started on the panel; "
                     "not re-run because it is not idempotent' WHERE id = ?",
                     (now, action_id),
                 )
-        return resumed, interrupted
+        return to_run, interrupted
 
     def prune(self, before: float) -> int:
         """Delete finished rows received before ``before``; returns how many went.

@@ -2,17 +2,27 @@
 a deadline each, cancellable.
 
 An action waits for its panel's lock first and only then for a global slot, so
-a busy panel never holds slots that other panels could use. Right before it
-starts, the journal row is claimed (``pending`` -> ``running``); a row that a
-resolved notification cancelled meanwhile is dropped there.
+a busy panel never holds slots that other panels could use. Right before its
+first panel call, the journal row is claimed (``pending`` -> ``running``,
+fsynced); a row that a resolved notification cancelled meanwhile is dropped
+there. A claim or a finish that the journal refuses (full disk, I/O error) is
+retried until the journal takes it again, so a full disk that clears does not
+leave an accepted action ``pending`` until the next restart.
+
+Stopping (:meth:`Runner.drain`): actions not yet claimed stay ``pending`` for
+the next start; claimed ones get ``shutdown_grace`` seconds to finish; what is
+still running then is cancelled and left ``running`` for recovery to judge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from brainycp.client import PanelClient
 from brainycp.config import PanelConfig, Rule
@@ -21,6 +31,9 @@ from remediator.journal import Journal
 from remediator.metrics import Stats
 
 log = logging.getLogger("remediator.runner")
+T = TypeVar("T")
+JOURNAL_RETRY_MAX = 5.0
+"""Longest wait between two attempts at a journal write the journal refused."""
 
 
 class Runner:
@@ -43,6 +56,10 @@ class Runner:
         self._panel_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._clients: dict[str, PanelClient] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._claimed: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self.journal_retry = 0.25
+        """First wait before retrying a refused journal write; doubles up to 5 s."""
 
     def _client(self, panel: str) -> PanelClient:
         client = self._clients.get(panel)
@@ -57,12 +74,45 @@ class Runner:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._claimed.discard)
+
+    async def _journal(self, write: Callable[[], T], what: str) -> T:
+        """``write()``, retried with backoff while the journal refuses it (disk full...)."""
+        delay = self.journal_retry
+        failing = False
+        while True:
+            try:
+                result = write()
+            except sqlite3.Error as exc:
+                if not failing:
+                    log.error("journal: cannot %s: %s; retrying until it can", what, exc)
+                    failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, JOURNAL_RETRY_MAX)
+                continue
+            if failing:
+                log.info("journal: writable again; %s done", what)
+            return result
 
     async def _run(self, action_id: int, rule: Rule, panel: str, alertname: str) -> None:
         async with self._panel_locks[panel], self._slots:
-            if not self.journal.claim(action_id, time.time()):
+            if self._stopping:
+                return  # stays pending: the next start runs it
+            claimed = await self._journal(
+                lambda: self.journal.claim(action_id, time.time()), f"start action {action_id}"
+            )
+            if not claimed:
                 log.info("action %d no longer pending; not run", action_id)
                 return
+            if self._stopping:
+                # Stopped while the claim was being retried: nothing was sent yet.
+                await self._journal(
+                    lambda: self.journal.unclaim(action_id), f"re-queue action {action_id}"
+                )
+                return
+            current = asyncio.current_task()
+            assert current is not None
+            self._claimed.add(current)
             self.stats.in_progress += 1
             started = time.monotonic()
             try:
@@ -81,10 +131,6 @@ class Runner:
                 result = actions.Outcome("failed", f"internal error: {type(exc).__name__}")
             elapsed = time.monotonic() - started
             self.stats.in_progress -= 1
-            try:
-                self.journal.finish(action_id, result.outcome, result.reason, time.time())
-            except Exception:
-                log.exception("action %d: cannot record its outcome", action_id)
             self.stats.outcome(panel, rule.action, result.outcome)
             self.stats.duration(rule.action, elapsed)
             log.log(
@@ -103,16 +149,42 @@ class Runner:
                     "seconds": round(elapsed, 3),
                 },
             )
+            await self._journal(
+                lambda: self.journal.finish(action_id, result.outcome, result.reason, time.time()),
+                f"record the outcome of action {action_id}",
+            )
 
     async def idle(self) -> None:
         """Wait until every submitted action has ended (tests and benchmarks)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def close(self) -> None:
-        """Cancel what is still queued or running and close the panel clients."""
-        for task in list(self._tasks):
+    def stop_starting(self) -> None:
+        """From now on no queued action starts; they stay ``pending`` for the next start."""
+        self._stopping = True
+
+    async def drain(self, grace: float) -> tuple[int, int]:
+        """Stop: let running actions finish for up to ``grace`` seconds, cancel the rest.
+
+        Actions not yet started are cancelled at once and stay ``pending``.
+        Returns ``(finished, cut_off)``: running actions that ended within the grace
+        and those still running at its end (left ``running`` for recovery).
+        """
+        self._stopping = True
+        running = set(self._claimed)
+        for task in self._tasks - running:
             task.cancel()
+        finished, cut_off = 0, 0
+        if running:
+            done, pending = await asyncio.wait(running, timeout=grace)
+            finished, cut_off = len(done), len(pending)
+            for task in pending:
+                task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for client in self._clients.values():
             await client.aclose()
+        return finished, cut_off
+
+    async def close(self) -> None:
+        """Cancel what is still queued or running and close the panel clients."""
+        await self.drain(0)

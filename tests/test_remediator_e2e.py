@@ -70,8 +70,16 @@ def notification(*alerts: dict[str, Any], truncated: int = 0) -> dict[str, Any]:
 
 
 def write_config(
-    path: Path, sim_port: int, listen_port: int, state: Path, rules: list[dict[str, Any]]
+    path: Path,
+    sim_port: int,
+    listen_port: int,
+    state: Path,
+    rules: list[dict[str, Any]],
+    *,
+    panels: tuple[str, ...] = PANELS,
+    **remediator: Any,
 ) -> Path:
+    """A config for ``panels`` on one simulator; ``remediator`` overrides its keys."""
     secret = path.parent / "panel.pw"
     secret.write_text("admin\n")
     token = path.parent / "webhook.token"
@@ -80,7 +88,7 @@ def write_config(
         "defaults": {"username": "admin", "password_file": str(secret), "timeout": "10s"},
         "panels": {
             name: {"url": f"http://127.0.0.1:{sim_port}/panel/{name}/api/api.php"}
-            for name in PANELS
+            for name in panels
         },
         "remediator": {
             "listen": f"127.0.0.1:{listen_port}",
@@ -89,7 +97,10 @@ def write_config(
             "max_concurrent_actions": 4,
             "action_timeout": "30s",
             "rate_limit": {"max_actions": 1000, "per": "1h"},
+            # Tests stop remediators with actions in flight: do not wait for them long.
+            "shutdown_grace": "1s",
             "rules": rules,
+            **remediator,
         },
     }
     path.write_text(yaml.safe_dump(config))

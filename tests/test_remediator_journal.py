@@ -60,20 +60,39 @@ def test_a_failed_transaction_leaves_nothing_half_recorded() -> None:
     assert j.list() == []
 
 
-def test_recover_resumes_idempotent_actions_and_interrupts_the_rest() -> None:
+def test_recover_reruns_what_never_started_and_interrupts_only_what_did() -> None:
     j = Journal(":memory:")
     frozen = add(j, "delete_frozen")
     restart = add(j, "restart_service")
     j.claim(restart, T0)
     delete = add(j, "delete_messages")
     j.claim(delete, T0)
-    reship = add(j, "reship_messages")
+    reship = add(j, "reship_messages")  # accepted, never claimed: no panel call was sent
+    nuke = add(j, "delete_all")
+    j.claim(nuke, T0)
     done = add(j, "delete_all", outcome="dry_run")
-    resumed, interrupted = j.recover(T0 + 10)
-    assert resumed == [frozen, restart] and interrupted == [delete, reship]
-    assert j.get(restart).outcome == "pending"  # type: ignore[union-attr]
+    to_run, interrupted = j.recover(T0 + 10)
+    assert to_run == [frozen, restart, reship] and interrupted == [delete, nuke]
+    for action_id in to_run:
+        row = j.get(action_id)
+        assert row is not None and row.outcome == "pending" and row.started_at is None
+    assert j.get(restart).reason == "resumed after a restart"  # type: ignore[union-attr]
     assert j.get(delete).outcome == "interrupted"  # type: ignore[union-attr]
     assert j.get(done).outcome == "dry_run"  # type: ignore[union-attr]
+
+
+def test_claim_is_fsynced_before_the_first_panel_call(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "r.sqlite")
+    a = add(j, "delete_all")
+    levels = []
+    j._db.set_trace_callback(lambda sql: levels.append(sql) if "synchronous" in sql else None)
+    assert j.claim(a, T0)
+    # No switch to synchronous=NORMAL around the claim: it commits at FULL.
+    assert levels == []
+    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    j.unclaim(a)
+    row = j.get(a)
+    assert row is not None and row.outcome == "pending" and row.started_at is None
 
 
 def test_counting_rows_drive_cooldown_and_rate_limit() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 
 import pytest
@@ -114,3 +115,72 @@ def test_a_cancelled_row_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
 
     asyncio.run(scenario())
     assert calls == []
+
+
+def test_a_full_disk_that_clears_lets_the_pending_action_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran: list[str] = []
+
+    async def fake_run(client: object, rule: Rule) -> actions.Outcome:
+        ran.append(client.panel.name)  # type: ignore[attr-defined]
+        return actions.Outcome("succeeded", "ok")
+
+    monkeypatch.setattr(actions, "run", fake_run)
+
+    async def scenario() -> tuple[Journal, int, list[str]]:
+        journal = Journal(":memory:")
+        action_id = pending(journal, "a", 1)
+        real_claim, real_finish = journal.claim, journal.finish
+        refusals = {"claim": 3, "finish": 2}
+        seen: list[str] = []
+
+        def full(name: str, real: object) -> object:
+            def write(*args: object) -> object:
+                if refusals[name]:
+                    refusals[name] -= 1
+                    seen.append(name)
+                    raise sqlite3.OperationalError("database or disk is full")
+                return real(*args)  # type: ignore[operator]
+
+            return write
+
+        monkeypatch.setattr(journal, "claim", full("claim", real_claim))
+        monkeypatch.setattr(journal, "finish", full("finish", real_finish))
+        runner = Runner(journal, {"a": panel("a")}, {}, Stats(), max_concurrent=1, action_timeout=5)
+        runner.journal_retry = 0.001
+        runner.submit(action_id, RULE, "a", "X")
+        await runner.idle()
+        await runner.close()
+        return journal, action_id, seen
+
+    journal, action_id, seen = asyncio.run(scenario())
+    # Refused three times, then the disk cleared: the action ran once and its outcome stuck.
+    assert seen == ["claim"] * 3 + ["finish"] * 2
+    assert ran == ["a"]
+    row = journal.get(action_id)
+    assert row is not None and row.outcome == "succeeded" and row.started_at is not None
+
+
+def test_drain_keeps_queued_actions_pending_and_lets_running_ones_finish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def fake_run(client: object, rule: Rule) -> actions.Outcome:
+        await asyncio.sleep(0.05)
+        return actions.Outcome("succeeded", "ok")
+
+    monkeypatch.setattr(actions, "run", fake_run)
+
+    async def scenario() -> tuple[Journal, list[int], tuple[int, int]]:
+        journal = Journal(":memory:")
+        ids = [pending(journal, "a", n) for n in range(3)]
+        runner = Runner(journal, {"a": panel("a")}, {}, Stats(), max_concurrent=1, action_timeout=5)
+        for action_id in ids:
+            runner.submit(action_id, RULE, "a", "X")
+        while journal.get(ids[0]).outcome != "running":  # type: ignore[union-attr]
+            await asyncio.sleep(0)
+        return journal, ids, await runner.drain(10)
+
+    journal, ids, counts = asyncio.run(scenario())
+    assert counts == (1, 0)
+    assert [journal.get(i).outcome for i in ids] == ["succeeded", "pending", "pending"]  # type: ignore[union-attr]
