@@ -70,6 +70,9 @@ class QueueMessage:
 
     ``sender`` has no angle brackets; a bounce (null sender) is ``"<>"`` on both flavours, and
     ``""`` means the listing did not show a sender. ``recipients`` are the pending ones only.
+    ``age_seconds`` is the best estimate of the age: exact on Postfix, the middle of the
+    token's range on Exim (``5m`` is 300-359 s, so 330). ``age_min_seconds`` is the age the
+    listing proves (Exim ``5m``: 300), None when the age is exact; see :attr:`proven_age_seconds`.
     """
 
     id: str
@@ -79,6 +82,12 @@ class QueueMessage:
     recipients: tuple[str, ...]
     frozen: bool
     held: bool
+    age_min_seconds: float | None = None
+
+    @property
+    def proven_age_seconds(self) -> float:
+        """The least age the message can have: what a deletion's ``older_than`` compares."""
+        return self.age_seconds if self.age_min_seconds is None else self.age_min_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +119,47 @@ _AGE_TOKEN = re.compile(r"\s*([0-9]+)\s*([smhd])\s*")
 _SIZE_TOKEN = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMG]?)B?\s*")
 
 
-def _age_token_seconds(token: str) -> int | None:
-    """Seconds of an Exim age token (``85m``), or None when it is not one."""
+def _age_token_range(token: str) -> tuple[float, float] | None:
+    """The ages ``[low, high)`` in seconds that an Exim age token stands for, or None.
+
+    ``exim -bp`` prints whole minutes up to 90 (floored: ``5m`` is 300-359 s), then
+    hours rounded from minutes (``(minutes + 30) / 60``) up to 72, then days rounded from
+    hours (``(hours + 12) / 24``). ``Ns`` (not printed by Exim, accepted from objects) is exact.
+    A token Exim never prints (``1h``, ``2d``) stands for its rounding interval alone.
+    """
     m = _AGE_TOKEN.fullmatch(token)
     if m is None:
         return None
-    return int(m.group(1)) * _AGE_UNIT[m.group(2)]
+    n, unit = int(m.group(1)), m.group(2)
+    if unit == "s":
+        return float(n), float(n)
+    if unit == "m":
+        return 60.0 * n, 60.0 * n + 60.0
+    if unit == "h":
+        low_minute, high_minute = 60 * n - 30, 60 * n + 30
+        if n >= 2:
+            low_minute = max(low_minute, 91)  # up to 90 minutes Exim prints minutes
+    else:
+        low_hour, high_hour = 24 * n - 12, 24 * n + 12
+        if n >= 3:
+            low_hour = max(low_hour, 73)  # up to 72 hours Exim prints hours
+        low_minute, high_minute = 60 * low_hour - 30, 60 * high_hour - 30
+    return 60.0 * max(0, low_minute), 60.0 * max(0, high_minute)
+
+
+@functools.lru_cache(maxsize=4096)
+def _age_token_values(token: str) -> tuple[float, float] | None:
+    """(representative age, lowest age) of an Exim age token, or None when it is not one.
+
+    The representative age is the middle of the token's range: buckets, sums and the oldest
+    age are as close to the real ages as the listing allows. The lowest age is what the
+    listing proves: ``older_than`` selections use it (see docs/metrics.md).
+    """
+    bounds = _age_token_range(token)
+    if bounds is None:
+        return None
+    low, high = bounds
+    return (low + high) / 2, low
 
 
 def _size_token_bytes(token: str) -> int | None:
@@ -201,8 +245,8 @@ class _Acc:
 
     def result(self) -> QueueSummary:
         for token, count in self.age_tokens.items():
-            seconds = _age_token_seconds(token)
-            self.add_age(float(seconds or 0), count)
+            values = _age_token_values(token)
+            self.add_age(values[0] if values is not None else 0.0, count)
         self.age_tokens.clear()
         return QueueSummary(
             messages=self.messages,
@@ -221,9 +265,8 @@ class _Acc:
 # --------------------------------------------------------------------------------------------
 # Exim
 
-# Exim ids are 16 (6-6-2) or 23 (6-11-4) characters; the grammar only fixes the length, which
-# keeps the fast pattern below on the regex engine's cheapest operations.
-_EXIM_ID = r"[^\n]{16,23}?"
+# Exim ids: 6-6-2 base-62 (16 characters, up to Exim 4.96) or 6-11-4 (23, Exim 4.97 and later).
+_EXIM_ID = r"[0-9A-Za-z]{6}-(?:[0-9A-Za-z]{6}-[0-9A-Za-z]{2}|[0-9A-Za-z]{11}-[0-9A-Za-z]{4})"
 _EXIM_SIZE = re.compile(r" *[0-9]+(?:\.[0-9]+)?[KMG]?")
 _EXIM_HEADER = re.compile(
     r" {0,3}(?P<age>[0-9]+[smhd]) +(?:(?P<size>[0-9]+(?:\.[0-9]+)?[KMG]?) +)?"
@@ -242,10 +285,14 @@ _EXIM_HEADER = re.compile(
 # ("%2d%c", "%5s"; each padded token is as distinct as the bare one).
 _EXIM_FAST = re.compile(
     r"(?:\n    [^\n]*)*+"
-    r"\n\n([ 0-9][0-9][smhd]|[0-9]{3}d) (.{5}) " + _EXIM_ID + r" <(?:[^>\n][^\n]*>|)"
+    r"\n\n([ 0-9][0-9][smhd]|[0-9]{3}d) (.{5}) " + _EXIM_ID + r" <(?:[^>\n][^\n]*>|(?=>))"
 )
 _EXIM_FAST_GROUPS = 3  # gap + 2 groups per match in re.split's output
 _EXIM_FAST_TAIL = re.compile(r"(>)?( \*\*\* frozen \*\*\*)?(?:\n    [^\n]*)*")
+# An indented line belongs to the message above (Exim indents recipients by 8 or 10 spaces,
+# exiqgrep by a tab), unless it starts like a header (" 5m ") without being one: that is junk,
+# such as a header whose id is not an Exim id, and not a recipient.
+_EXIM_HEADERISH = re.compile(r" {1,3}[0-9]+[smhd] ")
 _FROZEN_MARK = " *** frozen ***"
 _BOUNCE_FROZEN_MARK = ">" + _FROZEN_MARK
 
@@ -338,7 +385,7 @@ def _exim_summarize_lines(lines: Iterable[str], acc: _Acc) -> None:
             continue
         if not line.strip():
             continue
-        if first in " \t" and acc.seen_message:
+        if first in " \t" and acc.seen_message and not _EXIM_HEADERISH.match(line):
             continue
         acc.unparsed += 1
 
@@ -356,8 +403,8 @@ def _exim_tally(m: re.Match[str], acc: _Acc) -> None:
         acc.frozen += 1
 
 
-def _exim_message(m: re.Match[str]) -> tuple[str, float, int, str, bool]:
-    seconds = _age_token_seconds(m.group("age")) or 0
+def _exim_message(m: re.Match[str]) -> tuple[str, float, float, int, str, bool]:
+    age, low = _age_token_values(m.group("age")) or (0.0, 0.0)
     size_token = m.group("size")
     size = (_size_token_bytes(size_token) or 0) if size_token is not None else 0
     sender = m.group("sender")
@@ -365,12 +412,12 @@ def _exim_message(m: re.Match[str]) -> tuple[str, float, int, str, bool]:
         sender = ""
     elif sender == "":
         sender = "<>"
-    return m.group("id"), float(seconds), size, sender, m.group("frozen") is not None
+    return m.group("id"), age, low, size, sender, m.group("frozen") is not None
 
 
 def _exim_iter_lines(lines: Iterable[str], state: _IterState) -> Iterator[QueueMessage]:
     header = _EXIM_HEADER.fullmatch
-    current: tuple[str, float, int, str, bool] | None = None
+    current: tuple[str, float, float, int, str, bool] | None = None
     recipients: list[str] = []
     for line in lines:
         if line.endswith("\r"):
@@ -389,7 +436,7 @@ def _exim_iter_lines(lines: Iterable[str], state: _IterState) -> Iterator[QueueM
         stripped = line.strip()
         if not stripped:
             continue
-        if first in " \t" and state.seen_message:
+        if first in " \t" and state.seen_message and not _EXIM_HEADERISH.match(line):
             if current is None:
                 continue  # pragma: no cover - seen_message implies a current message
             if stripped.startswith(("D ", "+D ", "***")):
@@ -401,9 +448,11 @@ def _exim_iter_lines(lines: Iterable[str], state: _IterState) -> Iterator[QueueM
         yield _exim_build(current, recipients)
 
 
-def _exim_build(head: tuple[str, float, int, str, bool], recipients: list[str]) -> QueueMessage:
-    msg_id, age, size, sender, frozen = head
-    return QueueMessage(msg_id, age, size, sender, tuple(recipients), frozen, False)
+def _exim_build(
+    head: tuple[str, float, float, int, str, bool], recipients: list[str]
+) -> QueueMessage:
+    msg_id, age, low, size, sender, frozen = head
+    return QueueMessage(msg_id, age, size, sender, tuple(recipients), frozen, False, low)
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,7 +467,8 @@ _MONTHS = {
 }
 _POSTFIX_HEADER = re.compile(
     r"(?P<id>[0-9A-Za-z]{5,32})(?P<flags>[*!#]*) +(?P<size>[0-9]+) +"
-    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    r"(?P<wday>Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
+    r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
     r" +(?P<day>[0-9]{1,2}) (?P<hh>[0-9]{2}):(?P<mm>[0-9]{2}):(?P<ss>[0-9]{2})"
     r"(?: +(?P<sender>\S(?:.*\S)?))? *"
 )
@@ -426,6 +476,16 @@ _POSTFIX_TITLE = re.compile(r"-+Queue ID-+ .*")
 _POSTFIX_FOOTER = re.compile(r"-- [0-9]+ Kbytes in [0-9]+ Requests?\.\s*")
 _POSTFIX_EMPTY = "Mail queue is empty"
 _NULL_SENDERS = frozenset({"", "<>", "MAILER-DAEMON"})
+
+
+_WEEKDAYS = {
+    name: number for number, name in enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))
+}
+# The weekdays of a date repeat every 28 years between 1901 and 2099 (Feb 29 included).
+_WEEKDAY_CYCLE = 28
+# Postfix and our clock may disagree a little: an arrival up to this far after now is
+# taken as now (age 0), not as a year ago.
+_CLOCK_SLACK = 86400
 
 
 @functools.lru_cache(maxsize=4096)
@@ -444,25 +504,62 @@ def _zone_offset(zone: datetime.tzinfo, year: int, month: int, day: int, hour: i
     return int(offset.total_seconds()) if offset is not None else 0
 
 
+@functools.lru_cache(maxsize=4096)
+def _years_on_weekday(weekday: int, month: int, day: int, newest: int) -> tuple[int, ...]:
+    """The years from ``newest`` back one weekday cycle in which that date is that weekday."""
+    years = []
+    for year in range(newest, newest - _WEEKDAY_CYCLE - 1, -1):
+        try:
+            if datetime.date(year, month, day).weekday() == weekday:
+                years.append(year)
+        except ValueError:
+            continue  # Feb 29 of a common year
+    return tuple(years)
+
+
+def _hour_start(
+    year: int, month: int, day: int, hour: int, zone: datetime.tzinfo | None
+) -> int | None:
+    start = _day_start(year, month, day)
+    if start is None:
+        return None
+    if zone is not None:
+        start -= _zone_offset(zone, year, month, day, hour)
+    return start + hour * 3600
+
+
+def _postfix_hour_epoch(
+    wday: str, mon: str, day: int, hour: int, now: float, zone: datetime.tzinfo | None
+) -> int | None:
+    """Epoch of the start of a Postfix arrival hour (local to ``zone``; None is UTC).
+
+    mailq prints no year. The year is the latest one, not after now (but for
+    :data:`_CLOCK_SLACK`), in which that date falls on the printed weekday, looking back one
+    weekday cycle (28 years). When no year matches (a stamp no clock prints) it is the
+    latest year not after now. The comparison uses the hour's start, so that every message
+    of an hour gets the same year whichever path reads it.
+    """
+    month = _MONTHS[mon]
+    newest = time.gmtime(now).tm_year + 1
+    limit = now + _CLOCK_SLACK
+    for year in _years_on_weekday(_WEEKDAYS[wday], month, day, newest):
+        start = _hour_start(year, month, day, hour, zone)
+        if start is not None and start <= limit:
+            return start
+    for year in range(newest, newest - 9, -1):
+        start = _hour_start(year, month, day, hour, zone)
+        if start is not None and start <= limit:
+            return start
+    return None
+
+
 def _postfix_arrival(m: re.Match[str], now: float, zone: datetime.tzinfo | None) -> float | None:
-    """Arrival epoch of a Postfix header, a local time in ``zone`` (None: UTC), in the
-    latest plausible year."""
-    month = _MONTHS[m.group("mon")]
-    day = int(m.group("day"))
+    """Arrival epoch of a Postfix header (see :func:`_postfix_hour_epoch`), None when unreadable."""
     hh, mm, ss = int(m.group("hh")), int(m.group("mm")), int(m.group("ss"))
     if hh > 23 or mm > 59 or ss > 60:
         return None
-    offset = hh * 3600 + mm * 60 + ss
-    year = time.gmtime(now).tm_year + 1
-    for candidate in range(year, year - 9, -1):
-        start = _day_start(candidate, month, day)
-        if start is None:
-            continue
-        if zone is not None:
-            start -= _zone_offset(zone, candidate, month, day, hh)
-        if start + offset <= now + 86400:
-            return float(start + offset)
-    return None
+    start = _postfix_hour_epoch(m.group("wday"), m.group("mon"), int(m.group("day")), hh, now, zone)
+    return None if start is None else float(start + mm * 60 + ss)
 
 
 def _postfix_kind(line: str) -> int:
@@ -649,21 +746,24 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _object_age(obj: Mapping[str, Any], now: float) -> float | None:
+def _object_age(obj: Mapping[str, Any], now: float) -> tuple[float, float | None] | None:
+    """(age, lowest age or None when exact) of a panel object, None when unreadable."""
     key = "age" if "age" in obj else "age_seconds"
     if key in obj:
         value = obj[key]
         number = _number(value)
         if number is not None:
-            return number
+            return number, None
         if isinstance(value, str):
-            seconds = _age_token_seconds(value)
-            return None if seconds is None else float(seconds)
+            values = _age_token_values(value.strip())
+            if values is None:
+                return None
+            return values if values[1] != values[0] else (values[0], None)
         return None
     if "arrival_time" in obj:
         arrival = _number(obj["arrival_time"])
-        return None if arrival is None else max(0.0, now - arrival)
-    return 0.0
+        return None if arrival is None else (max(0.0, now - arrival), None)
+    return 0.0, None
 
 
 def _object_size(obj: Mapping[str, Any]) -> int | None:
@@ -699,8 +799,8 @@ def _object_recipients(value: Any) -> tuple[str, ...] | None:
 
 def _object_values(
     obj: Mapping[str, Any], now: float
-) -> tuple[str, float, int, str, bool, bool] | None:
-    """(id, age, size, sender, frozen, held) of a panel object, or None when unreadable."""
+) -> tuple[str, tuple[float, float | None], int, str, bool, bool] | None:
+    """(id, (age, lowest age), size, sender, frozen, held) of a panel object, or None."""
     known = (
         "id",
         "queue_id",
@@ -741,8 +841,8 @@ def _object_message(obj: Mapping[str, Any], now: float) -> QueueMessage | None:
     recipients = _object_recipients(obj.get("recipients"))
     if values is None or recipients is None:
         return None
-    msg_id, age, size, sender, frozen, held = values
-    return QueueMessage(msg_id, age, size, sender, recipients, frozen, held)
+    msg_id, (age, low), size, sender, frozen, held = values
+    return QueueMessage(msg_id, age, size, sender, recipients, frozen, held, low)
 
 
 def _tally_object(obj: Any, acc: _Acc, now: float) -> None:
@@ -750,7 +850,7 @@ def _tally_object(obj: Any, acc: _Acc, now: float) -> None:
     if values is None:
         acc.unparsed += 1
         return
-    _, age, size, sender, frozen, held = values
+    _, (age, _), size, sender, frozen, held = values
     acc.messages += 1
     acc.seen_message = True
     acc.bytes += size

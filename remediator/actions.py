@@ -43,7 +43,9 @@ def selected(message: QueueMessage, select: Selection) -> bool:
         return False
     if select.frozen is not None and message.frozen != select.frozen:
         return False
-    if select.older_than is not None and not message.age_seconds > select.older_than:
+    # The age the listing proves: an Exim "5m" is 300-359 s old, and counts as 300 here, so
+    # a deletion never takes a message that may be younger than older_than.
+    if select.older_than is not None and not message.proven_age_seconds > select.older_than:
         return False
     return select.larger_than is None or message.size_bytes > select.larger_than
 

@@ -10,7 +10,7 @@ import math
 import random
 import string
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -95,9 +95,10 @@ def test_exim_bp_counts_twelve_messages_three_frozen_three_bounces() -> None:
         bounces=3,
         held=0,
         bytes=EXIM_BP_BYTES,
-        oldest_age_seconds=360.0,
+        # 6m x5, 2m x4, 0m x3, each at the middle of its range (6m: 360-419 s).
+        oldest_age_seconds=390.0,
         age_buckets=(7, 5, 0, 0, 0, 0, 0, 0, 0),
-        age_sum_seconds=5 * 360.0 + 4 * 120.0,
+        age_sum_seconds=5 * 390.0 + 4 * 150.0 + 3 * 30.0,
         unparsed_lines=0,
         flavour="exim",
     )
@@ -122,7 +123,8 @@ def test_exim_bp_messages_keep_only_pending_recipients() -> None:
     assert long_sender == "very.long.sender.name+tag@subdomain.department.example.org"
     assert messages["1xW6Z0-0001Ht-2t"].size_bytes == round(1.9 * M)
     assert messages["1xW6bW-0001Oy-1N"].size_bytes == 11 * M
-    assert messages["1xW6VZ-0000xu-1S"].age_seconds == 360.0
+    assert messages["1xW6VZ-0000xu-1S"].age_seconds == 390.0
+    assert messages["1xW6VZ-0000xu-1S"].age_min_seconds == 360.0
     assert not any(m.held for m in messages.values())
 
 
@@ -142,12 +144,17 @@ def test_listing_after_removing_a_frozen_bounce_has_eleven_messages() -> None:
 
 def test_aged_exim_listing_puts_days_hours_and_minutes_in_the_right_buckets() -> None:
     summary = summarize(fixture("exim-bp-aged.txt"))
-    ages = [130 * 86400, 12 * 86400, 4 * 86400, 50 * 3600, 5 * 3600, 2 * 3600, 85 * 60, 0]
+    tokens = ["130d", "12d", "4d", "50h", "5h", "2h", "85m", "0m"]
+    ages = [sum(exim_token_range(token)) / 2 for token in tokens]
+    # The fixture's messages were back-dated by 130d, 12d, 4d, 50h, 5h, 95m, 85m and 0.
+    assert ages[5] == (91 + 150) * 30 and ages[6] == 85 * 60 + 30 and ages[7] == 30
     assert [m.age_seconds for m in iter_messages(fixture("exim-bp-aged.txt"))] == ages
-    assert summary.oldest_age_seconds == 130 * 86400
+    lows = [m.age_min_seconds for m in iter_messages(fixture("exim-bp-aged.txt"))]
+    assert lows == [exim_token_range(token)[0] for token in tokens]
+    assert summary.oldest_age_seconds == ages[0]
     # <=5m: 0m | <=4h: 2h, 85m | <=12h: 5h | <=3d: 50h | <=7d: 4d | +Inf: 12d, 130d
     assert summary.age_buckets == (1, 0, 0, 2, 1, 0, 1, 1, 2)
-    assert summary.age_sum_seconds == float(sum(ages))
+    assert summary.age_sum_seconds == sum(ages)
     assert (summary.messages, summary.frozen, summary.bounces) == (8, 2, 2)
     four_days = next(m for m in iter_messages(fixture("exim-bp-aged.txt")) if m.id.endswith("2w"))
     assert four_days.recipients == ("bob@example.net",)
@@ -368,7 +375,9 @@ def test_three_detail_shapes_give_the_same_summary(name: str) -> None:
         for m in iter_messages(text, now=NOW)
     ]
     assert summarize(objects, now=NOW) == as_text
-    assert list(iter_messages(objects, now=NOW)) == list(iter_messages(text, now=NOW))
+    # A number of seconds is an exact age: only the text knows an Exim token's range.
+    exact = [replace(m, age_min_seconds=None) for m in iter_messages(text, now=NOW)]
+    assert list(iter_messages(objects, now=NOW)) == exact
 
 
 def test_objects_accept_exim_tokens_for_age_and_size() -> None:
@@ -380,6 +389,8 @@ def test_objects_accept_exim_tokens_for_age_and_size() -> None:
     assert (summary.messages, summary.frozen, summary.bounces) == (2, 1, 1)
     assert summary.bytes == round(2.1 * K) + 812
     assert summary.oldest_age_seconds == 3 * 3600 and summary.flavour == "exim"
+    messages = list(iter_messages(objects))
+    assert [m.age_min_seconds for m in messages] == [2.5 * 3600, None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,6 +488,159 @@ def test_postfix_february_29_goes_back_to_the_last_leap_year() -> None:
     assert summary.oldest_age_seconds == now - calendar.timegm((2024, 2, 29, 12, 0, 0))
 
 
+def _stamp(instant: float, zone: str | None = None) -> str:
+    """The arrival column mailq prints for a UTC instant on a panel in ``zone``."""
+    when = datetime.datetime.fromtimestamp(instant, ZoneInfo(zone) if zone else datetime.UTC)
+    return when.strftime("%a %b %e %H:%M:%S")
+
+
+@pytest.mark.parametrize(
+    ("arrival", "now"),
+    [
+        # Held for more than a year: the same date this year is another weekday.
+        ((2025, 6, 10, 8, 0, 0), (2026, 11, 25, 6, 50, 0)),
+        ((2024, 11, 25, 6, 0, 0), (2026, 11, 25, 6, 50, 0)),
+        # Last year, on a date later than today (tomorrow's date, within the clock slack).
+        ((2025, 11, 26, 1, 0, 0), (2026, 11, 25, 6, 50, 0)),
+        ((2025, 12, 20, 12, 0, 0), (2026, 11, 25, 6, 50, 0)),
+        # Feb 29, a leap year back (two back in the next test: in some zones its local date
+        # is Sun Mar 1, which 2026 has too: the weekday tells years apart only so far).
+        ((2024, 2, 29, 12, 0, 0), (2026, 11, 25, 6, 50, 0)),
+        # Ordinary cases stay as they were.
+        ((2026, 11, 25, 6, 40, 0), (2026, 11, 25, 6, 50, 0)),
+        ((2026, 12, 31, 23, 50, 0), (2027, 1, 1, 0, 10, 0)),
+        ((2026, 1, 2, 0, 0, 0), (2026, 12, 31, 23, 0, 0)),
+    ],
+)
+@pytest.mark.parametrize("zone", [None, "Europe/Moscow", "America/New_York", "Pacific/Auckland"])
+def test_postfix_year_is_the_latest_on_the_printed_weekday(
+    arrival: tuple[int, ...], now: tuple[int, ...], zone: str | None
+) -> None:
+    instant = calendar.timegm((*arrival, 0, 0, 0))
+    clock = calendar.timegm((*now, 0, 0, 0))
+    listing = _mailq(_stamp(instant, zone))
+    tz = ZoneInfo(zone) if zone else None
+    assert summarize(listing, now=clock, zone=tz).oldest_age_seconds == clock - instant
+    assert [m.age_seconds for m in iter_messages(listing, now=clock, zone=tz)] == [clock - instant]
+
+
+def test_postfix_february_29_two_leap_years_back() -> None:
+    instant = calendar.timegm((2020, 2, 29, 12, 0, 0))
+    summary = summarize(_mailq("Sat Feb 29 12:00:00"), now=NOW)
+    assert summary.oldest_age_seconds == NOW - instant
+
+
+def test_postfix_weekday_settles_the_year_across_new_year_in_the_panels_zone() -> None:
+    # Tokyo's Thu Jan 1 2026 05:00 is Dec 31 2025 20:00 UTC; a year later our UTC clock says
+    # 2026 while the panel's says 2027, a Friday: the Thursday is 2026's, one year back.
+    instant = calendar.timegm((2025, 12, 31, 20, 0, 0))
+    clock = calendar.timegm((2026, 12, 31, 20, 30, 0))
+    listing = _mailq(_stamp(instant, "Asia/Tokyo"))
+    assert listing.split()[1:5] == ["500", "Thu", "Jan", "1"]
+    summary = summarize(listing, now=clock, zone=ZoneInfo("Asia/Tokyo"))
+    assert summary.oldest_age_seconds == clock - instant == 365 * 86400 + 1800
+
+
+def test_postfix_age_over_a_year_lands_in_the_oldest_bucket_with_its_real_age() -> None:
+    now = NOW
+    old = NOW - 400 * 86400
+    fresh = NOW - 120
+    listing = _mailq(_stamp(old)) + "\n" + _mailq(_stamp(fresh))
+    summary = summarize(listing, now=now)
+    assert summary.oldest_age_seconds == 400 * 86400
+    assert summary.age_buckets == (1, 0, 0, 0, 0, 0, 0, 0, 1)
+    assert summary.age_sum_seconds == 400 * 86400 + 120
+
+
+def test_postfix_impossible_dates_are_unparsed_lines() -> None:
+    summary = summarize(_mailq("Mon Apr 31 12:00:00"), now=NOW)
+    # The header, and its recipient line, which follows no message.
+    assert (summary.messages, summary.unparsed_lines) == (0, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# Exim age tokens are ranges
+
+
+def test_every_exim_age_token_stands_for_the_middle_of_its_range() -> None:
+    for token, (low, high) in EXIM_TOKEN_RANGES.items():
+        listing = f"{token:>3} 350 1xW6VZ-0000xu-1S <a@example.org>\n          b@example.org\n"
+        [message] = iter_messages(listing)
+        assert (message.age_seconds, message.age_min_seconds) == ((low + high) / 2, low), token
+        assert summarize(listing).age_sum_seconds == (low + high) / 2
+
+
+@pytest.mark.parametrize(
+    ("token", "low", "high"),
+    [
+        ("0m", 0, 60),
+        ("5m", 300, 360),
+        ("90m", 5400, 5460),
+        ("2h", 91 * 60, 150 * 60),
+        ("3h", 150 * 60, 210 * 60),
+        ("72h", 4290 * 60, 4350 * 60),
+        ("3d", 4350 * 60, (83 * 60 + 30) * 60),
+        ("4d", (83 * 60 + 30) * 60, (107 * 60 + 30) * 60),
+    ],
+)
+def test_exim_age_ranges_are_the_documented_ones(token: str, low: int, high: int) -> None:
+    assert exim_token_range(token) == (low, high)
+    assert queue_module._age_token_range(token) == (low, high)
+
+
+def test_exim_tokens_that_straddle_a_bucket_bound_go_by_their_middle() -> None:
+    # 4h covers 3.5-4.5 h: its middle is the 4 h bound itself (le is inclusive);
+    # 7d covers 155.5-179.5 h: its middle, 167.5 h, is under the 7 d bound.
+    tokens = [" 4m", " 5m", "15m", "60m", " 4h", "12h", "24h", "72h", " 3d", " 7d", " 8d"]
+    listing = "".join(
+        f"{token} 350 1xW6VZ-0000x{i:x}-1S <a@example.org>\n          b@example.org\n\n"
+        for i, token in enumerate(tokens)
+    )
+    summary = assert_agrees(listing)
+    # <=5m: 4m | <=15m: 5m | <=1h: 15m | <=4h: 60m, 4h | <=12h: 12h | <=1d: 24h | <=3d: 72h
+    # | <=7d: 3d, 7d | +Inf: 8d
+    assert summary.age_buckets == (1, 1, 1, 2, 1, 1, 1, 2, 1)
+    assert exact_summary(listing) == summary
+
+
+def test_older_than_selects_only_messages_the_listing_proves_older() -> None:
+    from brainycp.config import Selection
+    from remediator.actions import selected
+
+    listing = "".join(
+        f"{token} 350 1xW6VZ-0000x{i}-1S <a@example.org>\n          b@example.org\n\n"
+        for i, token in enumerate((" 5m", " 6m", " 2h", " 3h"))
+    )
+    messages = {m.id[12]: m for m in iter_messages(listing)}
+    # 5m is 300-359 s: it may be exactly 300 s old, so "older than 5m" leaves it alone;
+    # 3h is 2.5-3.5 h: older than 2 h for sure, not surely older than 3 h.
+    assert [k for k, m in messages.items() if selected(m, Selection(older_than=300))] == list("123")
+    assert [k for k, m in messages.items() if selected(m, Selection(older_than=7200))] == ["3"]
+    assert [k for k, m in messages.items() if selected(m, Selection(older_than=10800))] == []
+    postfix = next(iter_messages(_mailq(_stamp(NOW - 301)), now=NOW))
+    assert postfix.age_min_seconds is None and postfix.proven_age_seconds == 301
+    assert selected(postfix, Selection(older_than=300))
+
+
+def test_exim_4_97_ids_are_read_and_other_shapes_are_not() -> None:
+    good = ["16VDhn-000000001bo-D342", "1xW6VZ-0000xu-1S"]
+    bad = [
+        "16VDhn-000000001bo-D34",
+        "16VDhn-00000001bo-D342",
+        "1xW6VZ-0000xu-1SX",
+        "1xW6VZ_0000xu-1S",
+    ]
+    listing = "".join(
+        f" 5m   350 {msg_id} <a@example.org>\n          b@example.org\n\n" for msg_id in good + bad
+    )
+    assert [m.id for m in iter_messages(listing)] == good
+    summary = assert_agrees(listing)
+    assert (summary.messages, summary.unparsed_lines) == (2, 4)
+    assert exact_summary(listing) == summary
+    objects = [{"id": "16VDhn-000000001bo-D342", "age": 60}]
+    assert summarize(objects).flavour == "exim"
+
+
 def test_age_buckets_bounds_are_the_documented_ones() -> None:
     assert (300, 900, 3600, 14400, 43200, 86400, 259200, 604800, math.inf) == AGE_BUCKETS
     objects = [{"id": f"m{i}", "age": age} for i, age in enumerate((300, 301, 86400, 10**9))]
@@ -495,11 +659,41 @@ JUNK = st.one_of(
 
 
 def exim_age_token(seconds: int) -> str:
+    """What exim -bp prints for an age (Exim 4.96 queue.c, checked against exipick)."""
     minutes = seconds // 60
     if minutes > 90:
         hours = (minutes + 30) // 60
         return f"{(hours + 12) // 24:2d}d" if hours > 72 else f"{hours:2d}h"
     return f"{minutes:2d}m"
+
+
+def _token_ranges() -> dict[str, tuple[float, float]]:
+    """Every token exim_age_token prints up to 200 days, with the ages [low, high) it covers,
+    found by trying every minute (independent of the parser's arithmetic)."""
+    ranges: dict[str, list[int]] = {}
+    last = 200 * 1440
+    for minute in range(last):
+        token = exim_age_token(minute * 60).strip()
+        seen = ranges.setdefault(token, [minute, minute])
+        seen[1] = minute
+    # The last token's range runs past the minutes tried.
+    return {
+        token: (low * 60.0, (high + 1) * 60.0)
+        for token, (low, high) in ranges.items()
+        if high < last - 1
+    }
+
+
+EXIM_TOKEN_RANGES = _token_ranges()
+
+
+def exim_token_range(token: str) -> tuple[float, float]:
+    return EXIM_TOKEN_RANGES[token.strip()]
+
+
+def exim_token_age(token: str) -> float:
+    low, high = exim_token_range(token)
+    return (low + high) / 2
 
 
 def exim_size_token(size: int) -> tuple[str, int]:
@@ -518,11 +712,12 @@ def exim_size_token(size: int) -> tuple[str, int]:
 
 
 @st.composite
-def exim_listings(draw: st.DrawFn) -> tuple[str, dict[str, int]]:
+def exim_listings(draw: st.DrawFn) -> tuple[str, dict[str, float]]:
     count = draw(st.integers(0, 12))
     long_ids = draw(st.booleans())
     tab = draw(st.booleans())
-    truth = {"messages": count, "frozen": 0, "bounces": 0, "bytes": 0, "age_sum": 0}
+    truth: dict[str, float] = {"messages": count, "frozen": 0, "bounces": 0, "bytes": 0}
+    truth["age_sum"] = 0.0
     lines: list[str] = []
     for _ in range(count):
         age = draw(st.integers(0, 40 * 86400))
@@ -543,7 +738,7 @@ def exim_listings(draw: st.DrawFn) -> tuple[str, dict[str, int]]:
         truth["frozen"] += frozen
         truth["bounces"] += sender == ""
         truth["bytes"] += size
-        truth["age_sum"] += int(age_token[:-1]) * {"m": 60, "h": 3600, "d": 86400}[age_token[-1]]
+        truth["age_sum"] += exim_token_age(age_token)
     junk = draw(st.lists(st.tuples(st.integers(0, len(lines)), JUNK), max_size=4))
     for position, line in sorted(junk, reverse=True):
         lines.insert(position, line)
@@ -596,7 +791,7 @@ PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 @PROPERTY
 @given(exim_listings())
-def test_generated_exim_listings_match_the_generator(listing: tuple[str, dict[str, int]]) -> None:
+def test_generated_exim_listings_match_the_generator(listing: tuple[str, dict[str, float]]) -> None:
     text, truth = listing
     summary = summarize(text)
     assert summary.messages == truth["messages"]
@@ -632,7 +827,7 @@ def test_generated_postfix_listings_match_the_generator(
 @settings(max_examples=60, deadline=None)
 @given(st.lists(exim_listings(), min_size=2, max_size=4))
 def test_fast_path_and_line_path_agree_across_slice_boundaries(
-    listings: list[tuple[str, dict[str, int]]],
+    listings: list[tuple[str, dict[str, float]]],
 ) -> None:
     # Many small listings glued together and read in tiny slices exercise every cut point.
     text = "\n".join(text for text, _ in listings)
