@@ -1,11 +1,13 @@
 """Async client for the ``mailserver`` module of one BrainyCP panel's API.
 
-One :class:`PanelClient` per panel, one keep-alive ``httpx.AsyncClient``
-inside it, one method per vendor operation. Requests are POST form bodies
-(credentials never go into a URL) with ``language=en`` and the vendor's
-parameter names spelled exactly as the contract spells them. Every failure
-raises a :class:`~brainycp.errors.BrainyCPError` subclass; codes that mean
-"nothing there" are results.
+One :class:`PanelClient` per panel, one keep-alive transport inside it, one
+method per vendor operation. Requests are POST form bodies (credentials never
+go into a URL) with ``language=en`` and the vendor's parameter names spelled
+exactly as the contract spells them. The credentials go as ``username`` /
+``password`` and as ``login`` / ``pass`` unless ``credentials_style`` picks
+one pair: panel builds differ in which they read. Every failure raises a
+:class:`~brainycp.errors.BrainyCPError` subclass whose detail says what
+happened; codes that mean "nothing there" are results.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from brainycp.errors import (
     PanelAPIError,
     PanelAuthError,
     PanelBadDetail,
+    PanelBadEncoding,
     PanelConnectError,
     PanelHTTPStatusError,
     PanelNotJSON,
@@ -37,15 +40,22 @@ from brainycp.errors import (
     PanelTimeout,
     PanelTLSError,
 )
-from brainycp.transport import PanelTransport
+from brainycp.transport import (
+    ContentDecoder,
+    DecodeError,
+    DecodeLimit,
+    PanelTransport,
+    pinning_context,
+)
 
 ListingDetail = str | list[str] | list[dict[str, Any]]
 ServiceCommand = Literal["status", "on", "off"]
 MessageCommand = Literal["delete", "reship"]
 
-# Exim ids (6-6-2 and 6-11-4), Postfix short hex and long ids: letters, digits and '-'.
-# Anything else would be handed to a shell command on the panel, so it is refused here.
-_MESSAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{4,39}$")
+# Exim ids (6-6-2 up to 4.96, 6-11-4 from 4.97), Postfix short hex and long ids: letters,
+# digits and '-'. Anything else would be handed to a shell command on the panel, so it is
+# refused here; matched whole (fullmatch), so a trailing newline is refused too.
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{4,39}")
 
 
 @dataclass(frozen=True)
@@ -103,19 +113,75 @@ def _is_tls_failure(exc: BaseException) -> bool:
             return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in str(exc)
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
+def _detail_of(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+_TIMEOUT_PHASES = {
+    httpx.ConnectTimeout: "connecting",
+    httpx.WriteTimeout: "writing",
+    httpx.ReadTimeout: "reading",
+    httpx.PoolTimeout: "waiting for a free connection",
+}
 
 
 @functools.cache
-def _ssl_context(tls_verify: bool | str) -> ssl.SSLContext:
+def _ssl_context(tls_verify: bool | str, pinned: bool = False) -> ssl.SSLContext:
     """One SSL context per ``tls_verify`` setting, shared by every panel that uses it.
 
     Building a context loads the CA bundle (about 20 ms and some memory each);
-    with hundreds of panels a context per client would dominate start-up.
+    with hundreds of panels a context per client would dominate start-up. A pinned
+    panel gets a context that checks nothing: the transport compares the fingerprint.
     """
+    if pinned:
+        return pinning_context()
     if isinstance(tls_verify, str):
         return ssl.create_default_context(cafile=tls_verify)
     return httpx.create_ssl_context(verify=tls_verify)
+
+
+def credential_fields(panel: PanelConfig, style: str | None = None) -> dict[str, str]:
+    """The credential fields of a form body for ``style`` (default: the panel's)."""
+    style = style or panel.credentials_style
+    password = panel.password.get_secret_value()
+    fields: dict[str, str] = {}
+    if style in ("both", "username"):
+        fields["username"] = panel.username
+        fields["password"] = password
+    if style in ("both", "login"):
+        fields["login"] = panel.username
+        fields["pass"] = password
+    return fields
+
+
+def _raise_for_code(name: str, operation: str, answer: dict[str, Any]) -> None:
+    """An answer of the panel's other API family (``code`` instead of ``error``), by value.
+
+    ``{"code": 1, "message": "Not perm2"}`` is the bad-credentials answer. ``code: 0`` is
+    that family's success: never an auth failure, but not a mail-module answer either
+    (the call reached some other part of the panel), so it is ``bad_detail``. Any other
+    code (``1000`` no administrator rights, ``1001`` no such user, ...) is ``api_error``.
+    """
+    raw = answer["code"]
+    try:
+        code = int(raw) if not isinstance(raw, bool | float) else None
+    except (TypeError, ValueError):
+        code = None
+    message = _message_of(answer)[:200]
+    if code == 1:
+        raise PanelAuthError(
+            name, operation, f"the panel rejected the login or password ({message or 'code 1'})"
+        )
+    if code == 0:
+        raise PanelBadDetail(
+            name, operation, "answer with code 0 and no mail-module error code (wrong endpoint?)"
+        )
+    if code is None:
+        raise PanelBadDetail(name, operation, f"code {str(raw)[:40]!r} is not a number")
+    raise PanelAPIError(name, operation, code, message)
 
 
 class PanelClient:
@@ -130,9 +196,12 @@ class PanelClient:
     ) -> None:
         self.panel = panel
         self._retry_delay = retry_delay
+        pin = panel.tls_fingerprint_bytes
         # A status poll sends count_msg and two service statuses at once: keep 4 alive.
         self._transport = transport or PanelTransport(
-            ssl_context=_ssl_context(panel.tls_verify), max_connections=4
+            ssl_context=_ssl_context(panel.tls_verify, pin is not None),
+            max_connections=4,
+            fingerprint=pin,
         )
         self._url = httpx.URL(panel.url)
         # The same headers a default httpx.AsyncClient would send, fixed here; no proxy is
@@ -145,9 +214,7 @@ class PanelClient:
             (b"Content-Type", b"application/x-www-form-urlencoded"),
         ]
         timeout = panel.timeout
-        self._extensions = {
-            "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-        }
+        self._timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         self._bodies: dict[tuple[Any, ...], bytes] = {}
         """Form bodies of the reads, which never change: built once per operation."""
 
@@ -170,8 +237,7 @@ class PanelClient:
         body = self._bodies.get(key) if read else None
         if body is None:
             form = {
-                "username": self.panel.username,
-                "password": self.panel.password.get_secret_value(),
+                **credential_fields(self.panel),
                 "mailserver": "1",
                 operation: "1",
                 "language": "en",
@@ -199,14 +265,18 @@ class PanelClient:
             self._url,
             headers=[*self._headers, (b"Content-Length", str(len(content)).encode())],
             content=content,
-            extensions=self._extensions,
+            extensions={"timeout": self._timeouts},
         )
-        chunks: list[bytes] = []
+        # The request's own copy of the extensions: the transport writes the phase into it.
+        extensions = request.extensions
+        limit = self.panel.timeout
+        body = bytearray()
         try:
             # The whole call, body included, runs under one deadline: the transport's
             # timeouts are per read, so a panel trickling bytes would never time out.
-            async with asyncio.timeout(self.panel.timeout):
+            async with asyncio.timeout(limit):
                 response = await self._transport.handle_async_request(request)
+                extensions["phase"] = "reading"
                 try:
                     if response.status_code != 200:
                         raise PanelHTTPStatusError(name, operation, response.status_code)
@@ -215,38 +285,64 @@ class PanelClient:
                         raise PanelResponseTooLarge(
                             name, operation, f"Content-Length {declared} over the {cap}-byte cap"
                         )
-                    size = 0
-                    async for chunk in response.aiter_bytes():
-                        size += len(chunk)
-                        if size > cap:
-                            raise PanelResponseTooLarge(
-                                name, operation, f"body over the {cap}-byte cap"
-                            )
-                        chunks.append(chunk)
+                    await self._read_body(response, body, cap, operation)
                 finally:
                     await response.aclose()
         except TimeoutError:
+            phase = extensions.get("phase", "connecting")
             raise PanelTimeout(
-                name, operation, f"no complete answer in {self.panel.timeout:g}s"
+                name, operation, f"timed out after {limit:g}s while {phase}"
             ) from None
-        except httpx.TimeoutException:
-            raise PanelTimeout(name, operation, f"no answer in {self.panel.timeout:g}s") from None
+        except httpx.TimeoutException as exc:
+            phase = _TIMEOUT_PHASES.get(type(exc), extensions.get("phase", "connecting"))
+            raise PanelTimeout(
+                name, operation, f"timed out after {limit:g}s while {phase}"
+            ) from None
         except httpx.TransportError as exc:
             if _is_tls_failure(exc):
-                raise PanelTLSError(name, operation, type(exc).__name__) from None
-            raise PanelConnectError(name, operation, type(exc).__name__) from None
-        body = b"".join(chunks)
+                raise PanelTLSError(name, operation, _detail_of(exc)) from None
+            raise PanelConnectError(name, operation, _detail_of(exc)) from None
         if not body.strip():
             raise PanelNotJSON(name, operation, "empty body")
         try:
             answer = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             start = body.lstrip()[:1]
             what = "HTML" if start == b"<" else "truncated or invalid JSON"
             raise PanelNotJSON(name, operation, f"{what} ({len(body)} bytes)") from None
         if not isinstance(answer, dict):
             raise PanelNotJSON(name, operation, f"a JSON {type(answer).__name__}, not an object")
         return answer, len(body)
+
+    async def _read_body(
+        self, response: httpx.Response, body: bytearray, cap: int, operation: str
+    ) -> None:
+        """Read the raw body into ``body``, decoding its content codings under the cap."""
+        name = self.panel.name
+        if response.is_stream_consumed:
+            # A transport that read the body itself (httpx.MockTransport in tests).
+            if len(response.content) > cap:
+                raise PanelResponseTooLarge(name, operation, f"body over the {cap}-byte cap")
+            body += response.content
+            return
+        coding = response.headers.get("content-encoding", "")
+        try:
+            decoder = ContentDecoder(coding, cap)
+            raw = 0
+            async for chunk in response.aiter_raw():
+                raw += len(chunk)
+                if raw > cap:
+                    raise PanelResponseTooLarge(name, operation, f"body over the {cap}-byte cap")
+                if decoder.identity:
+                    body += chunk
+                else:
+                    for piece in decoder.decode(chunk):
+                        body += piece
+            decoder.finish()
+        except DecodeLimit as exc:
+            raise PanelResponseTooLarge(name, operation, f"{exc} ({coding})") from None
+        except DecodeError as exc:
+            raise PanelBadEncoding(name, operation, str(exc)) from None
 
     async def _call(
         self, operation: str, params: dict[str, str] | None = None, *, read: bool
@@ -266,9 +362,8 @@ class PanelClient:
             answer, size = await self._post_once(operation, params, read=read)
         name = self.panel.name
         if "error" not in answer:
-            # Wrong credentials answer with another shape: {"code": 1, "message": "Not perm2"}.
             if "code" in answer:
-                raise PanelAuthError(name, operation, "the panel rejected the username or password")
+                _raise_for_code(name, operation, answer)
             raise PanelBadDetail(name, operation, "the answer has no error code")
         raw = answer["error"]
         try:
@@ -345,7 +440,7 @@ class PanelClient:
         """Delete or resend (``reship``) one message by id."""
         if command not in ("delete", "reship"):
             raise ValueError(f"command must be delete or reship, not {command!r}")
-        if not _MESSAGE_ID.match(message_id):
+        if not _MESSAGE_ID.fullmatch(message_id):
             raise ValueError(f"{message_id!r} is not a mail queue id")
         params = {"id": message_id, "command": command}
         code, answer, _ = await self._call("controll_msg", params, read=False)
@@ -382,4 +477,5 @@ __all__ = [
     "PanelClient",
     "QueueListing",
     "ServiceStatus",
+    "credential_fields",
 ]

@@ -184,6 +184,30 @@ class StatusPatterns(_Strict):
 
 
 TlsVerify = bool | Path
+CredentialsStyle = Literal["both", "username", "login"]
+_FINGERPRINT_SEPARATORS = re.compile(r"[:\s]")
+
+
+def parse_fingerprint(value: str) -> str:
+    """``sha256:AB:CD:...`` (upper case, colons) from any spelling of a SHA-256 fingerprint."""
+    text = value.strip()
+    algorithm, sep, digits = text.partition(":")
+    if sep and algorithm.lower().replace("-", "") in ("sha256", "sha1", "md5", "sha384", "sha512"):
+        if algorithm.lower().replace("-", "") != "sha256":
+            raise ValueError(f"only sha256 fingerprints are supported, not {algorithm}")
+        text = digits
+    hexdigits = _FINGERPRINT_SEPARATORS.sub("", text)
+    if not re.fullmatch(r"[0-9A-Fa-f]*", hexdigits):
+        raise ValueError(
+            "must be hex digits, e.g. sha256:AB:CD:... (brainycp-mail-doctor prints the line)"
+        )
+    if len(hexdigits) != 64:
+        raise ValueError(
+            f"a SHA-256 fingerprint has 64 hex digits, this one has {len(hexdigits)}"
+            " (brainycp-mail-doctor prints the line to paste)"
+        )
+    upper = hexdigits.upper()
+    return "sha256:" + ":".join(upper[i : i + 2] for i in range(0, 64, 2))
 
 
 def zone_of(name: str) -> ZoneInfo | None:
@@ -213,6 +237,8 @@ class _PanelSettings(_Strict):
     password_env: str | None = None
     password: SecretStr | None = None
     tls_verify: TlsVerify = True
+    tls_fingerprint: str | None = None
+    credentials_style: CredentialsStyle = "both"
     timeout: Duration = 10.0
     max_response_bytes: ByteSize = 64 * 1024**2
     daemons: list[Daemon] = Field(default_factory=_all_daemons)
@@ -238,6 +264,15 @@ class _PanelSettings(_Strict):
                 raise ValueError(f"CA bundle {value!r} is not a readable file")
             return path
         raise ValueError("must be true, false, or the path of a CA bundle")
+
+    @field_validator("tls_fingerprint", mode="before")
+    @classmethod
+    def _tls_fingerprint(cls, value: object) -> object:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError('must be a string like "sha256:AB:CD:..."')
+        return parse_fingerprint(value)
 
     @field_validator("timeout")
     @classmethod
@@ -290,6 +325,18 @@ class PanelConfig:
     list_interval: float | None
     timezone: str = "UTC"
     """The panel's clock zone: Postfix ``mailq`` prints arrival times in it, without a zone."""
+    credentials_style: CredentialsStyle = "both"
+    """Which credential fields go in each call: both pairs, ``username``/``password`` only,
+    or ``login``/``pass`` only."""
+    tls_fingerprint: str | None = None
+    """``sha256:AB:CD:...``: accept exactly the certificate with this SHA-256, nothing else."""
+
+    @property
+    def tls_fingerprint_bytes(self) -> bytes | None:
+        """The pinned SHA-256 digest, or None when the panel is not pinned."""
+        if self.tls_fingerprint is None:
+            return None
+        return bytes.fromhex(self.tls_fingerprint.removeprefix("sha256:").replace(":", ""))
 
     @property
     def zone(self) -> ZoneInfo | None:
@@ -686,6 +733,19 @@ def _build_panels(
         tls: bool | str = (
             panel.tls_verify if isinstance(panel.tls_verify, bool) else str(panel.tls_verify)
         )
+        https = panel.url.startswith("https://")
+        if panel.tls_fingerprint is not None and not https:
+            errors.append(
+                f"{prefix}.tls_fingerprint: the url is http://, there is no certificate to pin;"
+                " use https:// (or tls_fingerprint: null for this panel)"
+            )
+            continue
+        if tls is False and https and panel.tls_fingerprint is None:
+            warnings.append(
+                f"{prefix}.tls_verify: false: the panel's certificate is not checked, so"
+                " anyone on the path can read the password; pin it with tls_fingerprint"
+                " (brainycp-mail-doctor prints the line)"
+            )
         panels[name] = PanelConfig(
             name=name,
             url=api_url(panel.url),
@@ -699,6 +759,8 @@ def _build_panels(
             interval=panel.interval,
             list_interval=panel.list_interval,
             timezone=panel.timezone,
+            credentials_style=panel.credentials_style,
+            tls_fingerprint=panel.tls_fingerprint,
         )
     return panels
 

@@ -16,6 +16,7 @@ REASONS = (
     "http_status",
     "not_json",
     "too_large",
+    "bad_encoding",
     "auth",
     "permission",
     "api_error",
@@ -43,13 +44,17 @@ class PanelTimeout(BrainyCPError):
 
 
 class PanelConnectError(BrainyCPError):
-    """No connection: refused, reset, DNS failure, connection closed mid-answer."""
+    """No connection: refused, reset, DNS failure, connection closed mid-answer.
+
+    ``detail`` names the cause in words ("connection refused", "name does not resolve").
+    """
 
     reason = "connect"
 
 
 class PanelTLSError(BrainyCPError):
-    """The TLS handshake failed, e.g. an unverifiable certificate."""
+    """The TLS handshake failed (an unverifiable certificate, a hostname mismatch), or the
+    certificate does not match the pinned ``tls_fingerprint``."""
 
     reason = "tls"
 
@@ -76,8 +81,14 @@ class PanelResponseTooLarge(BrainyCPError):
     reason = "too_large"
 
 
+class PanelBadEncoding(BrainyCPError):
+    """A compressed body that does not decode, or a content coding we do not speak."""
+
+    reason = "bad_encoding"
+
+
 class PanelAuthError(BrainyCPError):
-    """Wrong username or password (the panel's ``Not perm2`` answer)."""
+    """Wrong username or password (the panel's ``{"code": 1, "message": "Not perm2"}``)."""
 
     reason = "auth"
 

@@ -16,16 +16,23 @@ What it does, and what it leaves out on purpose:
   transport per panel).
 - Bodies framed by ``Content-Length``, ``chunked`` or the end of the connection, exactly
   as RFC 9112 section 6.3 orders them; conflicting or malformed framing is an error,
-  never a guess. Content codings (gzip) are left to httpx, as with any transport.
-- httpx's connect, read and pool timeouts from the request; a response head is capped
-  at 64 KiB, a chunk-size line at 4 KiB. Reading pauses while more than 256 KiB wait
-  unread, so a large listing streams instead of piling up in memory.
+  never a guess. Content codings are not decoded here: :class:`ContentDecoder` does it
+  for the client, incrementally and under a cap on the decoded size (decompression bombs).
+- httpx's connect, read, write and pool timeouts from the request; a response head is
+  capped at 64 KiB, a chunk-size line at 4 KiB. Reading pauses while more than 256 KiB
+  wait unread, so a large listing streams instead of piling up in memory. The phase a
+  request is in (``connecting``, ``writing``, ``reading``) is kept in
+  ``request.extensions["phase"]``, so a caller's own deadline can say where it struck.
+- Optional certificate pinning: with ``fingerprint`` (a SHA-256 digest) the leaf
+  certificate must hash to it, whatever its issuer or name; nothing is sent otherwise.
 - Nothing is retried here: a POST may have run on the panel even when no answer came
   back. The client decides what may be retried.
 - Failures raise httpx's own exceptions (``ConnectError``, ``ConnectTimeout``,
-  ``ReadTimeout``, ``ReadError``, ``RemoteProtocolError``, ``PoolTimeout``), so the client
-  maps them to the same reasons whatever transport is in use. TLS failures keep the
-  :class:`ssl.SSLError` as ``__cause__``.
+  ``ReadTimeout``, ``WriteTimeout``, ``ReadError``, ``RemoteProtocolError``,
+  ``PoolTimeout``), so the client maps them to the same reasons whatever transport is in
+  use. Their message says what happened in words ("connection refused", "name does not
+  resolve: ...", "certificate verify failed: self-signed certificate", "hostname
+  mismatch: ..."); TLS failures keep the :class:`ssl.SSLError` as ``__cause__``.
 - No proxies (the client never uses them), no HTTP/2, no ``Expect: 100-continue``
   (informational answers are skipped), no upgrades.
 """
@@ -33,9 +40,14 @@ What it does, and what it leaves out on purpose:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import ipaddress
 import re
+import socket
 import ssl
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 
@@ -43,6 +55,10 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_CHUNK_LINE_BYTES = 4 * 1024
 READ_HIGH_WATER = 256 * 1024
 READ_SIZE = 64 * 1024
+MAX_CODINGS = 2
+"""Stacked content codings accepted in one answer (``gzip, gzip`` is the most seen)."""
+DECODE_STEP = 64 * 1024
+"""Most bytes one inflate step produces: what a decoder holds at once, per coding."""
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _STATUS_LINE = re.compile(rb"HTTP/(1\.[01]) ([1-9][0-9][0-9])(?: ([^\r\n]*))?")
@@ -63,6 +79,8 @@ class _Connection(asyncio.Protocol):
         self.idle_timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        self._write_paused = False
+        self._drained: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ protocol callbacks
 
@@ -85,6 +103,16 @@ class _Connection(asyncio.Protocol):
         self.eof = True
         self.error = exc
         self._wake()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -109,6 +137,23 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing() or self.eof:
             raise httpx.WriteError("the connection closed before the request was sent")
         transport.write(data)
+
+    async def drain(self, timeout: float | None) -> None:
+        """Wait until the kernel took what was written; ``WriteTimeout`` after ``timeout``."""
+        while self._write_paused and not self.eof:
+            drained = self.loop.create_future()
+            self._drained = drained
+            try:
+                async with asyncio.timeout(timeout):
+                    await drained
+            except TimeoutError:
+                raise httpx.WriteTimeout(
+                    f"timed out after {timeout:g}s while writing the request"
+                ) from None
+            finally:
+                self._drained = None
+        if self.eof and self.error is not None:
+            raise httpx.WriteError(f"{describe_os_error(self.error)} while writing the request")
 
     async def wait(self, timeout: float | None) -> None:
         """Wait until more bytes arrived or the peer closed; ``ReadTimeout`` after ``timeout``."""
@@ -135,7 +180,182 @@ class _Connection(asyncio.Protocol):
 
 def _expire(waiter: asyncio.Future[None], timeout: float) -> None:
     if not waiter.done():
-        waiter.set_exception(httpx.ReadTimeout(f"no data from the server in {timeout:g}s"))
+        waiter.set_exception(httpx.ReadTimeout(f"timed out after {timeout:g}s while reading"))
+
+
+# X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH from OpenSSL's x509_vfy.h.
+_NAME_MISMATCH_CODES = (62, 64)
+
+
+def describe_os_error(exc: BaseException, host: str = "") -> str:
+    """What a socket or TLS failure means, in the words an operator searches for."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if exc.verify_code in _NAME_MISMATCH_CODES:
+            return f"hostname mismatch: the certificate is not valid for {host or 'this host'}"
+        return f"certificate verify failed: {exc.verify_message or exc.reason or exc}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, socket.gaierror):
+        if exc.errno in _NO_SUCH_NAME:
+            return f"name does not resolve: {host} ({exc.strerror})"
+        return f"name resolution failed for {host}: {exc.strerror}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by peer"
+    if isinstance(exc, ConnectionAbortedError):
+        return "connection aborted"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return str(exc) or type(exc).__name__
+
+
+_NO_SUCH_NAME = {
+    code
+    for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+    if code is not None
+}
+
+
+def format_fingerprint(digest: bytes) -> str:
+    """``sha256:AB:CD:...``, the form ``tls_fingerprint`` takes in the config."""
+    return "sha256:" + ":".join(f"{b:02X}" for b in digest)
+
+
+class FingerprintMismatch(ssl.SSLError):
+    """The panel's certificate is not the pinned one (kept as ``__cause__``: a TLS failure)."""
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------- content codings
+
+
+class DecodeError(Exception):
+    """A corrupt compressed body, too many stacked codings, or a coding we do not speak."""
+
+
+class DecodeLimit(Exception):
+    """The decoded body (or one decoding stage of it) went over the cap."""
+
+
+class _Inflate:
+    """One ``gzip`` or ``deflate`` stage, inflating at most :data:`DECODE_STEP` at a time."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self.gzip = coding != "deflate"
+        self.produced = 0
+        self._started = False
+        self._head: bytes | None = b""
+        """The first bytes of a deflate body, kept until the zlib header (2 bytes) is read."""
+        self._z = self._new()
+
+    def _new(self) -> zlib._Decompress:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
+
+    def _step(self, data: bytes) -> bytes:
+        try:
+            out = self._z.decompress(data, DECODE_STEP)
+        except zlib.error as exc:
+            if not self.gzip and self._head is not None:
+                # "deflate" is meant to be zlib-wrapped; some servers send raw deflate.
+                data, self._head = self._head + data, None
+                self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self._step(data)
+            raise DecodeError(f"corrupt {self.coding} body: {exc}") from None
+        if self._head is not None:
+            self._head += data
+            if len(self._head) >= 2:
+                self._head = None  # the zlib header checked out: zlib-wrapped it is
+        return out
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while True:
+            if self._z.eof:
+                if not data.strip(b"\0\r\n\t "):
+                    return  # padding after the last member
+                if not self.gzip:
+                    raise DecodeError("data after the end of the deflate body")
+                self._z = self._new()  # gzip allows several members back to back
+            out = self._step(data)
+            self._started = True
+            if out:
+                yield out
+            if self._z.eof:
+                data = self._z.unused_data
+                if not data:
+                    return
+                continue
+            data = self._z.unconsumed_tail
+            if not data and len(out) < DECODE_STEP:
+                return  # everything in, nothing pending: a full step may hide more
+
+    def finish(self) -> None:
+        if self._started and not self._z.eof:
+            raise DecodeError(f"truncated {self.coding} body")
+
+
+class ContentDecoder:
+    """Decode a body by its ``Content-Encoding``, with the decoded size capped at ``cap``.
+
+    ``gzip`` (``x-gzip``), ``deflate`` and ``identity``, at most :data:`MAX_CODINGS` stacked.
+    Each stage inflates in steps of :data:`DECODE_STEP` and hands each step on at once, so
+    memory stays bounded whatever arrives; every stage's output counts against the cap
+    (an honest compressed stream is never larger than what it decodes to), so a bomb
+    costs at most ``cap`` bytes of inflating per stage, and :class:`DecodeLimit` stops it.
+    """
+
+    def __init__(self, content_encoding: str, cap: int) -> None:
+        codings = [c.strip().lower() for c in content_encoding.split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        if len(codings) > MAX_CODINGS:
+            raise DecodeError(
+                f"{len(codings)} stacked content codings ({content_encoding}); "
+                f"at most {MAX_CODINGS} are accepted"
+            )
+        for coding in codings:
+            if coding not in ("gzip", "x-gzip", "deflate"):
+                raise DecodeError(f"unsupported content coding {coding!r}")
+        self._stages = [_Inflate(c) for c in reversed(codings)]
+        self._cap = cap
+        self.size = 0
+        """Decoded bytes so far."""
+
+    @property
+    def identity(self) -> bool:
+        return not self._stages
+
+    def decode(self, data: bytes) -> list[bytes]:
+        """The decoded pieces of the next raw piece; DecodeError or DecodeLimit on failure."""
+        out: list[bytes] = []
+        self._run(0, data, out)
+        return out
+
+    def _run(self, index: int, data: bytes, out: list[bytes]) -> None:
+        if index == len(self._stages):
+            self.size += len(data)
+            if self.size > self._cap:
+                raise DecodeLimit(f"decoded body over the {self._cap}-byte cap")
+            out.append(data)
+            return
+        stage = self._stages[index]
+        for piece in stage.feed(data):
+            stage.produced += len(piece)
+            if stage.produced > self._cap:
+                raise DecodeLimit(f"{stage.coding} stage decoded over the {self._cap}-byte cap")
+            self._run(index + 1, piece, out)
+
+    def finish(self) -> None:
+        """Raise DecodeError when a compressed stream stopped before its end."""
+        for stage in self._stages:
+            stage.finish()
 
 
 class _Body(httpx.AsyncByteStream):
@@ -180,6 +400,8 @@ class _Body(httpx.AsyncByteStream):
     async def _more(self, what: str) -> None:
         conn = self._conn
         if conn.eof:
+            if conn.error is not None:
+                raise httpx.ReadError(f"{describe_os_error(conn.error)} {what}")
             raise httpx.RemoteProtocolError(f"the server closed the connection {what}")
         await conn.wait(self._timeout)
 
@@ -249,7 +471,7 @@ class _Body(httpx.AsyncByteStream):
             elif conn.eof:
                 if conn.error is not None:
                     # A reset, not the server's orderly close: the body may be cut short.
-                    raise httpx.ReadError(f"the connection failed mid-body: {conn.error}")
+                    raise httpx.ReadError(f"{describe_os_error(conn.error)} while reading the body")
                 return
             else:
                 await conn.wait(self._timeout)
@@ -308,8 +530,13 @@ class PanelTransport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | None = None,
         max_connections: int = 4,
         keepalive_expiry: float = 4.0,
+        fingerprint: bytes | None = None,
     ) -> None:
+        """``fingerprint``: the SHA-256 digest the leaf certificate must have. The caller
+        gives it a context that does not verify (:func:`pinning_context`): the pin replaces
+        the chain and name checks, it does not add to them."""
         self._ssl = ssl_context
+        self._fingerprint = fingerprint
         self._max = max_connections
         self._expiry = keepalive_expiry
         self._idle: list[_Connection] = []
@@ -338,25 +565,68 @@ class PanelTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         https = url.scheme == "https"
         if https and self._ssl is None:
-            self._ssl = httpx.create_ssl_context()
+            self._ssl = pinning_context() if self._fingerprint else httpx.create_ssl_context()
+        host = url.host
         port = url.port or (443 if https else 80)
         timeout = _timeout_of(request, "connect")
+        request.extensions["phase"] = "connecting"
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(loop),
-                    url.host,
-                    port,
-                    ssl=self._ssl if https else None,
-                    server_hostname=url.host if https else None,
-                )
+                if _is_ip(host):
+                    addresses = [host]
+                else:
+                    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+                conn = await self._connect_any(loop, addresses, port, host if https else None)
         except TimeoutError:
             raise httpx.ConnectTimeout(
-                f"no connection within {timeout:g}s", request=request
+                f"timed out after {timeout:g}s while connecting", request=request
             ) from None
         except OSError as exc:  # ssl.SSLError and CertificateError are OSErrors too
-            raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+            raise httpx.ConnectError(describe_os_error(exc, host), request=request) from exc
+        if https and self._fingerprint is not None:
+            self._check_pin(conn, request)
         return conn
+
+    async def _connect_any(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        addresses: list[str],
+        port: int,
+        server_hostname: str | None,
+    ) -> _Connection:
+        """Try each address in turn; a TLS failure is final, the first socket error is kept."""
+        first: OSError | None = None
+        for address in addresses:
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop),
+                    address,
+                    port,
+                    ssl=self._ssl if server_hostname is not None else None,
+                    server_hostname=server_hostname,
+                )
+                return conn
+            except ssl.SSLError:
+                raise
+            except OSError as exc:
+                first = first or exc
+        raise first or OSError("the name resolved to no address")
+
+    def _check_pin(self, conn: _Connection, request: httpx.Request) -> None:
+        expected = self._fingerprint
+        assert expected is not None and conn.transport is not None
+        ssl_object = conn.transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        got = hashlib.sha256(der).digest() if der else b""
+        if not hmac.compare_digest(got, expected):
+            conn.close()
+            shown = format_fingerprint(got) if got else "no certificate"
+            message = (
+                f"certificate fingerprint mismatch: expected {format_fingerprint(expected)},"
+                f" got {shown}"
+            )
+            raise httpx.ConnectError(message, request=request) from FingerprintMismatch(message)
 
     def _release(self, conn: _Connection, *, reuse: bool) -> None:
         if reuse and not self._closed and not conn.eof:
@@ -417,7 +687,10 @@ class PanelTransport(httpx.AsyncBaseTransport):
     async def _exchange(
         self, request: httpx.Request, conn: _Connection, data: bytes
     ) -> httpx.Response:
+        request.extensions["phase"] = "writing"
         conn.send(data)
+        await conn.drain(_timeout_of(request, "write"))
+        request.extensions["phase"] = "reading"
         timeout = _timeout_of(request, "read")
         while True:
             version, status, reason, raw, fields = await self._read_head(conn, timeout)
@@ -473,6 +746,10 @@ class PanelTransport(httpx.AsyncBaseTransport):
             if len(buffer) > MAX_HEAD_BYTES:
                 raise httpx.RemoteProtocolError(f"response head longer than {MAX_HEAD_BYTES} bytes")
             if conn.eof:
+                if conn.error is not None:
+                    raise httpx.ReadError(
+                        f"{describe_os_error(conn.error)} while reading the answer"
+                    )
                 if buffer:
                     raise httpx.RemoteProtocolError("the server closed the connection mid-answer")
                 raise httpx.RemoteProtocolError(
@@ -495,4 +772,21 @@ class PanelTransport(httpx.AsyncBaseTransport):
             conn.close()
 
 
-__all__ = ["PanelTransport"]
+def pinning_context() -> ssl.SSLContext:
+    """A client context for a pinned certificate: no chain or name check, the pin decides."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+__all__ = [
+    "ContentDecoder",
+    "DecodeError",
+    "DecodeLimit",
+    "FingerprintMismatch",
+    "PanelTransport",
+    "describe_os_error",
+    "format_fingerprint",
+    "pinning_context",
+]

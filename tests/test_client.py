@@ -10,9 +10,10 @@ simulator in tests/test_simulator.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,8 +22,9 @@ import pytest
 import respx
 
 from brainycp.client import PanelClient
-from brainycp.config import PanelConfig, parse_config
+from brainycp.config import ConfigError, PanelConfig, parse_config
 from brainycp.errors import BrainyCPError, PanelAPIError
+from tests.support import free_port, running, sim_args
 
 URL = "https://panel.test:8002/api/api.php"
 PASSWORD = "pw-Secret-42"
@@ -68,11 +70,39 @@ def test_requests_are_post_forms_with_english_and_vendor_names() -> None:
     assert form == {
         "username": "admin",
         "password": PASSWORD,
+        "login": "admin",
+        "pass": PASSWORD,
         "mailserver": "1",
         "delete_all_msg": "1",
         "language": "en",
         "dellete_forse": "1",
     }
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("style", "present", "absent"),
+    [
+        ("username", {"username", "password"}, {"login", "pass"}),
+        ("login", {"login", "pass"}, {"username", "password"}),
+        ("both", {"username", "password", "login", "pass"}, set()),
+    ],
+)
+def test_credentials_style_picks_the_pairs_sent(
+    style: str, present: set[str], absent: set[str]
+) -> None:
+    route = respx.post(URL).respond(json={"error": 0, "detail": 3})
+    run(lambda c: c.count_msg(), credentials_style=style)
+    request = route.calls.last.request
+    form = form_of(request)
+    assert present <= form.keys() and not absent & form.keys()
+    assert PASSWORD not in str(request.url) and "login" not in str(request.url)
+
+
+def test_an_unknown_credentials_style_is_a_config_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_panel(credentials_style="user")
+    assert any(e.startswith("panels.web01.credentials_style:") for e in info.value.errors)
 
 
 @respx.mock
@@ -90,7 +120,19 @@ def test_controll_msg_sends_id_and_command() -> None:
     assert result.message == "done" and result.applicable
 
 
-@pytest.mark.parametrize("bad_id", ["", "x; rm -rf /", "../../etc", "a b"])
+@respx.mock
+@pytest.mark.parametrize(
+    "good_id", ["1xW6VZ-0000xu-1S", "16VDhn-000000001bo-D342", "4jZ9BP4K3zzBydM"]
+)
+def test_controll_msg_accepts_exim_496_and_497_and_postfix_ids(good_id: str) -> None:
+    route = respx.post(URL).respond(json={"error": 0, "mess": "done", "detail": ""})
+    run(lambda c: c.controll_msg(good_id, "delete"))
+    assert form_of(route.calls.last.request)["id"] == good_id
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["", "x; rm -rf /", "../../etc", "a b", "ABCDE12345\n", "1xW6VZ-0000xu-1S\n"]
+)
 def test_controll_msg_refuses_ids_that_are_not_queue_ids(bad_id: str) -> None:
     with respx.mock(assert_all_called=False) as mock:
         route = mock.post(URL).respond(json={"error": 0})
@@ -166,9 +208,35 @@ def test_service_status_matching_nothing_is_unknown() -> None:
 
 
 @respx.mock
-def test_wrong_credentials_answer_is_auth() -> None:
-    respx.post(URL).respond(json={"code": 1, "message": "Not perm2"})
+@pytest.mark.parametrize("code", [1, "1"])
+def test_wrong_credentials_answer_is_auth(code: object) -> None:
+    respx.post(URL).respond(json={"code": code, "message": "Not perm2"})
     assert failure(lambda c: c.count_msg()).reason == "auth"
+
+
+@respx.mock
+@pytest.mark.parametrize("code", [1000, 1001, 2, "1000"])
+def test_other_codes_of_the_other_api_family_are_api_errors_with_the_code(code: object) -> None:
+    respx.post(URL).respond(json={"code": code, "message": "No administrator rights"})
+    error = failure(lambda c: c.count_msg())
+    assert isinstance(error, PanelAPIError)
+    assert error.reason == "api_error" and error.code == int(str(code))
+    assert f"code {int(str(code))}" in error.detail
+
+
+@respx.mock
+@pytest.mark.parametrize("answer", [{"code": 0}, {"code": 0, "message": "ok", "detail": 5}])
+def test_code_0_is_never_an_auth_failure(answer: dict[str, Any]) -> None:
+    respx.post(URL).respond(json=answer)
+    error = failure(lambda c: c.count_msg())
+    assert error.reason == "bad_detail" and "code 0" in error.detail
+
+
+@respx.mock
+@pytest.mark.parametrize("code", ["x", None, 1.5, True, [1]])
+def test_a_code_that_is_not_a_number_is_bad_detail(code: object) -> None:
+    respx.post(URL).respond(json={"code": code, "message": "?"})
+    assert failure(lambda c: c.count_msg()).reason == "bad_detail"
 
 
 @respx.mock
@@ -206,7 +274,8 @@ def test_garbage_answers_fail_with_their_own_reason(response: httpx.Response, re
 @respx.mock
 def test_timeout_is_timeout() -> None:
     respx.post(URL).mock(side_effect=httpx.ReadTimeout("slow"))
-    assert failure(lambda c: c.count_msg()).reason == "timeout"
+    error = failure(lambda c: c.count_msg())
+    assert error.reason == "timeout" and error.detail == "timed out after 10s while reading"
 
 
 @respx.mock
@@ -219,7 +288,8 @@ def test_a_panel_trickling_bytes_hits_the_whole_call_deadline() -> None:
                 yield b" "
 
     respx.post(URL).mock(return_value=httpx.Response(200, stream=Trickle()))
-    assert failure(lambda c: c.count_msg(), timeout=0.3).reason == "timeout"
+    error = failure(lambda c: c.count_msg(), timeout=0.3)
+    assert error.reason == "timeout" and error.detail == "timed out after 0.3s while reading"
 
 
 @respx.mock
@@ -294,3 +364,113 @@ def test_invalid_arguments_are_refused_before_any_call() -> None:
         run(lambda c: c.service("postfix", "status"))
     with pytest.raises(ValueError):
         run(lambda c: c.clamav("restart"))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- against the real simulator
+
+
+@pytest.fixture(scope="module")
+def styled_sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One simulator process per ``--login-style``: style -> its base URL."""
+    logs = tmp_path_factory.mktemp("styled-sims")
+    with contextlib.ExitStack() as stack:
+        urls = {}
+        for style in ("both", "username", "login"):
+            port = free_port()
+            args = sim_args(port, "--users", f"admin:{PASSWORD}:root", "--login-style", style)
+            url = f"http://127.0.0.1:{port}"
+            stack.enter_context(
+                running(args, log=logs / f"{style}.log", ready_url=f"{url}/healthz")
+            )
+            urls[style] = url
+        yield urls
+
+
+@pytest.mark.parametrize("panel_style", ["both", "username", "login"])
+@pytest.mark.parametrize("client_style", ["both", "username", "login"])
+def test_a_panel_reading_one_credential_pair_accepts_exactly_the_matching_styles(
+    styled_sims: dict[str, str], panel_style: str, client_style: str
+) -> None:
+    async def go() -> int | str:
+        panel = make_panel(url=styled_sims[panel_style], credentials_style=client_style)
+        async with PanelClient(panel) as client:
+            try:
+                return await client.count_msg()
+            except BrainyCPError as exc:
+                assert PASSWORD not in str(exc)
+                return exc.reason
+
+    result = asyncio.run(go())
+    accepted = "both" in (panel_style, client_style) or panel_style == client_style
+    if accepted:
+        assert isinstance(result, int)
+    else:
+        assert result == "auth"
+    calls = httpx.get(f"{styled_sims[panel_style]}/_sim/state").json()["calls"]
+    assert calls[-1]["auth"] is accepted
+    assert not {"username", "password", "login", "pass"} & calls[-1]["params"].keys()
+
+
+# ---------------------------------------------------------------- the keys of this client
+
+FINGERPRINT = "sha256:" + ":".join(["AB"] * 32)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [FINGERPRINT, "ab" * 32, "SHA256:" + "Ab" * 32, ":".join(["ab"] * 32), f"  {FINGERPRINT} "],
+)
+def test_tls_fingerprint_is_read_in_any_spelling(spelling: str) -> None:
+    panel = make_panel(tls_fingerprint=spelling)
+    assert panel.tls_fingerprint == FINGERPRINT
+    assert panel.tls_fingerprint_bytes == bytes([0xAB]) * 32
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("sha256:AB:CD", "64 hex digits, this one has 4"),
+        ("ZZ" * 32, "hex digits"),
+        ("sha1:" + "ab" * 20, "only sha256"),
+        (42, "must be a string"),
+    ],
+)
+def test_a_bad_tls_fingerprint_is_a_config_error_naming_the_key(value: object, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        make_panel(tls_fingerprint=value)
+    (line,) = [e for e in info.value.errors if "tls_fingerprint" in e]
+    assert line.startswith("panels.web01.tls_fingerprint:") and words in line
+
+
+def test_a_bad_tls_fingerprint_under_defaults_names_defaults() -> None:
+    data = {
+        "defaults": {"tls_fingerprint": "abc"},
+        "panels": {"web01": {"url": "https://p", "username": "a", "password": "b"}},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert any(e.startswith("defaults.tls_fingerprint:") for e in info.value.errors)
+
+
+def test_a_fingerprint_on_an_http_panel_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_panel(url="http://panel.test:8002", tls_fingerprint=FINGERPRINT)
+    assert any(e.startswith("panels.web01.tls_fingerprint:") for e in info.value.errors)
+
+
+def test_tls_verify_false_warns_once_per_https_panel_and_not_when_pinned() -> None:
+    panels = {
+        "a": {"url": "https://a.test"},
+        "b": {"url": "https://b.test"},
+        "c": {"url": "https://c.test", "tls_fingerprint": FINGERPRINT},
+        "d": {"url": "http://d.test"},
+    }
+    config = parse_config(
+        {
+            "defaults": {"username": "u", "password_env": "HOME", "tls_verify": False},
+            "panels": panels,
+        }
+    )
+    warned = [w for w in config.warnings if "tls_verify" in w]
+    assert len(warned) == 2
+    assert warned[0].startswith("panels.a.tls_verify") and warned[1].startswith("panels.b.")

@@ -10,6 +10,7 @@ the self-signed certificate in tests/fixtures/tls (127.0.0.1 and localhost, vali
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import hashlib
 import itertools
@@ -17,6 +18,8 @@ import json
 import socket
 import ssl
 import struct
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,7 +34,15 @@ from hypothesis import strategies as st
 from brainycp.client import PanelClient
 from brainycp.config import parse_config
 from brainycp.errors import BrainyCPError
-from brainycp.transport import MAX_HEAD_BYTES, PanelTransport, _Connection
+from brainycp.transport import (
+    DECODE_STEP,
+    MAX_HEAD_BYTES,
+    ContentDecoder,
+    DecodeError,
+    DecodeLimit,
+    PanelTransport,
+    _Connection,
+)
 
 T = TypeVar("T")
 TLS = Path(__file__).parent / "fixtures" / "tls"
@@ -87,7 +98,9 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
 
 
 @asynccontextmanager
-async def serving(script: Script, *, tls: bool = False) -> AsyncIterator[Server]:
+async def serving(
+    script: Script, *, tls: bool = False, host: str = "127.0.0.1"
+) -> AsyncIterator[Server]:
     context = None
     if tls:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -133,10 +146,10 @@ async def serving(script: Script, *, tls: bool = False) -> AsyncIterator[Server]
             server_state.open_now -= 1
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    server = await asyncio.start_server(handle, host, 0, ssl=context)
     port = server.sockets[0].getsockname()[1]
     scheme = "https" if tls else "http"
-    server_state.url = f"{scheme}://127.0.0.1:{port}/api/api.php"
+    server_state.url = f"{scheme}://{host}:{port}/api/api.php"
     try:
         yield server_state
     finally:
@@ -290,7 +303,7 @@ def test_a_large_body_streams_through_intact() -> None:
     run(go())
 
 
-def test_gzip_answers_are_decoded_by_httpx() -> None:
+def test_gzip_answers_are_decoded() -> None:
     data = answer(gzip.compress(OK_JSON), headers="Content-Encoding: gzip\r\n")
 
     async def go() -> int:
@@ -448,17 +461,109 @@ def test_no_answer_in_time_is_a_timeout() -> None:
     run(go())
 
 
-def test_a_refused_connection_is_a_connect_error() -> None:
+def test_a_refused_connection_is_a_connect_error_that_says_so() -> None:
     async def go() -> None:
         async with serving(always(answer())) as server:
             url = server.url
         transport = PanelTransport()  # the server is gone: its port refuses
-        with pytest.raises(httpx.ConnectError):
+        with pytest.raises(httpx.ConnectError, match=r"^connection refused$"):
             await post(transport, url)
         async with client_for(url) as client:
             with pytest.raises(BrainyCPError) as info:
                 await client.count_msg()
-        assert info.value.reason == "connect"
+        assert (info.value.reason, info.value.detail) == ("connect", "connection refused")
+
+    run(go())
+
+
+def test_a_name_that_does_not_resolve_says_so_with_the_resolvers_words() -> None:
+    # .invalid never resolves (RFC 6761): only the local resolver is asked, nothing connects.
+    try:
+        socket.getaddrinfo("panel.invalid", 8002, type=socket.SOCK_STREAM)
+        pytest.fail("panel.invalid resolved: this resolver breaks RFC 6761")
+    except socket.gaierror as exc:
+        resolver_says = exc.strerror
+
+    async def go() -> BrainyCPError:
+        async with client_for("http://panel.invalid:8002") as client:
+            with pytest.raises(BrainyCPError) as info:
+                await client.count_msg()
+            return info.value
+
+    error = run(go())
+    assert error.reason == "connect"
+    assert error.detail.endswith(f"panel.invalid ({resolver_says})") or error.detail.endswith(
+        f"panel.invalid: {resolver_says}"
+    )
+    assert error.detail.startswith(("name does not resolve", "name resolution failed"))
+
+
+def test_a_connection_reset_mid_answer_says_so() -> None:
+    async def go() -> BrainyCPError:
+        data = b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n" + OK_JSON[:10]
+        async with serving(always(data, reset=True)) as server, client_for(server.url) as client:
+            with pytest.raises(BrainyCPError) as info:
+                await client.delete_frozen_msg()
+            return info.value
+
+    error = run(go())
+    assert error.reason == "connect"
+    assert "connection reset by peer" in error.detail
+
+
+def test_timeouts_say_which_phase_they_struck_in() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never answers, not even a TLS handshake
+        writer.close()
+
+    async def go() -> tuple[str, str]:
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        details = []
+        try:
+            for scheme in ("https", "http"):
+                url = f"{scheme}://127.0.0.1:{port}/api/api.php"
+                async with client_for(url, timeout="0.3s") as client:
+                    with pytest.raises(BrainyCPError) as info:
+                        await client.count_msg()
+                assert info.value.reason == "timeout"
+                details.append(info.value.detail)
+        finally:
+            server.close()
+        return details[0], details[1]
+
+    connecting, reading = run(go())
+    assert connecting == "timed out after 0.3s while connecting"  # the TLS handshake
+    assert reading == "timed out after 0.3s while reading"
+
+
+def test_a_panel_that_stops_reading_the_request_is_a_write_timeout() -> None:
+    started = asyncio.Event
+
+    async def go() -> None:
+        accepted = started()
+
+        async def stalled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.set()
+            await asyncio.sleep(30)  # holds the socket without reading; cancelled at the end
+
+        server = await asyncio.start_server(stalled, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = PanelTransport()
+        request = httpx.Request(
+            "POST",
+            f"http://127.0.0.1:{port}/api/api.php",
+            content=b"x" * (64 * 1024 * 1024),  # far more than the socket buffers hold
+            extensions={"timeout": dict.fromkeys(("connect", "read", "write", "pool"), 0.3)},
+        )
+        try:
+            with pytest.raises(httpx.WriteTimeout, match="while writing"):
+                await transport.handle_async_request(request)
+            assert request.extensions["phase"] == "writing"
+            assert accepted.is_set()
+        finally:
+            await transport.aclose()
+            server.close()
 
     run(go())
 
@@ -487,6 +592,269 @@ def test_tls_panels(verify: object, reason: str | None) -> None:
         assert result == 42
     else:
         assert isinstance(result, BrainyCPError) and result.reason == reason
+
+
+def _fixture_fingerprint() -> bytes:
+    der = ssl.PEM_cert_to_DER_cert((TLS / "cert.pem").read_text())
+    return hashlib.sha256(der).digest()
+
+
+def _tls_result(
+    verify: object = True, host: str = "127.0.0.1", **overrides: Any
+) -> tuple[BrainyCPError | int, Server]:
+    async def go() -> tuple[BrainyCPError | int, Server]:
+        async with (
+            serving(always(answer()), tls=True, host=host) as server,
+            client_for(server.url, tls_verify=verify, **overrides) as client,
+        ):
+            try:
+                return await client.count_msg(), server
+            except BrainyCPError as exc:
+                return exc, server
+
+    return run(go())
+
+
+def test_an_untrusted_certificate_says_why() -> None:
+    result, _ = _tls_result(True)
+    assert isinstance(result, BrainyCPError) and result.reason == "tls"
+    assert result.detail == "certificate verify failed: self-signed certificate"
+
+
+def test_a_certificate_for_another_name_is_a_hostname_mismatch() -> None:
+    # Trusted (its own CA file) but issued for 127.0.0.1 and localhost, not 127.0.0.2.
+    result, _ = _tls_result(str(TLS / "cert.pem"), host="127.0.0.2")
+    assert isinstance(result, BrainyCPError) and result.reason == "tls"
+    assert result.detail.startswith("hostname mismatch")
+
+
+def test_https_to_a_plain_http_port_is_a_tls_failure_that_says_so() -> None:
+    async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def go() -> BrainyCPError:
+        server = await asyncio.start_server(plain, "127.0.0.1", 0)
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/api.php"
+        try:
+            async with client_for(url) as client:
+                with pytest.raises(BrainyCPError) as info:
+                    await client.count_msg()
+                return info.value
+        finally:
+            server.close()
+
+    error = run(go())
+    assert error.reason == "tls" and error.detail.startswith("TLS handshake failed")
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda d: "sha256:" + ":".join(f"{b:02X}" for b in d),
+        lambda d: d.hex(),
+        lambda d: "SHA256:" + d.hex().upper(),
+        lambda d: ":".join(f"{b:02x}" for b in d),
+    ],
+    ids=["canonical", "bare-lower", "prefix-upper-no-colons", "colons-lower"],
+)
+def test_a_pinned_fingerprint_is_accepted_whatever_the_issuer_or_name(
+    spelling: Callable[[bytes], str],
+) -> None:
+    # Self-signed, and 127.0.0.2 is not a name in the certificate: the pin alone decides.
+    pin = spelling(_fixture_fingerprint())
+    result, server = _tls_result(True, host="127.0.0.2", tls_fingerprint=pin)
+    assert result == 42 and len(server.requests) == 1
+
+
+def test_a_fingerprint_mismatch_is_tls_and_nothing_is_sent() -> None:
+    other = hashlib.sha256(b"another certificate").digest()
+    result, server = _tls_result(False, tls_fingerprint=other.hex())
+    assert isinstance(result, BrainyCPError) and result.reason == "tls"
+    got = "sha256:" + ":".join(f"{b:02X}" for b in _fixture_fingerprint())
+    expected = "sha256:" + ":".join(f"{b:02X}" for b in other)
+    assert result.detail == (f"certificate fingerprint mismatch: expected {expected}, got {got}")
+    assert server.requests == []  # the password never left: no request was written
+
+
+# ---------------------------------------------------------------- content codings
+
+
+def _coded(body: bytes, coding: str) -> bytes:
+    for name in [c.strip() for c in coding.split(",") if c.strip()]:
+        if name in ("gzip", "x-gzip"):
+            body = gzip.compress(body)
+        elif name == "deflate":
+            body = zlib.compress(body)
+        elif name == "raw-deflate":
+            packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+            body = packer.compress(body) + packer.flush()
+    return body
+
+
+@pytest.mark.parametrize(
+    ("coding", "header"),
+    [
+        ("gzip", "gzip"),
+        ("x-gzip", "x-gzip"),
+        ("deflate", "deflate"),
+        ("raw-deflate", "deflate"),
+        ("gzip, gzip", "gzip, gzip"),
+        ("deflate, gzip", "deflate, gzip"),
+        ("", "identity"),
+        ("gzip", "identity, GZIP"),
+    ],
+)
+def test_content_codings_are_decoded(coding: str, header: str) -> None:
+    data = answer(_coded(OK_JSON, coding), headers=f"Content-Encoding: {header}\r\n")
+
+    async def go() -> int:
+        async with serving(always(data)) as server, client_for(server.url) as client:
+            return await client.count_msg()
+
+    assert run(go()) == 42
+
+
+def test_several_gzip_members_are_one_body() -> None:
+    body = gzip.compress(OK_JSON[:20]) + gzip.compress(OK_JSON[20:])
+    data = answer(body, headers="Content-Encoding: gzip\r\n")
+
+    async def go() -> int:
+        async with serving(always(data)) as server, client_for(server.url) as client:
+            return await client.count_msg()
+
+    assert run(go()) == 42
+
+
+@pytest.mark.parametrize(
+    ("body", "header", "words"),
+    [
+        (b"\x1f\x8b\x08\x00garbage-not-deflate" * 3, "gzip", "corrupt gzip body"),
+        (gzip.compress(OK_JSON)[:-12], "gzip", "truncated gzip body"),
+        (OK_JSON, "gzip", "corrupt gzip body"),
+        (_coded(OK_JSON, "deflate") + b"tail", "deflate", "after the end"),
+        (_coded(OK_JSON, "gzip, gzip, gzip"), "gzip, gzip, gzip", "3 stacked content codings"),
+        (OK_JSON, "br", "unsupported content coding 'br'"),
+        (OK_JSON, "compress", "unsupported content coding 'compress'"),
+    ],
+    ids=["corrupt", "truncated", "not-compressed", "trailing-data", "three-stacked", "br", "lzw"],
+)
+def test_bad_content_codings_are_bad_encoding(body: bytes, header: str, words: str) -> None:
+    data = answer(body, headers=f"Content-Encoding: {header}\r\n")
+
+    async def go() -> BrainyCPError:
+        async with serving(always(data)) as server, client_for(server.url) as client:
+            with pytest.raises(BrainyCPError) as info:
+                await client.count_msg()
+            return info.value
+
+    error = run(go())
+    assert error.reason == "bad_encoding"
+    assert words in error.detail
+
+
+@functools.cache
+def _bomb(decoded_mib: int) -> bytes:
+    """gzip(gzip(decoded_mib MiB of zeros)), a few KB, built in milliseconds.
+
+    The inner stream is full-flushed after every MiB, so each MiB compresses to the same
+    bytes and is repeated instead of compressed again. Its trailer is left off: a decoder
+    that ever reached the end would call it truncated (bad_encoding), not too_large.
+    """
+    zeros = bytes(1024 * 1024)
+    inner = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    first = inner.compress(zeros) + inner.flush(zlib.Z_FULL_FLUSH)
+    unit = inner.compress(zeros) + inner.flush(zlib.Z_FULL_FLUSH)
+    assert unit == inner.compress(zeros) + inner.flush(zlib.Z_FULL_FLUSH)
+    outer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [outer.compress(first)]
+    parts += [outer.compress(unit) for _ in range(decoded_mib - 1)]
+    parts.append(outer.flush())
+    return b"".join(parts)
+
+
+def test_a_double_gzip_bomb_is_too_large_fast_with_bounded_memory() -> None:
+    bomb = _bomb(4096)  # 4 GiB of zeros once decoded
+    assert len(bomb) < 16 * 1024
+    data = answer(bomb, headers="Content-Encoding: gzip, gzip\r\n")
+
+    async def go() -> BrainyCPError:
+        async with (
+            serving(always(data)) as server,
+            client_for(server.url, max_response_bytes="4MiB") as client,
+        ):
+            tracemalloc.start()
+            try:
+                with pytest.raises(BrainyCPError) as info:
+                    await client.list_msg()
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            # The 4 MiB of body the cap allows, and a few inflate steps besides.
+            assert peak < 8 * 1024 * 1024, f"peak {peak} bytes while refusing a bomb"
+            return info.value
+
+    error = run(go())  # run() fails the test if this takes 10 s
+    assert error.reason == "too_large" and "cap" in error.detail
+
+
+def test_the_default_cap_also_holds_a_bomb_under_100_mb() -> None:
+    bomb = _bomb(2048)
+    data = answer(bomb, headers="Content-Encoding: gzip, gzip\r\n")
+
+    async def go() -> str:
+        # The default max_response_bytes, 64 MiB.
+        async with serving(always(data)) as server, client_for(server.url) as client:
+            tracemalloc.start()
+            try:
+                with pytest.raises(BrainyCPError) as info:
+                    await client.list_msg()
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+        assert peak < 100 * 1024 * 1024, f"peak {peak} bytes"
+        return info.value.reason
+
+    assert run(go()) == "too_large"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    raw=st.binary(max_size=2000),
+    header=st.sampled_from(["gzip", "deflate", "gzip, gzip", "deflate, gzip", "x-gzip"]),
+    cuts=st.lists(st.integers(0, 2000), max_size=6),
+)
+def test_any_bytes_under_any_coding_decode_or_fail_cleanly(
+    raw: bytes, header: str, cuts: list[int]
+) -> None:
+    decoder = ContentDecoder(header, 100_000)
+    points = sorted({min(c, len(raw)) for c in cuts} | {0, len(raw)})
+    try:
+        for a, b in itertools.pairwise(points):
+            for piece in decoder.decode(raw[a:b]):
+                assert len(piece) <= DECODE_STEP
+        decoder.finish()
+    except (DecodeError, DecodeLimit):
+        pass
+    assert decoder.size <= 100_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.binary(max_size=300_000).map(lambda b: b * 3),
+    header=st.sampled_from(["gzip", "deflate", "raw-deflate", "gzip, gzip", "deflate, gzip"]),
+    cuts=st.lists(st.integers(0, 1_000_000), max_size=8),
+)
+def test_valid_coded_bodies_decode_whole_under_any_split(
+    body: bytes, header: str, cuts: list[int]
+) -> None:
+    coded = _coded(body, header)
+    decoder = ContentDecoder(header.replace("raw-deflate", "deflate"), 10**9)
+    points = sorted({min(c, len(coded)) for c in cuts} | {0, len(coded)})
+    out = b"".join(b"".join(decoder.decode(coded[a:b])) for a, b in itertools.pairwise(points))
+    decoder.finish()
+    assert out == body
 
 
 # ---------------------------------------------------------------- any split of the bytes

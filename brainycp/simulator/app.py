@@ -25,8 +25,18 @@ from brainycp.config import zone_of
 from brainycp.simulator import render
 from brainycp.simulator.state import DAEMONS, PanelState
 
-# Exim 4.96 ids are 6-6-2, 4.97 and later 6-11-4 (base 62 digits).
-_EXIM_ID = re.compile(r"^[0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}$")
+# Exim 4.96 ids are 6-6-2, 4.97 and later 6-11-4 (base 62 digits); matched whole.
+_EXIM_ID = re.compile(
+    r"[0-9A-Za-z]{6}-(?:[0-9A-Za-z]{6}-[0-9A-Za-z]{2}|[0-9A-Za-z]{11}-[0-9A-Za-z]{4})"
+)
+LoginStyle = Literal["both", "username", "login"]
+#: The credential fields each login style reads, as (name field, password field) pairs.
+LOGIN_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "both": (("username", "password"), ("login", "pass")),
+    "username": (("username", "password"),),
+    "login": (("login", "pass"),),
+}
+_SECRET_FIELDS = frozenset(("username", "password", "login", "pass"))
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -217,10 +227,22 @@ class SimSettings:
     wall_clock: Callable[[], float] = time.time
     timezone: str = "UTC"
     """The panels' clock zone: Postfix listings print arrival times in it, with no zone."""
+    login_style: LoginStyle = "both"
+    """Which credential fields the panel reads: both pairs, or only one of them."""
 
     @property
     def zone(self) -> ZoneInfo | None:
         return zone_of(self.timezone)
+
+    def authenticate(self, params: dict[str, str]) -> User | None:
+        """The user whose name and password are in ``params`` under this panel's fields."""
+        for name_field, password_field in LOGIN_FIELDS[self.login_style]:
+            user = self.users.get(params.get(name_field, ""))
+            if user is not None and hmac.compare_digest(
+                user.password.encode(), params.get(password_field, "").encode()
+            ):
+                return user
+        return None
 
 
 class _ListingCache:
@@ -313,14 +335,12 @@ class SimulatorApp:
             form = await request.body()
             params.update(parse_qsl(form.decode("utf-8", "replace"), keep_blank_values=True))
         operation = next((op for op in OPERATIONS if op in params), None)
-        user = self.settings.users.get(params.get("username", ""))
-        authorised = user is not None and hmac.compare_digest(
-            user.password.encode(), params.get("password", "").encode()
-        )
+        user = self.settings.authenticate(params)
+        authorised = user is not None
         fault = panel.take_fault(operation)
         call: dict[str, Any] = {
             "operation": operation,
-            "params": {k: v for k, v in params.items() if k not in ("username", "password")},
+            "params": {k: v for k, v in params.items() if k not in _SECRET_FIELDS},
             "at": self.settings.wall_clock(),
             "auth": authorised,
         }
@@ -451,7 +471,7 @@ class SimulatorApp:
             if flavour == "exim":
                 if found:
                     output = render.removed_lines("exim", [message_id])
-                elif not _EXIM_ID.match(message_id):
+                elif not _EXIM_ID.fullmatch(message_id):
                     # tests/fixtures/exim-Mrm-malformed.txt: exim refuses the id outright.
                     output = f"exim: malformed message id {message_id} after -Mrm option\n"
                 else:

@@ -187,6 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="no relay configured: controll_msg reship answers 102",
     )
     parser.add_argument(
+        "--login-style",
+        choices=("both", "username", "login"),
+        default="both",
+        help="credential fields the panels read: username/password, login/pass, or either "
+        "(default both)",
+    )
+    parser.add_argument(
+        "--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)"
+    )
+    parser.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
+    parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
     )
     return parser  # fmt: skip
@@ -227,13 +238,17 @@ def build_app(args: argparse.Namespace) -> SimulatorApp:
         detail_format=args.detail_format,
         no_relay=args.no_relay,
         timezone=args.timezone,
+        login_style=args.login_style,
     )
     return SimulatorApp(panels, settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``brainycp-panel-sim``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     setup_logging(args.log_level, "text")
     app = build_app(args)
     host, port = args.listen
@@ -241,9 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = ", ".join(described[:5]) + (
         f", ... {len(described) - 5} more" if len(described) > 5 else ""
     )
+    scheme = "https" if args.tls_cert else "http"
     log.info(
-        "brainycp-panel-sim %s listening on http://%s:%d/api/api.php, %d panel(s): %s",
-        __version__, host, port, len(described), shown,
+        "brainycp-panel-sim %s listening on %s://%s:%d/api/api.php, %d panel(s): %s",
+        __version__, scheme, host, port, len(described), shown,
     )  # fmt: skip
     config = uvicorn.Config(
         app,
@@ -254,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level="warning",
         backlog=4096,
         timeout_graceful_shutdown=2,
+        ssl_certfile=args.tls_cert,
+        ssl_keyfile=args.tls_key,
     )
     server = uvicorn.Server(config)
     server.run()
