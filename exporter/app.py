@@ -11,11 +11,13 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from brainycp import __version__
+from brainycp.asgiguard import QueryGuard
 from exporter.collector import ExporterCollector, render_text
 from exporter.state import ExporterState
 
@@ -106,9 +108,10 @@ def create_app(
         return PlainTextResponse("ok")
 
     return Starlette(
+        middleware=[Middleware(QueryGuard)],
         routes=[
             Route("/metrics", metrics),
             Route("/", index),
             Route("/healthz", healthz),
-        ]
+        ],
     )

@@ -15,6 +15,7 @@ import hmac
 import html
 import json
 import logging
+import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -22,10 +23,13 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from brainycp.asgiguard import QueryGuard
 from brainycp.config import Config, Rule, WebhookAuth
 from remediator.journal import Journal
 from remediator.metrics import Stats, registry
@@ -34,8 +38,11 @@ from remediator.planner import OUTCOMES, Settings, plan
 from remediator.runner import Runner
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_LIMIT = 10000
 _LOGGED = ("rule", "panel", "alertname", "outcome", "reason", "action_id", "fingerprint")
-_LOGGED = ("rule", "panel", "alertname", "outcome", "reason", "action_id", "fingerprint")
+_ACTIONS_PARAMS = ("panel", "rule", "outcome", "limit")
+_MAX_PARAM = 256
+_DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also takes "²" and "٣"
 log = logging.getLogger("remediator.webhook")
 
 
@@ -58,7 +65,8 @@ def authorized(header: str | None, auth: WebhookAuth | None) -> bool:
         return False
     try:
         user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):
+        # ValueError also covers non-ASCII header text and undecodable UTF-8.
         return False
     user_ok = hmac.compare_digest(user.encode(), auth.basic_username.encode())
     password_ok = hmac.compare_digest(
@@ -126,7 +134,12 @@ class Remediator:
         if media != "application/json":
             return _error(415, "content type must be application/json")
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        significant = declared.lstrip("0")
+        # ASCII digits only, and no int() of thousands of digits; anything else is left to
+        # the server (which refuses a malformed Content-Length) and to the counted read below.
+        if (declared.isascii() and declared.isdigit()) and (
+            len(significant) > 9 or int(significant or "0") > MAX_BODY_BYTES
+        ):
             return _error(413, f"body over {MAX_BODY_BYTES} bytes")
         chunks, size = [], 0
         async for chunk in request.stream():
@@ -268,18 +281,31 @@ class Remediator:
 
     async def actions(self, request: Request) -> Response:
         query = request.query_params
+        for key in query:
+            if key not in _ACTIONS_PARAMS:
+                return _error(
+                    400, f"unknown parameter {key[:40]!r}; use {', '.join(_ACTIONS_PARAMS)}"
+                )
+            if len(query.getlist(key)) > 1:
+                return _error(400, f"parameter {key!r} given more than once")
+            if len(query[key]) > _MAX_PARAM:
+                return _error(400, f"parameter {key!r} is longer than {_MAX_PARAM} characters")
         outcome = query.get("outcome")
         if outcome is not None and outcome not in OUTCOMES:
             return _error(400, f"outcome must be one of {', '.join(OUTCOMES)}")
         raw_limit = query.get("limit", "100")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 10000:
-            return _error(400, "limit must be a number from 1 to 10000")
-        rows = self.journal.list(
-            panel=query.get("panel"),
-            rule=query.get("rule"),
-            outcome=outcome,
-            limit=int(raw_limit),
-        )
+        if _DIGITS.fullmatch(raw_limit) is None or not 1 <= int(raw_limit) <= MAX_LIMIT:
+            return _error(400, f"limit must be a number from 1 to {MAX_LIMIT}")
+        try:
+            rows = self.journal.list(
+                panel=query.get("panel"),
+                rule=query.get("rule"),
+                outcome=outcome,
+                limit=int(raw_limit),
+            )
+        except sqlite3.Error as exc:
+            log.error("actions: cannot read the journal: %s", exc)
+            return _error(503, "the action journal cannot be read; see the remediator's log")
         return JSONResponse({"actions": [row.as_json() for row in rows]})
 
     async def metrics(self, request: Request) -> Response:
@@ -297,10 +323,15 @@ class Remediator:
             "</td></tr>"
             for r in self.rconfig.rules
         )
+        try:
+            latest = self.journal.list(limit=20)
+        except sqlite3.Error as exc:
+            log.error("status page: cannot read the journal: %s", exc)
+            return _error(503, "the action journal cannot be read; see the remediator's log")
         recent = "".join(
             f"<tr><td>{a.id}</td><td>{_when(a.received_at)}</td><td>{esc(a.rule)}</td><td>{esc(a.panel)}</td><td>{esc(a.action)}</td>"
             f"<td>{esc(a.outcome)}</td><td>{esc(a.reason)}</td></tr>"
-            for a in self.journal.list(limit=20)
+            for a in latest
         )
         page = (
             "<!doctype html><html><head><meta charset='utf-8'>"
@@ -318,14 +349,22 @@ class Remediator:
 
     def app(self) -> Starlette:
         return Starlette(
+            exception_handlers={HTTPException: _http_error},
+            middleware=[Middleware(QueryGuard)],
             routes=[
                 Route("/webhook", self.webhook, methods=["POST"]),
                 Route("/actions", self.actions, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/", self.index, methods=["GET"]),
-            ]
+            ],
         )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 answers, as JSON like every other error here."""
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, exc.detail, dict(exc.headers or {}))
 
 
 def _client(request: Request) -> str:

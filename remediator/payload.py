@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STATUSES = ("firing", "resolved")
+MAX_TRUNCATED = 2**64 - 1
+"""Alertmanager's ``truncatedAlerts`` is a uint64: anything larger is not from it."""
 
 _FNV_OFFSET = 14695981039346656037
 _FNV_PRIME = 1099511628211
@@ -140,8 +142,12 @@ def parse_notification(data: Any) -> Notification:
     truncated = data.get("truncatedAlerts", 0)
     if truncated is None:
         truncated = 0
-    if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0:
-        raise PayloadError("truncatedAlerts must be a non-negative integer")
+    if (
+        isinstance(truncated, bool)
+        or not isinstance(truncated, int)
+        or not 0 <= truncated <= MAX_TRUNCATED
+    ):
+        raise PayloadError(f"truncatedAlerts must be an integer from 0 to {MAX_TRUNCATED}")
     return Notification(
         version="4",
         status=status,
