@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import time
@@ -14,6 +15,7 @@ import uvicorn
 from brainycp import __version__
 from brainycp.config import split_listen, zone_of
 from brainycp.logsetup import setup_logging
+from brainycp.simulator import mta
 from brainycp.simulator.app import Panel, SimSettings, SimulatorApp, User
 from brainycp.simulator.state import (
     FLAVOURS,
@@ -200,6 +202,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
     )
+    real = parser.add_argument_group(
+        "real MTA", "--mta exim: one panel whose mail operations run this machine's Exim"
+    )
+    real.add_argument(
+        "--mta",
+        choices=("exim",),
+        default=None,
+        help="serve one panel backed by the real mail server instead of simulated panels",
+    )
+    real.add_argument(
+        "--exim",
+        default=None,
+        metavar="PATH",
+        help="Exim binary (default: exim on PATH, else /usr/sbin/exim4)",
+    )
+    real.add_argument(
+        "--exiqgrep",
+        default=None,
+        metavar="PATH",
+        help="exiqgrep script (default: exiqgrep on PATH, else /usr/sbin/exiqgrep)",
+    )
+    real.add_argument(
+        "--exim-config",
+        default=os.environ.get(mta.CONFIG_ENV) or None,
+        metavar="FILE",
+        help=f"Exim configuration passed as -C FILE (default: ${mta.CONFIG_ENV}, else "
+        "Exim's own); see docs/simulator.md for one that never delivers",
+    )
+    real.add_argument(
+        "--command-timeout",
+        type=_non_negative,
+        default=mta.DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"limit for each Exim command (default {mta.DEFAULT_TIMEOUT:g})",
+    )
     return parser  # fmt: skip
 
 
@@ -243,6 +280,29 @@ def build_app(args: argparse.Namespace) -> SimulatorApp:
     return SimulatorApp(panels, settings)
 
 
+def build_mta_app(args: argparse.Namespace) -> mta.EximPanelApp:
+    """The ``--mta exim`` panel; SystemExit(2) when Exim or its configuration is unusable."""
+    if args.panel or args.panels:
+        raise SystemExit("brainycp-panel-sim: --mta serves one panel; drop --panel/--panels")
+    commands = mta.EximCommands(
+        exim=args.exim or mta.default_binary("exim", "/usr/sbin/exim4", "/usr/sbin/exim"),
+        exiqgrep=args.exiqgrep or mta.default_binary("exiqgrep", "/usr/sbin/exiqgrep"),
+        config=args.exim_config,
+        timeout=args.command_timeout or mta.DEFAULT_TIMEOUT,
+    )
+    problem = mta.check_setup(commands)
+    if problem:
+        print(f"brainycp-panel-sim: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    return mta.EximPanelApp(
+        commands=commands,
+        users=args.users,
+        login_style=getattr(args, "login_style", "both"),
+        no_relay=args.no_relay,
+        latency=args.latency,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``brainycp-panel-sim``."""
     parser = build_parser()
@@ -250,9 +310,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
     setup_logging(args.log_level, "text")
-    app = build_app(args)
     host, port = args.listen
-    described = [f"{p.name} ({p.scenario}, {p.state.flavour})" for p in app.panels.values()]
+    app: SimulatorApp | mta.EximPanelApp
+    if args.mta is not None:
+        app = build_mta_app(args)
+        described = [app.describe()]
+    else:
+        app = build_app(args)
+        described = [f"{p.name} ({p.scenario}, {p.state.flavour})" for p in app.panels.values()]
     shown = ", ".join(described[:5]) + (
         f", ... {len(described) - 5} more" if len(described) > 5 else ""
     )

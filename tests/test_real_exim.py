@@ -1,0 +1,421 @@
+"""The whole loop on a real Exim queue: simulator ``--mta exim``, exporter, remediator.
+
+A throwaway Exim (Debian's exim4-daemon-light binary, own configuration, spool and log
+under a temporary directory, no daemon) holds frozen and unfrozen messages. Its
+configuration routes every address to ``:defer:``, so no delivery attempt, forced ones
+included, ever reaches a transport: nothing can leave the machine (docs/simulator.md).
+The truth comes from Exim's own tools (``exim -bpc``, ``exiqgrep``), never from our parser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from brainycp.simulator.app import User
+from brainycp.simulator.mta import (
+    CommandFailed,
+    EximCommands,
+    EximPanelApp,
+    is_exim_id,
+    run_command,
+)
+from tests.support import PYTHON, REPO, free_port, require_binary, running, sim_args, wait_until
+from tests.test_remediator_e2e import am_alert, notification
+
+PASSWORD = "real-exim-pw"
+TOKEN = "real-exim-webhook-token-77"
+_HEADER = re.compile(r"^ ?\s?\d+[mhd] +\S+ ([0-9A-Za-z]{6}-[0-9A-Za-z-]{9,16}) ", re.M)
+
+CONFIG_TEMPLATE = """\
+# Throwaway Exim: every message stays queued; nothing is ever delivered anywhere.
+primary_hostname = brainycp-test.invalid
+qualify_domain = brainycp-test.invalid
+spool_directory = {root}/spool
+log_file_path = {root}/log/%slog
+# Messages are only queued on arrival; no daemon or queue runner is ever started.
+queue_only = true
+exim_user = {user}
+exim_group = {group}
+trusted_users = {user}
+never_users = root
+keep_environment =
+
+begin routers
+# Every address defers here, before any transport: a forced "exim -M" cannot deliver.
+defer_everything:
+  driver = redirect
+  allow_defer
+  data = :defer: brainycp test spool: delivery is disabled
+
+begin transports
+
+begin retry
+# Without a retry rule a temporary failure counts as permanent and would bounce.
+* * F,9000d,1d
+"""
+
+
+@dataclass
+class EximQueue:
+    """A throwaway Exim queue and the commands that are the truth about it."""
+
+    root: Path
+    config: Path
+    exim: str
+    exiqgrep: str
+
+    def run(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.exim, "-C", str(self.config), *args],
+            input=stdin.decode() if stdin is not None else None,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return result
+
+    def submit(self, sender: str, *recipients: str, body: str = "hello\n") -> str:
+        before = set(self.ids())
+        message = f"Subject: brainycp test\n\n{body}".encode()
+        result = self.run("-odq", "-f", sender, *recipients, stdin=message)
+        assert result.returncode == 0, result.stderr
+        (new,) = set(self.ids()) - before
+        return new
+
+    def ids(self) -> list[str]:
+        return _HEADER.findall(self.run("-bp").stdout)
+
+    def count(self) -> int:
+        return int(self.run("-bpc").stdout)
+
+    def grep(self, *args: str) -> str:
+        argv = [self.exiqgrep, "-E", self.exim, "-C", str(self.config), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+
+    def frozen_ids(self) -> set[str]:
+        return set(self.grep("-z", "-i").split())
+
+    def frozen_count(self) -> int:
+        # "2 matches out of 5 messages"
+        return int(self.grep("-z", "-c").split()[0])
+
+    def mainlog(self) -> str:
+        path = self.root / "log" / "mainlog"
+        return path.read_text() if path.exists() else ""
+
+
+def make_queue(root: Path) -> EximQueue:
+    """An empty queue under ``root`` with the never-deliver configuration."""
+    exim = require_binary("exim", "apt-get install exim4-daemon-light") or ""
+    exiqgrep = require_binary("exiqgrep", "apt-get install exim4-daemon-light") or ""
+    root.chmod(0o755)  # Exim works as exim_user under here
+    for sub in ("spool", "log"):
+        (root / sub).mkdir()
+    if os.getuid() == 0:
+        # Exim keeps root for the spool and does its file work as exim_user.
+        user = "Debian-exim"
+        pw = pwd.getpwnam(user)
+        for sub in ("spool", "log"):
+            os.chown(root / sub, pw.pw_uid, pw.pw_gid)
+        group = grp.getgrgid(pw.pw_gid).gr_name
+    else:
+        # "-C" makes Exim drop its setuid root: it runs as the caller, who owns everything.
+        user = pwd.getpwuid(os.getuid()).pw_name
+        group = grp.getgrgid(os.getgid()).gr_name
+    config = root / "exim.conf"
+    config.write_text(CONFIG_TEMPLATE.format(root=root, user=user, group=group))
+    return EximQueue(root, config, exim, exiqgrep)
+
+
+@pytest.fixture
+def queue() -> Iterator[EximQueue]:
+    # Not tmp_path: pytest's directories are 0700 and Exim needs to reach the spool as
+    # exim_user.
+    root = Path(tempfile.mkdtemp(prefix="brainycp-exim-"))
+    try:
+        yield make_queue(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def fill(queue: EximQueue) -> dict[str, list[str]]:
+    """Three plain messages, one bounce, three frozen ones (one a bounce); ids by kind."""
+    plain = [
+        queue.submit("alice@example.org", "bob@example.net"),
+        queue.submit("billing@shop.example.org", "accounts@example.com", "ledger@example.com"),
+        queue.submit("newsletter@lists.example.com", "bob@example.net", body="x" * 5000),
+    ]
+    bounce = [queue.submit("", "grace@example.com")]
+    frozen = [
+        queue.submit("", "frank@example.net"),
+        queue.submit("backup@storage.example.org", "archive@example.com"),
+        queue.submit("", "spammer@bogus.example"),
+    ]
+    result = queue.run("-Mf", *frozen)
+    assert result.returncode == 0, result.stderr
+    assert queue.frozen_ids() == set(frozen)
+    return {"plain": plain, "bounce": bounce, "frozen": frozen}
+
+
+# ------------------------------------------------------------------ the Exim configuration
+
+
+@pytest.mark.e2e
+def test_forced_delivery_defers_locally_and_the_message_stays(queue: EximQueue) -> None:
+    message = queue.submit("alice@example.org", "bob@example.net", "root@localhost")
+    frozen = queue.submit("", "frank@example.net")
+    assert queue.run("-Mf", frozen).returncode == 0
+    for forced in (message, frozen):
+        result = queue.run("-M", forced)
+        assert result.returncode == 0, result.stderr
+    assert sorted(queue.ids()) == sorted([message, frozen])
+    # The router deferred every address; no transport ran, nothing was delivered.
+    log = queue.mainlog() or result.stderr
+    assert re.search(rf"{message} == bob@example.net R=defer_everything defer", log), log
+    assert " T=" not in log and " => " not in log and " -> " not in log, log
+    assert "** " not in log, log  # no address failed (so no bounce was made either)
+
+
+# ------------------------------------------------------------------ the simulator's panel
+
+
+def api(base: str, operation: str, **extra: str) -> dict[str, Any]:
+    form = {"username": "admin", "password": PASSWORD, "mailserver": "1", operation: "1"}
+    form["language"] = "en"
+    response = httpx.post(f"{base}/api/api.php", data={**form, **extra}, timeout=30)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+@pytest.fixture
+def sim(queue: EximQueue, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    args = sim_args(port, "--mta", "exim", "--users", f"admin:{PASSWORD}:root")
+    args += ["--exim", queue.exim, "--exiqgrep", queue.exiqgrep, "--exim-config", str(queue.config)]
+    base = f"http://127.0.0.1:{port}"
+    with running(args, log=tmp_path / "sim.log", ready_url=f"{base}/healthz"):
+        yield base
+
+
+@pytest.mark.e2e
+def test_panel_answers_from_the_real_queue(queue: EximQueue, sim: str) -> None:
+    assert api(sim, "list_msg")["error"] == 100  # empty queue: not a failure
+    assert api(sim, "count_msg") == {"error": 0, "message": "Number of messages", "detail": 0}
+    ids = fill(queue)
+    listing = api(sim, "list_msg")
+    assert listing["error"] == 0 and listing["detail"] == queue.run("-bp").stdout
+    assert api(sim, "count_msg")["detail"] == queue.count() == 7
+
+    victim = ids["plain"][0]
+    deleted = api(sim, "controll_msg", command="delete", id=victim)
+    assert deleted["error"] == 0 and f"Message {victim} has been removed" in deleted["detail"]
+    assert victim not in queue.ids() and queue.count() == 6
+
+    reshipped = api(sim, "controll_msg", command="reship", id=ids["frozen"][1])
+    assert reshipped["error"] == 0
+    assert ids["frozen"][1] in queue.ids()  # forced, deferred, still queued (and unfrozen)
+    assert queue.frozen_ids() == {ids["frozen"][0], ids["frozen"][2]}
+
+    forced = api(sim, "delete_all_msg", dellete_forse="1")
+    assert forced["error"] == 100 and queue.count() == 6
+    everything = api(sim, "delete_all_msg")
+    assert everything["error"] == 0 and everything["detail"].count("has been removed") == 6
+    assert queue.count() == 0 and api(sim, "list_msg")["error"] == 100
+
+
+@pytest.mark.e2e
+def test_panel_refuses_bad_ids_and_logins(queue: EximQueue, sim: str) -> None:
+    kept = queue.submit("alice@example.org", "bob@example.net")
+    for hostile in ("-bp", "--help", f"{kept} -Mrm", f"{kept};rm", "../x", "1xW6VZ-0000xu"):
+        answer = api(sim, "controll_msg", command="delete", id=hostile)
+        assert answer["error"] == 0
+        assert answer["detail"] == f"exim: malformed message id {hostile} after -Mrm option\n"
+    assert api(sim, "controll_msg", command="delete")["error"] == 101
+    assert api(sim, "controll_msg", command="purge", id=kept)["error"] == 100
+    assert queue.ids() == [kept]
+    wrong = httpx.post(
+        f"{sim}/api/api.php",
+        data={"username": "admin", "password": "nope", "mailserver": "1", "delete_all_msg": "1"},
+    )
+    assert wrong.json() == {"code": 1, "message": "Not perm2"}
+    by_login = {"login": "admin", "pass": PASSWORD, "mailserver": "1", "count_msg": "1"}
+    assert httpx.post(f"{sim}/api/api.php", data=by_login).json()["detail"] == 1
+    assert queue.ids() == [kept]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=40))
+def test_only_exact_exim_ids_reach_a_command_line(tmp_path_factory: Any, text: str) -> None:
+    # A stand-in "exim" records its argv, so we see exactly what would have run.
+    record = tmp_path_factory.getbasetemp() / "argv.txt"
+    fake = tmp_path_factory.getbasetemp() / "fake-exim"
+    if not fake.exists():
+        fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {record}\n')
+        fake.chmod(0o755)
+    record.write_text("")
+    app = EximPanelApp(EximCommands(exim=str(fake), timeout=10), {"admin": User("pw", "root")})
+    for command in ("delete", "reship"):
+        params = {"mailserver": "1", "controll_msg": "1", "command": command, "id": text}
+        answer = asyncio.run(app.answer(params, "controll_msg", app.users["admin"], True))
+        assert answer["error"] in (0, 101)
+    ran = record.read_text().split("\n")[:-1]
+    if is_exim_id(text.strip()):
+        assert ran == ["-Mrm", text.strip(), "-M", text.strip()]
+    else:
+        assert ran == []
+
+
+def test_exim_id_shapes() -> None:
+    for good in ("1xW6VZ-0000xu-1S", "16VDhn-000000001bo-D342"):
+        assert is_exim_id(good)
+    for bad in ("1xW6VZ-0000xu-1S\n", " 1xW6VZ-0000xu-1S", "1xW6VZ-0000xu-1", "-xW6VZ-0000xu-1S",
+                "16VDhn-00000001bo-D342", "1xW6VZ-0000xü-1S", "1xW6VZ_0000xu_1S"):  # fmt: skip
+        assert not is_exim_id(bad)
+
+
+def test_a_command_that_hangs_is_killed_at_the_timeout(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    script = f"echo $$ > {pid_file}; exec sleep 600"
+    with pytest.raises(CommandFailed, match=r"timed out after 0\.3s"):
+        asyncio.run(run_command(["sh", "-c", script], 0.3))
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+# ------------------------------------------------------------------ the whole loop
+
+
+def metrics(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def queue_metrics(base: str) -> tuple[float | None, float | None]:
+    samples = metrics(base)
+    label = (("panel", "mx"),)
+    return (
+        samples.get(("brainycp_mail_queue_messages", label)),
+        samples.get(("brainycp_mail_queue_frozen_messages", label)),
+    )
+
+
+@pytest.mark.e2e
+def test_frozen_alert_empties_the_frozen_part_of_a_real_queue(
+    queue: EximQueue, sim: str, tmp_path: Path
+) -> None:
+    ids = fill(queue)
+    unfrozen = set(ids["plain"] + ids["bounce"])
+    # The truth, from Exim's own tools.
+    assert (queue.count(), queue.frozen_count()) == (7, 3)
+
+    secret = tmp_path / "panel.pw"
+    secret.write_text(PASSWORD + "\n")
+    token = tmp_path / "webhook.token"
+    token.write_text(TOKEN + "\n")
+    exporter_port, remediator_port = free_port(), free_port()
+    config = {
+        "defaults": {"username": "admin", "password_file": str(secret), "timeout": "20s"},
+        "panels": {"mx": {"url": f"{sim}/api/api.php"}},
+        "exporter": {"interval": "1s", "list_interval": "1s"},
+        "remediator": {
+            "listen": f"127.0.0.1:{remediator_port}",
+            "auth": {"bearer_token_file": str(token)},
+            "state_file": str(tmp_path / "state.sqlite"),
+            "action_timeout": "60s",
+            "rules": [
+                {
+                    "name": "clean-frozen",
+                    "matchers": ['alertname="BrainyCPMailFrozenMessages"'],
+                    "action": "delete_frozen",
+                }
+            ],
+        },
+    }
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    exporter = f"http://127.0.0.1:{exporter_port}"
+    remediator = f"http://127.0.0.1:{remediator_port}"
+    exporter_args = [PYTHON, "-m", "exporter.cli", "--config", str(path)]
+    exporter_args += ["--listen", f"127.0.0.1:{exporter_port}"]
+    with (
+        running(
+            exporter_args, log=tmp_path / "exporter.log", ready_url=f"{exporter}/healthz", cwd=REPO
+        ),
+        running(
+            [PYTHON, "-m", "remediator.cli", "--config", str(path)],
+            log=tmp_path / "remediator.log",
+            ready_url=f"{remediator}/healthz",
+            cwd=REPO,
+        ),
+    ):
+        wait_until(
+            lambda: queue_metrics(exporter) == (queue.count(), queue.frozen_count()),
+            timeout=30,
+            what="the exporter to show exim -bpc (7) and exiqgrep -z -c (3)",
+        )
+        body = notification(am_alert("BrainyCPMailFrozenMessages", "mx"))
+        response = httpx.post(
+            f"{remediator}/webhook",
+            json=body,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        (result,) = response.json()["results"]
+        assert result["rule"] == "clean-frozen"
+
+        def final() -> dict[str, Any] | None:
+            rows = httpx.get(
+                f"{remediator}/actions", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+            ).json()["actions"]
+            row = next(a for a in rows if a["id"] == result["action_id"])
+            return row if row["outcome"] not in ("pending", "running") else None
+
+        action = wait_until(final, timeout=60, what="the delete_frozen action to finish")
+        assert action["outcome"] == "succeeded", action
+        # The real queue: no frozen message, every other message still there.
+        assert queue.frozen_ids() == set()
+        assert set(queue.ids()) == unfrozen
+        wait_until(
+            lambda: queue_metrics(exporter) == (4, 0),
+            timeout=30,
+            what="the exporter to show 4 messages, 0 frozen",
+        )
+
+
+@pytest.mark.e2e
+def test_a_failing_exim_is_a_failed_call_not_an_empty_queue(tmp_path: Path) -> None:
+    exim = require_binary("exim", "apt-get install exim4-daemon-light") or ""
+    broken = tmp_path / "broken.conf"
+    broken.write_text("no_such_option = 1\n")
+    app = EximPanelApp(
+        EximCommands(exim=exim, config=str(broken), timeout=10), {"admin": User("pw", "root")}
+    )
+    for operation in ("list_msg", "count_msg"):
+        params = {"mailserver": "1", operation: "1"}
+        with pytest.raises(CommandFailed, match=f"exim -bp{'c' if 'count' in operation else ''} "):
+            asyncio.run(app.answer(params, operation, app.users["admin"], True))
