@@ -247,7 +247,7 @@ class Doctor:
                 f"{self.host}: name resolution timed out after {timeout:g}s",
                 "check the resolver of this host (/etc/resolv.conf)",
             )
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             return self.report.add(
                 "connect",
                 False,

@@ -195,6 +195,8 @@ def describe_os_error(exc: BaseException, host: str = "") -> str:
         return f"certificate verify failed: {exc.verify_message or exc.reason or exc}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, UnicodeError):
+        return f"name does not resolve: {host} is not a valid host name"
     if isinstance(exc, socket.gaierror):
         if exc.errno in _NO_SUCH_NAME:
             return f"name does not resolve: {host} ({exc.strerror})"
@@ -584,6 +586,8 @@ class PanelTransport(httpx.AsyncBaseTransport):
             ) from None
         except OSError as exc:  # ssl.SSLError and CertificateError are OSErrors too
             raise httpx.ConnectError(describe_os_error(exc, host), request=request) from exc
+        except UnicodeError as exc:  # the IDNA codec refuses the name (an empty label, ...)
+            raise httpx.ConnectError(describe_os_error(exc, host), request=request) from None
         if https and self._fingerprint is not None:
             self._check_pin(conn, request)
         return conn

@@ -498,6 +498,19 @@ def test_a_name_that_does_not_resolve_says_so_with_the_resolvers_words() -> None
     assert error.detail.startswith(("name does not resolve", "name resolution failed"))
 
 
+@pytest.mark.parametrize("host", ["a..invalid", "x" * 70 + ".invalid"])
+def test_a_host_name_the_idna_codec_refuses_is_a_connect_failure(host: str) -> None:
+    async def go() -> BrainyCPError:
+        async with client_for(f"http://{host}:8002") as client:
+            with pytest.raises(BrainyCPError) as info:
+                await client.count_msg()
+            return info.value
+
+    error = run(go())
+    assert error.reason == "connect"
+    assert error.detail == f"name does not resolve: {host} is not a valid host name"
+
+
 def test_a_connection_reset_mid_answer_says_so() -> None:
     async def go() -> BrainyCPError:
         data = b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n" + OK_JSON[:10]
