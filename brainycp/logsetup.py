@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -36,9 +37,34 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` on one line: control characters become ``\\n``, ``\\x1b``, ``\\u2028``..."""
+    return _CONTROL.sub(
+        lambda m: (
+            _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}")
+            if ord(m.group()) < 0x100
+            else f"\\u{ord(m.group()):04x}"
+        ),
+        text,
+    )
+
+
 class TextFormatter(logging.Formatter):
+    """One line per record: a label value, a reason or a panel answer that holds a newline
+    or an escape sequence cannot forge another log line or repaint the terminal. Only a
+    traceback (ours) spans lines."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -46,7 +72,9 @@ class TextFormatter(logging.Formatter):
             k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
         }
         if extra:
-            text += " " + " ".join(f"{k}={v}" for k, v in extra.items())
+            tail = " ".join(f"{k}={v}" for k, v in extra.items())
+            head, sep, trace = text.partition("\n")  # the message is one line by now
+            text = head + " " + escape_controls(tail) + sep + trace
         return text
 
 
