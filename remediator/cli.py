@@ -25,7 +25,7 @@ from brainycp import __version__
 from brainycp.config import Config, ConfigError, Rule, load_config, parse_listen, split_listen
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from remediator.app import Remediator
-from remediator.journal import Journal
+from remediator.journal import Journal, JournalError
 from remediator.metrics import Stats
 from remediator.runner import Runner
 
@@ -145,7 +145,8 @@ async def serve(config: Config, host: str, port: int) -> int:
     At the signal, queued actions stop starting (they stay ``pending`` and run at
     the next start), the listener closes, and running actions get
     ``remediator.shutdown_grace`` seconds to finish. Returns the exit code: 0
-    after a stop, 1 when the port cannot be bound.
+    after a stop, 1 when the port cannot be bound, 2 when the journal is unfit
+    (corrupt, empty, not a journal, or from a newer version).
     """
     # Bound here, not by uvicorn: a busy port becomes one log line and exit 1 (uvicorn
     # would raise SystemExit inside its task), and nothing in the journal is touched first.
@@ -155,7 +156,13 @@ async def serve(config: Config, host: str, port: int) -> int:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         return 1
     rconfig = config.remediator
-    journal = Journal(rconfig.state_file)
+    try:
+        journal = Journal(rconfig.state_file)
+    except (JournalError, OSError) as exc:
+        # Corrupt, empty, foreign or newer journal: refuse it untouched, with the fix.
+        listener.close()
+        log.error("%s", exc)
+        return 2
     stats = Stats()
     rules = {rule.name: rule for rule in rconfig.rules}
     runner = Runner(

@@ -20,6 +20,8 @@ which is safe.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +32,19 @@ from typing import Any
 from remediator.planner import COUNTING_OUTCOMES, EPISODE_OUTCOMES, EpisodeRun
 
 IDEMPOTENT_ACTIONS = ("delete_frozen", "start_service", "stop_service", "restart_service")
+log = logging.getLogger("remediator.journal")
+
+SCHEMA_VERSION = 1
+"""The journal's schema version, kept in ``PRAGMA user_version``.
+
+Version 1 is :data:`_SCHEMA`. A journal from before versioning reads 0 and has
+version 1's tables. To change the schema, add ``_MIGRATIONS[n]`` (the SQL that
+takes a version-``n`` journal to ``n + 1``) and raise this number: older
+journals are migrated forward at start, each step in its own transaction, and a
+journal from a newer version is refused.
+"""
+_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
@@ -61,6 +76,103 @@ _COLUMNS = (
     "id, rule, panel, action, outcome, reason, received_at, started_at, finished_at, "
     "alertname, fingerprint, starts_at, alert_status"
 )
+
+
+class JournalError(Exception):
+    """The journal file cannot be used as it is; the message says why and what to do."""
+
+
+def _move_aside(path: Path) -> str:
+    return (
+        "stop the remediator and move the journal aside with its -wal and -shm files "
+        f"(keep them for inspection): mv {path} {path}.bad; mv {path}-wal {path}.bad-wal; "
+        f"mv {path}-shm {path}.bad-shm (a missing -wal or -shm is fine); the next start "
+        "creates an empty journal (history, dedupe and cooldown state start over). "
+        f"Rows may be salvaged with: sqlite3 {path}.bad .recover | sqlite3 salvaged.sqlite"
+    )
+
+
+def _create(path: Path) -> None:
+    """A new, empty journal at ``path``, mode 0600, appearing whole or not at all.
+
+    Built under a temporary name and linked into place, so a crash while it is
+    created never leaves an empty or half-made file that the next start would refuse.
+    """
+    tmp = path.with_name(f".{path.name}.new-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        db = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        finally:
+            db.close()
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.link(tmp, path)  # never replaces a file that appeared meanwhile
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _check(path: Path) -> sqlite3.Connection:
+    """Open an existing journal for writing after checking it; :class:`JournalError` if unfit."""
+    if not path.is_file():
+        raise JournalError(f"journal {path}: not a regular file; {_move_aside(path)}")
+    with open(path, "rb") as handle:
+        header = handle.read(len(_SQLITE_HEADER))
+    if not header:
+        raise JournalError(
+            f"journal {path}: the file is empty (0 bytes), so its history is gone or it is not "
+            f"a journal; the remediator does not overwrite it. To start afresh, "
+            + _move_aside(path)
+        )
+    if header != _SQLITE_HEADER:
+        raise JournalError(
+            f"journal {path}: not an SQLite database (bad header); it may be corrupt or "
+            f"another file. {_move_aside(path)}"
+        )
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists() and name.stat().st_mode & 0o077:
+            log.warning("journal %s was readable by others; now 0600", name)
+            name.chmod(0o600)
+    db = sqlite3.connect(
+        f"{path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None,
+        check_same_thread=False,
+    )  # fmt: skip
+    try:
+        problems = [row[0] for row in db.execute("PRAGMA quick_check(5)").fetchall()]
+        if problems != ["ok"]:
+            found = "; ".join(" ".join(str(p).split()) for p in problems)[:500]
+            raise JournalError(
+                f"journal {path}: corrupt (PRAGMA quick_check: {found}). " + _move_aside(path)
+            )
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"journal {path}: schema version {version} was written by a newer "
+                f"brainycp-mail (this one knows version {SCHEMA_VERSION} and will not "
+                "downgrade it); run that version, or " + _move_aside(path)
+            )
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if version == 0 and tables and "actions" not in tables:
+            raise JournalError(
+                f"journal {path}: an SQLite database that is not a brainycp-mail journal "
+                f"(tables: {', '.join(sorted(tables))[:200]}); check remediator.state_file"
+            )
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise JournalError(f"journal {path}: cannot be read ({exc}). {_move_aside(path)}") from None
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 @dataclass(frozen=True)
@@ -110,15 +222,37 @@ class Journal:
     """The remediator's state; implements :class:`remediator.planner.JournalView`."""
 
     def __init__(self, path: str | Path) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        """Open (or create) the journal; :class:`JournalError` when the file is unfit.
+
+        An existing file is checked first (SQLite header, ``PRAGMA quick_check``,
+        schema version) and never overwritten or truncated; a new one is created
+        whole with mode 0600. Older schema versions are migrated forward.
+        """
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        if str(path) == ":memory:":
+            self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        else:
+            file = Path(path)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            if not file.exists():
+                _create(file)
+            self._db = _check(file)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=2000")
         self._db.executescript(_SCHEMA)
         self._in_tx = False
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        for start in range(max(version, 1), SCHEMA_VERSION):
+            with self.transaction():
+                for statement in _MIGRATIONS[start]:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={start + 1}")
+        if version < 1:
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 
-from remediator.journal import Journal
+from remediator import journal as journal_module
+from remediator.journal import SCHEMA_VERSION, Journal, JournalError
 
 T0 = 1_700_000_000.0
 
@@ -144,3 +148,126 @@ def test_retention_must_outlive_cooldowns_and_the_rate_limit() -> None:
         assert any(e.startswith(key) and problem in e for e in info.value.errors), info.value.errors
     keep = {**base, "remediator": {"insecure_no_auth": True, "journal_retention": 0}}
     assert parse_config(keep).remediator.journal_retention == 0
+
+
+# ------------------------------------------------------------------ an unfit journal file
+
+
+def filled(path: Path, rows: int = 300) -> Journal:
+    j = Journal(path)
+    for n in range(rows):
+        add(j, outcome="dry_run", reason="x" * 200, dedupe_key=str(n), labels={"a": "b" * 100})
+    j._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return j
+
+
+def smash_pages(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(4096 * 5)
+        handle.write(bytes(range(256)) * 48)  # three pages of garbage in the actions b-tree
+
+
+def test_a_new_journal_is_private_and_versioned(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "r.sqlite"
+    j = Journal(path)
+    add(j)
+    for name in (path, Path(f"{path}-wal")):
+        assert name.stat().st_mode & 0o777 == 0o600, name
+    assert j._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "the file is empty (0 bytes)"),
+        (b"PK\x03\x04 definitely a zip file" * 100, "not an SQLite database (bad header)"),
+        (b"SQLite format 3\x00" + b"\xff" * 200, "cannot be read (file is not a database)"),
+    ],
+)
+def test_an_unfit_file_is_refused_untouched_with_the_command_to_move_it_aside(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "r.sqlite"
+    path.write_bytes(content)
+    with pytest.raises(JournalError) as info:
+        Journal(path)
+    message = str(info.value)
+    assert problem in message and f"mv {path} {path}.bad" in message
+    assert path.read_bytes() == content
+
+
+def test_a_corrupt_page_is_found_at_start_and_the_file_is_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    filled(path).close()
+    smash_pages(path)
+    before = path.read_bytes()
+    with pytest.raises(JournalError) as info:
+        Journal(path)
+    assert "corrupt (PRAGMA quick_check: " in str(info.value) and ".recover" in str(info.value)
+    assert "\n" not in str(info.value)
+    assert path.read_bytes() == before
+
+
+def test_a_journal_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    j = Journal(path)
+    j._db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    j.close()
+    with pytest.raises(JournalError, match="written by a newer brainycp-mail"):
+        Journal(path)
+
+
+def test_a_journal_from_before_versioning_keeps_its_rows_and_gets_a_version(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "r.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(journal_module._SCHEMA)
+    old.execute(
+        "INSERT INTO actions (rule, panel, action, outcome, received_at, fingerprint, "
+        "starts_at, alert_status, dedupe_key) VALUES "
+        "('r', 'web01', 'delete_frozen', 'succeeded', 1, 'f', 's', 'firing', 'k')"
+    )
+    old.commit()
+    old.close()
+    path.chmod(0o644)  # as the old remediator created it
+    j = Journal(path)
+    assert [r.outcome for r in j.list()] == ["succeeded"]
+    assert j._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_another_sqlite_database_is_not_taken_for_a_journal(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    other = sqlite3.connect(path)
+    other.execute("CREATE TABLE invoices (id INTEGER)")
+    other.commit()
+    other.close()
+    with pytest.raises(JournalError, match="not a brainycp-mail journal"):
+        Journal(path)
+
+
+def test_actions_on_a_page_corrupted_while_running_is_a_json_503(tmp_path: Path) -> None:
+    from tests.test_remediator_app import remediator
+
+    rem = remediator(tmp_path)
+    journal = rem.journal
+    for n in range(300):
+        add(journal, outcome="dry_run", reason="x" * 200, dedupe_key=str(n))
+    journal._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    smash_pages(tmp_path / "s.sqlite")
+    # Another writer makes this connection drop its page cache, as any later change would.
+    poke = sqlite3.connect(tmp_path / "s.sqlite")
+    poke.execute("CREATE TABLE poke (x)")
+    poke.commit()
+    poke.close()
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=rem.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/actions", params={"limit": 10000})
+
+    response = asyncio.run(get())
+    assert response.status_code == 503
+    assert "journal cannot be read" in response.json()["error"]

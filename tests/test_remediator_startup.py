@@ -130,3 +130,30 @@ def test_old_journal_rows_are_pruned_at_start(tmp_path: Path) -> None:
     ids = {row["id"] for row in rows["actions"]}
     assert last_run in ids and old_run not in ids and repeat not in ids
     assert "journal: pruned 2 rows older than 90d" in (tmp_path / "remediator.log").read_text()
+
+
+def test_a_corrupt_journal_is_refused_at_start_with_exit_2_and_left_untouched(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "s.sqlite"
+    journal = Journal(state)
+    for n in range(300):
+        journal.insert(
+            rule="r", panel="frozen", action="delete_frozen", outcome="dry_run", reason="x" * 200,
+            received_at=float(n), alertname="X", fingerprint="f", starts_at=str(n),
+            alert_status="firing", labels={}, dedupe_key=str(n),
+        )  # fmt: skip
+    journal.close()
+    with open(state, "r+b") as handle:
+        handle.seek(4096 * 5)
+        handle.write(b"\xa5" * 4096 * 3)
+    before = state.read_bytes()
+    config = write_config(tmp_path / "config.yml", 1, free_port(), state, RULES)
+    out = subprocess.run(
+        [PYTHON, "-m", "remediator.cli", "--config", str(config)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert f"journal {state}: corrupt" in out.stderr and f"mv {state} {state}.bad" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert state.read_bytes() == before
