@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import random
 import re
 import ssl
@@ -157,6 +158,31 @@ def credential_fields(panel: PanelConfig, style: str | None = None) -> dict[str,
     return fields
 
 
+MAX_COUNT = 2**53
+"""The largest message count believed: beyond it a float (and so a metric) is no longer exact."""
+
+
+def _integer(value: object, max_digits: int) -> int | None:
+    """An integer from a JSON int, an integral finite float, or a string of ASCII digits.
+
+    Anything else (a bool, 1.5, Infinity, NaN, "²", 5,000 digits) is None, never an exception.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if abs(value) < 10**max_digits else None
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer() or abs(value) >= 10**max_digits:
+            return None
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text.removeprefix("-")
+        if digits.isascii() and digits.isdigit() and len(digits) <= max_digits:
+            return int(text)
+    return None
+
+
 def _raise_for_code(name: str, operation: str, answer: dict[str, Any]) -> None:
     """An answer of the panel's other API family (``code`` instead of ``error``), by value.
 
@@ -166,10 +192,7 @@ def _raise_for_code(name: str, operation: str, answer: dict[str, Any]) -> None:
     code (``1000`` no administrator rights, ``1001`` no such user, ...) is ``api_error``.
     """
     raw = answer["code"]
-    try:
-        code = int(raw) if not isinstance(raw, bool | float) else None
-    except (TypeError, ValueError):
-        code = None
+    code = _integer(raw, 10)
     message = _message_of(answer)[:200]
     if code == 1:
         raise PanelAuthError(
@@ -366,10 +389,10 @@ class PanelClient:
                 _raise_for_code(name, operation, answer)
             raise PanelBadDetail(name, operation, "the answer has no error code")
         raw = answer["error"]
-        try:
-            code = int(raw)
-        except (TypeError, ValueError):
-            raise PanelBadDetail(name, operation, f"error code {raw!r} is not a number") from None
+        code = _integer(raw, 10)
+        if code is None:
+            shown = repr(raw)[:40]
+            raise PanelBadDetail(name, operation, f"error code {shown} is not a number")
         if code == 400:
             raise PanelPermissionError(
                 name, operation, "the mail module is not available to this login"
@@ -405,17 +428,10 @@ class PanelClient:
         code, answer, _ = await self._call("count_msg", read=True)
         if code != 0:
             raise PanelAPIError(self.panel.name, "count_msg", code, _message_of(answer))
-        detail = answer.get("detail")
-        value: int | None = None
-        if isinstance(detail, int) and not isinstance(detail, bool):
-            value = detail
-        elif isinstance(detail, float) and detail.is_integer():
-            value = int(detail)
-        elif isinstance(detail, str) and detail.strip().isdigit():
-            value = int(detail.strip())
-        if value is None or value < 0:
+        value = _integer(answer.get("detail"), 16)
+        if value is None or not 0 <= value <= MAX_COUNT:
             raise PanelBadDetail(
-                self.panel.name, "count_msg", "detail is not a non-negative integer"
+                self.panel.name, "count_msg", f"detail is not an integer from 0 to {MAX_COUNT}"
             )
         return value
 

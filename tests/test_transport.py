@@ -10,6 +10,7 @@ the self-signed certificate in tests/fixtures/tls (127.0.0.1 and localhost, vali
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -33,7 +34,7 @@ from hypothesis import strategies as st
 
 from brainycp.client import PanelClient
 from brainycp.config import parse_config
-from brainycp.errors import BrainyCPError
+from brainycp.errors import REASONS, BrainyCPError
 from brainycp.transport import (
     DECODE_STEP,
     MAX_HEAD_BYTES,
@@ -952,3 +953,126 @@ def test_any_split_of_a_valid_answer_gives_the_same_body(
         return received
 
     assert run(go()) == body
+
+
+# ---------------------------------------------------------------- any answer through the client
+
+
+class _ScriptedTransport(PanelTransport):
+    """Every connection gets exactly ``wire``, in ``pieces``, then the end of the connection."""
+
+    def __init__(self, wire: bytes, cuts: list[int]) -> None:
+        super().__init__()
+        points = sorted({min(c, len(wire)) for c in cuts} | {0, len(wire)})
+        self.pieces = [wire[a:b] for a, b in itertools.pairwise(points) if b > a]
+        self.feeders: list[asyncio.Task[None]] = []
+
+    async def _open(self, request: httpx.Request) -> _Connection:
+        conn = _Connection(asyncio.get_running_loop())
+        conn.connection_made(_FakeSocket())
+
+        async def feed() -> None:
+            for piece in self.pieces:
+                await asyncio.sleep(0)
+                conn.data_received(piece)
+            conn.eof_received()
+
+        self.feeders.append(asyncio.create_task(feed()))
+        return conn
+
+
+def _through_client(wire: bytes, cuts: list[int], call: str) -> object:
+    async def go() -> object:
+        panel = parse_config(
+            {"panels": {"p": {"url": "http://p.test", "username": "u", "password": "pw-x"}}}
+        ).panels["p"]
+        panel = dataclasses.replace(panel, max_response_bytes=200_000, timeout=5.0)
+        transport = _ScriptedTransport(wire, cuts)
+        async with PanelClient(panel, transport=transport, retry_delay=(0.0, 0.0)) as client:
+            try:
+                method = getattr(client, call)
+                result: object = await (method("status") if call == "clamav" else method())
+            except BrainyCPError as exc:
+                assert exc.reason in REASONS
+                assert "pw-x" not in str(exc)
+                result = exc
+        for feeder in transport.feeders:
+            feeder.cancel()
+        return result
+
+    return run(go())
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    answer=st.dictionaries(
+        st.sampled_from(["error", "code", "detail", "mess", "message"]), _JSON_VALUES
+    ),
+    coding=st.sampled_from(["", "gzip", "deflate", "gzip, gzip", "br", "gzip, gzip, gzip"]),
+    mangle=st.sampled_from(["none", "truncate", "flip", "raw"]),
+    framing=st.sampled_from(["length", "chunked", "close"]),
+    cuts=st.lists(st.integers(0, 3000), max_size=6),
+    call=st.sampled_from(["count_msg", "list_msg", "delete_frozen_msg", "clamav"]),
+)
+def test_any_answer_through_the_client_is_a_result_or_a_brainycp_error(
+    answer: dict[str, Any], coding: str, mangle: str, framing: str, cuts: list[int], call: str
+) -> None:
+    body = json.dumps(answer, allow_nan=True).encode()
+    coded = _coded(body, coding) if coding not in ("br", "") else body
+    if mangle == "truncate":
+        coded = coded[: len(coded) // 2]
+    elif mangle == "flip" and coded:
+        coded = coded[:-3] + bytes([coded[-3] ^ 0xFF]) + coded[-2:] if len(coded) > 3 else b"x"
+    elif mangle == "raw":
+        coded = body  # claims a coding, sends plain JSON
+    head = "HTTP/1.1 200 OK\r\n" + (f"Content-Encoding: {coding}\r\n" if coding else "")
+    sizes = [max(1, len(coded) // 3)]
+    wire = _framed(coded, framing, sizes).replace(b"HTTP/1.1 200 OK\r\n", head.encode(), 1)
+    _through_client(wire, cuts, call)
+
+
+@pytest.mark.parametrize(
+    ("body", "call", "reason"),
+    [
+        (b'{"error": Infinity}', "count_msg", "bad_detail"),
+        (b'{"error": NaN}', "count_msg", "bad_detail"),
+        (b'{"error": -Infinity, "code": 1}', "count_msg", "bad_detail"),
+        ('{"error": "²"}'.encode(), "count_msg", "bad_detail"),
+        (b'{"error": "' + b"9" * 5000 + b'"}', "count_msg", "bad_detail"),
+        (b'{"error": 0, "detail": 1e400}', "count_msg", "bad_detail"),
+        (b'{"error": 0, "detail": "\xc2\xb2"}', "count_msg", "bad_detail"),
+        (b'{"error": 0, "detail": 9007199254740993}', "count_msg", "bad_detail"),
+        (b'{"error": 0, "detail": "' + b"9" * 5000 + b'"}', "count_msg", "bad_detail"),
+        (b'{"code": Infinity}', "count_msg", "bad_detail"),
+        (b"[" * 100_000 + b"]" * 100_000, "list_msg", "not_json"),
+        (b'{"error": 0, "detail": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "list_msg", "not_json"),
+    ],
+    ids=[
+        "error-inf", "error-nan", "error-minus-inf", "error-superscript", "error-5000-digits",
+        "count-1e400", "count-superscript", "count-over-2**53", "count-5000-digits",
+        "code-inf", "deep-list", "deep-detail",
+    ],
+)  # fmt: skip
+def test_absurd_numbers_and_deep_json_are_failures_with_a_reason(
+    body: bytes, call: str, reason: str
+) -> None:
+    wire = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    result = _through_client(wire, [], call)
+    assert isinstance(result, BrainyCPError) and result.reason == reason, result
+
+
+def test_a_count_of_exactly_2_to_the_53_is_believed() -> None:
+    body = b'{"error": 0, "detail": 9007199254740992}'
+    wire = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    assert _through_client(wire, [], "count_msg") == 2**53
