@@ -122,6 +122,47 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Listen = Annotated[str, BeforeValidator(parse_listen)]
 
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# Names a panel label must not take: the exporter's own labels on the info series.
+_RESERVED_LABELS = ("panel",)
+
+
+def check_label_names(value: Mapping[str, str]) -> Mapping[str, str]:
+    """Label names by Prometheus's rules, not ``__``-prefixed (reserved), not ``panel``."""
+    for name in value:
+        if not _LABEL_NAME.fullmatch(name):
+            raise ValueError(f"label name {name!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
+        if name.startswith("__"):
+            raise ValueError(f"label name {name!r}: names starting with __ are reserved")
+        if name in _RESERVED_LABELS:
+            raise ValueError(f"label name {name!r} is set by the exporter")
+    for label, text in value.items():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"label {label}: the value is not valid UTF-8") from None
+    return value
+
+
+def parse_shard(value: object) -> tuple[int, int] | None:
+    """``"INDEX/COUNT"`` (0-based, INDEX < COUNT) as ``(index, count)``; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, tuple | list) and len(value) == 2:
+        value = f"{value[0]}/{value[1]}"
+    if not isinstance(value, str):
+        raise ValueError('must be "INDEX/COUNT", e.g. "0/4"')
+    m = re.fullmatch(r"\s*([0-9]{1,6})\s*/\s*([0-9]{1,6})\s*", value)
+    if m is None:
+        raise ValueError(f'{value!r} is not "INDEX/COUNT", e.g. "0/4"')
+    index, count = int(m.group(1)), int(m.group(2))
+    if count < 1 or index >= count:
+        raise ValueError(f"{value!r}: COUNT must be at least 1 and INDEX below COUNT (0-based)")
+    return index, count
+
+
+Shard = Annotated[tuple[int, int] | None, BeforeValidator(parse_shard)]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
@@ -247,6 +288,13 @@ class _PanelSettings(_Strict):
     interval: Duration | None = None
     list_interval: Duration | None = None
     timezone: str = "UTC"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        check_label_names(value)
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -332,6 +380,9 @@ class PanelConfig:
     tls_fingerprint: str | None = None
     """``sha256:AB:CD:...``: accept exactly the certificate with this SHA-256, nothing else."""
 
+    labels: tuple[tuple[str, str], ...] = ()
+    """Labels of the panel (``defaults`` then its own), sorted by name."""
+
     @property
     def tls_fingerprint_bytes(self) -> bytes | None:
         """The pinned SHA-256 digest, or None when the panel is not pinned."""
@@ -366,6 +417,10 @@ class ExporterConfig(_Strict):
     max_concurrency: int = Field(default=32, ge=1, le=10000)
     max_staleness: Duration = 600.0
     top_senders: int = Field(default=0, ge=0, le=1000)
+    shard: Shard = None
+    """``(index, count)``: serve only the panels whose name hashes to ``index``."""
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    """Concurrent HTTP connections; a request beyond them gets a 503."""
 
     @field_validator("interval")
     @classmethod
@@ -768,6 +823,10 @@ def _build_panels(
             for k in _PASSWORD_KEYS:
                 merged.pop(k, None)
         merged.update(raw)
+        # Labels add up: a panel's own labels extend (and override) those of defaults.
+        default_labels, own_labels = raw_defaults.get("labels"), raw.get("labels")
+        if isinstance(default_labels, dict) and isinstance(own_labels, dict):
+            merged["labels"] = {**default_labels, **own_labels}
         try:
             panel = _PanelInput.model_validate(merged)
         except ValidationError as exc:
@@ -811,6 +870,7 @@ def _build_panels(
             timezone=panel.timezone,
             credentials_style=panel.credentials_style,
             tls_fingerprint=panel.tls_fingerprint,
+            labels=tuple(sorted(panel.labels.items())),
         )
     return panels
 

@@ -13,12 +13,12 @@ from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from brainycp import __version__
 from brainycp.asgiguard import QueryGuard
-from exporter.collector import ExporterCollector, render_text
+from exporter.collector import ExporterCollector, render_bytes
 from exporter.state import ExporterState
 
 
@@ -82,6 +82,19 @@ def landing_page(state: ExporterState, now: float) -> str:
     )
 
 
+def service_discovery(state: ExporterState, host: str) -> list[dict[str, object]]:
+    """Prometheus HTTP SD entries: one per panel, scraped at ``host`` with ``target=PANEL``.
+
+    ``host`` is where the request for this list came to (its Host header), so
+    Prometheus scrapes the replica that serves the panel, under the name it used.
+    """
+    entries: list[dict[str, object]] = []
+    for name in sorted(state.panels):
+        labels = {**dict(state.panels[name].labels), "__param_target": name, "panel": name}
+        entries.append({"targets": [host], "labels": labels})
+    return entries
+
+
 def create_app(
     state: ExporterState,
     *,
@@ -97,7 +110,7 @@ def create_app(
     others = process_registry() if extra is None else extra
 
     async def metrics(request: Request) -> Response:
-        body = render_text(state, clock()).encode() + generate_latest(others)
+        body = render_bytes(state, clock()) + generate_latest(others)
         # The classic 0.0.4 text format is what render_text writes and every Prometheus reads.
         return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
@@ -107,11 +120,31 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def probe(request: Request) -> Response:
+        # Multi-target mode: one panel's series from the last poll; never calls the panel.
+        target = request.query_params.get("target", "")
+        if target not in state.panels:
+            reason = "no target given" if not target else "unknown target (not served here)"
+            return PlainTextResponse(f"{reason}\n", status_code=404)
+        body = render_bytes(state, clock(), panels=(target,), own=False)
+        return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+    async def sd(request: Request) -> Response:
+        # The address this request came to; the raw Host header, never parsed into a URL
+        # (a hostile one must not become a 500).
+        host = request.headers.get("host", "")
+        if not host:
+            server = request.scope.get("server") or ("127.0.0.1", 0)
+            host = f"{server[0]}:{server[1]}"
+        return JSONResponse(service_discovery(state, host))
+
     return Starlette(
         middleware=[Middleware(QueryGuard)],
         routes=[
             Route("/metrics", metrics),
             Route("/", index),
             Route("/healthz", healthz),
+            Route("/probe", probe),
+            Route("/sd", sd),
         ],
     )

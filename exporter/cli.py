@@ -17,10 +17,19 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 from prometheus_client import generate_latest
 
 from brainycp import __version__
-from brainycp.config import Config, ConfigError, load_config, parse_listen, split_listen
+from brainycp.config import (
+    Config,
+    ConfigError,
+    load_config,
+    parse_listen,
+    parse_shard,
+    split_listen,
+)
+from brainycp.listener import server_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from exporter.app import build_registry, create_app
 from exporter.poller import Poller, initial_state
+from exporter.shard import shard_config
 
 log = logging.getLogger("exporter")
 
@@ -41,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
         help=f"YAML config file (default: ${CONFIG_ENV})",
     )
     parser.add_argument("--listen", help="HOST:PORT to serve on (overrides exporter.listen)")
+    parser.add_argument(
+        "--shard",
+        metavar="INDEX/COUNT",
+        help="serve only the panels whose name hashmods to INDEX (0-based; see exporter.shard)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--once",
@@ -92,13 +106,11 @@ async def serve(config: Config, listen: str) -> int:
     state = initial_state(config)
     poller = Poller(config, state)
     server = _Server(
-        uvicorn.Config(
+        server_config(
             create_app(state),
             host=host,
             port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
+            max_connections=config.exporter.max_connections,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
     )
@@ -147,10 +159,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"--listen: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        config = shard_config(config, parse_shard(args.shard) if args.shard else None)
+    except ValueError as exc:
+        print(f"--shard: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.check_config:
-        print(f"config OK: {len(config.panels)} panels")
+        shard = config.exporter.shard
+        where = f" in shard {shard[0]}/{shard[1]}" if shard else ""
+        print(f"config OK: {len(config.panels)} panels{where}")
         return EXIT_OK
     if args.once:
         return asyncio.run(run_once(config))

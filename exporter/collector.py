@@ -11,8 +11,9 @@ counters stay.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,6 +29,8 @@ from prometheus_client.utils import floatToGoString
 from brainycp import __version__
 from brainycp.queue import AGE_BUCKETS
 from exporter.state import ExporterState, PanelState
+
+log = logging.getLogger("exporter.collector")
 
 _FROM_POLL = (
     ", as of the last successful {op} poll"
@@ -165,6 +168,31 @@ BUILD_INFO = _spec(
 )
 
 
+SHARD_INFO = _spec(
+    "brainycp_exporter_shard_info",
+    "gauge",
+    "Always 1; the shard this replica serves (index 0 of count 1 when it serves every panel).",
+    "index",
+    "count",
+)
+RENDER_ERRORS = _spec(
+    "brainycp_exporter_render_errors",
+    "counter",
+    "Scrapes that left the panel out because its series could not be rendered.",
+    "panel",
+)
+
+
+def _info_spec(label_names: tuple[str, ...]) -> FamilySpec:
+    return _spec(
+        "brainycp_panel_info",
+        "gauge",
+        "Always 1; the panel's configured labels (empty for a label only other panels set).",
+        "panel",
+        *label_names,
+    )
+
+
 def _senders_spec(top: int) -> FamilySpec:
     return _spec(
         "brainycp_mail_queue_sender_messages",
@@ -181,16 +209,24 @@ Row = tuple[tuple[str, ...], Any]
 
 
 def family_rows(
-    state: ExporterState, now: float, version: str = __version__
+    state: ExporterState,
+    now: float,
+    version: str = __version__,
+    *,
+    panels: Iterable[str] | None = None,
+    own: bool = True,
 ) -> list[tuple[FamilySpec, list[Row]]]:
     """Every ``brainycp_*`` family for ``state`` at unix time ``now`` as plain rows.
 
-    Families without a series are left out. This is the one place that decides which
-    series exist and what they hold; :func:`build_families` and :func:`render_text`
-    only present the rows.
+    ``panels`` limits the rows to those panels (default: every panel, sorted); ``own``
+    adds the exporter's own series (build and shard info, render errors). Families
+    without a series are left out. This is the one place that decides which series
+    exist and what they hold; :func:`build_families` and :func:`render_text` only
+    present the rows.
     """
     stale_after = state.max_staleness
     senders_spec = _senders_spec(state.top_senders)
+    info_spec = _info_spec(state.info_labels)
     rows: dict[FamilySpec, list[Row]] = {
         spec: []
         for spec in (
@@ -209,7 +245,10 @@ def family_rows(
             DURATION,
             LAST_SUCCESS,
             ERRORS,
+            info_spec,
             BUILD_INFO,
+            SHARD_INFO,
+            RENDER_ERRORS,
         )
     }
     up, messages, frozen = rows[UP], rows[MESSAGES], rows[FROZEN]
@@ -218,11 +257,19 @@ def family_rows(
     daemon_up, daemon_unknown = rows[DAEMON_UP], rows[DAEMON_UNKNOWN]
     success, duration = rows[SUCCESS], rows[DURATION]
     last_success, errors = rows[LAST_SUCCESS], rows[ERRORS]
-    rows[BUILD_INFO].append(((version,), 1.0))
+    info = rows[info_spec]
+    if own:
+        rows[BUILD_INFO].append(((version,), 1.0))
+        index, count = state.shard or (0, 1)
+        rows[SHARD_INFO].append(((str(index), str(count)), 1.0))
+        for name in sorted(state.render_errors):
+            rows[RENDER_ERRORS].append(((name,), state.render_errors[name]))
 
-    for name in sorted(state.panels):
+    for name in sorted(state.panels) if panels is None else panels:
         panel = state.panels[name]
         panel_only = (name,)
+        own_labels = dict(panel.labels)
+        info.append(((name, *(own_labels.get(k, "") for k in state.info_labels)), 1.0))
         count_op = panel.operations.get("count_msg")
         if count_op is not None and count_op.attempted:
             up.append((panel_only, 1.0 if count_op.success else 0.0))
@@ -268,9 +315,17 @@ def family_rows(
 
 
 def build_families(state: ExporterState, now: float, version: str = __version__) -> list[Metric]:
-    """The families of :func:`family_rows` as prometheus-client metric families."""
+    """The families of :func:`family_rows` as prometheus-client metric families.
+
+    Panels whose series cannot be written are left out, as :func:`render_bytes` does.
+    """
+    names = sorted(state.panels)
+    try:
+        _render(family_rows(state, now, version, panels=names))
+    except Exception:
+        names = renderable_panels(state, now, names, version)
     families: list[Metric] = []
-    for spec, rows in family_rows(state, now, version):
+    for spec, rows in family_rows(state, now, version, panels=names):
         labels = list(spec.labels)
         if spec.kind == "gaugehistogram":
             histogram = GaugeHistogramMetricFamily(spec.name, spec.help, labels=labels)
@@ -301,13 +356,8 @@ def _escape_value(text: str) -> str:
     return text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def render_text(state: ExporterState, now: float, version: str = __version__) -> str:
-    """The Prometheus text format (0.0.4) of :func:`family_rows`.
-
-    Byte for byte what ``generate_latest`` makes of :func:`build_families` (the tests
-    compare them), written directly because prometheus-client's generic path costs about
-    0.4 s per 1,000 panels per scrape, over the 100 ms a scrape may take.
-    """
+def _render(families: list[tuple[FamilySpec, list[Row]]]) -> bytes:
+    """The text format of ``families``, encoded; raises on a value it cannot write."""
     fmt = _fmt
     escaped: dict[str, str] = {}
 
@@ -318,7 +368,7 @@ def render_text(state: ExporterState, now: float, version: str = __version__) ->
         return out
 
     out: list[str] = []
-    for spec, rows in family_rows(state, now, version):
+    for spec, rows in families:
         name = spec.name + "_total" if spec.kind == "counter" else spec.name
         kind = {"counter": "counter", "gauge": "gauge"}.get(spec.kind, "histogram")
         help_text = _escape_help(spec.help)
@@ -353,7 +403,67 @@ def render_text(state: ExporterState, now: float, version: str = __version__) ->
                     f'{k}="{esc(values[i])}"' for k, i in zip(keys, order, strict=True)
                 )
                 out.append(f"{name}{{{labelstr}}} {fmt(value)}\n")
-    return "".join(out)
+    return "".join(out).encode("utf-8")
+
+
+def renderable_panels(
+    state: ExporterState, now: float, names: list[str], version: str = __version__
+) -> list[str]:
+    """The panels of ``names`` whose series can be written; each other one is counted in
+    ``state.render_errors`` (and logged the first time)."""
+    good: list[str] = []
+    for name in names:
+        try:
+            _render(family_rows(state, now, version, panels=[name], own=False))
+        except Exception:
+            first = name not in state.render_errors
+            state.render_errors[name] = state.render_errors.get(name, 0) + 1
+            if first:
+                log.exception(
+                    "panel left out of the scrape: its series cannot be rendered",
+                    extra={"panel": name},
+                )
+        else:
+            good.append(name)
+    return good
+
+
+def render_bytes(
+    state: ExporterState,
+    now: float,
+    version: str = __version__,
+    *,
+    panels: Iterable[str] | None = None,
+    own: bool = True,
+) -> bytes:
+    """The Prometheus text format (0.0.4) of :func:`family_rows`, UTF-8 encoded.
+
+    Byte for byte what ``generate_latest`` makes of :func:`build_families` (the tests
+    compare them), written directly because prometheus-client's generic path costs about
+    0.4 s per 1,000 panels per scrape, over the 100 ms a scrape may take.
+
+    It always renders: should a panel's series not be writable (the checks in
+    :mod:`exporter.values` keep such values out, so this is the last line of defence),
+    that panel is left out and counted in ``brainycp_exporter_render_errors_total``.
+    """
+    names = sorted(state.panels) if panels is None else list(panels)
+    try:
+        return _render(family_rows(state, now, version, panels=names, own=own))
+    except Exception:
+        good = renderable_panels(state, now, names, version)
+        return _render(family_rows(state, now, version, panels=good, own=own))
+
+
+def render_text(
+    state: ExporterState,
+    now: float,
+    version: str = __version__,
+    *,
+    panels: Iterable[str] | None = None,
+    own: bool = True,
+) -> str:
+    """:func:`render_bytes` as text."""
+    return render_bytes(state, now, version, panels=panels, own=own).decode("utf-8")
 
 
 class ExporterCollector(Collector):

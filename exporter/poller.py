@@ -26,6 +26,7 @@ from brainycp.config import Config, PanelConfig
 from brainycp.errors import BrainyCPError
 from brainycp.queue import iter_messages, summarize
 from exporter.state import ExporterState, PanelState
+from exporter.values import BadValue, check_count, check_senders, check_summary
 
 log = logging.getLogger("exporter.poller")
 
@@ -49,18 +50,20 @@ def panel_list_interval(config: Config, panel: PanelConfig) -> float:
 
 
 def initial_state(config: Config) -> ExporterState:
-    """Empty state for every configured panel."""
+    """Empty state for every panel of ``config`` (pass a :func:`~exporter.shard.shard_config`)."""
     return ExporterState.for_panels(
         (
             PanelState(
                 name=name,
                 daemons=tuple(panel.daemons),
                 list_enabled=panel_list_interval(config, panel) > 0,
+                labels=panel.labels,
             )
             for name, panel in config.panels.items()
         ),
         max_staleness=config.exporter.max_staleness,
         top_senders=config.exporter.top_senders,
+        shard=config.exporter.shard,
     )
 
 
@@ -95,6 +98,8 @@ class Poller:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: set[str] = set()
         """Jobs in flight, as ``job:panel``."""
+        self._tracebacks_logged: set[tuple[str, str]] = set()
+        """``(panel, operation)`` whose internal error was logged with its traceback."""
 
     # ------------------------------------------------------------------ one poll
 
@@ -108,6 +113,34 @@ class Poller:
         )
         return False
 
+    def _internal(
+        self, panel: PanelState, operation: str, elapsed: float, exc: BaseException
+    ) -> bool:
+        """An exception that is our bug, not the panel's: ``reason="internal"``.
+
+        Its traceback is logged once per panel and operation; repeats are one line each.
+        """
+        key = (panel.name, operation)
+        if key not in self._tracebacks_logged:
+            self._tracebacks_logged.add(key)
+            log.error(
+                "poll failed on an internal error",
+                exc_info=exc,
+                extra={"panel": panel.name, "operation": operation},
+            )
+        detail = type(exc).__name__
+        panel.record_failure(operation, time.time(), elapsed, "internal", detail)
+        log.warning(
+            "poll failed",
+            extra={
+                "panel": panel.name,
+                "operation": operation,
+                "reason": "internal",
+                "detail": detail,
+            },
+        )
+        return False
+
     async def _timed(
         self,
         panel: PanelState,
@@ -118,8 +151,10 @@ class Poller:
         """Await ``call``; on success ``store`` its value and record the success together.
 
         Storing and recording happen in one step of the event loop, so a scrape never sees
-        a new success time with an old value. An exception from ``store`` (a listing the
-        parser cannot use) is a ``bad_detail`` failure; the last good value stays.
+        a new success time with an old value. Every exception is a recorded failure: a
+        value ``store`` refuses (:class:`~exporter.values.BadValue`) or a listing the
+        parser cannot use is ``bad_detail``; any other exception is ``internal``. The last
+        good value stays.
         """
         started = time.perf_counter()
         try:
@@ -130,11 +165,25 @@ class Poller:
                 return self._failed(panel, operation, elapsed, exc.reason, exc.detail)
             # httpx errors the client does not map (e.g. a bad content encoding) count as connect.
             return self._failed(panel, operation, elapsed, "connect", type(exc).__name__)
+        except Exception as exc:
+            return self._internal(panel, operation, time.perf_counter() - started, exc)
         try:
             store(value)
+        except BadValue as exc:
+            return self._failed(
+                panel, operation, time.perf_counter() - started, "bad_detail", str(exc)
+            )
         except Exception as exc:
             # The parser is meant never to raise; if it does, the answer is unusable.
             elapsed = time.perf_counter() - started
+            key = (panel.name, operation)
+            if key not in self._tracebacks_logged:
+                self._tracebacks_logged.add(key)
+                log.error(
+                    "the parser raised on an answer",
+                    exc_info=exc,
+                    extra={"panel": panel.name, "operation": operation},
+                )
             detail = f"answer not usable: {type(exc).__name__}"
             return self._failed(panel, operation, elapsed, "bad_detail", detail)
         # The duration covers the parse too: it is what the panel costs this exporter.
@@ -147,7 +196,7 @@ class Poller:
         client = self.clients[name]
 
         def store_count(count: int) -> None:
-            panel.queue_messages = int(count)
+            panel.queue_messages = check_count(count, "count_msg detail")
 
         def store_status(status: ServiceStatus) -> None:
             panel.daemon_states[status.daemon] = status.state
@@ -173,8 +222,8 @@ class Poller:
         def store_listing(listing: QueueListing) -> None:
             now = time.time()
             # CPU work on the loop: ~0.5 s per million messages (see docs/metrics.md).
-            summary = summarize(listing.detail, now, zone=zone)
-            senders = top_senders(listing.detail, top, now, zone) if top > 0 else ()
+            summary = check_summary(summarize(listing.detail, now, zone=zone))
+            senders = check_senders(top_senders(listing.detail, top, now, zone)) if top > 0 else ()
             panel.summary, panel.top_senders = summary, senders
 
         async with self.semaphore:
@@ -206,9 +255,15 @@ class Poller:
         self._running.add(key)
         try:
             await job(name)
-        except Exception:
-            # A bug must not kill the scheduler's job; it is logged with its traceback.
-            log.exception("poll crashed", extra={"panel": name})
+        except Exception as exc:
+            # A bug outside one call must not kill the scheduler's job, nor leave the panel
+            # looking healthy: it is an internal failure of the job's main operation.
+            panel = self.state.panels.get(name)
+            if panel is None:
+                log.exception("poll crashed", extra={"panel": name})
+            else:
+                operation = "list_msg" if job.__name__ == "poll_list" else "count_msg"
+                self._internal(panel, operation, 0.0, exc)
         finally:
             self._running.discard(key)
             if task is not None:

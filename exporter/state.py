@@ -52,6 +52,8 @@ class PanelState:
     """``(sender, queued messages)``, most first, from the last good ``list_msg``."""
     daemon_states: dict[str, str] = field(default_factory=dict)
     """``running`` / ``stopped`` / ``unknown`` per daemon, from its last good status."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """The panel's configured labels (``labels:``), sorted by name; they go on its info series."""
 
     def operation(self, name: str) -> OperationState:
         """The state of ``name``, created on first use."""
@@ -99,6 +101,16 @@ class ExporterState:
     panels: dict[str, PanelState]
     max_staleness: float = 600.0
     top_senders: int = 0
+    shard: tuple[int, int] | None = None
+    """``(index, count)`` when this replica serves one shard of the panels."""
+    render_errors: dict[str, int] = field(default_factory=dict)
+    """Scrapes that left a panel out because its series could not be rendered, by panel."""
+    info_labels: tuple[str, ...] = field(init=False)
+    """Every label name any panel sets, sorted: the label set of ``brainycp_panel_info``."""
+
+    def __post_init__(self) -> None:
+        names = {label for panel in self.panels.values() for label, _ in panel.labels}
+        self.info_labels = tuple(sorted(names))
 
     @classmethod
     def for_panels(
@@ -107,8 +119,12 @@ class ExporterState:
         *,
         max_staleness: float = 600.0,
         top_senders: int = 0,
+        shard: tuple[int, int] | None = None,
     ) -> ExporterState:
         """State for the given panels, keyed by name."""
         return cls(
-            panels={p.name: p for p in panels}, max_staleness=max_staleness, top_senders=top_senders
+            panels={p.name: p for p in panels},
+            max_staleness=max_staleness,
+            top_senders=top_senders,
+            shard=shard,
         )

@@ -23,6 +23,7 @@ import uvicorn
 
 from brainycp import __version__
 from brainycp.config import Config, ConfigError, Rule, load_config, parse_listen, split_listen
+from brainycp.listener import server_config as listener_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from remediator.app import Remediator
 from remediator.journal import Journal, JournalError
@@ -192,15 +193,7 @@ async def serve(config: Config, host: str, port: int) -> int:
         else None
     )
     server = _Server(
-        uvicorn.Config(
-            remediator.app(),
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=5,
-        )
+        listener_config(remediator.app(), host=host, port=port, timeout_graceful_shutdown=5)
     )
     loop = asyncio.get_running_loop()
 

@@ -195,9 +195,11 @@ def test_empty_queue_exports_zero_oldest_age_and_zero_buckets() -> None:
     assert value(s, "brainycp_mail_queue_messages", panel="web01") == 0
 
 
-def test_a_panel_never_polled_has_no_series_yet() -> None:
+def test_a_panel_never_polled_has_no_series_yet_but_its_info() -> None:
     s = scrape(state_of(PanelState(name="new", daemons=("clamav",)), healthy_panel()))
-    assert not any(dict(labels).get("panel") == "new" for _, labels in s)
+    assert [name for name, labels in s if dict(labels).get("panel") == "new"] == [
+        "brainycp_panel_info"
+    ]
     assert value(s, "brainycp_up", panel="web01") == 1
 
 

@@ -1,0 +1,195 @@
+"""The HTTP listener both daemons run: uvicorn with limits against connection exhaustion.
+
+Uvicorn alone keeps a connection that never sends a request head open forever, counts
+no limit on connections by default, and at the file-descriptor limit asyncio logs a
+traceback for every failed accept. :func:`server_config` builds a ``uvicorn.Config``
+that closes a connection whose request head has not arrived within
+:data:`HEAD_TIMEOUT` seconds (from the connection, or from the previous answer), whose
+body has not arrived within :data:`BODY_TIMEOUT`, and idle keep-alive connections after
+:data:`KEEP_ALIVE_TIMEOUT`; it answers 503 beyond ``max_connections`` open connections,
+caps a request head at :data:`MAX_HEAD_BYTES`, and rate-limits the log lines that an
+attack would otherwise repeat per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+HEAD_TIMEOUT = 10.0
+"""Seconds a connection may take to send a complete request head."""
+BODY_TIMEOUT = 30.0
+"""Seconds a request may take to send its body once its head has arrived."""
+KEEP_ALIVE_TIMEOUT = 5
+"""Seconds an idle keep-alive connection stays open."""
+DEFAULT_MAX_CONNECTIONS = 1000
+"""Open connections beyond which a request is answered 503 (uvicorn's limit_concurrency)."""
+MAX_HEAD_BYTES = 64 * 1024
+"""A request head larger than this is a 400 (h11's incomplete-event cap)."""
+LOG_EVERY = 10.0
+"""A repeated warning (failed accept, concurrency limit, bad request) at most this often."""
+
+log = logging.getLogger("brainycp.listener")
+
+
+class GuardedH11Protocol(H11Protocol):
+    """Uvicorn's h11 protocol with deadlines for the request head and body.
+
+    Uvicorn has a keep-alive timeout but none for a head that never completes: a client
+    that connects and sends nothing (or one byte every few seconds) holds the socket
+    forever. A deadline is armed when the connection opens and after every answer; when
+    it fires and no request is being handled, the connection is closed.
+    """
+
+    head_timeout = HEAD_TIMEOUT
+    body_timeout = BODY_TIMEOUT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._seen_cycle: object = None
+
+    def _arm(self, delay: float, check: Any) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(delay, check)
+
+    def _head_overdue(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+
+    def _body_overdue(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.SEND_BODY:
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.head_timeout, self._head_overdue)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is not None and self.cycle is not self._seen_cycle:
+            # A new request head arrived: its body gets a deadline of its own.
+            self._seen_cycle = self.cycle
+            self._arm(self.body_timeout, self._body_overdue)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm(self.head_timeout, self._head_overdue)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        super().connection_lost(exc)
+
+
+class RateLimitFilter(logging.Filter):
+    """Lets each distinct message through at most once every ``every`` seconds.
+
+    The first one of a burst passes; the next that passes says how many were dropped.
+    """
+
+    def __init__(self, every: float = LOG_EVERY, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.every = every
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._dropped: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every:
+            self._dropped[key] = self._dropped.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        dropped = self._dropped.pop(key, 0)
+        if dropped:
+            record.msg = f"{record.msg} ({dropped} more like it not logged)"
+        return True
+
+
+_ACCEPT_FILTER = RateLimitFilter()
+
+
+def limit_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Make the loop log socket errors (a failed accept at the file limit) as one
+    rate-limited line without a traceback; other errors keep the default handling."""
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        exc = context.get("exception")
+        if "socket" in context or message.startswith("socket.accept()"):
+            record = log.makeRecord(
+                log.name,
+                logging.WARNING,
+                __file__,
+                0,
+                f"{message}: {exc}" if exc else message,
+                (),
+                None,
+            )
+            if _ACCEPT_FILTER.filter(record):
+                log.handle(record)
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
+def _limit_uvicorn_warnings() -> None:
+    # "Exceeded concurrency limit." and "Invalid HTTP request received." come once per
+    # request; under attack that is a flood.
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, RateLimitFilter) for f in logger.filters):
+        logger.addFilter(RateLimitFilter())
+
+
+def server_config(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    timeout_graceful_shutdown: int | None = None,
+) -> uvicorn.Config:
+    """A ``uvicorn.Config`` for ``app`` with the listener's limits (see the module).
+
+    Called inside the daemon's running loop, it also installs :func:`limit_loop_errors`.
+    """
+    _limit_uvicorn_warnings()
+    with contextlib.suppress(RuntimeError):
+        limit_loop_errors(asyncio.get_running_loop())
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=GuardedH11Protocol,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        limit_concurrency=max_connections,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=timeout_graceful_shutdown,
+    )
