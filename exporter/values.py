@@ -10,6 +10,7 @@ the poller records as ``reason="bad_detail"``.
 from __future__ import annotations
 
 import math
+import re
 
 from brainycp.queue import QueueSummary
 
@@ -17,6 +18,7 @@ MAX_COUNT = 2**53
 """The largest count that survives the float64 of the text format exactly."""
 MAX_LABEL_CHARS = 256
 """Longer label values (senders) are cut to this many characters, marked with an ellipsis."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BadValue(ValueError):
@@ -49,7 +51,8 @@ def clean_label(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        # Surrogates are the only code points UTF-8 cannot encode.
+        value = _SURROGATE.sub("\ufffd", value)
     if len(value) > MAX_LABEL_CHARS:
         value = value[: MAX_LABEL_CHARS - 1] + "\u2026"
     return value
