@@ -1,0 +1,260 @@
+"""Connection exhaustion, with the real daemons: sockets that never send a request head
+are closed at the deadline, idle keep-alive after 5 s, a request beyond the connection
+cap gets a clear 503, and a failed accept at the file limit is not a traceback each.
+
+Both daemons build their listener with :mod:`brainycp.listener`.
+"""
+
+from __future__ import annotations
+
+import resource
+import selectors
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from brainycp.listener import HEAD_TIMEOUT, KEEP_ALIVE_TIMEOUT
+from tests.support import PYTHON, REPO, free_port, running, wait_until
+
+TOKEN = "listener-test-token-77"
+
+
+def exporter_config(tmp: Path, port: int, **exporter: Any) -> Path:
+    secret = tmp / "pw"
+    secret.write_text("pw\n")
+    path = tmp / "exporter.yml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"username": "a", "password_file": str(secret), "timeout": "1s"},
+                # Nothing listens on port 9: the polls fail fast, which is all we need.
+                "panels": {"p": {"url": "http://127.0.0.1:9/api/api.php"}},
+                "exporter": {"listen": f"127.0.0.1:{port}", "interval": "60s", **exporter},
+            }
+        )
+    )
+    return path
+
+
+@contextmanager
+def exporter(tmp: Path, **exporter_keys: Any) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    port = free_port()
+    config = exporter_config(tmp, port, **exporter_keys)
+    with running(
+        [PYTHON, "-m", "exporter.cli", "--config", str(config)],
+        log=tmp / "exporter.log",
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        cwd=REPO,
+    ) as proc:
+        yield port, proc
+
+
+def open_idle(port: int, count: int) -> list[socket.socket]:
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.setblocking(False)
+        socks.append(sock)
+    return socks
+
+
+def wait_all_closed(socks: list[socket.socket], timeout: float) -> float:
+    """Seconds until the server closed every socket (EOF or reset); fails at ``timeout``."""
+    started = time.monotonic()
+    selector = selectors.DefaultSelector()
+    for sock in socks:
+        selector.register(sock, selectors.EVENT_READ)
+    open_count = len(socks)
+    while open_count:
+        left = timeout - (time.monotonic() - started)
+        assert left > 0, f"{open_count} of {len(socks)} sockets still open after {timeout:g}s"
+        for key, _ in selector.select(left):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                selector.unregister(sock)
+                open_count -= 1
+    selector.close()
+    return time.monotonic() - started
+
+
+def test_500_idle_sockets_are_closed_at_the_head_deadline_and_metrics_keeps_answering(
+    tmp_path: Path,
+) -> None:
+    with exporter(tmp_path) as (port, _):
+        idle = open_idle(port, 500)
+        # One more that drips a head, a byte a second: the deadline counts from the connection.
+        dripping = socket.create_connection(("127.0.0.1", port), timeout=5)
+        dripping.sendall(b"G")
+        try:
+            with httpx.Client(timeout=5) as client:
+                response = client.get(f"http://127.0.0.1:{port}/metrics")
+                assert response.status_code == 200
+                assert "brainycp_exporter_build_info" in response.text
+            for byte in b"ET /metr":
+                dripping.sendall(bytes([byte]))
+                if wait_closed_now(dripping):
+                    break
+            took = wait_all_closed([*idle, dripping], timeout=HEAD_TIMEOUT + 8)
+            assert took <= HEAD_TIMEOUT + 8
+            # And the daemon is fine afterwards.
+            assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200
+        finally:
+            for sock in [*idle, dripping]:
+                sock.close()
+
+
+def wait_closed_now(sock: socket.socket) -> bool:
+    """Wait a second for the server to close ``sock``; True when it did."""
+    sock.settimeout(1.0)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_five_seconds(tmp_path: Path) -> None:
+    with exporter(tmp_path) as (port, _):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"ok"):
+                answer += sock.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200")
+            sock.setblocking(False)
+            took = wait_all_closed([sock], timeout=KEEP_ALIVE_TIMEOUT + 3)
+            # Closed by the keep-alive timeout, before the 10 s head deadline.
+            assert took < HEAD_TIMEOUT
+        finally:
+            sock.close()
+
+
+def test_a_request_beyond_the_connection_cap_gets_a_clear_503(tmp_path: Path) -> None:
+    with exporter(tmp_path, max_connections=20) as (port, _):
+        idle = open_idle(port, 25)
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+            assert response.status_code == 503
+            assert response.text == "Service Unavailable"
+        finally:
+            for sock in idle:
+                sock.close()
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200,
+            timeout=10,
+            what="/metrics answering again once the idle sockets are gone",
+        )
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+
+def test_at_the_file_limit_failed_accepts_are_rate_limited_lines_not_tracebacks(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    config = exporter_config(tmp_path, port)
+    log = tmp_path / "exporter.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "exporter.cli", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+            preexec_fn=_low_fd_limit,
+        )
+    try:
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200,
+            what="exporter up",
+        )
+        socks = []
+        for _ in range(150):
+            sock = socket.socket()
+            sock.settimeout(2)
+            try:
+                sock.connect(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
+            socks.append(sock)
+        # The loop keeps retrying accept about once a second while the limit holds.
+        wait_until(
+            lambda: "out of system resource" in log.read_text(errors="replace"),
+            timeout=10,
+            what="the failed accept logged",
+        )
+        text = log.read_text(errors="replace")
+        assert "Traceback" not in text
+        for sock in socks:
+            sock.close()
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).status_code == 200,
+            timeout=20,
+            what="/metrics again after the sockets closed",
+        )
+        text = log.read_text(errors="replace")
+        assert "Traceback" not in text
+        assert text.count("out of system resource") <= 3, text[-2000:]
+    finally:
+        from tests.support import stop
+
+        stop(proc)
+
+
+def test_the_remediator_listener_closes_silent_connections_too(tmp_path: Path) -> None:
+    port = free_port()
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    secret = tmp_path / "pw"
+    secret.write_text("pw\n")
+    config = tmp_path / "remediator.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"username": "a", "password_file": str(secret)},
+                "panels": {"p": {"url": "http://127.0.0.1:9/api/api.php"}},
+                "remediator": {
+                    "listen": f"127.0.0.1:{port}",
+                    "auth": {"bearer_token_file": str(token)},
+                    "state_file": str(tmp_path / "journal.sqlite"),
+                    "rules": [
+                        {
+                            "name": "frozen",
+                            "matchers": ['alertname="X"'],
+                            "action": "delete_frozen",
+                        }
+                    ],
+                },
+            }
+        )
+    )
+    with running(
+        [PYTHON, "-m", "remediator.cli", "--config", str(config)],
+        log=tmp_path / "remediator.log",
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        cwd=REPO,
+    ):
+        idle = open_idle(port, 100)
+        try:
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+            wait_all_closed(idle, timeout=HEAD_TIMEOUT + 8)
+        finally:
+            for sock in idle:
+                sock.close()
