@@ -379,7 +379,6 @@ class PanelConfig:
     or ``login``/``pass`` only."""
     tls_fingerprint: str | None = None
     """``sha256:AB:CD:...``: accept exactly the certificate with this SHA-256, nothing else."""
-
     labels: tuple[tuple[str, str], ...] = ()
     """Labels of the panel (``defaults`` then its own), sorted by name."""
 
