@@ -179,3 +179,41 @@ def test_a_bad_shard_is_a_config_error(bad: object) -> None:
     assert any(line.startswith("exporter.shard:") for line in err.value.errors), err.value.errors
     with pytest.raises(ValueError):
         parse_shard(bad)
+
+
+def test_check_config_with_a_shard_counts_its_panels_and_a_bad_shard_exits_2(
+    tmp_path: Any,
+) -> None:
+    import subprocess
+
+    import yaml
+
+    from tests.support import PYTHON, REPO
+
+    names = [f"panel-{i}" for i in range(20)]
+    path = tmp_path / "c.yml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"username": "a", "password_env": "BRAINYCP_TEST_PW"},
+                "panels": {n: {"url": f"http://127.0.0.1:9/{n}"} for n in names},
+            }
+        )
+    )
+
+    def check(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PYTHON, "-m", "exporter.cli", "--config", str(path), "--check-config", *extra],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
+
+    mine = sum(1 for n in names if hashmod(n, 4) == 2)
+    result = check("--shard", "2/4")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"config OK: {mine} panels in shard 2/4"
+    bad = check("--shard", "4/4")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("--shard: ") and "Traceback" not in bad.stderr
