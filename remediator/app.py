@@ -33,12 +33,14 @@ from brainycp.asgiguard import QueryGuard
 from brainycp.config import Config, Rule, WebhookAuth
 from remediator.journal import Journal
 from remediator.metrics import Stats, registry
-from remediator.payload import Notification, PayloadError, parse_notification
+from remediator.payload import Notification, PayloadError, parse_notification_sliced
 from remediator.planner import OUTCOMES, Settings, plan
 from remediator.runner import Runner
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_LIMIT = 10000
+SLICE = 200
+"""Alerts handled between two yields to the event loop, for big notifications."""
 _LOGGED = ("rule", "panel", "alertname", "outcome", "reason", "action_id", "fingerprint")
 _ACTIONS_PARAMS = ("panel", "rule", "outcome", "limit")
 _MAX_PARAM = 256
@@ -106,6 +108,8 @@ class Remediator:
         self._challenge = {"WWW-Authenticate": f'{scheme} realm="brainycp-mail-remediator"'}
         self._batch: list[tuple[Notification, asyncio.Future[_Planned | int]]] = []
         self._flush_scheduled = False
+        self._flush_lock = asyncio.Lock()
+        self._flushes: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ webhook
 
@@ -153,7 +157,7 @@ class Remediator:
             # RecursionError: nesting deeper than the decoder's stack ("[[[[..."), under 1 MiB.
             return _error(400, "body is not valid JSON")
         try:
-            return parse_notification(data)
+            return await parse_notification_sliced(data, SLICE)
         except PayloadError as exc:
             return _error(422, str(exc))
 
@@ -164,7 +168,7 @@ class Remediator:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             # Runs after the requests already readable this loop turn have queued theirs.
-            self._loop().call_soon(self._flush)
+            self._loop().call_soon(self._start_flush)
         done = await future
         if done == 503:
             return _error(503, "the action journal cannot be written; retry later")
@@ -175,23 +179,43 @@ class Remediator:
     def _loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
 
-    def _flush(self) -> None:
+    def _start_flush(self) -> None:
+        task = self._loop().create_task(self._flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self) -> None:
         """Plan and journal every queued notification in one transaction (one fsync).
 
         Each notification is its own savepoint: it is recorded whole or not at
         all, and a failure answers 503 for it alone; a failed COMMIT answers 503
         for the whole batch. Nothing is answered before the COMMIT returns.
+
+        Batches are flushed one at a time. A batch of more than :data:`SLICE`
+        alerts is planned in slices, yielding to the event loop between them so
+        ``/healthz`` and other requests keep being answered; its transaction stays
+        open across the slices (still one commit, still whole-or-nothing per
+        notification), and meanwhile every other journal user waits for it
+        (:meth:`Journal.quiet`) or gets :class:`~remediator.journal.JournalBusy`,
+        so nothing else joins or reads the open transaction.
         """
+        async with self._flush_lock:
+            await self._flush_batch()
+
+    async def _flush_batch(self) -> None:
         batch, self._batch = self._batch, []
         self._flush_scheduled = False
+        if not batch:
+            return
         now = time.time()
         planned: list[_Planned | int] = []
+        sliced = sum(len(notification.alerts) for notification, _ in batch) > SLICE
         try:
-            with self.journal.transaction():
+            with self.journal.transaction(sliced=sliced):
                 for notification, _ in batch:
                     try:
                         with self.journal.savepoint():
-                            planned.append(self._plan(notification, now))
+                            planned.append(await self._plan(notification, now))
                     except sqlite3.Error as exc:
                         log.error("webhook: cannot write the journal: %s", exc)
                         planned.append(503)
@@ -207,15 +231,17 @@ class Remediator:
             else:
                 self.stats.notifications["accepted"] += 1
                 try:
-                    self._after_commit(done)
+                    await self._after_commit(done)
                 except Exception:  # committed already: answer 200 whatever happens here
                     log.exception("webhook: after-commit step failed")
             if not future.done():
                 future.set_result(done)
 
-    def _plan(self, notification: Notification, now: float) -> _Planned:
+    async def _plan(self, notification: Notification, now: float) -> _Planned:
         out = _Planned()
-        for alert in notification.alerts:
+        for index, alert in enumerate(notification.alerts):
+            if index % SLICE == SLICE - 1:
+                await asyncio.sleep(0)  # only in a sliced transaction: > SLICE alerts
             decision = plan(alert, self.settings, self.journal, now)
             rule = decision.rule
             action_id: int | None = None
@@ -260,10 +286,12 @@ class Remediator:
             )
         return out
 
-    def _after_commit(self, done: _Planned) -> None:
+    async def _after_commit(self, done: _Planned) -> None:
         for key in done.counted:
             self.stats.outcome(*key)
-        for result in done.results:
+        for index, result in enumerate(done.results):
+            if index % SLICE == SLICE - 1:
+                await asyncio.sleep(0)
             level = logging.DEBUG if result["outcome"] == "ignored" else logging.INFO
             if log.isEnabledFor(level):
                 log.log(
@@ -296,6 +324,7 @@ class Remediator:
         raw_limit = query.get("limit", "100")
         if _DIGITS.fullmatch(raw_limit) is None or not 1 <= int(raw_limit) <= MAX_LIMIT:
             return _error(400, f"limit must be a number from 1 to {MAX_LIMIT}")
+        await self.journal.quiet()  # a big notification's open transaction is not read
         try:
             rows = self.journal.list(
                 panel=query.get("panel"),
@@ -323,6 +352,7 @@ class Remediator:
             "</td></tr>"
             for r in self.rconfig.rules
         )
+        await self.journal.quiet()
         try:
             latest = self.journal.list(limit=20)
         except sqlite3.Error as exc:

@@ -263,6 +263,7 @@ PRUNE_EVERY = 3600.0
 async def prune_forever(journal: Journal, retention: float) -> None:
     """Prune the journal at start and then every hour; a failure is logged and retried."""
     while True:
+        await journal.quiet()  # not inside a big notification's open transaction
         try:
             removed = journal.prune(time.time() - retention)
         except sqlite3.Error as exc:

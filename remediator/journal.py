@@ -19,6 +19,8 @@ which is safe.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -44,6 +46,13 @@ journals are migrated forward at start, each step in its own transaction, and a
 journal from a newer version is refused.
 """
 _MIGRATIONS: dict[int, tuple[str, ...]] = {}
+_OWNER: contextvars.ContextVar[object] = contextvars.ContextVar("journal_owner", default=None)
+
+
+class JournalBusy(sqlite3.OperationalError):
+    """Another task holds a sliced transaction open; wait for :meth:`Journal.quiet`."""
+
+
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -242,6 +251,9 @@ class Journal:
         self._db.execute("PRAGMA busy_timeout=2000")
         self._db.executescript(_SCHEMA)
         self._in_tx = False
+        self._sliced = False
+        self._quiet = asyncio.Event()
+        self._quiet.set()
         self._migrate()
 
     def _migrate(self) -> None:
@@ -258,18 +270,45 @@ class Journal:
         self._db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One atomic write: everything inside commits together or not at all."""
+    def transaction(self, *, sliced: bool = False) -> Iterator[None]:
+        """One atomic write: everything inside commits together or not at all.
+
+        ``sliced=True``: the caller (one asyncio task) yields to the event loop
+        inside the transaction. Until it ends, every other task's journal call
+        raises :class:`JournalBusy` instead of joining (or reading) the open
+        transaction; :meth:`quiet` waits for the end.
+        """
+        self._guard()
         self._db.execute("BEGIN IMMEDIATE")
         self._in_tx = True
+        token = None
+        if sliced:
+            self._sliced = True
+            self._quiet.clear()
+            token = _OWNER.set(self)
         try:
             yield
         except BaseException:
             self._in_tx = False
             self._db.execute("ROLLBACK")
             raise
-        self._in_tx = False
-        self._db.execute("COMMIT")
+        else:
+            self._in_tx = False
+            self._db.execute("COMMIT")
+        finally:
+            if token is not None:
+                _OWNER.reset(token)
+                self._sliced = False
+                self._quiet.set()
+
+    def _guard(self) -> None:
+        if self._sliced and _OWNER.get() is not self:
+            raise JournalBusy("the journal is busy with a large notification; retry")
+
+    async def quiet(self) -> None:
+        """Wait until no sliced transaction is open (returns at once when none is)."""
+        while self._sliced:
+            await self._quiet.wait()
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -285,6 +324,7 @@ class Journal:
 
     @contextmanager
     def _write(self, durable: bool = True) -> Iterator[None]:
+        self._guard()
         if self._in_tx:
             yield
         elif durable:
@@ -466,6 +506,7 @@ class Journal:
     # ------------------------------------------------------------------ reads
 
     def get(self, action_id: int) -> ActionRow | None:
+        self._guard()
         row = self._db.execute(
             f"SELECT {_COLUMNS} FROM actions WHERE id = ?", (action_id,)
         ).fetchone()
@@ -484,6 +525,7 @@ class Journal:
         limit: int = 100,
     ) -> list[ActionRow]:
         """Rows newest first, filtered by any of panel, rule, outcome."""
+        self._guard()
         where, args = [], []
         for column, value in (("panel", panel), ("rule", rule), ("outcome", outcome)):
             if value is not None:

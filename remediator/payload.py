@@ -9,6 +9,7 @@ when well formed and ignored otherwise.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,8 +127,7 @@ def _alert(raw: object, index: int, default_status: str) -> Alert:
     )
 
 
-def parse_notification(data: Any) -> Notification:
-    """Validate a decoded JSON body; raise :class:`PayloadError` naming the first problem."""
+def _header(data: Any) -> tuple[str, list[Any], int]:
     if not isinstance(data, dict):
         raise PayloadError("the body must be a JSON object (an Alertmanager notification)")
     version = data.get("version")
@@ -148,14 +148,38 @@ def parse_notification(data: Any) -> Notification:
         or not 0 <= truncated <= MAX_TRUNCATED
     ):
         raise PayloadError(f"truncatedAlerts must be an integer from 0 to {MAX_TRUNCATED}")
+    _string(data.get("receiver"), "receiver")
+    _string(data.get("groupKey"), "groupKey")
+    return status, alerts, truncated
+
+
+def _notification(data: dict[str, Any], alerts: tuple[Alert, ...], truncated: int) -> Notification:
     return Notification(
         version="4",
-        status=status,
+        status=data["status"],
         receiver=_string(data.get("receiver"), "receiver"),
         group_key=_string(data.get("groupKey"), "groupKey"),
-        alerts=tuple(_alert(raw, i, status) for i, raw in enumerate(alerts)),
+        alerts=alerts,
         truncated_alerts=truncated,
         group_labels=_string_map(data.get("groupLabels"), "groupLabels", required=False),
         common_labels=_string_map(data.get("commonLabels"), "commonLabels", required=False),
         external_url=_string(data.get("externalURL"), "externalURL"),
     )
+
+
+def parse_notification(data: Any) -> Notification:
+    """Validate a decoded JSON body; raise :class:`PayloadError` naming the first problem."""
+    status, raw_alerts, truncated = _header(data)
+    alerts = tuple(_alert(raw, i, status) for i, raw in enumerate(raw_alerts))
+    return _notification(data, alerts, truncated)
+
+
+async def parse_notification_sliced(data: Any, slice_size: int = 200) -> Notification:
+    """:func:`parse_notification`, yielding to the event loop every ``slice_size`` alerts."""
+    status, raw_alerts, truncated = _header(data)
+    alerts = []
+    for i, raw in enumerate(raw_alerts):
+        alerts.append(_alert(raw, i, status))
+        if i % slice_size == slice_size - 1:
+            await asyncio.sleep(0)
+    return _notification(data, tuple(alerts), truncated)

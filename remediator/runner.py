@@ -98,6 +98,7 @@ class Runner:
         async with self._panel_locks[panel], self._slots:
             if self._stopping:
                 return  # stays pending: the next start runs it
+            await self.journal.quiet()  # a big notification's transaction is open
             claimed = await self._journal(
                 lambda: self.journal.claim(action_id, time.time()), f"start action {action_id}"
             )
@@ -149,6 +150,7 @@ class Runner:
                     "seconds": round(elapsed, 3),
                 },
             )
+            await self.journal.quiet()
             await self._journal(
                 lambda: self.journal.finish(action_id, result.outcome, result.reason, time.time()),
                 f"record the outcome of action {action_id}",

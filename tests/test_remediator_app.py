@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import SecretStr
 from brainycp.config import WebhookAuth, parse_config
 from remediator import app as app_module
 from remediator.app import Remediator, authorized
-from remediator.journal import Journal
+from remediator.journal import Journal, JournalBusy
 from remediator.metrics import Stats
 from remediator.runner import Runner
 from tests.test_remediator_e2e import am_alert, notification
@@ -89,3 +90,43 @@ def test_a_planning_bug_answers_500_instead_of_hanging(
     assert good.status_code == 200 and good.json() == {"results": []}
     assert bad.status_code == 500 and "error" in bad.json()
     assert rem.journal.list() == []
+
+
+def test_a_huge_notification_is_planned_in_slices_while_healthz_answers(tmp_path: Path) -> None:
+    rem = remediator(tmp_path)
+    alerts = [
+        {"labels": {"alertname": "X", "panel": "web01", "i": str(i)}, "startsAt": "s"}
+        for i in range(10_000)
+    ]
+    body = json.dumps({"version": "4", "status": "firing", "alerts": alerts}).encode()
+    assert len(body) < app_module.MAX_BODY_BYTES
+    first = notification({**alerts[0], "status": "firing"})
+
+    async def scenario() -> tuple[httpx.Response, bool, httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=rem.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            big = asyncio.create_task(
+                client.post("/webhook", content=body, headers={"Content-Type": "application/json"})
+            )
+            # Condition wait: the big notification's transaction is open and being planned.
+            while not rem.journal._sliced and not big.done():
+                await asyncio.sleep(0)
+            assert not big.done(), "planned in one go: no slice boundary was reached"
+            health = await client.get("/healthz")
+            still_planning = not big.done()
+            # Nothing else may join or read the open transaction meanwhile.
+            with pytest.raises(JournalBusy):
+                rem.journal.claim(1, 0.0)
+            with pytest.raises(JournalBusy):
+                rem.journal.list()
+            # A copy of its first alert, sent meanwhile, is planned after it commits.
+            copy = await client.post("/webhook", json=first)
+            return health, still_planning, await big, copy
+
+    health, still_planning, big, copy = asyncio.run(scenario())
+    assert health.status_code == 200 and still_planning
+    results = big.json()["results"]
+    assert len(results) == 10_000 and results[0]["outcome"] == "dry_run"
+    assert {r["outcome"] for r in results[1:]} == {"skipped_cooldown"}
+    assert copy.json()["results"][0]["outcome"] == "skipped_duplicate"
+    assert rem.journal.list(limit=1)[0].id == 10_001  # every alert recorded, the copy last
