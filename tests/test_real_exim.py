@@ -419,3 +419,26 @@ def test_a_failing_exim_is_a_failed_call_not_an_empty_queue(tmp_path: Path) -> N
         params = {"mailserver": "1", operation: "1"}
         with pytest.raises(CommandFailed, match=f"exim -bp{'c' if 'count' in operation else ''} "):
             asyncio.run(app.answer(params, operation, app.users["admin"], True))
+
+
+def test_login_style_decides_which_credential_pair_counts(tmp_path: Path) -> None:
+    from brainycp.simulator.cli import build_mta_app, build_parser
+
+    exim = shutil.which("exim") or "/bin/true"
+    for style, accepted, refused in (
+        ("username", ("username", "password"), ("login", "pass")),
+        ("login", ("login", "pass"), ("username", "password")),
+    ):
+        args = build_parser().parse_args(
+            ["--mta", "exim", "--exim", exim, "--exiqgrep", "/bin/true", "--login-style", style,
+             "--users", "admin:pw:root"]
+        )  # fmt: skip
+        app = build_mta_app(args)
+        assert app.authorised({accepted[0]: "admin", accepted[1]: "pw"}) is not None
+        assert app.authorised({refused[0]: "admin", refused[1]: "pw"}) is None
+        assert app.authorised({accepted[0]: "admin", accepted[1]: "wrong"}) is None
+    both = build_mta_app(
+        build_parser().parse_args(["--mta", "exim", "--exim", exim, "--exiqgrep", "/bin/true"])
+    )
+    assert both.authorised({"login": "admin", "pass": "admin"}) is not None
+    assert both.authorised({"username": "admin", "password": "admin"}) is not None
