@@ -178,6 +178,18 @@ def exporter_part(args: argparse.Namespace, tmp: Path) -> bool:
                 )
             )
 
+        # Every panel-poll is 3 requests: the rate the simulators kept up. When it is far
+        # below shards x max_concurrency x 3 / latency, the simulators (not the exporter)
+        # set the cycle time.
+        longest = max(statistics.median(r[0] for r in runs) for _, _, runs in results)
+        wanted = args.shards * args.concurrency * 3 / args.latency
+        print(
+            row(
+                "panel requests/s served (all shards)",
+                f"{args.panels * 3 / longest:.0f} (ideal {wanted:.0f})",
+            )
+        )
+
         # --- the real replicas, after every panel was polled
         ports = [free_port() for _ in range(args.shards)]
         replicas = []
