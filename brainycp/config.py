@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -553,8 +553,20 @@ SERVICE_ACTIONS = ("start_service", "stop_service", "restart_service")
 MESSAGE_ACTIONS = ("delete_messages", "reship_messages")
 
 
+# A selection value taken from an alert label: the whole value must be this template.
+LABEL_TEMPLATE = re.compile(r"^\{\{\s*labels\.([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}$")
+TEMPLATE_FIELDS = ("sender", "sender_domain", "recipient_domain")
+_ADDRESS = re.compile(r"^[^\s<>@]+@[^\s<>@]+$")
+_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?$")
+
+
 class Selection(_Strict):
-    """Which messages a ``delete_messages``/``reship_messages`` rule acts on (all must hold)."""
+    """Which messages a ``delete_messages``/``reship_messages`` rule acts on (all must hold).
+
+    ``sender``, ``sender_domain`` and ``recipient_domain`` may be exactly
+    ``"{{ labels.NAME }}"``: the value is then taken from the alert's label at
+    receipt (see :meth:`resolve`).
+    """
 
     sender: str | None = None
     sender_domain: str | None = None
@@ -564,8 +576,49 @@ class Selection(_Strict):
     older_than: Duration | None = None
     larger_than: ByteSize | None = None
 
+    @field_validator(*TEMPLATE_FIELDS)
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None and "{{" in value and not LABEL_TEMPLATE.match(value):
+            raise ValueError(
+                'a label template must be the whole value, exactly "{{ labels.NAME }}"'
+            )
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
     def is_empty(self) -> bool:
         return all(v is None for v in self.model_dump().values())
+
+    def templates(self) -> dict[str, str]:
+        """``{field: label}`` for the fields whose value comes from an alert label."""
+        out = {}
+        for name in TEMPLATE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (match := LABEL_TEMPLATE.match(value)):
+                out[name] = match.group(1)
+        return out
+
+    def resolve(self, labels: Mapping[str, str]) -> Selection:
+        """This selection with every label template replaced by the label's value.
+
+        Raises ValueError naming the label when it is missing, empty, or not a
+        plausible address (``sender``) or domain (the domain fields): a label value
+        comes from an alert and is matched exactly, never as a pattern.
+        """
+        update: dict[str, str] = {}
+        for name, label in self.templates().items():
+            value = labels.get(label, "").strip()
+            if not value:
+                raise ValueError(f"select.{name} needs the alert label {label!r}, which is empty")
+            pattern = _ADDRESS if name == "sender" else _DOMAIN
+            if len(value) > 320 or not pattern.match(
+                value.strip("<>") if name == "sender" else value
+            ):
+                what = "an e-mail address" if name == "sender" else "a domain"
+                raise ValueError(f"select.{name}: label {label!r} is not {what}")
+            update[name] = value
+        return self.model_copy(update=update) if update else self
 
 
 class Rule(_Strict):
@@ -584,6 +637,10 @@ class Rule(_Strict):
     select: Selection | None = None
     max_messages: int = Field(default=1000, ge=1)
     limit: Literal["refuse", "first"] = "refuse"
+    approval: Literal["none", "required"] = "none"
+    max_runs_per_episode: int | None = Field(default=None, ge=1)
+    notify: list[str] | None = None
+    """Names of ``remediator.notify`` targets; None (key absent) means every target."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
@@ -643,6 +700,176 @@ class WebhookAuth:
     basic_password: SecretStr | None = None
 
 
+NOTIFY_OUTCOMES = (
+    "succeeded",
+    "failed",
+    "unverified",
+    "interrupted",
+    "awaiting_approval",
+    "approved",
+    "denied",
+    "expired",
+    "cancelled",
+    "dry_run",
+    "skipped_nothing_to_do",
+    "skipped_rate_limit",
+    "skipped_paused",
+    "skipped_circuit_open",
+    "skipped_exhausted",
+    "circuit_open",
+    "paused",
+    "resumed",
+)
+DEFAULT_NOTIFY_OUTCOMES = (
+    "succeeded",
+    "failed",
+    "unverified",
+    "interrupted",
+    "awaiting_approval",
+    "skipped_rate_limit",
+    "circuit_open",
+)
+NotifyOutcome = Literal[
+    "succeeded",
+    "failed",
+    "unverified",
+    "interrupted",
+    "awaiting_approval",
+    "approved",
+    "denied",
+    "expired",
+    "cancelled",
+    "dry_run",
+    "skipped_nothing_to_do",
+    "skipped_rate_limit",
+    "skipped_paused",
+    "skipped_circuit_open",
+    "skipped_exhausted",
+    "circuit_open",
+    "paused",
+    "resumed",
+]
+
+
+class NotifyTargetInput(_Strict):
+    """One place to tell people what the remediator did (``remediator.notify[]``)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    type: Literal["webhook", "slack", "telegram"]
+    url: str | None = None
+    url_file: Path | None = None
+    bearer_token_file: Path | None = None
+    bot_token_file: Path | None = None
+    chat_id: str | int | None = None
+    api_url: str = "https://api.telegram.org"
+    outcomes: list[NotifyOutcome] = Field(
+        default_factory=lambda: list(DEFAULT_NOTIFY_OUTCOMES)  # type: ignore[arg-type]
+    )
+    timeout: Duration = 10.0
+    retry_for: Duration = 300.0
+
+    @field_validator("url", "api_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NotifyTargetInput:
+        if self.type == "telegram":
+            if self.bot_token_file is None or self.chat_id is None:
+                raise ValueError(
+                    "bot_token_file: a telegram target needs bot_token_file and chat_id"
+                )
+            if self.url is not None or self.url_file is not None:
+                raise ValueError("url: a telegram target takes api_url, bot_token_file, chat_id")
+        else:
+            if (self.url is None) == (self.url_file is None):
+                raise ValueError(f"url: a {self.type} target needs exactly one of url or url_file")
+            if self.bot_token_file is not None or self.chat_id is not None:
+                raise ValueError("bot_token_file: only telegram targets take a bot token")
+        if self.bearer_token_file is not None and self.type != "webhook":
+            raise ValueError("bearer_token_file: only webhook targets take a bearer token")
+        return self
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """A resolved notification target; ``secret_url``/``token`` never logged."""
+
+    name: str
+    type: str
+    url: SecretStr | None
+    """webhook/slack: where to post (a Slack incoming-webhook URL is itself a secret)."""
+    bearer_token: SecretStr | None
+    bot_token: SecretStr | None
+    chat_id: str
+    api_url: str
+    outcomes: frozenset[str]
+    timeout: float
+    retry_for: float
+
+    def __repr__(self) -> str:
+        return f"NotifyTarget(name={self.name!r}, type={self.type!r})"
+
+
+class CircuitBreaker(_Strict):
+    """Stop acting when actions start on too many panels at once (a fleet-wide storm)."""
+
+    max_panels: int | None = Field(default=None, ge=1)
+    share: float | None = Field(default=None, gt=0, le=1)
+    window: Duration = 600.0
+
+    @model_validator(mode="after")
+    def _one(self) -> CircuitBreaker:
+        if (self.max_panels is None) == (self.share is None):
+            raise ValueError("max_panels: set exactly one of max_panels or share")
+        if self.window <= 0:
+            raise ValueError("window: must be greater than 0")
+        return self
+
+    def limit(self, configured_panels: int) -> int:
+        """How many panels may have actions started within ``window``."""
+        if self.max_panels is not None:
+            return self.max_panels
+        assert self.share is not None
+        return max(1, int(self.share * configured_panels))
+
+
+MANUAL_DEFAULT_ACTIONS: tuple[Action, ...] = (
+    "delete_frozen",
+    "start_service",
+    "stop_service",
+    "restart_service",
+)
+
+
+class ManualSettings(_Strict):
+    """``POST /actions`` and ``brainycp-mail-remediator run``: what a person may run by hand."""
+
+    actions: list[Action] = Field(default_factory=lambda: list(MANUAL_DEFAULT_ACTIONS))
+    allow_destructive: bool = False
+    max_messages: int = Field(default=1000, ge=1, le=100000)
+
+    @model_validator(mode="after")
+    def _destructive(self) -> ManualSettings:
+        risky = [a for a in self.actions if a in ("delete_all", "delete_messages")]
+        if risky and not self.allow_destructive:
+            raise ValueError(
+                f"allow_destructive: {', '.join(risky)} can remove mail for good; set "
+                "manual.allow_destructive: true to allow it by hand"
+            )
+        return self
+
+
 class _RemediatorInput(_Strict):
     listen: Listen = "127.0.0.1:9864"
     auth: AuthInput | None = None
@@ -656,6 +883,35 @@ class _RemediatorInput(_Strict):
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     journal_retention: Duration = 90 * 86400.0
     rules: list[Rule] = Field(default_factory=list)
+    external_url: str | None = None
+    approval_timeout: Duration = 3600.0
+    notify: list[NotifyTargetInput] = Field(default_factory=list)
+    circuit_breaker: CircuitBreaker | None = None
+    manual: ManualSettings = Field(default_factory=lambda: ManualSettings())
+
+    @field_validator("external_url")
+    @classmethod
+    def _external_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @field_validator("approval_timeout")
+    @classmethod
+    def _approval_timeout(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("must be at least 1s")
+        return value
+
+    @field_validator("notify")
+    @classmethod
+    def _unique_targets(cls, targets: list[NotifyTargetInput]) -> list[NotifyTargetInput]:
+        seen: set[str] = set()
+        for target in targets:
+            if target.name in seen:
+                raise ValueError(f"target name {target.name!r} is used twice")
+            seen.add(target.name)
+        return targets
 
     @field_validator("journal_retention")
     @classmethod
@@ -671,6 +927,8 @@ class _RemediatorInput(_Strict):
         for rule in rules:
             if rule.name in seen:
                 raise ValueError(f"rule name {rule.name!r} is used twice")
+            if rule.name.startswith("("):
+                raise ValueError(f"rule name {rule.name!r}: '(' starts names of manual actions")
             seen.add(rule.name)
         return rules
 
@@ -691,6 +949,12 @@ class RemediatorConfig:
     """Finished journal rows older than this are pruned; 0 keeps every row."""
     shutdown_grace: float = 30.0
     """At SIGTERM, how long running actions may take to finish before they are cut off."""
+    external_url: str = ""
+    """How people reach this remediator (links in notifications); "" = http://listen."""
+    approval_timeout: float = 3600.0
+    notify: tuple[NotifyTarget, ...] = ()
+    circuit_breaker: CircuitBreaker | None = None
+    manual: ManualSettings = field(default_factory=lambda: ManualSettings())
 
 
 # --------------------------------------------------------------------------- whole file
@@ -946,6 +1210,14 @@ def _build_remediator(raw: object, errors: list[str]) -> RemediatorConfig | None
             f" longest cooldown or rate_limit.per ({longest:g}s); rows those decisions read"
             " would be pruned"
         )
+    targets = _resolve_targets(parsed.notify, errors)
+    names = {t.name for t in parsed.notify}
+    for index, rule in enumerate(parsed.rules):
+        for wanted in rule.notify or []:
+            if wanted not in names:
+                errors.append(
+                    f"remediator.rules[{index}].notify: no notify target is named {wanted!r}"
+                )
     return RemediatorConfig(
         listen=parsed.listen,
         auth=auth,
@@ -958,7 +1230,52 @@ def _build_remediator(raw: object, errors: list[str]) -> RemediatorConfig | None
         rules=tuple(parsed.rules),
         journal_retention=parsed.journal_retention,
         shutdown_grace=parsed.shutdown_grace,
+        external_url=parsed.external_url or "",
+        approval_timeout=parsed.approval_timeout,
+        notify=tuple(targets),
+        circuit_breaker=parsed.circuit_breaker,
+        manual=parsed.manual,
     )
+
+
+def _resolve_targets(targets: list[NotifyTargetInput], errors: list[str]) -> list[NotifyTarget]:
+    out = []
+    for index, t in enumerate(targets):
+        prefix = f"remediator.notify[{index}]"
+        try:
+            url: SecretStr | None = None
+            if t.url is not None:
+                url = SecretStr(t.url)
+            elif t.url_file is not None:
+                text = _read_secret_file(t.url_file)
+                if not text.startswith(("http://", "https://")):
+                    raise ValueError(f"{str(t.url_file)!r} does not hold an http(s) URL")
+                url = SecretStr(text)
+            bearer = (
+                SecretStr(_read_secret_file(t.bearer_token_file)) if t.bearer_token_file else None
+            )
+            bot = SecretStr(_read_secret_file(t.bot_token_file)) if t.bot_token_file else None
+            if bot is not None and not re.fullmatch(r"[A-Za-z0-9:_\-]+", bot.get_secret_value()):
+                raise ValueError("the bot token holds characters a Bot API token never has")
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            errors.append(f"{prefix}: cannot read a secret: {reason}")
+            continue
+        out.append(
+            NotifyTarget(
+                name=t.name,
+                type=t.type,
+                url=url,
+                bearer_token=bearer,
+                bot_token=bot,
+                chat_id=str(t.chat_id) if t.chat_id is not None else "",
+                api_url=t.api_url.rstrip("/"),
+                outcomes=frozenset(t.outcomes),
+                timeout=t.timeout,
+                retry_for=t.retry_for,
+            )
+        )
+    return out
 
 
 def parse_config(data: Any, *, require_remediator_auth: bool = False) -> Config:

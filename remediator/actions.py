@@ -7,19 +7,63 @@ Every action returns an :class:`Outcome` (``succeeded``, ``failed``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from brainycp.client import MessageCommand, PanelClient
 from brainycp.config import Rule, Selection
 from brainycp.errors import BrainyCPError, PanelAPIError
 from brainycp.queue import QueueMessage, iter_messages, summarize
+from remediator.journal import MessageRecord
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """How an action ended; message actions also say which messages they touched."""
+
     outcome: str
     reason: str
+    messages: Sequence[MessageRecord] = ()
+    messages_total: int | None = None
+    """Exact number of messages acted on (``messages`` may hold fewer)."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """``{"before": ..., "after": ...}``: the live state read around the action."""
+
+
+def record(message: QueueMessage, answer: str) -> MessageRecord:
+    """The journal's record of ``message`` with the panel's answer for it."""
+    return MessageRecord(
+        id=message.id,
+        sender=message.sender,
+        recipients=len(message.recipients),
+        size_bytes=message.size_bytes,
+        age_seconds=message.age_seconds,
+        answer=answer,
+    )
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return ""
+
+
+# Exim's ``-Mrm`` line per message; Postfix's ``postsuper`` per-id line.
+_REMOVED = re.compile(r"^(?:Message (\S+) has been removed|postsuper: ([0-9A-Za-z]+): removed)")
+_DELETED_COUNT = re.compile(r"postsuper: Deleted: (\d+) message")
+
+
+def removed_answers(detail: str) -> dict[str, str]:
+    """``{message id: the panel's line for it}`` from a deletion's console output."""
+    out: dict[str, str] = {}
+    for line in detail.splitlines():
+        match = _REMOVED.match(line.strip())
+        if match:
+            out[match.group(1) or match.group(2)] = line.strip()[:300]
+    return out
 
 
 def _domain(address: str) -> str:
@@ -66,16 +110,24 @@ async def _frozen_count(client: PanelClient) -> tuple[int, int]:
 
 
 async def delete_frozen(client: PanelClient, rule: Rule) -> Outcome:
-    before, _ = await _frozen_count(client)
+    listing = await client.list_msg()
+    frozen = [m for m in iter_messages(listing.detail, zone=client.panel.zone) if m.frozen]
+    before = len(frozen)
     if before == 0:
         return Outcome("skipped_nothing_to_do", "no frozen messages in the queue")
     result = await client.delete_frozen_msg()
     if not result.applicable:
         return Outcome("skipped_nothing_to_do", "the mail server has no frozen messages (code 100)")
+    answers = removed_answers(result.output)
+    records = [record(m, answers.pop(m.id, "not in the panel's answer")) for m in frozen]
+    # Frozen since our listing: the panel removed them too; we know only their id.
+    records += [MessageRecord(id=i, answer=line) for i, line in answers.items()]
     after, _ = await _frozen_count(client)
+    state = {"before": {"frozen": before}, "after": {"frozen": after}}
+    kept: dict[str, Any] = {"messages": records, "messages_total": len(records), "state": state}
     if after == 0 or after < before:
-        return Outcome("succeeded", f"frozen messages {before} -> {after}")
-    return Outcome("unverified", f"frozen messages still {after} (were {before})")
+        return Outcome("succeeded", f"frozen messages {before} -> {after}", **kept)
+    return Outcome("unverified", f"frozen messages still {after} (were {before})", **kept)
 
 
 async def delete_all(client: PanelClient, rule: Rule) -> Outcome:
@@ -85,15 +137,26 @@ async def delete_all(client: PanelClient, rule: Rule) -> Outcome:
     if before == 0:
         return Outcome("skipped_nothing_to_do", "the queue is empty")
     try:
-        await client.delete_all_msg(force=rule.force)
+        result = await client.delete_all_msg(force=rule.force)
     except PanelAPIError as exc:
         if rule.force and str(exc.code) == "100":
             return Outcome("failed", "forced deletion is not supported by this mail server")
         raise
     after = await client.count_msg()
+    # No listing before (see above): the record is what the panel's answer names. Exim
+    # prints one line per id; Postfix only "Deleted: N messages", so ids are unknown.
+    answers = removed_answers(result.output)
+    records = [MessageRecord(id=i, answer=line) for i, line in answers.items()]
+    counted = _DELETED_COUNT.search(result.output)
+    total = len(records) if records else int(counted.group(1)) if counted else before - after
+    kept: dict[str, Any] = {
+        "messages": records,
+        "messages_total": max(total, 0),
+        "state": {"before": {"messages": before}, "after": {"messages": after}},
+    }
     if after == 0 or after < before:
-        return Outcome("succeeded", f"queued messages {before} -> {after}")
-    return Outcome("unverified", f"queued messages still {after} (were {before})")
+        return Outcome("succeeded", f"queued messages {before} -> {after}", **kept)
+    return Outcome("unverified", f"queued messages still {after} (were {before})", **kept)
 
 
 async def service(client: PanelClient, rule: Rule) -> Outcome:
@@ -134,21 +197,62 @@ async def messages(client: PanelClient, rule: Rule) -> Outcome:
             "nothing done (set limit: first to act on the oldest)",
         )
     errors = 0
+    records: list[MessageRecord] = []
     for message in chosen:
         try:
-            await client.controll_msg(message.id, command)
-        except (PanelAPIError, ValueError):
+            answer = await client.controll_msg(message.id, command)
+            text = _first_line(answer.output) or answer.message or "ok"
+        except (PanelAPIError, ValueError) as exc:
             # One message may be gone (delivered) meanwhile; the others still count.
             errors += 1
+            text = f"error: {exc}"[:300]
+        records.append(record(message, text))
     ids = {m.id for m in chosen}
     after = await client.list_msg()
     left = sum(1 for m in iter_messages(after.detail) if m.id in ids)
     done = f"{command} {len(chosen)} of {total} matching"
+    kept: dict[str, Any] = {
+        "messages": records,
+        "messages_total": len(records),
+        "state": {"before": {"matching": total}, "after": {"still_queued": left}},
+    }
     if errors == len(chosen):
-        return Outcome("failed", f"{done}: every controll_msg call failed")
+        return Outcome("failed", f"{done}: every controll_msg call failed", **kept)
     if left == 0:
-        return Outcome("succeeded", done + (f" ({errors} calls failed)" if errors else ""))
-    return Outcome("unverified", f"{done}: {left} still queued")
+        return Outcome("succeeded", done + (f" ({errors} calls failed)" if errors else ""), **kept)
+    return Outcome("unverified", f"{done}: {left} still queued", **kept)
+
+
+async def preview(client: PanelClient, rule: Rule) -> dict[str, Any]:
+    """What ``rule`` would act on now, without changing anything (manual ``dry_run``)."""
+    if rule.action in ("delete_messages", "reship_messages", "delete_frozen"):
+        listing = await client.list_msg()
+        queued = iter_messages(listing.detail, zone=client.panel.zone)
+        if rule.action == "delete_frozen":
+            matching = sorted((m for m in queued if m.frozen), key=lambda m: -m.age_seconds)
+            chosen, total = matching[: rule.max_messages], len(matching)
+        else:
+            chosen, total = choose(queued, rule)
+        verdict = "would act"
+        if total == 0:
+            verdict = "nothing to do"
+        elif (
+            total > rule.max_messages and rule.limit == "refuse" and rule.action != "delete_frozen"
+        ):
+            verdict = f"would refuse: {total} match, max_messages is {rule.max_messages}"
+        return {
+            "matching": total,
+            "verdict": verdict,
+            "messages": [record(m, "").as_json() | {"answer": None} for m in chosen],
+        }
+    if rule.action == "delete_all":
+        count = await client.count_msg()
+        return {"matching": count, "verdict": "would act" if count else "nothing to do",
+                "messages": []}  # fmt: skip
+    daemon = rule.daemon
+    assert daemon is not None
+    state = (await client.service(daemon, "status")).state
+    return {"service": daemon, "state": state, "verdict": f"{daemon} reads {state}"}
 
 
 async def run(client: PanelClient, rule: Rule) -> Outcome:

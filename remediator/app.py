@@ -31,10 +31,14 @@ from starlette.routing import Route
 
 from brainycp.asgiguard import QueryGuard
 from brainycp.config import Config, Rule, WebhookAuth
+from brainycp.errors import BrainyCPError
+from remediator import actions as panel_actions
 from remediator.journal import Journal
+from remediator.manual import MANUAL_RULE, ManualError, parse_request, rule_for_row
 from remediator.metrics import Stats, registry
+from remediator.notify import Notifier, action_event, control_event
 from remediator.payload import Notification, PayloadError, parse_notification_sliced
-from remediator.planner import OUTCOMES, Settings, plan
+from remediator.planner import OUTCOMES, Settings, breaker_verdict, plan
 from remediator.runner import Runner
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -45,6 +49,7 @@ _LOGGED = ("rule", "panel", "alertname", "outcome", "reason", "action_id", "fing
 _ACTIONS_PARAMS = ("panel", "rule", "outcome", "limit")
 _MAX_PARAM = 256
 _DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also takes "²" and "٣"
+MAX_REQUEST_BYTES = 64 * 1024
 log = logging.getLogger("remediator.webhook")
 
 
@@ -84,12 +89,20 @@ class _Planned:
     results: list[dict[str, Any]] = field(default_factory=list)
     to_run: list[tuple[int, Rule, str, str]] = field(default_factory=list)
     counted: list[tuple[str, str, str]] = field(default_factory=list)
+    opened_circuit: str = ""
 
 
 class Remediator:
     """Wires config, journal, runner and metrics into the request handlers."""
 
-    def __init__(self, config: Config, journal: Journal, runner: Runner, stats: Stats) -> None:
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        runner: Runner,
+        stats: Stats,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.config = config
         self.rconfig = config.remediator
         self.journal = journal
@@ -101,7 +114,15 @@ class Remediator:
             panel_label=self.rconfig.panel_label,
             dry_run=self.rconfig.dry_run,
             rate_limit=self.rconfig.rate_limit,
+            circuit_breaker=self.rconfig.circuit_breaker,
         )
+        self.rules = {rule.name: rule for rule in self.rconfig.rules}
+        self.external_url = self.rconfig.external_url or f"http://{self.rconfig.listen}"
+        self.notifier = notifier or Notifier(self.rconfig.notify, self.external_url)
+        stats.notifier = self.notifier
+        stats.controls = journal.controls
+        stats.awaiting = lambda: journal.count("awaiting_approval")
+        runner.on_finish = self.notify_action
         self.registry = registry(stats)
         auth = self.rconfig.auth
         scheme = "Bearer" if auth is None or auth.bearer_token is not None else "Basic"
@@ -252,7 +273,14 @@ class Remediator:
                 if rule is not None:
                     out.counted += [(decision.panel, rule.action, "cancelled")] * len(cancelled)
                 action_id = cancelled[0] if cancelled else None
+            if decision.open_circuit:
+                self.journal.set_control("circuit_open", True, "circuit_breaker",
+                                         decision.reason, now)  # fmt: skip
+                out.opened_circuit = decision.reason
             if decision.record and rule is not None:
+                params = {}
+                if decision.select is not None and decision.select is not rule.select:
+                    params["select"] = decision.select.model_dump(mode="json")
                 action_id = self.journal.insert(
                     rule=rule.name,
                     panel=decision.panel,
@@ -266,9 +294,13 @@ class Remediator:
                     alert_status=alert.status,
                     labels=dict(alert.labels),
                     dedupe_key=decision.dedupe_key,
+                    params=params,
                 )
                 if decision.outcome == "pending":
-                    out.to_run.append((action_id, rule, decision.panel, alert.alertname))
+                    run = rule
+                    if decision.select is not None and decision.select is not rule.select:
+                        run = rule.model_copy(update={"select": decision.select})
+                    out.to_run.append((action_id, run, decision.panel, alert.alertname))
                 else:
                     # An unknown panel name comes from the alert: keep it out of metric labels.
                     known = decision.panel if decision.outcome != "rejected" else ""
@@ -304,6 +336,247 @@ class Remediator:
                 )
         for action_id, rule, panel, alertname in done.to_run:
             self.runner.submit(action_id, rule, panel, alertname)
+        if done.opened_circuit:
+            log.warning("circuit breaker open: %s", done.opened_circuit)
+            self.notifier.submit(
+                control_event(
+                    "circuit_open", done.opened_circuit, "circuit_breaker", self.external_url
+                )
+            )
+        for result in done.results:
+            if result["action_id"] is not None and result["outcome"] != "ignored":
+                self.notify_action(result["action_id"], result["outcome"])
+
+    # ------------------------------------------------------------------ notifications
+
+    def notify_action(self, action_id: int, outcome: str) -> None:
+        """Queue the notification for a journaled outcome (cheap when nobody wants it)."""
+        row = self.journal.get(action_id)
+        if row is None:
+            return
+        rule = self.rules.get(row.rule)
+        names = rule.notify if rule is not None else None
+        if not self.notifier.wanted(outcome, names):
+            return
+        event = action_event(
+            row.as_json(), self.journal.detail(action_id, max_messages=0), self.external_url,
+            outcome=outcome,
+        )  # fmt: skip
+        self.notifier.submit(event, names)
+
+    # ------------------------------------------------------------------ people
+
+    def _auth(self, request: Request) -> Response | None:
+        if authorized(request.headers.get("authorization"), self.rconfig.auth):
+            return None
+        log.warning("%s %s: unauthorized request from %s", request.method, request.url.path,
+                    _client(request))  # fmt: skip
+        return _error(401, "missing or wrong credentials", self._challenge)
+
+    async def _json_body(self, request: Request, *, optional: bool) -> dict[str, Any] | Response:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_REQUEST_BYTES:
+                return _error(413, f"body over {MAX_REQUEST_BYTES} bytes")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        if not raw.strip() and optional:
+            return {}
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            return _error(400, "body is not valid JSON")
+        if not isinstance(data, dict):
+            return _error(422, "the body must be a JSON object")
+        return data
+
+    @staticmethod
+    def _who(data: dict[str, Any]) -> tuple[str, str] | Response:
+        by, comment = data.get("by", ""), data.get("comment", "")
+        for key, value, limit in (("by", by, 200), ("comment", comment, 2000)):
+            if value is None:
+                continue
+            if not isinstance(value, str) or len(value) > limit:
+                return _error(422, f"{key} must be a string of at most {limit} characters")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return _error(422, f"{key} is not valid Unicode")
+        return by or "", comment or ""
+
+    async def decide(self, request: Request) -> Response:
+        """``POST /actions/ID/approve`` and ``/deny``."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        approve = request.url.path.endswith("/approve")
+        raw_id = request.path_params["action_id"]
+        data = await self._json_body(request, optional=True)
+        if isinstance(data, Response):
+            return data
+        who = self._who(data)
+        if isinstance(who, Response):
+            return who
+        by, comment = who
+        row = self.journal.get(raw_id)
+        if row is None:
+            return _error(404, f"no action {raw_id}")
+        if row.outcome != "awaiting_approval":
+            return _error(409, f"action {raw_id} is {row.outcome}, not awaiting_approval")
+        now = time.time()
+        if now - row.received_at > self.rconfig.approval_timeout:
+            self.expire(now)
+            return _error(409, f"action {raw_id} expired (approval_timeout)")
+        rule: Rule | None = None
+        if approve:
+            if self.journal.paused():
+                return _error(409, "the remediator is paused; POST /resume first")
+            verdict = breaker_verdict(self.settings, self.journal, row.panel, now)
+            if verdict is not None:
+                if verdict[1]:
+                    self.journal.set_control("circuit_open", True, "circuit_breaker",
+                                             verdict[0], now)  # fmt: skip
+                    self.notifier.submit(
+                        control_event(
+                            "circuit_open", verdict[0], "circuit_breaker", self.external_url
+                        )
+                    )
+                return _error(409, verdict[0])
+            rule = rule_for_row(row.rule, row.action, self.journal.params(raw_id), self.rules)
+            if rule is None or row.panel not in self.config.panels:
+                return _error(409, "its rule or panel left the config; it cannot run")
+        if not self.journal.decide(raw_id, approve, by, comment, now):
+            return _error(409, f"action {raw_id} is no longer awaiting_approval")
+        outcome = "approved" if approve else "denied"
+        log.info(
+            "action %d %s by %s", raw_id, outcome, by or "someone",
+            extra={"action_id": raw_id, "rule": row.rule, "panel": row.panel,
+                   "outcome": outcome, "reason": comment},
+        )  # fmt: skip
+        if rule is not None:
+            self.runner.submit(raw_id, rule, row.panel, row.alertname)
+        else:
+            self.stats.outcome(row.panel, row.action, "denied")
+        self.notify_action(raw_id, outcome)
+        return JSONResponse(
+            {
+                "action_id": raw_id,
+                "outcome": "pending" if approve else "denied",
+                "url": f"{self.external_url}/actions/{raw_id}",
+            }
+        )
+
+    def expire(self, now: float) -> list[int]:
+        """Approval requests older than ``approval_timeout`` become ``expired``."""
+        expired = self.journal.expire(now - self.rconfig.approval_timeout, now)
+        for action_id in expired:
+            row = self.journal.get(action_id)
+            if row is not None:
+                self.stats.outcome(row.panel, row.action, "expired")
+                log.warning("action %d expired: nobody approved or denied it", action_id,
+                            extra={"action_id": action_id, "rule": row.rule,
+                                   "panel": row.panel, "outcome": "expired"})  # fmt: skip
+            self.notify_action(action_id, "expired")
+        return expired
+
+    async def expire_forever(self) -> None:
+        """Expire stale approval requests, checking every 5s (or a quarter of the timeout)."""
+        every = max(0.2, min(5.0, self.rconfig.approval_timeout / 4))
+        while True:
+            try:
+                self.expire(time.time())
+            except sqlite3.Error as exc:
+                log.error("cannot expire approval requests: %s", exc)
+            await asyncio.sleep(every)
+
+    async def brake(self, request: Request) -> Response:
+        """``POST /pause`` and ``POST /resume`` (resume also closes the circuit breaker)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        data = await self._json_body(request, optional=True)
+        if isinstance(data, Response):
+            return data
+        who = self._who(data)
+        if isinstance(who, Response):
+            return who
+        by, comment = who
+        now = time.time()
+        pause = request.url.path == "/pause"
+        changed = self.journal.set_control("paused", pause, by, comment, now)
+        if not pause and self.journal.set_control("circuit_open", False, by, comment, now):
+            changed = True
+        if changed:
+            what = "paused" if pause else "resumed"
+            log.warning("remediator %s by %s%s", what, by or "someone",
+                        f": {comment}" if comment else "")  # fmt: skip
+            self.notifier.submit(
+                control_event(what, f"{what} by {by or 'someone'}"
+                              + (f": {comment}" if comment else ""), by, self.external_url)
+            )  # fmt: skip
+        return JSONResponse(self.journal.controls())
+
+    async def control(self, request: Request) -> Response:
+        return JSONResponse(self.journal.controls())
+
+    async def manual(self, request: Request) -> Response:
+        """``POST /actions``: run (or preview) one action by hand."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        data = await self._json_body(request, optional=False)
+        if isinstance(data, Response):
+            return data
+        status, body = await self.run_manual(data)
+        return JSONResponse(body, status_code=status)
+
+    async def run_manual(self, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A manual request: ``(HTTP status, answer)``; the CLI's ``run`` alone calls it too."""
+        try:
+            req = parse_request(data, self.rconfig.manual, self.config.panels)
+        except ManualError as exc:
+            return exc.status, {"error": str(exc)}
+        now = time.time()
+        common: dict[str, Any] = {
+            "rule": MANUAL_RULE, "panel": req.panel, "action": req.rule.action,
+            "received_at": now, "alertname": "", "fingerprint": "", "starts_at": "",
+            "alert_status": "", "labels": {}, "params": req.params(), "origin": "manual",
+            "requested_by": req.by,
+        }  # fmt: skip
+        if req.dry_run:
+            try:
+                preview = await panel_actions.preview(self.runner.client(req.panel), req.rule)
+            except BrainyCPError as exc:
+                return 502, {"error": f"{exc.reason}: {exc.operation}: {exc.detail}"[:300]}
+            action_id = self.journal.insert(
+                outcome="dry_run", reason=f"manual preview: {preview['verdict']}",
+                dedupe_key=f"manual\x1fpreview\x1f{now}", counts=False, **common,
+            )  # fmt: skip
+            return 200, {"action_id": action_id, "outcome": "dry_run", **preview}
+        limit = self.rconfig.rate_limit
+        if self.journal.accepted_since(now - limit.per) >= limit.max_actions:
+            reason = f"{limit.max_actions} actions already accepted in the last {limit.per:g}s"
+            action_id = self.journal.insert(
+                outcome="skipped_rate_limit", reason=reason,
+                dedupe_key=f"manual\x1f{now}", **common,
+            )  # fmt: skip
+            self.stats.outcome(req.panel, req.rule.action, "skipped_rate_limit")
+            self.notify_action(action_id, "skipped_rate_limit")
+            return 429, {"action_id": action_id, "outcome": "skipped_rate_limit", "error": reason}
+        action_id = self.journal.insert(
+            outcome="pending", reason=f"manual: {req.rule.action} by {req.by or 'someone'}",
+            dedupe_key=f"manual\x1f{now}", **common,
+        )  # fmt: skip
+        log.info(
+            "manual action %d: %s on %s by %s", action_id, req.rule.action, req.panel,
+            req.by or "someone",
+            extra={"action_id": action_id, "rule": MANUAL_RULE, "panel": req.panel,
+                   "outcome": "pending"},
+        )  # fmt: skip
+        self.runner.submit(action_id, req.rule, req.panel, "")
+        return 202, {
+            "action_id": action_id,
+            "outcome": "pending",
+            "url": f"{self.external_url}/actions/{action_id}",
+        }
 
     # ------------------------------------------------------------------ read side
 
@@ -336,6 +609,14 @@ class Remediator:
             log.error("actions: cannot read the journal: %s", exc)
             return _error(503, "the action journal cannot be read; see the remediator's log")
         return JSONResponse({"actions": [row.as_json() for row in rows]})
+
+    async def action(self, request: Request) -> Response:
+        """``GET /actions/ID``: the summary plus labels, params, approval and messages."""
+        action_id = request.path_params["action_id"]
+        row = self.journal.get(action_id)
+        if row is None:
+            return _error(404, f"no action {action_id}")
+        return JSONResponse({**row.as_json(), **self.journal.detail(action_id)})
 
     async def metrics(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
@@ -384,6 +665,13 @@ class Remediator:
             routes=[
                 Route("/webhook", self.webhook, methods=["POST"]),
                 Route("/actions", self.actions, methods=["GET"]),
+                Route("/actions", self.manual, methods=["POST"]),
+                Route("/actions/{action_id:int}", self.action, methods=["GET"]),
+                Route("/actions/{action_id:int}/approve", self.decide, methods=["POST"]),
+                Route("/actions/{action_id:int}/deny", self.decide, methods=["POST"]),
+                Route("/pause", self.brake, methods=["POST"]),
+                Route("/resume", self.brake, methods=["POST"]),
+                Route("/control", self.control, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/", self.index, methods=["GET"]),

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -19,6 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from brainycp import __version__
@@ -27,6 +30,7 @@ from brainycp.listener import server_config as listener_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from remediator.app import Remediator
 from remediator.journal import Journal, JournalError
+from remediator.manual import rule_for_row
 from remediator.metrics import Stats
 from remediator.runner import Runner
 
@@ -187,6 +191,10 @@ async def serve(config: Config, host: str, port: int) -> int:
                 extra={"rule": row.rule, "panel": row.panel, "alertname": row.alertname},
             )
     remediator = Remediator(config, journal, runner, stats)
+    remediator.notifier.start()
+    for action_id in interrupted:
+        remediator.notify_action(action_id, "interrupted")
+    expiring = asyncio.create_task(remediator.expire_forever())
     pruning = (
         asyncio.create_task(prune_forever(journal, rconfig.journal_retention))
         if rconfig.journal_retention > 0
@@ -223,10 +231,10 @@ async def serve(config: Config, host: str, port: int) -> int:
         )
         for action_id in resumed:
             row = journal.get(action_id)
-            rule = rules.get(row.rule) if row else None
             if row is None:
                 continue
-            if rule is None or rule.action != row.action or row.panel not in config.panels:
+            rule = rule_for_row(row.rule, row.action, journal.params(action_id), rules)
+            if rule is None or row.panel not in config.panels:
                 journal.finish(
                     action_id,
                     "cancelled",
@@ -240,12 +248,15 @@ async def serve(config: Config, host: str, port: int) -> int:
     try:
         await serving
     finally:
+        expiring.cancel()
+        await asyncio.gather(expiring, return_exceptions=True)
         if pruning is not None:
             pruning.cancel()
             await asyncio.gather(pruning, return_exceptions=True)
         finished, cut_off = await runner.drain(rconfig.shutdown_grace)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await remediator.notifier.close()
         journal.close()
     if finished or cut_off:
         log.info(
@@ -274,8 +285,170 @@ async def prune_forever(journal: Journal, retention: float) -> None:
         await asyncio.sleep(PRUNE_EVERY)
 
 
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brainycp-mail-remediator run",
+        description="Run one action by hand with the remediator's safety: through the "
+        "running daemon (POST /actions) when it answers, else alone on the same journal.",
+    )
+    parser.add_argument("--config", default=os.environ.get("BRAINYCP_MAIL_CONFIG"))
+    parser.add_argument("--panel", required=True)
+    parser.add_argument("--action", required=True)
+    parser.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="selection criterion (sender, sender_domain, recipient_domain, bounce, frozen, "
+        "older_than, larger_than); repeatable, all must hold",
+    )
+    parser.add_argument("--daemon", help="clamav or spamassassin (service actions)")
+    parser.add_argument("--max-messages", type=int)
+    parser.add_argument("--limit", choices=("refuse", "first"))
+    parser.add_argument("--force", action="store_true", help="delete_all: dellete_forse")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be touched")
+    parser.add_argument(
+        "--allow-destructive",
+        action="store_true",
+        help="needed to really run delete_messages or delete_all",
+    )
+    parser.add_argument("--by", default=os.environ.get("USER", ""), help="who asks (journaled)")
+    parser.add_argument("--url", help="the daemon's address (default: http://remediator.listen)")
+    return parser
+
+
+def _request_of(args: argparse.Namespace) -> dict[str, object] | str:
+    select: dict[str, object] = {}
+    for item in args.select:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            return f"--select {item!r}: use KEY=VALUE, e.g. sender=spam@example.com"
+        select[key.strip()] = {"true": True, "false": False}.get(value.lower(), value)
+    request: dict[str, object] = {
+        "panel": args.panel,
+        "action": args.action,
+        "dry_run": args.dry_run,
+        "by": args.by,
+        "allow_destructive": args.allow_destructive,
+    }
+    if select:
+        request["select"] = select
+    for key in ("daemon", "max_messages", "limit"):
+        if getattr(args, key) is not None:
+            request[key] = getattr(args, key)
+    if args.force:
+        request["force"] = True
+    return request
+
+
+def _auth_headers(config: Config) -> dict[str, str]:
+    auth = config.remediator.auth
+    if auth is None:
+        return {}
+    if auth.bearer_token is not None:
+        return {"Authorization": f"Bearer {auth.bearer_token.get_secret_value()}"}
+    assert auth.basic_username is not None and auth.basic_password is not None
+    pair = f"{auth.basic_username}:{auth.basic_password.get_secret_value()}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+
+FINAL_WAIT = 30.0
+
+
+def _print(answer: object) -> None:
+    print(json.dumps(answer, indent=2, ensure_ascii=False))
+
+
+def _exit_code(answer: dict[str, object]) -> int:
+    ok = ("succeeded", "skipped_nothing_to_do", "dry_run")
+    return 0 if answer.get("outcome") in ok else 1
+
+
+def run_command(argv: Sequence[str]) -> int:
+    """``brainycp-mail-remediator run ...``: returns the exit code."""
+    args = _run_parser().parse_args(argv)
+    if not args.config:
+        print("error: --config FILE is required (or set BRAINYCP_MAIL_CONFIG)", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, require_remediator_auth=True)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 2
+    request = _request_of(args)
+    if isinstance(request, str):
+        print(f"error: {request}", file=sys.stderr)
+        return 2
+    host, port = split_listen(config.remediator.listen)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    base = (args.url or f"http://{'[' + host + ']' if ':' in host else host}:{port}").rstrip("/")
+    headers = _auth_headers(config)
+    try:
+        with httpx.Client(timeout=config.remediator.action_timeout + 10, trust_env=False) as http:
+            answer = http.post(f"{base}/actions", json=request, headers=headers)
+            body = answer.json()
+            if answer.status_code == 202:
+                action_id = body["action_id"]
+                deadline = time.monotonic() + config.remediator.action_timeout + FINAL_WAIT
+                while time.monotonic() < deadline:
+                    body = http.get(f"{base}/actions/{action_id}").json()
+                    if body["outcome"] not in ("pending", "running"):
+                        break
+                    time.sleep(0.2)
+            _print(body)
+            return _exit_code(body) if answer.status_code < 400 else 1
+    except httpx.ConnectError:
+        pass  # nobody listens: run alone below
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        print(f"error: the remediator at {base} answered badly: {type(exc).__name__}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    lock = lock_state_file(config.remediator.state_file)
+    if lock is None:
+        print(f"error: a remediator holds {config.remediator.state_file} but does not answer at "
+              f"{base}; pass --url", file=sys.stderr)  # fmt: skip
+        return 1
+    try:
+        print(f"no remediator answers at {base}; running alone on its journal",
+              file=sys.stderr)  # fmt: skip
+        status, body = asyncio.run(_run_alone(config, request))
+        _print(body)
+        return _exit_code(body) if status < 400 else 1
+    finally:
+        os.close(lock)
+
+
+async def _run_alone(config: Config, request: dict[str, object]) -> tuple[int, dict[str, object]]:
+    rconfig = config.remediator
+    journal = Journal(rconfig.state_file)
+    stats = Stats()
+    runner = Runner(
+        journal, config.panels, {r.name: r for r in rconfig.rules}, stats,
+        max_concurrent=1, action_timeout=rconfig.action_timeout,
+    )  # fmt: skip
+    remediator = Remediator(config, journal, runner, stats)
+    remediator.notifier.start()
+    try:
+        status, body = await remediator.run_manual(request)
+        if status == 202:
+            await runner.idle()
+            row = journal.get(int(body["action_id"]))
+            assert row is not None
+            body = {**row.as_json(), **journal.detail(row.id)}
+        return status, body
+    finally:
+        await runner.close()
+        await remediator.notifier.close(grace=10.0)
+        journal.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code (2 for config errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        return run_command(argv[1:])
     args = _parser().parse_args(argv)
     if not args.config:
         print("error: --config FILE is required (or set BRAINYCP_MAIL_CONFIG)", file=sys.stderr)

@@ -31,21 +31,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from remediator.planner import COUNTING_OUTCOMES, EPISODE_OUTCOMES, EpisodeRun
+from remediator.planner import COUNTING_OUTCOMES, EPISODE_OUTCOMES, STARTED_OUTCOMES, EpisodeRun
 
 IDEMPOTENT_ACTIONS = ("delete_frozen", "start_service", "stop_service", "restart_service")
 log = logging.getLogger("remediator.journal")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The journal's schema version, kept in ``PRAGMA user_version``.
 
 Version 1 is :data:`_SCHEMA`. A journal from before versioning reads 0 and has
 version 1's tables. To change the schema, add ``_MIGRATIONS[n]`` (the SQL that
 takes a version-``n`` journal to ``n + 1``) and raise this number: older
 journals are migrated forward at start, each step in its own transaction, and a
-journal from a newer version is refused.
+journal from a newer version is refused. A new journal is created at version 1
+and migrated like any other, so every journal runs the same SQL.
+
+Version 2 (issue 14): approvals, the brakes, manual actions and message records.
 """
-_MIGRATIONS: dict[int, tuple[str, ...]] = {}
 _OWNER: contextvars.ContextVar[object] = contextvars.ContextVar("journal_owner", default=None)
 
 
@@ -81,6 +83,79 @@ CREATE INDEX IF NOT EXISTS actions_counting ON actions (counts, received_at);
 CREATE INDEX IF NOT EXISTS actions_outcome ON actions (outcome, rule, fingerprint);
 """
 
+# Version 2 (issue 14), plain SQL that ports to another backend:
+# - actions gains params (what the action runs with beyond its rule: the selection
+#   with alert-label values filled in, or a manual request), origin (alert|manual),
+#   requested_by, the approval decision, messages_total and state (before/after);
+# - action_messages: the messages an action touched, at most MAX_MESSAGE_RECORDS per
+#   action (actions.messages_total holds the exact count);
+# - control: the pause switch and the circuit breaker, one row each, so a restart
+#   keeps them; control_log: who flipped them, when and why.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE actions ADD COLUMN params TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE actions ADD COLUMN origin TEXT NOT NULL DEFAULT 'alert'",
+        "ALTER TABLE actions ADD COLUMN requested_by TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE actions ADD COLUMN decided_by TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE actions ADD COLUMN decided_at REAL",
+        "ALTER TABLE actions ADD COLUMN decision_comment TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE actions ADD COLUMN messages_total INTEGER",
+        "ALTER TABLE actions ADD COLUMN state TEXT NOT NULL DEFAULT '{}'",
+        """CREATE TABLE action_messages (
+            action_id INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            message_id TEXT NOT NULL,
+            sender TEXT,
+            recipients INTEGER,
+            size_bytes INTEGER,
+            age_seconds REAL,
+            answer TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (action_id, seq)
+        )""",
+        """CREATE TABLE control (
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL,
+            changed_at REAL NOT NULL,
+            changed_by TEXT NOT NULL DEFAULT '',
+            reason TEXT NOT NULL DEFAULT ''
+        )""",
+        """CREATE TABLE control_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            name TEXT NOT NULL,
+            value INTEGER NOT NULL,
+            changed_by TEXT NOT NULL DEFAULT '',
+            reason TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX actions_started ON actions (outcome, origin, started_at, received_at)",
+    ),
+}
+MAX_MESSAGE_RECORDS = 10_000
+CONTROLS = ("paused", "circuit_open")
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One message an action acted on, and the panel's answer for it."""
+
+    id: str
+    sender: str | None = None
+    recipients: int | None = None
+    size_bytes: int | None = None
+    age_seconds: float | None = None
+    answer: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "sender": self.sender,
+            "recipients": self.recipients,
+            "size_bytes": self.size_bytes,
+            "age_seconds": self.age_seconds,
+            "answer": self.answer,
+        }
+
+
 _COLUMNS = (
     "id, rule, panel, action, outcome, reason, received_at, started_at, finished_at, "
     "alertname, fingerprint, starts_at, alert_status"
@@ -115,7 +190,7 @@ def _create(path: Path) -> None:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("PRAGMA user_version=1")  # the migrations bring it to SCHEMA_VERSION
         finally:
             db.close()
         with open(tmp, "rb+") as handle:
@@ -363,11 +438,71 @@ class Journal:
 
     def pending_ids(self, rule: str, fingerprint: str, starts_at: str) -> list[int]:
         rows = self._db.execute(
-            "SELECT id FROM actions WHERE outcome = 'pending' AND rule = ? AND fingerprint = ? "
-            "AND starts_at = ? AND alert_status = 'firing'",
+            "SELECT id FROM actions WHERE outcome IN ('pending', 'awaiting_approval') "
+            "AND rule = ? AND fingerprint = ? AND starts_at = ? AND alert_status = 'firing'",
             (rule, fingerprint, starts_at),
         ).fetchall()
         return [r[0] for r in rows]
+
+    def episode_runs(self, dedupe_key: str) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM actions WHERE dedupe_key = ? AND counts = 1", (dedupe_key,)
+        ).fetchone()
+        return int(row[0])
+
+    def paused(self) -> bool:
+        return self._control("paused")
+
+    def circuit_open(self) -> bool:
+        return self._control("circuit_open")
+
+    def panels_started_since(self, since: float) -> set[str]:
+        marks = ", ".join("?" * len(STARTED_OUTCOMES))
+        rows = self._db.execute(
+            f"SELECT DISTINCT panel FROM actions WHERE origin = 'alert' AND outcome IN ({marks}) "
+            "AND COALESCE(started_at, received_at) > ?",
+            (*STARTED_OUTCOMES, since),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def _control(self, name: str) -> bool:
+        row = self._db.execute("SELECT value FROM control WHERE name = ?", (name,)).fetchone()
+        return bool(row and row[0])
+
+    # ------------------------------------------------------------------ pause and breaker
+
+    def set_control(self, name: str, value: bool, by: str, reason: str, now: float) -> bool:
+        """Set the pause switch or the breaker; returns True when it changed (logged)."""
+        assert name in CONTROLS
+        with self._write():
+            if self._control(name) == value:
+                return False
+            self._db.execute(
+                "INSERT INTO control (name, value, changed_at, changed_by, reason) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
+                "changed_at = excluded.changed_at, changed_by = excluded.changed_by, "
+                "reason = excluded.reason",
+                (name, int(value), now, by, reason),
+            )
+            self._db.execute(
+                "INSERT INTO control_log (at, name, value, changed_by, reason) VALUES (?,?,?,?,?)",
+                (now, name, int(value), by, reason),
+            )
+        return True
+
+    def controls(self) -> dict[str, dict[str, Any]]:
+        """``{"paused": {...}, "circuit_open": {...}}``: value, since when, by whom, why."""
+        out: dict[str, dict[str, Any]] = {
+            name: {"value": False, "changed_at": None, "changed_by": "", "reason": ""}
+            for name in CONTROLS
+        }
+        for name, value, at, by, reason in self._db.execute(
+            "SELECT name, value, changed_at, changed_by, reason FROM control"
+        ):
+            if name in out:
+                out[name] = {"value": bool(value), "changed_at": at, "changed_by": by,
+                             "reason": reason}  # fmt: skip
+        return out
 
     # ------------------------------------------------------------------ writes
 
@@ -386,19 +521,31 @@ class Journal:
         alert_status: str,
         labels: dict[str, str],
         dedupe_key: str,
+        params: dict[str, Any] | None = None,
+        origin: str = "alert",
+        requested_by: str = "",
+        counts: bool | None = None,
     ) -> int:
-        """Add one row; returns its id."""
-        counts, episode = _flags(outcome)
-        finished = None if outcome in ("pending", "running") else received_at
+        """Add one row; returns its id.
+
+        ``params`` is what the action runs with beyond its rule (the selection with
+        label values filled in, a manual request); ``origin`` is ``alert`` or ``manual``.
+        """
+        counting, episode = _flags(outcome)
+        if counts is not None:  # a manual preview holds no rate limit
+            counting = int(counts)
+        finished = None if outcome in ("pending", "running", "awaiting_approval") else received_at
         with self._write():
             cur = self._db.execute(
                 "INSERT INTO actions (rule, panel, action, outcome, reason, received_at, "
                 "finished_at, alertname, fingerprint, starts_at, alert_status, labels, "
-                "dedupe_key, counts, episode) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "dedupe_key, counts, episode, params, origin, requested_by) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     rule, panel, action, outcome, reason, received_at, finished, alertname,
                     fingerprint, starts_at, alert_status, json.dumps(labels, sort_keys=True),
-                    dedupe_key, counts, episode,
+                    dedupe_key, counting, episode, json.dumps(params or {}, sort_keys=True),
+                    origin, requested_by,
                 ),
             )  # fmt: skip
         assert cur.lastrowid is not None
@@ -411,7 +558,8 @@ class Journal:
             for action_id in ids:
                 cur = self._db.execute(
                     "UPDATE actions SET outcome = 'cancelled', reason = ?, finished_at = ?, "
-                    "counts = 0, episode = 1 WHERE id = ? AND outcome = 'pending'",
+                    "counts = 0, episode = 1 WHERE id = ? "
+                    "AND outcome IN ('pending', 'awaiting_approval')",
                     (reason, now, action_id),
                 )
                 if cur.rowcount:
@@ -442,15 +590,92 @@ class Journal:
                 (action_id,),
             )
 
-    def finish(self, action_id: int, outcome: str, reason: str, now: float) -> None:
-        """Record the final outcome of a running action."""
+    def finish(
+        self,
+        action_id: int,
+        outcome: str,
+        reason: str,
+        now: float,
+        *,
+        state: dict[str, Any] | None = None,
+        messages: Sequence[MessageRecord] = (),
+        messages_total: int | None = None,
+    ) -> None:
+        """Record the final outcome of a running action, and the messages it touched.
+
+        At most :data:`MAX_MESSAGE_RECORDS` messages are kept; ``messages_total`` is exact.
+        """
         counts, episode = _flags(outcome)
         with self._write(durable=False):
             self._db.execute(
                 "UPDATE actions SET outcome = ?, reason = ?, finished_at = ?, counts = ?, "
-                "episode = ? WHERE id = ?",
-                (outcome, reason, now, counts, episode, action_id),
+                "episode = ?, messages_total = COALESCE(?, messages_total), "
+                "state = COALESCE(?, state) WHERE id = ?",
+                (
+                    outcome, reason, now, counts, episode, messages_total,
+                    json.dumps(state, sort_keys=True) if state is not None else None, action_id,
+                ),
+            )  # fmt: skip
+            if messages:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO action_messages (action_id, seq, message_id, sender, "
+                    "recipients, size_bytes, age_seconds, answer) VALUES (?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            action_id,
+                            seq,
+                            m.id,
+                            m.sender,
+                            m.recipients,
+                            m.size_bytes,
+                            m.age_seconds,
+                            m.answer[:500],
+                        )
+                        for seq, m in enumerate(messages[:MAX_MESSAGE_RECORDS])
+                    ],
+                )
+
+    def decide(self, action_id: int, approve: bool, by: str, comment: str, now: float) -> bool:
+        """``awaiting_approval`` -> ``pending`` (approve) or ``denied``; False if not awaiting."""
+        who = by or "someone"
+        if approve:
+            sql = (
+                "UPDATE actions SET outcome = 'pending', reason = ?, decided_by = ?, "
+                "decided_at = ?, decision_comment = ?, counts = 1, episode = 1 "
+                "WHERE id = ? AND outcome = 'awaiting_approval'"
             )
+            args: tuple[Any, ...] = (f"approved by {who}", by, now, comment, action_id)
+        else:
+            reason = f"denied by {who}" + (f": {comment}" if comment else "")
+            sql = (
+                "UPDATE actions SET outcome = 'denied', reason = ?, decided_by = ?, "
+                "decided_at = ?, decision_comment = ?, finished_at = ?, counts = 0, episode = 1 "
+                "WHERE id = ? AND outcome = 'awaiting_approval'"
+            )
+            args = (reason[:500], by, now, comment, now, action_id)
+        with self._write():
+            cur = self._db.execute(sql, args)
+        return cur.rowcount == 1
+
+    def expire(self, received_before: float, now: float) -> list[int]:
+        """Approval requests received before ``received_before`` become ``expired``."""
+        with self._write():
+            ids = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT id FROM actions WHERE outcome = 'awaiting_approval' "
+                    "AND received_at < ? ORDER BY id",
+                    (received_before,),
+                )
+            ]
+            for action_id in ids:
+                self._db.execute(
+                    "UPDATE actions SET outcome = 'expired', finished_at = ?, counts = 0, "
+                    "episode = 1, reason = 'nobody approved or denied it within "
+                    "approval_timeout' WHERE id = ? AND outcome = 'awaiting_approval'",
+                    (now, action_id),
+                )
+        return ids
 
     def recover(self, now: float) -> tuple[list[int], list[int]]:
         """After a restart: re-queue what never reached the panel, interrupt what may have.
@@ -496,12 +721,16 @@ class Journal:
         with self._write(durable=False):
             cursor = self._db.execute(
                 "DELETE FROM actions WHERE received_at < ? "
-                "AND outcome NOT IN ('pending', 'running') "
+                "AND outcome NOT IN ('pending', 'running', 'awaiting_approval') "
                 "AND id NOT IN (SELECT MAX(id) FROM actions WHERE episode = 1 "
                 "GROUP BY dedupe_key)",
                 (before,),
             )
-        return cursor.rowcount
+            removed = cursor.rowcount
+            self._db.execute(
+                "DELETE FROM action_messages WHERE action_id NOT IN (SELECT id FROM actions)"
+            )
+        return removed
 
     # ------------------------------------------------------------------ reads
 
@@ -511,6 +740,43 @@ class Journal:
             f"SELECT {_COLUMNS} FROM actions WHERE id = ?", (action_id,)
         ).fetchone()
         return ActionRow(*row) if row else None
+
+    def detail(self, action_id: int, max_messages: int = MAX_MESSAGE_RECORDS) -> dict[str, Any]:
+        """What ``GET /actions/ID`` adds to the summary: labels, params, approval, messages."""
+        row = self._db.execute(
+            "SELECT labels, params, origin, requested_by, decided_by, decided_at, "
+            "decision_comment, messages_total, state FROM actions WHERE id = ?",
+            (action_id,),
+        ).fetchone()
+        if row is None:
+            return {}
+        messages = [
+            MessageRecord(*r).as_json()
+            for r in self._db.execute(
+                "SELECT message_id, sender, recipients, size_bytes, age_seconds, answer "
+                "FROM action_messages WHERE action_id = ? ORDER BY seq LIMIT ?",
+                (action_id, max_messages),
+            )
+        ]
+        return {
+            "labels": json.loads(row[0]),
+            "params": json.loads(row[1]),
+            "origin": row[2],
+            "requested_by": row[3],
+            "decision": {"by": row[4], "at": row[5], "comment": row[6]} if row[5] else None,
+            "messages_total": row[7],
+            "messages": messages,
+            "state": json.loads(row[8]),
+        }
+
+    def count(self, outcome: str) -> int:
+        """Number of rows with ``outcome`` now (e.g. awaiting approval)."""
+        row = self._db.execute("SELECT COUNT(*) FROM actions WHERE outcome = ?", (outcome,))
+        return int(row.fetchone()[0])
+
+    def params(self, action_id: int) -> dict[str, Any]:
+        row = self._db.execute("SELECT params FROM actions WHERE id = ?", (action_id,)).fetchone()
+        return dict(json.loads(row[0])) if row else {}
 
     def labels(self, action_id: int) -> dict[str, str]:
         row = self._db.execute("SELECT labels FROM actions WHERE id = ?", (action_id,)).fetchone()

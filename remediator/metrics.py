@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -21,6 +22,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from brainycp import __version__
+
+if TYPE_CHECKING:
+    from remediator.notify import Notifier
 
 NOTIFICATION_RESULTS = ("accepted", "unauthorized", "invalid", "journal_error")
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"))
@@ -36,6 +40,10 @@ class Stats:
         self.duration_buckets: dict[str, list[int]] = {}
         self.duration_sum: dict[str, float] = defaultdict(float)
         self.in_progress = 0
+        # Read at scrape time: the notifier's counters, the journal's brakes and queue.
+        self.notifier: Notifier | None = None
+        self.controls: Callable[[], dict[str, dict[str, Any]]] | None = None
+        self.awaiting: Callable[[], int] | None = None
 
     def outcome(self, panel: str, action: str, outcome: str) -> None:
         self.actions[(panel, action, outcome)] += 1
@@ -91,6 +99,32 @@ class RemediatorCollector(Collector):
             "Actions running on panels right now.",
             value=s.in_progress,
         )
+        controls = s.controls() if s.controls is not None else {}
+        yield GaugeMetricFamily(
+            "brainycp_remediator_paused",
+            "1 while the remediator is paused (POST /pause), else 0.",
+            value=int(bool(controls.get("paused", {}).get("value"))),
+        )
+        yield GaugeMetricFamily(
+            "brainycp_remediator_circuit_open",
+            "1 while the circuit breaker is open (until POST /resume), else 0.",
+            value=int(bool(controls.get("circuit_open", {}).get("value"))),
+        )
+        yield GaugeMetricFamily(
+            "brainycp_remediator_actions_awaiting_approval",
+            "Actions waiting for POST /actions/ID/approve or /deny.",
+            value=s.awaiting() if s.awaiting is not None else 0,
+        )
+        sent = CounterMetricFamily(
+            "brainycp_remediator_outbound_notifications",
+            "Notifications to people (notify targets) by target and result: sent, retried "
+            "(one per retry), failed (gave up), dropped (queue full).",
+            labels=["target", "result"],
+        )
+        if s.notifier is not None:
+            for (target, result), count in sorted(s.notifier.counts.items()):
+                sent.add_metric([target, result], count)
+        yield sent
         info = GaugeMetricFamily(
             "brainycp_remediator_build_info", "Remediator version.", labels=["version"]
         )

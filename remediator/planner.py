@@ -6,15 +6,31 @@ through ``now``, so every safety rule here is tested with plain objects.
 Order of checks for one alert (the first that applies decides):
 
 1. the first rule whose matchers all match the labels wins; none -> ``ignored``;
-2. a ``resolved`` alert cancels the still-pending actions of its episode;
-   if the rule does not run ``on`` resolved, that is all (``cancelled``/``ignored``);
-3. the panel label is missing or names no configured panel -> ``rejected``;
+2. a ``resolved`` alert cancels the still-pending (or still-awaiting-approval)
+   actions of its episode; if the rule does not run ``on`` resolved, that is all
+   (``cancelled``/``ignored``);
+3. the panel label is missing or names no configured panel -> ``rejected``; a
+   selection that takes a value from an alert label (``{{ labels.sender }}``)
+   whose label is missing, empty or malformed -> ``rejected``;
 4. the episode (rule, fingerprint, startsAt, status) already has an action ->
    ``skipped_duplicate``, unless ``rerun_after`` has passed since that action;
-5. an action for (rule, panel) was accepted less than ``cooldown`` ago -> ``skipped_cooldown``;
-6. ``rate_limit.max_actions`` actions were accepted in the last ``rate_limit.per`` ->
+5. the episode already ran ``max_runs_per_episode`` times -> ``skipped_exhausted``;
+6. an action for (rule, panel) was accepted less than ``cooldown`` ago -> ``skipped_cooldown``;
+7. ``rate_limit.max_actions`` actions were accepted in the last ``rate_limit.per`` ->
    ``skipped_rate_limit``;
-7. dry run (global or rule) -> ``dry_run``; otherwise ``pending`` (to be run).
+8. dry run (global or rule) -> ``dry_run`` (a preview touches no panel, so the
+   brakes below do not stop it);
+9. the remediator is paused (``POST /pause``) -> ``skipped_paused``;
+10. the circuit breaker is open, or this action would start actions on more
+    panels within ``circuit_breaker.window`` than allowed -> ``skipped_circuit_open``
+    (the second case opens it: ``Decision.open_circuit``);
+11. the rule needs approval -> ``awaiting_approval`` (nothing runs until
+    ``POST /actions/ID/approve``);
+12. otherwise ``pending`` (to be run).
+
+The brakes (9, 10) come after the limits so that a skipped duplicate or cooldown
+reads as such while paused, and before approval so that nobody is asked to
+approve what could not run.
 """
 
 from __future__ import annotations
@@ -23,7 +39,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from brainycp.config import RateLimit, Rule
+from brainycp.config import CircuitBreaker, RateLimit, Rule, Selection
 from remediator.payload import Alert
 
 OUTCOMES = (
@@ -40,8 +56,14 @@ OUTCOMES = (
     "cancelled",
     "rejected",
     "interrupted",
+    "awaiting_approval",
+    "denied",
+    "expired",
+    "skipped_paused",
+    "skipped_circuit_open",
+    "skipped_exhausted",
 )
-FINAL_OUTCOMES = tuple(o for o in OUTCOMES if o not in ("pending", "running"))
+FINAL_OUTCOMES = tuple(o for o in OUTCOMES if o not in ("pending", "running", "awaiting_approval"))
 # Rows that stand for an action accepted to run (or previewed): they hold cooldown and
 # rate limit. ``cancelled`` only closes the episode (it never reached the panel).
 COUNTING_OUTCOMES = (
@@ -53,8 +75,21 @@ COUNTING_OUTCOMES = (
     "dry_run",
     "skipped_nothing_to_do",
     "interrupted",
+    "awaiting_approval",
 )
-EPISODE_OUTCOMES = (*COUNTING_OUTCOMES, "cancelled")
+# A denied or expired request closes its episode (nobody is asked twice for one
+# episode) but, having never reached the panel, holds no cooldown or rate limit.
+EPISODE_OUTCOMES = (*COUNTING_OUTCOMES, "cancelled", "denied", "expired")
+# Rows that started (or will start) work on a panel: what the circuit breaker counts.
+STARTED_OUTCOMES = (
+    "pending",
+    "running",
+    "succeeded",
+    "failed",
+    "unverified",
+    "skipped_nothing_to_do",
+    "interrupted",
+)
 
 
 @dataclass(frozen=True)
@@ -79,7 +114,19 @@ class JournalView(Protocol):
         """Number of counting rows received after ``since`` (all rules, all panels)."""
 
     def pending_ids(self, rule: str, fingerprint: str, starts_at: str) -> list[int]:
-        """Ids of ``pending`` firing rows of this episode."""
+        """Ids of ``pending`` or ``awaiting_approval`` firing rows of this episode."""
+
+    def episode_runs(self, dedupe_key: str) -> int:
+        """Number of counting rows (runs, dry runs, approval requests) of this episode."""
+
+    def paused(self) -> bool:
+        """True between ``POST /pause`` and ``POST /resume``."""
+
+    def circuit_open(self) -> bool:
+        """True once the circuit breaker opened, until ``POST /resume``."""
+
+    def panels_started_since(self, since: float) -> set[str]:
+        """Panels with an alert-driven action started (or accepted to start) after ``since``."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +138,7 @@ class Settings:
     panel_label: str = "panel"
     dry_run: bool = False
     rate_limit: RateLimit = field(default_factory=RateLimit)
+    circuit_breaker: CircuitBreaker | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +157,10 @@ class Decision:
     dedupe_key: str = ""
     record: bool = True
     cancel_ids: tuple[int, ...] = ()
+    select: Selection | None = None
+    """The rule's selection with label templates filled in from the alert."""
+    open_circuit: bool = False
+    """This decision opens the circuit breaker (it was closed until now)."""
 
 
 def dedupe_key(rule: str, alert: Alert) -> str:
@@ -126,6 +178,29 @@ def first_matching_rule(rules: Sequence[Rule], labels: Mapping[str, str]) -> Rul
 
 def _ago(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else f"{seconds:.0f}s"
+
+
+def breaker_verdict(
+    settings: Settings, view: JournalView, panel: str, now: float
+) -> tuple[str, bool] | None:
+    """Why the circuit breaker stops an action on ``panel`` now, or None when it does not.
+
+    Returns ``(reason, opens)``; ``opens`` is True when this action is what trips it.
+    """
+    if view.circuit_open():
+        return "the circuit breaker is open; POST /resume to close it", False
+    breaker = settings.circuit_breaker
+    if breaker is None:
+        return None
+    started = view.panels_started_since(now - breaker.window)
+    limit = breaker.limit(len(settings.panels))
+    if panel not in started and len(started) + 1 > limit:
+        return (
+            f"circuit breaker opened: actions would start on {len(started) + 1} panels "
+            f"within {_ago(breaker.window)} (limit {limit}); POST /resume to close it",
+            True,
+        )
+    return None
 
 
 def plan(alert: Alert, settings: Settings, view: JournalView, now: float) -> Decision:
@@ -154,13 +229,24 @@ def plan(alert: Alert, settings: Settings, view: JournalView, now: float) -> Dec
 
     key = dedupe_key(rule.name, alert)
 
-    def decide(outcome: str, reason: str) -> Decision:
-        return Decision(alert, rule, panel, outcome, reason, key, cancel_ids=cancel)
+    select = rule.select
+
+    def decide(outcome: str, reason: str, opens: bool = False) -> Decision:
+        return Decision(
+            alert, rule, panel, outcome, reason, key,
+            cancel_ids=cancel, select=select, open_circuit=opens,
+        )  # fmt: skip
 
     if not panel:
         return decide("rejected", f"the alert has no {settings.panel_label!r} label")
     if panel not in settings.panels:
         return decide("rejected", f"panel {panel!r} is not configured")
+    if select is not None and select.templates():
+        try:
+            select = select.resolve(alert.labels)
+        except ValueError as exc:
+            select = rule.select
+            return decide("rejected", str(exc))
 
     last = view.episode_last(key)
     if last is not None:
@@ -177,6 +263,14 @@ def plan(alert: Alert, settings: Settings, view: JournalView, now: float) -> Dec
                 "skipped_duplicate",
                 f"action {last.action_id} ran {_ago(since)} ago; "
                 f"rerun_after is {_ago(rule.rerun_after)}",
+            )
+
+    if rule.max_runs_per_episode is not None:
+        runs = view.episode_runs(key)
+        if runs >= rule.max_runs_per_episode:
+            return decide(
+                "skipped_exhausted",
+                f"this episode already ran {runs} times (max_runs_per_episode); left to people",
             )
 
     previous = view.last_accepted(rule.name, panel)
@@ -197,4 +291,11 @@ def plan(alert: Alert, settings: Settings, view: JournalView, now: float) -> Dec
     if settings.dry_run or rule.dry_run:
         where = "globally" if settings.dry_run else "for this rule"
         return decide("dry_run", f"dry run {where}: would run {rule.action}")
+    if view.paused():
+        return decide("skipped_paused", "the remediator is paused; POST /resume to act again")
+    verdict = breaker_verdict(settings, view, panel, now)
+    if verdict is not None:
+        return decide("skipped_circuit_open", verdict[0], verdict[1])
+    if rule.approval == "required":
+        return decide("awaiting_approval", f"waiting for approval: {rule.action}")
     return decide("pending", f"accepted: {rule.action}")

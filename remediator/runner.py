@@ -60,6 +60,12 @@ class Runner:
         self._stopping = False
         self.journal_retry = 0.25
         """First wait before retrying a refused journal write; doubles up to 5 s."""
+        # Called with (action id, outcome) once an outcome is journaled (notifications).
+        self.on_finish: Callable[[int, str], None] | None = None
+
+    def client(self, panel: str) -> PanelClient:
+        """The (shared, cached) API client of ``panel``."""
+        return self._client(panel)
 
     def _client(self, panel: str) -> PanelClient:
         client = self._clients.get(panel)
@@ -152,9 +158,22 @@ class Runner:
             )
             await self.journal.quiet()
             await self._journal(
-                lambda: self.journal.finish(action_id, result.outcome, result.reason, time.time()),
+                lambda: self.journal.finish(
+                    action_id,
+                    result.outcome,
+                    result.reason,
+                    time.time(),
+                    state=result.state or None,
+                    messages=result.messages,
+                    messages_total=result.messages_total,
+                ),
                 f"record the outcome of action {action_id}",
             )
+            if self.on_finish is not None:
+                try:
+                    self.on_finish(action_id, result.outcome)
+                except Exception:  # telling people must never break acting
+                    log.exception("action %d: cannot queue its notification", action_id)
 
     async def idle(self) -> None:
         """Wait until every submitted action has ended (tests and benchmarks)."""

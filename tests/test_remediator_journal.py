@@ -161,10 +161,11 @@ def filled(path: Path, rows: int = 300) -> Journal:
     return j
 
 
-def smash_pages(path: Path) -> None:
+def smash_pages(path: Path, page: int = 6) -> None:
+    """Three pages of garbage from 1-based ``page`` on (default: in the actions b-tree)."""
     with open(path, "r+b") as handle:
-        handle.seek(4096 * 5)
-        handle.write(bytes(range(256)) * 48)  # three pages of garbage in the actions b-tree
+        handle.seek(4096 * (page - 1))
+        handle.write(bytes(range(256)) * 48)
 
 
 def test_a_new_journal_is_private_and_versioned(tmp_path: Path) -> None:
@@ -256,7 +257,10 @@ def test_actions_on_a_page_corrupted_while_running_is_a_json_503(tmp_path: Path)
     for n in range(300):
         add(journal, outcome="dry_run", reason="x" * 200, dedupe_key=str(n))
     journal._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    smash_pages(tmp_path / "s.sqlite")
+    (root,) = journal._db.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name = 'actions'"
+    ).fetchone()
+    smash_pages(tmp_path / "s.sqlite", root)  # the table's root: every read of it fails
     # Another writer makes this connection drop its page cache, as any later change would.
     poke = sqlite3.connect(tmp_path / "s.sqlite")
     poke.execute("CREATE TABLE poke (x)")
