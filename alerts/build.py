@@ -282,6 +282,15 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             "{{ $value | humanize }} actions were skipped by the remediator's global rate "
             f"limit in the last {limit_window}; alerts are going unremediated.",
         ),
+        Alert(
+            "BrainyCPRemediationCircuitOpen",
+            "brainycp_remediator_circuit_open > 0",
+            "The remediator's circuit breaker is open: no action starts",
+            "The remediator at {{ $labels.instance }} saw actions about to start on too many "
+            "panels at once (circuit_open = {{ $value }}) and stopped starting any; every "
+            "remediated alert is skipped_circuit_open until someone checks the fleet and "
+            "sends POST /resume.",
+        ),
     ]
 
 

@@ -34,12 +34,14 @@ EXPECTED_ALERTS = {
     "BrainyCPMailDaemonStatusUnknown",
     "BrainyCPRemediationFailing",
     "BrainyCPRemediationRateLimited",
+    "BrainyCPRemediationCircuitOpen",
     "BrainyCPExporterDown",
     "BrainyCPRemediatorDown",
 }
 # Alerts about a whole daemon rather than one panel.
 FLEET_ALERTS = {
     "BrainyCPRemediationRateLimited",
+    "BrainyCPRemediationCircuitOpen",
     "BrainyCPExporterDown",
     "BrainyCPRemediatorDown",
 }
