@@ -4,7 +4,10 @@ Starts the simulator (four panels: spam-outbreak, frozen-pileup, clamav-crash,
 and a quiet Postfix panel), the exporter, the remediator, and, when they are
 installed, a real Prometheus and Alertmanager, all on loopback with configs
 generated into a temporary directory. Then it prints what each part sees every
-few seconds. Ctrl-C stops everything it started.
+few seconds, and follows the spam scene (:class:`SpamScene`): a compromised
+mailbox floods web01, the ``contain-spam-sender`` rule asks for approval, the
+demo approves it through the API and prints the record of the deleted messages.
+Ctrl-C stops everything it started.
 
 :class:`Stack` is also what the end-to-end test drives, so the demo and the
 test exercise the same loop.
@@ -40,6 +43,16 @@ PANELS = {
 }
 PANEL_PASSWORD = "demo-panel-password"
 WEBHOOK_TOKEN = "demo-webhook-token"
+# The spam-outbreak scene: a compromised mailbox on web01 floods the queue. The
+# exporter's top senders show it, BrainyCPMailSenderSurge fires with its address in
+# the `sender` label, and the contain-spam-sender rule asks for approval.
+SPAM_PANEL = "web01"
+COMPROMISED_SENDER = "newsletter@compromised-shop.example"
+SPAM_BURST = 400
+REMEDIATED_ALERTS = (
+    "BrainyCPMailFrozenMessages|BrainyCPClamAVDown|BrainyCPSpamAssassinDown|"
+    "BrainyCPMailBouncesPiling|BrainyCPMailSenderSurge"
+)
 
 
 def _port_free(port: int) -> bool:
@@ -146,7 +159,20 @@ class Stack:
                 "auth": {"bearer_token_file": str(w / "webhook.token")},
                 "state_file": str(w / "remediator.sqlite"),
                 "rate_limit": {"max_actions": 30, "per": "10m"},
+                "external_url": self.url("remediator"),
                 "rules": [
+                    {
+                        # The shipped spam rule (docs/remediation.md): delete the surging
+                        # sender's messages, exactly that address, once a person approves.
+                        "name": "contain-spam-sender",
+                        "matchers": ['alertname="BrainyCPMailSenderSurge"'],
+                        "action": "delete_messages",
+                        "select": {"sender": "{{ labels.sender }}"},
+                        "approval": "required",
+                        "max_messages": 20000,
+                        "limit": "first",
+                        "cooldown": t.cooldown,
+                    },
                     {
                         "name": "clean-frozen",
                         "matchers": ['alertname="BrainyCPMailFrozenMessages"'],
@@ -221,10 +247,7 @@ class Stack:
                 "routes": [
                     {
                         "receiver": "brainycp-remediator",
-                        "matchers": [
-                            'alertname=~"BrainyCPMailFrozenMessages|BrainyCPClamAVDown|'
-                            'BrainyCPSpamAssassinDown|BrainyCPMailBouncesPiling"'
-                        ],
+                        "matchers": [f'alertname=~"{REMEDIATED_ALERTS}"'],
                         "continue": True,
                     }
                 ],
@@ -371,6 +394,33 @@ class Stack:
         data = self.get_json(f"{self.url('prometheus')}/api/v1/alerts")
         return [a for a in data["data"]["alerts"] if a["state"] == "firing"]
 
+    def spam_burst(self, count: int = SPAM_BURST) -> None:
+        """The compromised mailbox of the spam scene: ``count`` messages from one sender."""
+        response = httpx.post(
+            f"{self.panel_url(SPAM_PANEL)}/_sim/queue",
+            json={"add": count, "sender": COMPROMISED_SENDER, "recipient": "victim@example.com"},
+            timeout=5,
+        )
+        response.raise_for_status()
+
+    def remediator_post(self, path: str, body: Any = None) -> httpx.Response:
+        """An authenticated POST to the remediator (approve, deny, pause, manual actions)."""
+        return httpx.post(
+            f"{self.url('remediator')}{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"},
+            timeout=10,
+        )
+
+    def action(self, action_id: int) -> dict[str, Any]:
+        data: dict[str, Any] = self.get_json(f"{self.url('remediator')}/actions/{action_id}")
+        return data
+
+    def awaiting_approval(self) -> list[dict[str, Any]]:
+        data = self.get_json(f"{self.url('remediator')}/actions?outcome=awaiting_approval&limit=20")
+        rows: list[dict[str, Any]] = data["actions"]
+        return rows
+
     def actions(self, limit: int = 10) -> list[dict[str, Any]]:
         data = self.get_json(f"{self.url('remediator')}/actions?limit={limit}")
         actions: list[dict[str, Any]] = data["actions"]
@@ -456,6 +506,63 @@ def _status_lines(stack: Stack, started: float) -> list[str]:
     return lines
 
 
+class SpamScene:
+    """Follows the spam rule's request: prints it, approves it on time, prints the record."""
+
+    def __init__(self, stack: Stack, approve_after: float) -> None:
+        self.stack = stack
+        self.approve_after = approve_after
+        self.seen: dict[int, float] = {}
+        self.reported: set[int] = set()
+
+    def step(self) -> list[str]:
+        lines: list[str] = []
+        try:
+            waiting = [
+                a for a in self.stack.awaiting_approval() if a["rule"] == "contain-spam-sender"
+            ]
+            for row in waiting:
+                action_id = int(row["id"])
+                if action_id not in self.seen:
+                    self.seen[action_id] = time.monotonic()
+                    detail = self.stack.action(action_id)
+                    sender = detail.get("params", {}).get("select", {}).get("sender", "?")
+                    lines += [
+                        f">>> approval requested: action #{action_id} delete_messages of "
+                        f"{sender} on {row['panel']}",
+                        f"    curl -X POST -H 'Authorization: Bearer {WEBHOOK_TOKEN}' "
+                        f"{self.stack.url('remediator')}/actions/{action_id}/approve",
+                    ]
+                elif self.approve_after and (
+                    time.monotonic() - self.seen[action_id] >= self.approve_after
+                ):
+                    answer = self.stack.remediator_post(
+                        f"/actions/{action_id}/approve",
+                        {"by": "make demo", "comment": "the top sender is a compromised shop"},
+                    )
+                    lines.append(f">>> approved action #{action_id}: HTTP {answer.status_code}")
+            for action_id in self.seen:
+                if action_id in self.reported:
+                    continue
+                detail = self.stack.action(action_id)
+                if detail["outcome"] in ("pending", "running", "awaiting_approval"):
+                    continue
+                self.reported.add(action_id)
+                lines.append(
+                    f">>> action #{action_id}: {detail['outcome']} ({detail['reason']}); "
+                    f"{detail.get('messages_total') or 0} messages recorded at "
+                    f"{self.stack.url('remediator')}/actions/{action_id}"
+                )
+                for message in (detail.get("messages") or [])[:3]:
+                    lines.append(
+                        f"    {message['id']} from {message['sender']} "
+                        f"{message['size_bytes']} bytes: {message['answer']}"
+                    )
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            lines.append(f">>> spam scene: remediator not answering ({type(exc).__name__})")
+        return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="make demo", description="Run the whole brainycp-mail loop against the simulator."
@@ -468,6 +575,13 @@ def main(argv: list[str] | None = None) -> int:
         "--no-prometheus", action="store_true", help="run without Prometheus/Alertmanager"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--approve-after",
+        type=float,
+        default=15,
+        help="approve the spam rule's request through the API after N seconds "
+        "(0: never, approve it yourself with the printed curl line)",
+    )
     args = parser.parse_args(argv)
 
     missing = [b for b in ("prometheus", "prometheus-alertmanager") if not shutil.which(b)]
@@ -509,6 +623,15 @@ def main(argv: list[str] | None = None) -> int:
             "resolves; web03's ClamAV stops -> restart -> running again.\n",
             flush=True,
         )
+        print(
+            f"Spam scene: {SPAM_PANEL}'s mailbox {COMPROMISED_SENDER} floods the queue -> "
+            "BrainyCPMailSenderSurge fires with its sender label -> contain-spam-sender asks "
+            "for approval -> approved through POST /actions/ID/approve -> exactly that "
+            "sender's messages are deleted -> every one is recorded at /actions/ID.\n",
+            flush=True,
+        )
+        stack.spam_burst()
+        scene = SpamScene(stack, args.approve_after)
         started = time.monotonic()
         next_status = started
         while not stop_requested:
@@ -522,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
             if now >= next_status:
                 print("\n".join(_status_lines(stack, started)), flush=True)
                 next_status = now + args.interval
+            for line in scene.step():
+                print(line, flush=True)
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
@@ -543,4 +668,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["PANELS", "Ports", "Stack", "Timing", "demo_rules"]
+__all__ = ["PANELS", "Ports", "SpamScene", "Stack", "Timing", "demo_rules"]

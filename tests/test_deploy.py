@@ -24,6 +24,7 @@ REMEDIATED = {
     "BrainyCPClamAVDown",
     "BrainyCPSpamAssassinDown",
     "BrainyCPMailBouncesPiling",
+    "BrainyCPMailSenderSurge",
 }
 ALL_ALERTS = {
     r["alert"]
@@ -182,7 +183,12 @@ def test_the_example_config_is_valid_for_both_daemons(tmp_path: Path) -> None:
         "restart_service",
         "restart_service",
         "delete_messages",
+        "delete_messages",
     ]
+    spam = config.remediator.rules[-1]
+    assert spam.approval == "required" and spam.select is not None
+    assert spam.select.templates() == {"sender": "sender"}
+    assert config.remediator.circuit_breaker is not None
     assert config.warnings == ()
 
 
