@@ -7,6 +7,7 @@ targets are real HTTP servers on loopback that record what they receive.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -463,3 +464,58 @@ def test_breaker_trips_on_a_fleet_wide_storm_from_the_simulator(tmp_path: Path) 
         assert "brainycp_remediator_circuit_open 0.0" in httpx.get(f"{url}/metrics").text
     client.close()
     receiver.stop()
+
+
+# ---------------------------------------------------------------------------- CLI run
+
+
+def cli_run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "remediator.cli", "run", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_cli_run_talks_to_the_running_daemon(env: Env) -> None:
+    env.add("manual", add=2, sender="cli@example.org")
+    select = ["--panel", "manual", "--action", "delete_messages", "--select",
+              "sender=cli@example.org", "--by", "frank"]  # fmt: skip
+    preview = cli_run(env.config, *select, "--dry-run")
+    assert preview.returncode == 0, preview.stderr
+    body = json.loads(preview.stdout)
+    assert body["outcome"] == "dry_run" and body["matching"] == 2
+    refused = cli_run(env.config, *select)
+    assert refused.returncode == 1 and "allow_destructive" in refused.stdout
+    done = cli_run(env.config, *select, "--allow-destructive")
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = json.loads(done.stdout)
+    assert row["outcome"] == "succeeded" and row["messages_total"] == 2
+    assert row["requested_by"] == "frank"
+    # The daemon journaled it: it is the same row.
+    assert env.action(row["id"])["origin"] == "manual"
+    assert TOKEN not in done.stdout + done.stderr
+
+
+def test_cli_run_runs_alone_when_no_daemon_answers(tmp_path: Path) -> None:
+    sim_port = free_port()
+    sim = f"http://127.0.0.1:{sim_port}"
+    receiver = Receiver().start()
+    config = write_config(tmp_path, sim_port, free_port(), receiver)
+    with running(start_sim(sim_port), log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"):
+        httpx.post(f"{sim}/panel/manual/_sim/pause", json={"paused": True}).raise_for_status()
+        httpx.post(f"{sim}/panel/manual/_sim/queue", json={"add": 3, "frozen": True})
+        done = cli_run(config, "--panel", "manual", "--action", "delete_frozen", "--by", "gina")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "running alone" in done.stderr
+        row = json.loads(done.stdout)
+        assert row["outcome"] == "succeeded" and row["messages_total"] == 3
+        assert all("has been removed" in m["answer"] for m in row["messages"])
+        bad = cli_run(config, "--panel", "manual", "--action", "delete_all")
+        assert bad.returncode == 1 and "may not be run by hand" in bad.stdout
+    receiver.stop()
+    # The alone run used the daemon's journal.
+    from remediator.journal import Journal
+
+    journal = Journal(tmp_path / "state.sqlite")
+    assert journal.get(row["id"]) is not None
+    journal.close()
