@@ -136,12 +136,12 @@ def test_a_full_disk_that_clears_lets_the_pending_action_start(
         seen: list[str] = []
 
         def full(name: str, real: object) -> object:
-            def write(*args: object) -> object:
+            def write(*args: object, **kwargs: object) -> object:
                 if refusals[name]:
                     refusals[name] -= 1
                     seen.append(name)
                     raise sqlite3.OperationalError("database or disk is full")
-                return real(*args)  # type: ignore[operator]
+                return real(*args, **kwargs)  # type: ignore[operator]
 
             return write
 
