@@ -6,10 +6,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from brainycp.config import CircuitBreaker, ConfigError, Selection, parse_config
+from brainycp.config import CircuitBreaker, ConfigError, ManualSettings, Selection, parse_config
 from remediator import journal as journal_module
 from remediator.journal import Journal, MessageRecord
+from remediator.manual import MANUAL_RULE, ManualError, parse_request, rule_for_row
 from remediator.planner import Settings
 from tests.test_remediator_planner import T0, Harness, alert, rule
 
@@ -197,3 +200,64 @@ def test_a_version_1_journal_is_migrated_to_version_2_keeping_its_rows(tmp_path:
     assert not j.paused() and j.set_control("paused", True, "ops", "", 2.0)
     j.close()
     assert Journal(path).paused()
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_KEYS = st.sampled_from(
+    ["panel", "action", "select", "daemon", "dry_run", "by", "max_messages", "limit", "force",
+     "allow_destructive", "sender", "older_than"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        _JSON,
+        st.dictionaries(_KEYS, _JSON, max_size=8),
+        st.fixed_dictionaries(
+            {"panel": st.just("web01"), "action": st.sampled_from(["delete_messages",
+             "delete_frozen", "restart_service", "delete_all"])},
+            optional={"select": st.dictionaries(st.sampled_from(
+                ["sender", "bounce", "older_than", "larger_than", "frozen", "x"]), _JSON),
+                "max_messages": _JSON, "dry_run": _JSON, "allow_destructive": _JSON,
+                "daemon": _JSON, "limit": _JSON, "by": _JSON},
+        ),
+    )
+)  # fmt: skip
+def test_any_manual_request_is_accepted_or_refused_with_a_status(data: object) -> None:
+    settings_ = ManualSettings(
+        actions=["delete_messages", "delete_frozen", "restart_service"], allow_destructive=True
+    )
+    try:
+        request = parse_request(data, settings_, {"web01": object()})
+    except ManualError as exc:
+        assert exc.status in (403, 422) and str(exc)
+        return
+    assert request.panel == "web01"
+    if request.rule.action == "delete_messages":
+        assert request.rule.select is not None and not request.rule.select.is_empty()
+        assert request.dry_run or (isinstance(data, dict) and data["allow_destructive"] is True)
+    # What the journal keeps rebuilds the same rule.
+    rebuilt = rule_for_row(MANUAL_RULE, request.rule.action, request.params(), {})
+    assert rebuilt == request.rule
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["sender", "panel", "x"]), st.text(max_size=40)))
+def test_a_label_template_never_resolves_to_a_pattern_or_an_empty_value(
+    labels: dict[str, str],
+) -> None:
+    select = Selection(sender="{{ labels.sender }}")
+    try:
+        resolved = select.resolve(labels)
+    except ValueError as exc:
+        assert "sender" in str(exc)
+        return
+    assert resolved.sender == labels["sender"].strip()
+    assert "@" in resolved.sender and not any(c.isspace() for c in resolved.sender)
