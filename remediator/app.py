@@ -50,6 +50,7 @@ _ACTIONS_PARAMS = ("panel", "rule", "outcome", "limit")
 _MAX_PARAM = 256
 _DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also takes "²" and "٣"
 MAX_REQUEST_BYTES = 64 * 1024
+MAX_ACTION_ID = 2**63 - 1  # SQLite's INTEGER; a larger path id would overflow the binding
 log = logging.getLogger("remediator.webhook")
 
 
@@ -418,7 +419,7 @@ class Remediator:
         if isinstance(who, Response):
             return who
         by, comment = who
-        row = self.journal.get(raw_id)
+        row = self.journal.get(raw_id) if raw_id <= MAX_ACTION_ID else None
         if row is None:
             return _error(404, f"no action {raw_id}")
         if row.outcome != "awaiting_approval":
@@ -613,7 +614,7 @@ class Remediator:
     async def action(self, request: Request) -> Response:
         """``GET /actions/ID``: the summary plus labels, params, approval and messages."""
         action_id = request.path_params["action_id"]
-        row = self.journal.get(action_id)
+        row = self.journal.get(action_id) if action_id <= MAX_ACTION_ID else None
         if row is None:
             return _error(404, f"no action {action_id}")
         return JSONResponse({**row.as_json(), **self.journal.detail(action_id)})

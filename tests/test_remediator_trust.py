@@ -306,6 +306,8 @@ def test_approval_endpoints_need_auth_and_reject_hostile_bodies(env: Env) -> Non
     assert env.client.post(url, json={"by": 7}).status_code == 422
     assert env.client.post(url, content=b"{" + b" " * 70000 + b"}").status_code == 413
     assert env.client.post(f"{env.url}/actions/999999/approve").status_code == 404
+    assert env.client.post(f"{env.url}/actions/{10**30}/approve").status_code == 404
+    assert env.client.get(f"{env.url}/actions/{10**30}").status_code == 404
     assert env.action(action_id)["outcome"] == "awaiting_approval"
     assert env.post(f"/actions/{action_id}/deny").status_code == 200
 
