@@ -48,7 +48,12 @@ WEBHOOK_TOKEN = "demo-webhook-token"
 # the `sender` label, and the contain-spam-sender rule asks for approval.
 SPAM_PANEL = "web01"
 COMPROMISED_SENDER = "newsletter@compromised-shop.example"
-SPAM_BURST = 400
+SPAM_BURST = 1500
+# Messages a second the compromised mailbox keeps sending until the rule is approved
+# (then its password is "reset"): more than the spam-outbreak panel's own arrivals
+# (about 60 a second at the default time scale), so the sender holds most of the queue
+# for as long as BrainyCPMailSenderSurge needs to fire.
+SPAM_FLOOD_RATE = 90.0
 REMEDIATED_ALERTS = (
     "BrainyCPMailFrozenMessages|BrainyCPClamAVDown|BrainyCPSpamAssassinDown|"
     "BrainyCPMailBouncesPiling|BrainyCPMailSenderSurge"
@@ -509,15 +514,35 @@ def _status_lines(stack: Stack, started: float) -> list[str]:
 class SpamScene:
     """Follows the spam rule's request: prints it, approves it on time, prints the record."""
 
-    def __init__(self, stack: Stack, approve_after: float) -> None:
+    def __init__(
+        self, stack: Stack, approve_after: float, flood_rate: float = SPAM_FLOOD_RATE
+    ) -> None:
         self.stack = stack
         self.approve_after = approve_after
+        self.flood_rate = flood_rate
         self.seen: dict[int, float] = {}
         self.reported: set[int] = set()
+        self.flood_started: float | None = None
+        self.flooded = 0
+
+    def start(self) -> None:
+        """The compromised mailbox starts: a burst, then a steady flood (see :meth:`step`)."""
+        self.stack.spam_burst()
+        self.flood_started = time.monotonic()
+
+    def _flood(self) -> None:
+        if self.flood_started is None:
+            return
+        due = int((time.monotonic() - self.flood_started) * self.flood_rate) - self.flooded
+        if due > 0:
+            due = min(due, 2000)
+            self.stack.spam_burst(due)
+            self.flooded += due
 
     def step(self) -> list[str]:
         lines: list[str] = []
         try:
+            self._flood()
             waiting = [
                 a for a in self.stack.awaiting_approval() if a["rule"] == "contain-spam-sender"
             ]
@@ -541,6 +566,12 @@ class SpamScene:
                         {"by": "make demo", "comment": "the top sender is a compromised shop"},
                     )
                     lines.append(f">>> approved action #{action_id}: HTTP {answer.status_code}")
+                    if answer.status_code == 200 and self.flood_started is not None:
+                        self.flood_started = None
+                        lines.append(
+                            f">>> {COMPROMISED_SENDER}: password reset by the customer; "
+                            "the flood stops"
+                        )
             for action_id in self.seen:
                 if action_id in self.reported:
                     continue
@@ -630,8 +661,8 @@ def main(argv: list[str] | None = None) -> int:
             "sender's messages are deleted -> every one is recorded at /actions/ID.\n",
             flush=True,
         )
-        stack.spam_burst()
         scene = SpamScene(stack, args.approve_after)
+        scene.start()
         started = time.monotonic()
         next_status = started
         while not stop_requested:

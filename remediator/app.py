@@ -121,8 +121,8 @@ class Remediator:
         self.external_url = self.rconfig.external_url or f"http://{self.rconfig.listen}"
         self.notifier = notifier or Notifier(self.rconfig.notify, self.external_url)
         stats.notifier = self.notifier
-        stats.controls = journal.controls
-        stats.awaiting = lambda: journal.count("awaiting_approval")
+        stats.controls = self._controls
+        stats.awaiting = self._awaiting
         runner.on_finish = self.notify_action
         self.registry = registry(stats)
         auth = self.rconfig.auth
@@ -348,6 +348,20 @@ class Remediator:
             if result["action_id"] is not None and result["outcome"] != "ignored":
                 self.notify_action(result["action_id"], result["outcome"])
 
+    def _controls(self) -> dict[str, dict[str, Any]]:
+        try:
+            return self.journal.controls()
+        except sqlite3.Error as exc:  # a scrape must not fail: the gauges are left out
+            log.error("metrics: cannot read the pause switch and breaker: %s", exc)
+            return {}
+
+    def _awaiting(self) -> int | None:
+        try:
+            return self.journal.count("awaiting_approval")
+        except sqlite3.Error as exc:
+            log.error("metrics: cannot count approval requests: %s", exc)
+            return None
+
     # ------------------------------------------------------------------ notifications
 
     def notify_action(self, action_id: int, outcome: str) -> None:
@@ -419,6 +433,7 @@ class Remediator:
         if isinstance(who, Response):
             return who
         by, comment = who
+        await self.journal.quiet()  # not inside a big notification's open transaction
         row = self.journal.get(raw_id) if raw_id <= MAX_ACTION_ID else None
         if row is None:
             return _error(404, f"no action {raw_id}")
@@ -485,6 +500,7 @@ class Remediator:
         every = max(0.2, min(5.0, self.rconfig.approval_timeout / 4))
         while True:
             try:
+                await self.journal.quiet()
                 self.expire(time.time())
             except sqlite3.Error as exc:
                 log.error("cannot expire approval requests: %s", exc)
@@ -501,6 +517,7 @@ class Remediator:
         if isinstance(who, Response):
             return who
         by, comment = who
+        await self.journal.quiet()
         now = time.time()
         pause = request.url.path == "/pause"
         changed = self.journal.set_control("paused", pause, by, comment, now)
@@ -517,6 +534,7 @@ class Remediator:
         return JSONResponse(self.journal.controls())
 
     async def control(self, request: Request) -> Response:
+        await self.journal.quiet()
         return JSONResponse(self.journal.controls())
 
     async def manual(self, request: Request) -> Response:
@@ -535,6 +553,7 @@ class Remediator:
             req = parse_request(data, self.rconfig.manual, self.config.panels)
         except ManualError as exc:
             return exc.status, {"error": str(exc)}
+        await self.journal.quiet()
         now = time.time()
         common: dict[str, Any] = {
             "rule": MANUAL_RULE, "panel": req.panel, "action": req.rule.action,
@@ -547,6 +566,7 @@ class Remediator:
                 preview = await panel_actions.preview(self.runner.client(req.panel), req.rule)
             except BrainyCPError as exc:
                 return 502, {"error": f"{exc.reason}: {exc.operation}: {exc.detail}"[:300]}
+            await self.journal.quiet()  # the preview awaited the panel
             action_id = self.journal.insert(
                 outcome="dry_run", reason=f"manual preview: {preview['verdict']}",
                 dedupe_key=f"manual\x1fpreview\x1f{now}", counts=False, **common,
@@ -614,12 +634,14 @@ class Remediator:
     async def action(self, request: Request) -> Response:
         """``GET /actions/ID``: the summary plus labels, params, approval and messages."""
         action_id = request.path_params["action_id"]
+        await self.journal.quiet()
         row = self.journal.get(action_id) if action_id <= MAX_ACTION_ID else None
         if row is None:
             return _error(404, f"no action {action_id}")
         return JSONResponse({**row.as_json(), **self.journal.detail(action_id)})
 
     async def metrics(self, request: Request) -> Response:
+        await self.journal.quiet()  # the brake gauges read the journal
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: Request) -> Response:

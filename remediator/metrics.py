@@ -43,7 +43,7 @@ class Stats:
         # Read at scrape time: the notifier's counters, the journal's brakes and queue.
         self.notifier: Notifier | None = None
         self.controls: Callable[[], dict[str, dict[str, Any]]] | None = None
-        self.awaiting: Callable[[], int] | None = None
+        self.awaiting: Callable[[], int | None] | None = None
 
     def outcome(self, panel: str, action: str, outcome: str) -> None:
         self.actions[(panel, action, outcome)] += 1
@@ -99,22 +99,26 @@ class RemediatorCollector(Collector):
             "Actions running on panels right now.",
             value=s.in_progress,
         )
+        # Read from the journal at scrape time; left out (not 0) when it cannot be read.
         controls = s.controls() if s.controls is not None else {}
-        yield GaugeMetricFamily(
-            "brainycp_remediator_paused",
-            "1 while the remediator is paused (POST /pause), else 0.",
-            value=int(bool(controls.get("paused", {}).get("value"))),
-        )
-        yield GaugeMetricFamily(
-            "brainycp_remediator_circuit_open",
-            "1 while the circuit breaker is open (until POST /resume), else 0.",
-            value=int(bool(controls.get("circuit_open", {}).get("value"))),
-        )
-        yield GaugeMetricFamily(
-            "brainycp_remediator_actions_awaiting_approval",
-            "Actions waiting for POST /actions/ID/approve or /deny.",
-            value=s.awaiting() if s.awaiting is not None else 0,
-        )
+        if controls:
+            yield GaugeMetricFamily(
+                "brainycp_remediator_paused",
+                "1 while the remediator is paused (POST /pause), else 0.",
+                value=int(bool(controls.get("paused", {}).get("value"))),
+            )
+            yield GaugeMetricFamily(
+                "brainycp_remediator_circuit_open",
+                "1 while the circuit breaker is open (until POST /resume), else 0.",
+                value=int(bool(controls.get("circuit_open", {}).get("value"))),
+            )
+        awaiting = s.awaiting() if s.awaiting is not None else None
+        if awaiting is not None:
+            yield GaugeMetricFamily(
+                "brainycp_remediator_actions_awaiting_approval",
+                "Actions waiting for POST /actions/ID/approve or /deny.",
+                value=awaiting,
+            )
         sent = CounterMetricFamily(
             "brainycp_remediator_outbound_notifications",
             "Notifications to people (notify targets) by target and result: sent, retried "

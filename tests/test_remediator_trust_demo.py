@@ -53,7 +53,7 @@ def test_spam_scene_asks_then_deletes_exactly_the_surging_sender(stack: Stack) -
     (result,) = answer.json()["results"]
     assert result["rule"] == "contain-spam-sender"
     assert result["outcome"] == "awaiting_approval"
-    scene = SpamScene(stack, approve_after=0.01)
+    scene = SpamScene(stack, approve_after=0.01, flood_rate=0)
     printed = scene.step()
     assert any("approval requested" in line and COMPROMISED_SENDER in line for line in printed)
     assert senders(stack).count(COMPROMISED_SENDER) == SPAM_BURST  # nothing touched yet
