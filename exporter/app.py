@@ -55,6 +55,7 @@ def _age(seconds: float) -> str:
 
 def landing_page(state: ExporterState, now: float) -> str:
     """HTML table of the panels and the state and age of their last polls."""
+    shard = f" (shard {state.shard[0]}/{state.shard[1]})" if state.shard else ""
     rows = []
     for name in sorted(state.panels):
         panel = state.panels[name]
@@ -76,8 +77,9 @@ def landing_page(state: ExporterState, now: float) -> str:
         "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}"
         ".ok{color:#070}.fail{color:#b00}</style></head><body>"
         f"<h1>brainycp-mail exporter {html.escape(__version__)}</h1>"
-        '<p><a href="/metrics">/metrics</a> &middot; <a href="/healthz">/healthz</a></p>'
-        f"<p>{len(state.panels)} panels; last poll of each operation:</p>"
+        '<p><a href="/metrics">/metrics</a> &middot; <a href="/sd">/sd</a> &middot; '
+        '<a href="/healthz">/healthz</a> &middot; /probe?target=PANEL</p>'
+        f"<p>{len(state.panels)} panels{shard}; last poll of each operation:</p>"
         f"<table>{''.join(rows)}</table></body></html>"
     )
 
