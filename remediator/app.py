@@ -659,9 +659,29 @@ class Remediator:
         await self.journal.quiet()
         try:
             latest = self.journal.list(limit=20)
+            controls = self.journal.controls()
+            waiting = self.journal.list(outcome="awaiting_approval", limit=50)
         except sqlite3.Error as exc:
             log.error("status page: cannot read the journal: %s", exc)
             return _error(503, "the action journal cannot be read; see the remediator's log")
+        brakes = "".join(
+            f"<p><strong>{label}</strong> since {_when(c['changed_at'] or 0)} UTC by "
+            f"{esc(c['changed_by'] or '-')}: {esc(c['reason'])}. <code>POST /resume</code> "
+            "to act again.</p>"
+            for label, c in (
+                ("PAUSED", controls["paused"]),
+                ("CIRCUIT BREAKER OPEN", controls["circuit_open"]),
+            )
+            if c["value"]
+        )
+        asks = "".join(
+            f"<li><a href='/actions/{a.id}'>#{a.id}</a> {esc(a.rule)} on {esc(a.panel)} "
+            f"({esc(a.action)}), since {_when(a.received_at)} UTC: "
+            f"<code>POST /actions/{a.id}/approve</code> or <code>/deny</code></li>"
+            for a in waiting
+        )
+        if asks:
+            brakes += f"<h2>Awaiting approval</h2><ul>{asks}</ul>"
         recent = "".join(
             f"<tr><td>{a.id}</td><td>{_when(a.received_at)}</td><td>{esc(a.rule)}</td><td>{esc(a.panel)}</td><td>{esc(a.action)}</td>"
             f"<td>{esc(a.outcome)}</td><td>{esc(a.reason)}</td></tr>"
@@ -672,7 +692,8 @@ class Remediator:
             "<title>brainycp-mail remediator</title></head><body>"
             "<h1>brainycp-mail remediator</h1>"
             f"<p>{len(self.config.panels)} panels; webhook at <code>POST /webhook</code>; "
-            "<a href='/actions'>actions</a>, <a href='/metrics'>metrics</a>.</p>"
+            "<a href='/actions'>actions</a>, <a href='/control'>control</a>, "
+            f"<a href='/metrics'>metrics</a>.</p>{brakes}"
             "<h2>Rules (first match wins)</h2><table border=1><tr><th>name</th><th>matchers</th>"
             f"<th>action</th><th>cooldown</th><th>dry run</th></tr>{rules}</table>"
             "<h2>Recent actions (UTC)</h2><table border=1><tr><th>id</th><th>received</th>"

@@ -67,6 +67,12 @@ def describe_rule(rule: Rule, global_dry_run: bool = False) -> str:
         extras.append(f"rerun_after {_duration(rule.rerun_after)}")
     if rule.on != ["firing"]:
         extras.append("on " + "+".join(rule.on))
+    if rule.max_runs_per_episode is not None:
+        extras.append(f"at most {rule.max_runs_per_episode} runs per episode")
+    if rule.approval == "required":
+        extras.append("NEEDS APPROVAL")
+    if rule.notify is not None:
+        extras.append("notify " + (", ".join(rule.notify) or "nobody"))
     if rule.dry_run or global_dry_run:
         extras.append("DRY RUN")
     matchers = ", ".join(str(m) for m in rule.matchers)

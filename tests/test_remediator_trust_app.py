@@ -180,3 +180,36 @@ def test_telegram_token_is_only_in_the_request_path(tmp_path: Path) -> None:
     assert "42:ABC" not in repr(target) and "42:ABC" not in str(body) + str(headers)
     assert body["chat_id"] == "@ops"
     rem.journal.close()
+
+
+def test_the_status_page_shows_the_brakes_and_what_awaits_approval(tmp_path: Path) -> None:
+    rem = remediator(tmp_path)
+
+    async def scenario() -> tuple[str, str]:
+        transport = httpx.ASGITransport(app=rem.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            before = (await client.get("/")).text
+            await client.post("/webhook", json=notification(am_alert("Ask", "web007")))
+            await client.post("/pause", json={"by": "<b>eve</b>", "comment": "maintenance"})
+            return before, (await client.get("/")).text
+
+    before, after = asyncio.run(scenario())
+    assert "PAUSED" not in before and "Awaiting approval" not in before
+    assert "PAUSED" in after and "&lt;b&gt;eve&lt;/b&gt;" in after and "maintenance" in after
+    assert "Awaiting approval" in after and "/actions/1/approve" in after and "web007" in after
+    rem.journal.close()
+
+
+def test_check_config_says_which_rules_need_approval() -> None:
+    from brainycp.config import Rule
+    from remediator.cli import describe_rule
+
+    rule = Rule.model_validate(
+        {"name": "contain-spam-sender", "matchers": ['alertname="BrainyCPMailSenderSurge"'],
+         "action": "delete_messages", "select": {"sender": "{{ labels.sender }}"},
+         "approval": "required", "notify": ["ops-chat"], "max_runs_per_episode": 2}
+    )  # fmt: skip
+    line = describe_rule(rule)
+    assert "where sender={{ labels.sender }}" in line
+    assert "NEEDS APPROVAL" in line and "notify ops-chat" in line
+    assert "at most 2 runs per episode" in line
