@@ -257,34 +257,47 @@ class PostfixCapture:
     truth: dict[str, dict[str, Any]]
 
 
+POSTFIX_QUEUES = ("postfix", "large")
+
+
 @cache
-def postfix_capture() -> PostfixCapture:
+def postfix_capture(name: str = "postfix") -> PostfixCapture:
+    """``postfix``: 18 messages with every feature; ``large``: 20,000 messages."""
     folder = REAL / "postfix"
-    jsonl = read(folder / "postfix-postqueue-j.jsonl")
+    jsonl = read(folder / f"{name}-postqueue-j.jsonl")
     truth = {row["queue_id"]: row for row in map(json.loads, jsonl.splitlines())}
-    before, _ = map(float, (folder / "postfix-time.txt").read_text().split())
-    return PostfixCapture(read(folder / "postfix-mailq.txt"), jsonl, math.floor(before), truth)
+    before, _ = map(float, (folder / f"{name}-time.txt").read_text().split())
+    return PostfixCapture(read(folder / f"{name}-mailq.txt"), jsonl, math.floor(before), truth)
 
 
 def postfix_true_age(capture: PostfixCapture, row: dict[str, Any]) -> float:
     return capture.now - int(row["arrival_time"])
 
 
-def test_postfix_counts_and_bytes_equal_postqueue_j() -> None:
-    capture = postfix_capture()
+def test_postfix_capture_holds_what_it_claims() -> None:
+    rows = postfix_capture().truth.values()
+    assert len(rows) == 18
+    assert sum(r["queue_name"] == "hold" for r in rows) == 6
+    assert sum(r["sender"] == "MAILER-DAEMON" for r in rows) == 4
+
+
+@pytest.mark.parametrize("name", POSTFIX_QUEUES)
+def test_postfix_counts_and_bytes_equal_postqueue_j(name: str) -> None:
+    capture = postfix_capture(name)
     rows = capture.truth.values()
     for text in (capture.listing, capture.jsonl):
         summary = summarize(text, now=capture.now)
         assert summary.flavour == "postfix" and summary.unparsed_lines == 0
-        assert summary.messages == len(capture.truth) == 18
-        assert summary.held == sum(r["queue_name"] == "hold" for r in rows) == 6
-        assert summary.bounces == sum(r["sender"] == "MAILER-DAEMON" for r in rows) == 4
+        assert summary.messages == len(capture.truth)
+        assert summary.held == sum(r["queue_name"] == "hold" for r in rows)
+        assert summary.bounces == sum(r["sender"] == "MAILER-DAEMON" for r in rows)
         assert summary.frozen == 0
         assert summary.bytes == sum(int(r["message_size"]) for r in rows)
 
 
-def test_postfix_messages_equal_postqueue_j() -> None:
-    capture = postfix_capture()
+@pytest.mark.parametrize("name", POSTFIX_QUEUES)
+def test_postfix_messages_equal_postqueue_j(name: str) -> None:
+    capture = postfix_capture(name)
     parsed = {m.id: m for m in iter_messages(capture.listing, now=capture.now)}
     assert set(parsed) == set(capture.truth)
     for queue_id, row in capture.truth.items():
@@ -297,18 +310,20 @@ def test_postfix_messages_equal_postqueue_j() -> None:
         assert Counter(message.recipients) == Counter(addresses), queue_id
 
 
-def test_postfix_ages_equal_the_epoch_arrival_times() -> None:
+@pytest.mark.parametrize("name", POSTFIX_QUEUES)
+def test_postfix_ages_equal_the_epoch_arrival_times(name: str) -> None:
     """Includes arrivals 2 years ago, 376 days ago, in the previous calendar year on a later
     date than today (Dec 20 vs Dec 1), and on Jan 1: mailq prints no year."""
-    capture = postfix_capture()
+    capture = postfix_capture(name)
     parsed = {m.id: m for m in iter_messages(capture.listing, now=capture.now)}
     for queue_id, row in capture.truth.items():
         true_age = postfix_true_age(capture, row)
         assert parsed[queue_id].age_seconds == pytest.approx(true_age, abs=1), (queue_id, row)
 
 
-def test_postfix_histogram_and_oldest_equal_the_truth() -> None:
-    capture = postfix_capture()
+@pytest.mark.parametrize("name", POSTFIX_QUEUES)
+def test_postfix_histogram_and_oldest_equal_the_truth(name: str) -> None:
+    capture = postfix_capture(name)
     ages = [postfix_true_age(capture, row) for row in capture.truth.values()]
     histogram = [0] * len(AGE_BUCKETS)
     for age in ages:
