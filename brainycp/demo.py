@@ -662,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         scene = SpamScene(stack, args.approve_after)
-        scene.start()
+        if with_prometheus:  # without it no alert fires: no flood that nobody contains
+            scene.start()
         started = time.monotonic()
         next_status = started
         while not stop_requested:
