@@ -29,6 +29,7 @@ bench: install
 	$(PY) bench/bench_queue_parse.py
 	$(PY) bench/bench_exporter.py
 	$(PY) bench/bench_remediator.py
+	$(PY) bench/bench_remediator_stall.py
 
 demo: install
 	$(PY) -m brainycp.demo

@@ -346,9 +346,16 @@ class _PanelInput(_PanelSettings):
     def _url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        if any(char.isspace() or ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in value):
+            # A CR/LF would otherwise reach the HTTP request line (header injection).
+            raise ValueError("must not contain spaces or control characters (CR, LF, tab...)")
         parts = urlsplit(value)
         if not parts.hostname:
             raise ValueError("has no host")
+        try:
+            parts.port  # noqa: B018 (urlsplit checks the port only when asked)
+        except ValueError:
+            raise ValueError("has an invalid port (must be 1 to 65535)") from None
         if parts.username or parts.password:
             raise ValueError("must not carry credentials; use username and password_file")
         if parts.query or parts.fragment:

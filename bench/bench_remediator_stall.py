@@ -1,0 +1,106 @@
+"""How long one big notification holds up other requests to the remediator.
+
+In process (the Starlette app over httpx's ASGI transport, the journal in a temp
+dir, synchronous=FULL): a task asks ``/healthz`` in a loop while one notification
+of N small alerts (10,000 fit in the 1 MiB body) is parsed, planned, journaled
+and answered. Figure: the longest gap between two ``/healthz`` answers while the
+big notification is in flight, and how long it took. Baseline in the same run:
+the same notification with slicing turned off (``SLICE`` set above N), which is
+how the webhook handled it before.
+
+    .venv/bin/python bench/bench_remediator_stall.py [--alerts 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from brainycp.config import parse_config
+from remediator import app as app_module
+from remediator.app import Remediator
+from remediator.journal import Journal
+from remediator.metrics import Stats
+from remediator.runner import Runner
+
+
+def remediator(tmp: Path) -> Remediator:
+    config = parse_config(
+        {
+            "panels": {"web01": {"url": "http://127.0.0.1:9", "username": "a", "password": "b"}},
+            "remediator": {
+                "insecure_no_auth": True,
+                "state_file": str(tmp / "s.sqlite"),
+                "rules": [
+                    {"name": "preview", "matchers": ['alertname="X"'], "action": "delete_frozen",
+                     "dry_run": True, "cooldown": "0s"},
+                ],
+                "rate_limit": {"max_actions": 1_000_000, "per": "1h"},
+            },
+        }
+    )  # fmt: skip
+    journal = Journal(config.remediator.state_file)
+    stats = Stats()
+    runner = Runner(journal, config.panels, {}, stats, max_concurrent=1, action_timeout=5)
+    return Remediator(config, journal, runner, stats)
+
+
+async def one_run(alerts: int, slice_size: int) -> tuple[float, float, int]:
+    app_module.SLICE = slice_size
+    with tempfile.TemporaryDirectory() as tmp:
+        rem = remediator(Path(tmp))
+        body = json.dumps(
+            {
+                "version": "4",
+                "status": "firing",
+                "alerts": [
+                    {"labels": {"alertname": "X", "panel": "web01", "i": str(i)}, "startsAt": "s"}
+                    for i in range(alerts)
+                ],
+            }
+        ).encode()
+        transport = httpx.ASGITransport(app=rem.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            await client.get("/healthz")
+            started = time.perf_counter()
+            big = asyncio.create_task(
+                client.post("/webhook", content=body, headers={"Content-Type": "application/json"})
+            )
+            last, worst, answered = time.perf_counter(), 0.0, 0
+            while not big.done():
+                await asyncio.sleep(0)  # the ASGI transport answers inline: let the webhook run
+                await client.get("/healthz")
+                now = time.perf_counter()
+                worst, last, answered = max(worst, now - last), now, answered + 1
+            response = await big
+            took = time.perf_counter() - started
+            assert response.status_code == 200, response.text
+        rem.journal.close()
+    return worst, took, answered
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=10_000)
+    args = parser.parse_args()
+    sliced = app_module.SLICE
+    print(f"one notification of {args.alerts} alerts; /healthz asked in a loop meanwhile")
+    for label, size in (("unsliced (before)", args.alerts + 1), (f"slices of {sliced}", sliced)):
+        worst, took, answered = asyncio.run(one_run(args.alerts, size))
+        print(
+            f"  {label:18s}: longest /healthz gap {worst * 1000:7.1f} ms, "
+            f"{answered:4d} /healthz answered, notification answered in {took:.2f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Config values that used to slip through: NaN/infinite durations, URLs with CR/LF."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brainycp.config import ConfigError, load_config, parse_config
+from tests.support import PYTHON
+
+BASE_PANEL = {"url": "http://127.0.0.1:8002", "username": "a", "password": "b"}
+
+
+def config_with(path: list[str], value: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "panels": {"web01": dict(BASE_PANEL)},
+        "exporter": {},
+        "remediator": {
+            "insecure_no_auth": True,
+            "rate_limit": {"max_actions": 5, "per": "1h"},
+            "rules": [{"name": "r", "matchers": ['alertname="X"'], "action": "delete_frozen"}],
+        },
+    }
+    node = data
+    for key in path[:-1]:
+        node = node[key] if not isinstance(node, list) else node[int(key)]
+    node[path[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        ["remediator", "rules", "0", "cooldown"],
+        ["remediator", "rate_limit", "per"],
+        ["remediator", "shutdown_grace"],
+        ["remediator", "action_timeout"],
+        ["exporter", "interval"],
+        ["panels", "web01", "timeout"],
+    ],
+)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "nan", "inf", "-inf"])
+def test_durations_must_be_finite(where: list[str], value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(config_with(where, value))
+    key = ".".join(where).replace(".rules.0.", ".rules[0].")
+    assert any(e.startswith(f"{key}: ") for e in info.value.errors), info.value.errors
+
+
+def test_yaml_nan_cannot_turn_off_the_cooldown_or_the_rate_limit(tmp_path: Path) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text(
+        "panels: {web01: {url: 'http://127.0.0.1:8002', username: a, password: b}}\n"
+        "remediator:\n"
+        "  insecure_no_auth: true\n"
+        "  rate_limit: {max_actions: 5, per: .nan}\n"
+        "  rules: [{name: r, matchers: ['alertname=\"X\"'], action: delete_frozen,"
+        " cooldown: .NaN}]\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert any(
+        "remediator.rate_limit.per: must be a finite duration" in e for e in info.value.errors
+    )
+    assert any("remediator.rules[0].cooldown: must be a finite" in e for e in info.value.errors)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://127.0.0.1:8002/api/api.php\r\nX-Injected: 1", "control characters"),
+        ("http://127.0.0.1\n:8002/", "control characters"),
+        ("http://127.0.0.1:8002/a b", "spaces"),
+        ("http://127.0.0.1:99999/", "invalid port"),
+    ],
+)
+def test_panel_urls_with_cr_lf_spaces_or_bad_ports_are_refused(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"panels": {"web01": {**BASE_PANEL, "url": url}}})
+    (error,) = info.value.errors
+    assert error.startswith("panels.web01.url: ") and problem in error
+
+
+def test_the_exporter_refuses_such_a_config_with_exit_2_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text(
+        'panels: {web01: {url: "http://127.0.0.1:8002/\\r\\nX: 1", username: a, password: b}}\n'
+        "exporter: {interval: .nan}\n"
+    )
+    out = subprocess.run(
+        [PYTHON, "-m", "exporter.cli", "--config", str(path)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "panels.web01.url" in out.stderr and "exporter.interval" in out.stderr
+    assert "Traceback" not in out.stderr
