@@ -38,14 +38,25 @@ import functools
 import itertools
 import json
 import math
+import operator
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["AGE_BUCKETS", "Flavour", "QueueMessage", "QueueSummary", "iter_messages", "summarize"]
+__all__ = [
+    "AGE_BUCKETS",
+    "DEFERRAL_REASONS",
+    "MAX_MESSAGE_BYTES",
+    "Flavour",
+    "QueueMessage",
+    "QueueSummary",
+    "deferral_reason",
+    "iter_messages",
+    "summarize",
+]
 
 AGE_BUCKETS: tuple[float, ...] = (
     300.0,
@@ -59,6 +70,20 @@ AGE_BUCKETS: tuple[float, ...] = (
     math.inf,
 )
 """Upper bounds (seconds) of the age histogram: <= 5m, 15m, 1h, 4h, 12h, 1d, 3d, 7d, +Inf."""
+
+MAX_MESSAGE_BYTES = 1 << 40
+"""Sizes above 1 TiB are implausible for one message: such a header is an unparsed line."""
+
+DEFERRAL_REASONS: tuple[str, ...] = (
+    "connection_refused",
+    "timed_out",
+    "greylisted",
+    "blocklisted",
+    "mailbox_full",
+    "user_unknown",
+    "other",
+)
+"""The classes of :func:`deferral_reason`, in the order of ``QueueSummary.deferral_reasons``."""
 
 Flavour = Literal["exim", "postfix", "unknown"]
 _Kind = Literal["exim", "postfix", "json"]
@@ -104,6 +129,9 @@ class QueueSummary:
     age_sum_seconds: float
     unparsed_lines: int
     flavour: Flavour
+    deferral_reasons: tuple[int, ...] = ()
+    """Messages with at least one recipient deferred for each class of
+    :data:`DEFERRAL_REASONS`, in that order; empty when the listing shows no reasons (Exim)."""
 
     def cumulative_buckets(self) -> tuple[int, ...]:
         """Counts of messages with age <= each bound of :data:`AGE_BUCKETS` (Prometheus style)."""
@@ -184,7 +212,7 @@ class _SizeTable(dict[str, int]):
 
     def __missing__(self, token: str) -> int:
         value = _size_token_bytes(token) if _EXIM_SIZE.fullmatch(token) else None
-        if value is None:
+        if value is None or value > MAX_MESSAGE_BYTES:
             raise KeyError(token)
         if len(self) < self.limit:
             self[token] = value
@@ -198,6 +226,94 @@ def _bucket_index(age: float) -> int:
     return bisect.bisect_left(AGE_BUCKETS, age)
 
 
+# Deferral reasons, tried in this order (the first that matches wins; case is ignored). A
+# greylisting reply often carries a policy status code (4.7.1), so greylisting comes first.
+_REASON_PATTERNS: tuple[tuple[int, re.Pattern[str]], ...] = tuple(
+    (DEFERRAL_REASONS.index(name), re.compile(pattern, re.IGNORECASE))
+    for name, pattern in (
+        ("greylisted", r"gr[ae]y-?list|postgrey|greylisted"),
+        (
+            "blocklisted",
+            r"block-?list|black-?list|\bblocked\b|\b(?:dns)?[rd]bl\b|spamhaus|spamcop|barracuda"
+            r"|\bsorbs\b|listed (?:at|in|on|by)\b|polic(?:y|ies)\b|reputation"
+            r"|\b[45]\.7\.[0-9]{1,3}\b|access denied|relay(?:ing)? (?:access )?denied|\bspam\b",
+        ),
+        (
+            "mailbox_full",
+            r"mailbox (?:is )?full|over ?quota|quota (?:exceeded|full)|exceeds? (?:its |the )?quota"
+            r"|insufficient (?:user )?(?:storage|quota)|mailbox size limit|\b[45]\.2\.2\b",
+        ),
+        (
+            "user_unknown",
+            r"user(?:name)? unknown|unknown (?:user|recipient|mailbox)"
+            r"|no such (?:user|mailbox|recipient)"
+            r"|recipient (?:address )?unknown|(?:user|mailbox|address) (?:does not|doesn't) exist"
+            r"|invalid recipient|\b[45]\.1\.[1-6]\b",
+        ),
+        ("connection_refused", r"connection refused"),
+        ("timed_out", r"timed out|time-?out"),
+    )
+)
+_OTHER_REASON = DEFERRAL_REASONS.index("other")
+_NO_REASON = "reason unavailable"  # Postfix: this recipient has no reason (being delivered)
+
+
+def deferral_reason(text: str) -> str | None:
+    """The class of a deferral reason text (one of :data:`DEFERRAL_REASONS`).
+
+    None for Postfix's ``reason unavailable`` (a recipient being delivered, no reason yet).
+    """
+    index = _REASONS[text]
+    return None if index is None else DEFERRAL_REASONS[index]
+
+
+class _ReasonTable(dict[str | None, int | None]):
+    """Reason text -> class index (None: no reason), classified on first sight, bounded."""
+
+    limit = 20_000
+
+    def __missing__(self, text: str | None) -> int | None:
+        index = _classify_reason(text)
+        if len(self) < self.limit:
+            self[text] = index
+        return index
+
+
+def _classify_reason(text: str | None) -> int | None:
+    if text is None:
+        return None
+    text = text.strip()
+    if text == _NO_REASON:
+        return None
+    for index, pattern in _REASON_PATTERNS:
+        if pattern.search(text):
+            return index
+    return _OTHER_REASON
+
+
+_REASONS = _ReasonTable()
+
+
+def _reason_mask(texts: Iterable[str | None]) -> int:
+    """A bit per class of the given reason texts."""
+    mask = 0
+    for text in texts:
+        index = _REASONS[text]
+        if index is not None:
+            mask |= 1 << index
+    return mask
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    """``text`` with lone surrogates (from JSON escapes) replaced by U+FFFD: valid UTF-8."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
+
+
 # --------------------------------------------------------------------------------------------
 # The accumulator behind summarize
 
@@ -208,20 +324,29 @@ class _Acc:
     __slots__ = (
         "age_sum",
         "age_tokens",
+        "arrival_bounds",
+        "arrival_count",
+        "arrival_min",
+        "arrival_sum",
         "bounces",
         "buckets",
         "bytes",
         "flavour",
         "frozen",
         "held",
+        "hour_starts",
+        "in_message",
         "messages",
+        "now",
         "oldest",
+        "pending_reasons",
+        "reasons",
         "seen_message",
         "sizes",
         "unparsed",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, now: float = 0.0) -> None:
         self.messages = 0
         self.frozen = 0
         self.bounces = 0
@@ -236,6 +361,52 @@ class _Acc:
         # Exim age tokens are tallied as tokens and converted once at the end.
         self.age_tokens: Counter[str] = Counter()
         self.sizes = _EXIM_SIZES
+        # Postfix arrival times (whole epoch seconds) are tallied as exact integers against
+        # bounds in arrival terms (arrival >= now - bound), so both reading paths agree.
+        self.now = now
+        self.arrival_bounds = [now - bound for bound in reversed(AGE_BUCKETS[:-1])]
+        self.arrival_count = 0  # arrivals not after now
+        self.arrival_sum = 0  # their sum
+        self.arrival_min: int | None = None
+        self.hour_starts: dict[str, int | None] = {}
+        # Deferral reasons: messages per class, and the classes of the message being read.
+        self.reasons = [0] * len(DEFERRAL_REASONS)
+        self.pending_reasons = 0
+        self.in_message = False
+
+    def add_arrival(self, arrival: int) -> None:
+        """One Postfix arrival (the line-by-line path; the fast path does a slice at once)."""
+        self.buckets[-1 - bisect.bisect_right(self.arrival_bounds, arrival)] += 1
+        if arrival <= self.now:
+            self.arrival_count += 1
+            self.arrival_sum += arrival
+        if self.arrival_min is None or arrival < self.arrival_min:
+            self.arrival_min = arrival
+
+    def add_arrivals(self, arrivals: list[int]) -> None:
+        """Many Postfix arrivals at once (sorted in place)."""
+        arrivals.sort()
+        previous = 0
+        count = len(arrivals)
+        for index, bound in enumerate(self.arrival_bounds):
+            below = bisect.bisect_left(arrivals, bound)
+            self.buckets[-1 - index] += below - previous
+            previous = below
+        self.buckets[0] += count - previous
+        past = bisect.bisect_right(arrivals, self.now)
+        self.arrival_count += past
+        self.arrival_sum += sum(arrivals) if past == count else sum(arrivals[:past])
+        if self.arrival_min is None or arrivals[0] < self.arrival_min:
+            self.arrival_min = arrivals[0]
+
+    def flush_reasons(self) -> None:
+        """Count the classes of the message just read."""
+        mask = self.pending_reasons
+        if mask:
+            for index in range(len(self.reasons)):
+                if mask >> index & 1:
+                    self.reasons[index] += 1
+            self.pending_reasons = 0
 
     def add_age(self, age: float, count: int = 1) -> None:
         self.buckets[_bucket_index(age)] += count
@@ -248,6 +419,12 @@ class _Acc:
             values = _age_token_values(token)
             self.add_age(values[0] if values is not None else 0.0, count)
         self.age_tokens.clear()
+        if self.arrival_min is not None:
+            self.age_sum += self.arrival_count * self.now - self.arrival_sum
+            oldest = max(0.0, self.now - self.arrival_min)
+            if self.oldest is None or oldest > self.oldest:
+                self.oldest = oldest
+        self.flush_reasons()
         return QueueSummary(
             messages=self.messages,
             frozen=self.frozen,
@@ -259,6 +436,7 @@ class _Acc:
             age_sum_seconds=self.age_sum,
             unparsed_lines=self.unparsed,
             flavour=self.flavour,
+            deferral_reasons=tuple(self.reasons) if self.flavour == "postfix" else (),
         )
 
 
@@ -300,8 +478,12 @@ _SLICE_CHARS = 1 << 15  # ~32 KiB: small enough to stay in cache, large enough t
 _MIN_SLICE_CHARS = 1 << 12
 
 
-def _exim_summarize_text(text: str, start: int, acc: _Acc) -> None:
-    """Summarize Exim lines of ``text[start:]`` in bounded slices cut at line boundaries."""
+def _summarize_slices(text: str, start: int, read: Callable[[str], None]) -> None:
+    """Call ``read`` on bounded slices of ``text[start:]`` cut at line boundaries.
+
+    Slices are cut at a blank line where there is one, and keep the blank line before them,
+    which anchors the fast patterns.
+    """
     end = len(text)
     # Slices of ~32 KiB stay in cache; a small listing gets smaller ones so that the transient
     # copies stay a small share of it.
@@ -324,7 +506,7 @@ def _exim_summarize_text(text: str, start: int, acc: _Acc) -> None:
         # Keep the blank line before the slice when there is one: it anchors the fast pattern.
         lead = pos - 2 if pos >= 2 and text.startswith("\n\n", pos - 2) else pos
         if cut > pos:
-            _exim_summarize_slice(text[lead:cut], acc)
+            read(text[lead:cut])
         pos = nxt
 
 
@@ -390,29 +572,44 @@ def _exim_summarize_lines(lines: Iterable[str], acc: _Acc) -> None:
         acc.unparsed += 1
 
 
+def _exim_size(m: re.Match[str]) -> int | None:
+    """Bytes of a header's size field (0 when blank), None when above MAX_MESSAGE_BYTES."""
+    token = m.group("size")
+    if token is None:
+        return 0
+    try:
+        return _EXIM_SIZES[token]
+    except KeyError:
+        return None
+
+
 def _exim_tally(m: re.Match[str], acc: _Acc) -> None:
+    size = _exim_size(m)
+    if size is None:  # implausible: the header is junk (its indented lines go with it)
+        acc.unparsed += 1
+        acc.seen_message = True
+        return
     acc.messages += 1
     acc.seen_message = True
     acc.age_tokens[m.group("age")] += 1
-    size = m.group("size")
-    if size is not None:
-        acc.bytes += acc.sizes[size]
+    acc.bytes += size
     if m.group("sender") == "":
         acc.bounces += 1
     if m.group("frozen") is not None:
         acc.frozen += 1
 
 
-def _exim_message(m: re.Match[str]) -> tuple[str, float, float, int, str, bool]:
+def _exim_message(m: re.Match[str]) -> tuple[str, float, float, int, str, bool] | None:
+    size = _exim_size(m)
+    if size is None:
+        return None
     age, low = _age_token_values(m.group("age")) or (0.0, 0.0)
-    size_token = m.group("size")
-    size = (_size_token_bytes(size_token) or 0) if size_token is not None else 0
     sender = m.group("sender")
     if sender is None:
         sender = ""
     elif sender == "":
         sender = "<>"
-    return m.group("id"), age, low, size, sender, m.group("frozen") is not None
+    return m.group("id"), age, low, size, _clean(sender), m.group("frozen") is not None
 
 
 def _exim_iter_lines(lines: Iterable[str], state: _IterState) -> Iterator[QueueMessage]:
@@ -431,17 +628,17 @@ def _exim_iter_lines(lines: Iterable[str], state: _IterState) -> Iterator[QueueM
                 yield _exim_build(current, recipients)
             current = _exim_message(m)
             recipients = []
+            if current is None:  # an implausible size: the header is junk, and so its lines
+                state.unparsed += 1
             state.seen_message = True
             continue
         stripped = line.strip()
         if not stripped:
             continue
         if first in " \t" and state.seen_message and not _EXIM_HEADERISH.match(line):
-            if current is None:
-                continue  # pragma: no cover - seen_message implies a current message
-            if stripped.startswith(("D ", "+D ", "***")):
+            if current is None or stripped.startswith(("D ", "+D ", "***")):
                 continue
-            recipients.append(stripped)
+            recipients.append(_clean(stripped))
             continue
         state.unparsed += 1
     if current is not None:
@@ -553,13 +750,35 @@ def _postfix_hour_epoch(
     return None
 
 
-def _postfix_arrival(m: re.Match[str], now: float, zone: datetime.tzinfo | None) -> float | None:
+def _postfix_arrival(m: re.Match[str], now: float, zone: datetime.tzinfo | None) -> int | None:
     """Arrival epoch of a Postfix header (see :func:`_postfix_hour_epoch`), None when unreadable."""
     hh, mm, ss = int(m.group("hh")), int(m.group("mm")), int(m.group("ss"))
     if hh > 23 or mm > 59 or ss > 60:
         return None
     start = _postfix_hour_epoch(m.group("wday"), m.group("mon"), int(m.group("day")), hh, now, zone)
-    return None if start is None else float(start + mm * 60 + ss)
+    return None if start is None else start + mm * 60 + ss
+
+
+def _postfix_hour_key(key: str, now: float, zone: datetime.tzinfo | None) -> int | None:
+    """The hour start of a fast-path key like ``Wed Nov 25 06`` (as the header regex reads it)."""
+    hour = int(key[11:13])
+    if hour > 23 or key[:3] not in _WEEKDAYS or key[4:7] not in _MONTHS:
+        return None
+    return _postfix_hour_epoch(key[:3], key[4:7], int(key[8:10]), hour, now, zone)
+
+
+def _postfix_head(m: re.Match[str], now: float, zone: datetime.tzinfo | None) -> int | None:
+    """Arrival epoch of a header that stands for a message; None when it is junk."""
+    if int(m.group("size")) > MAX_MESSAGE_BYTES:
+        return None
+    return _postfix_arrival(m, now, zone)
+
+
+def _postfix_reason(stripped: str) -> str | None:
+    """The text of a ``(reason)`` line (already stripped), or None when it is not one."""
+    if stripped.startswith("(") and stripped.endswith(")"):
+        return stripped[1:-1]
+    return None
 
 
 def _postfix_kind(line: str) -> int:
@@ -571,9 +790,113 @@ def _postfix_kind(line: str) -> int:
     return 1
 
 
+# The fast path reads a slice with one re.split, like Exim's, but its pattern matches only a
+# blank line, a canonical header and an optional "(reason)" line right after it: a pattern
+# that also walked the recipient lines would cost several times more. The rest is checked by
+# counting: a newline followed by anything but a space may only be a blank line before a
+# header the pattern read (or before the footer), or start a "(reason)" line (Postfix
+# indents a reason so that it ends in column 78, and not at all when it is longer). That
+# leaves exactly the text the line-by-line path reads as headers, reasons and recipients.
+# Groups: the status flag, the size, the arrival's day and hour ("Wed Nov 25 06"), its minutes
+# and seconds, the sender (without trailing spaces) and the first reason.
+_POSTFIX_FAST = re.compile(
+    r"\n\n[0-9A-Za-z]{5,32}([*!]?)#? +([0-9]{1,12}) "
+    r"([A-Z][a-z][a-z] [A-Z][a-z][a-z] [ 123][0-9] [012][0-9]):([0-5][0-9]:[0-6][0-9]) +"
+    r"([^\n]*[^ \n]) *(?:\n *\(([^\n]*)\) *$)?",
+    re.MULTILINE,
+)
+_POSTFIX_FAST_GROUPS = 7  # gap + 6 groups per match in re.split's output
+_POSTFIX_FOOTER_TAIL = re.compile(r"\n\n-- [0-9]+ Kbytes in [0-9]+ Requests?\.\Z")
+_NEWLINE_NOT_SPACE = re.compile(r"\n[^ ]")  # "\n\n" counts once
+_POSTFIX_REASON_LINE = re.compile(r"^ *\(([^\n]*)\) *$", re.MULTILINE)
+_POSTFIX_LONG_REASON_LINE = re.compile(r"^\([^\n]*\) *$", re.MULTILINE)
+_MMSS = {f"{mm:02d}:{ss:02d}": mm * 60 + ss for mm in range(60) for ss in range(61)}
+
+
+def _postfix_summarize_slice(chunk: str, acc: _Acc, zone: datetime.tzinfo | None) -> None:
+    """Summarize one slice of whole lines, by the fast path when it holds only canonical text."""
+    if "\r" in chunk:
+        chunk = chunk.replace("\r\n", "\n")
+    text = chunk
+    if text.startswith("-") and _POSTFIX_TITLE.match(text):
+        newline = text.find("\n")
+        text = "" if newline < 0 else text[newline + 1 :]  # the title line carries nothing
+    if not text.startswith("\n\n"):
+        text = "\n\n" + text.lstrip("\n")
+    if _postfix_fast_slice(text, acc, zone):
+        return
+    _postfix_summarize_lines(chunk.split("\n"), acc, acc.now, zone)
+
+
+def _postfix_fast_slice(text: str, acc: _Acc, zone: datetime.tzinfo | None) -> bool:
+    """Tally a slice of canonical Postfix text, or return False (nothing tallied) when it is not."""
+    step = _POSTFIX_FAST_GROUPS
+    parts = _POSTFIX_FAST.split(text)
+    matched = len(parts) // step
+    if not matched or parts[0]:
+        return False
+    blanks = matched
+    last = parts[-1]
+    footer = _POSTFIX_FOOTER_TAIL.search(last)
+    if footer is not None:
+        blanks += 1
+        last = last[: footer.start()]
+    extra = len(_NEWLINE_NOT_SPACE.findall(text)) - blanks
+    if extra and extra != len(_POSTFIX_LONG_REASON_LINE.findall(text)):
+        return False  # a line at column 0 that is neither a header nor a "(reason)": junk
+    hours = parts[3::step]
+    starts = acc.hour_starts
+    for key in set(hours).difference(starts):
+        starts[key] = _postfix_hour_key(key, acc.now, zone)
+    try:
+        arrivals = list(
+            map(
+                operator.add, map(starts.__getitem__, hours), map(_MMSS.__getitem__, parts[4::step])
+            )
+        )
+    except (TypeError, KeyError):  # an impossible date or time: the line path decides
+        return False
+    acc.messages += matched
+    acc.seen_message = True
+    acc.bytes += sum(map(int, parts[2::step]))
+    acc.held += parts[1::step].count("!")
+    senders = parts[5::step]
+    acc.bounces += senders.count("MAILER-DAEMON") + senders.count("<>")
+    acc.add_arrivals(arrivals)
+    _postfix_fast_reasons(parts[6::step], parts[step::step], last, acc)
+    return True
+
+
+def _postfix_fast_reasons(firsts: list[str | None], rests: list[str], last: str, acc: _Acc) -> None:
+    """Count each message once per reason class it shows: its first reason, and any reason
+    line among the rest of its lines (rare). The last message may go on in the next slice (a
+    list of lines is cut anywhere): its classes stay pending."""
+    acc.flush_reasons()
+    rests[-1] = last
+    counts = acc.reasons
+    reasons = _REASONS
+    for reason, count in Counter(firsts).items():
+        index = reasons[reason]
+        if index is not None:
+            counts[index] += count
+    with_more = itertools.compress(
+        zip(firsts, rests, strict=True), map(operator.contains, rests, itertools.repeat("("))
+    )
+    for first, rest in with_more:
+        extra = _reason_mask(_POSTFIX_REASON_LINE.findall(rest)) & ~_reason_mask((first,))
+        for index in range(len(counts)):
+            counts[index] += extra >> index & 1
+    pending = _reason_mask((firsts[-1], *_POSTFIX_REASON_LINE.findall(last)))
+    for index in range(len(counts)):
+        counts[index] -= pending >> index & 1
+    acc.pending_reasons = pending
+    acc.in_message = True
+
+
 def _postfix_summarize_lines(
     lines: Iterable[str], acc: _Acc, now: float, zone: datetime.tzinfo | None
 ) -> None:
+    """The line-by-line reading of Postfix text (the reference the fast path must agree with)."""
     header = _POSTFIX_HEADER.fullmatch
     for line in lines:
         if line.endswith("\r"):
@@ -581,26 +904,42 @@ def _postfix_summarize_lines(
         first = line[:1]
         if not first:
             continue
-        if first not in " \t":
+        if first not in " \t(":
             m = header(line)
             if m is not None:
-                arrival = _postfix_arrival(m, now, zone)
-                if arrival is not None:
-                    acc.messages += 1
-                    acc.seen_message = True
-                    acc.bytes += int(m.group("size"))
-                    acc.add_age(max(0.0, now - arrival))
-                    flags = m.group("flags")
-                    if "!" in flags:
-                        acc.held += 1
-                    if (m.group("sender") or "") in _NULL_SENDERS:
-                        acc.bounces += 1
+                acc.flush_reasons()
+                arrival = _postfix_head(m, now, zone)
+                acc.in_message = arrival is not None
+                acc.seen_message = True  # a junk header's lines go with it
+                if arrival is None:
+                    acc.unparsed += 1
                     continue
-        if not line.strip():
+                acc.messages += 1
+                acc.seen_message = True
+                acc.bytes += int(m.group("size"))
+                acc.add_arrival(arrival)
+                if "!" in m.group("flags"):
+                    acc.held += 1
+                if (m.group("sender") or "") in _NULL_SENDERS:
+                    acc.bounces += 1
+                continue
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if first in " \t(" and acc.seen_message:
+            if acc.in_message:
+                reason = _postfix_reason(stripped)
+                if reason is not None:
+                    index = _REASONS[reason]
+                    if index is not None:
+                        acc.pending_reasons |= 1 << index
+                elif first == "(":
+                    acc.unparsed += 1
+            elif first == "(":
+                acc.unparsed += 1
             continue
         if first in " \t":
-            if not acc.seen_message:
-                acc.unparsed += 1
+            acc.unparsed += 1
             continue
         acc.unparsed += _postfix_kind(line)
 
@@ -617,32 +956,43 @@ def _postfix_iter_lines(
         first = line[:1]
         if not first:
             continue
-        if first not in " \t":
+        if first not in " \t(":
             m = header(line)
             if m is not None:
-                arrival = _postfix_arrival(m, now, zone)
-                if arrival is not None:
-                    if current is not None:
-                        yield _postfix_build(current, recipients)
-                    sender = m.group("sender") or ""
-                    current = (
-                        m.group("id"),
-                        max(0.0, now - arrival),
-                        int(m.group("size")),
-                        "<>" if sender in _NULL_SENDERS else sender,
-                        "!" in m.group("flags"),
-                    )
-                    recipients = []
-                    state.seen_message = True
+                if current is not None:
+                    yield _postfix_build(current, recipients)
+                current = None
+                recipients = []
+                arrival = _postfix_head(m, now, zone)
+                state.seen_message = True  # a junk header's lines go with it
+                if arrival is None:
+                    state.unparsed += 1
                     continue
+                sender = m.group("sender") or ""
+                current = (
+                    m.group("id"),
+                    max(0.0, now - arrival),
+                    int(m.group("size")),
+                    "<>" if sender in _NULL_SENDERS else _clean(sender),
+                    "!" in m.group("flags"),
+                )
+                state.seen_message = True
+                continue
         stripped = line.strip()
         if not stripped:
             continue
-        if first in " \t":
-            if not state.seen_message:
+        if first in " \t(" and state.seen_message:
+            if current is not None:
+                if _postfix_reason(stripped) is not None:
+                    continue
+                if first != "(":
+                    recipients.append(_clean(stripped))
+                    continue
+            if first == "(":
                 state.unparsed += 1
-            elif current is not None and not (stripped.startswith("(") and stripped.endswith(")")):
-                recipients.append(stripped)
+            continue
+        if first in " \t":
+            state.unparsed += 1
             continue
         state.unparsed += _postfix_kind(line)
     if current is not None:
@@ -662,10 +1012,16 @@ def _postfix_build(head: tuple[str, float, int, str, bool], recipients: list[str
 _PJ_ADDR = r'\{"address": "[^"\\]*"(?:, "delay_reason": "[^"\\]*")?\}'
 _POSTQUEUE_J = re.compile(
     r'\{"queue_name": "(?P<queue>[^"\\]*)", "queue_id": "[^"\\]*", '
-    r'"arrival_time": (?P<arrival>[0-9]{1,12}), "message_size": (?P<size>[0-9]{1,15}), '
+    r'"arrival_time": (?P<arrival>[0-9]{1,12}), "message_size": (?P<size>[0-9]{1,12}), '
     r'"forced_expire": (?:true|false), "sender": "(?P<sender>[^"\\]*)", '
     r'"recipients": \[(?:' + _PJ_ADDR + r"(?:, " + _PJ_ADDR + r")*)?\]\}\s*"
 )
+_PJ_REASON = re.compile(r'"delay_reason": "([^"\\]*)"')
+
+
+def _add_reasons(acc: _Acc, mask: int) -> None:
+    for index in range(len(acc.reasons)):
+        acc.reasons[index] += mask >> index & 1
 
 
 def _json_summarize_lines(lines: Iterable[str], acc: _Acc, now: float) -> None:
@@ -683,6 +1039,8 @@ def _json_summarize_lines(lines: Iterable[str], acc: _Acc, now: float) -> None:
                 acc.held += 1
             if _normal_sender(m.group("sender")) == "<>":
                 acc.bounces += 1
+            if '"delay_reason"' in line:
+                _add_reasons(acc, _reason_mask(_PJ_REASON.findall(line)))
             continue
         _tally_object(_json_object(line), acc, now)
 
@@ -712,7 +1070,7 @@ def _normal_sender(value: str) -> str:
     sender = value.strip()
     if sender.startswith("<") and sender.endswith(">"):
         sender = sender[1:-1].strip()
-    return "<>" if sender in _NULL_SENDERS else sender
+    return "<>" if sender in _NULL_SENDERS else _clean(sender)
 
 
 def _flag(value: Any) -> bool | None:
@@ -771,11 +1129,11 @@ def _object_size(obj: Mapping[str, Any]) -> int | None:
         if key in obj:
             value = obj[key]
             number = _number(value)
-            if number is not None:
-                return int(number)
-            if isinstance(value, str):
-                return _size_token_bytes(value)
-            return None
+            if number is None and isinstance(value, str):
+                number = _size_token_bytes(value)
+            if number is None or number > MAX_MESSAGE_BYTES:
+                return None
+            return int(number)
     return 0
 
 
@@ -783,18 +1141,31 @@ def _object_recipients(value: Any) -> tuple[str, ...] | None:
     if value is None:
         return ()
     if isinstance(value, str):
-        return tuple(part for part in re.split(r"[\s,]+", value) if part)
+        return tuple(_clean(part) for part in re.split(r"[\s,]+", value) if part)
     if not isinstance(value, list | tuple):
         return None
     out: list[str] = []
     for item in value:
         if isinstance(item, str):
-            out.append(item.strip())
+            out.append(_clean(item.strip()))
         elif isinstance(item, dict) and isinstance(item.get("address"), str):
-            out.append(item["address"])
+            out.append(_clean(item["address"]))
         else:
             return None
     return tuple(out)
+
+
+def _object_reasons(obj: Mapping[str, Any]) -> int:
+    """The reason classes of a ``postqueue -j`` object's recipients (``delay_reason``)."""
+    recipients = obj.get("recipients")
+    if not isinstance(recipients, list):
+        return 0
+    texts = [
+        item["delay_reason"]
+        for item in recipients
+        if isinstance(item, dict) and isinstance(item.get("delay_reason"), str)
+    ]
+    return _reason_mask(texts) if texts else 0
 
 
 def _object_values(
@@ -858,6 +1229,7 @@ def _tally_object(obj: Any, acc: _Acc, now: float) -> None:
     acc.frozen += frozen
     acc.held += held
     acc.bounces += sender == "<>"
+    _add_reasons(acc, _object_reasons(obj))
 
 
 def _object_flavour(obj: Mapping[str, Any]) -> Flavour:
@@ -985,7 +1357,7 @@ def summarize(
     negative. Garbage gives an ``unknown`` summary, never an exception.
     """
     clock = time.time() if now is None else float(now)
-    acc = _Acc()
+    acc = _Acc(clock)
     if detail is None:
         return acc.result()
     if _is_object_list(detail):
@@ -1013,13 +1385,13 @@ def summarize(
                 continue
             acc.flavour = "postfix" if kind == "json" else kind
         if kind == "exim":
-            _exim_summarize_text(piece, start, acc)
+            _summarize_slices(piece, start, functools.partial(_exim_summarize_slice, acc=acc))
+        elif kind == "json":
+            _json_summarize_lines(_bounded_lines(piece, start), acc, clock)
         else:
-            lines = _bounded_lines(piece, start)
-            if kind == "json":
-                _json_summarize_lines(lines, acc, clock)
-            else:
-                _postfix_summarize_lines(lines, acc, clock, zone)
+            _summarize_slices(
+                piece, start, functools.partial(_postfix_summarize_slice, acc=acc, zone=zone)
+            )
     return acc.result()
 
 

@@ -19,7 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import brainycp.queue as queue_module
-from brainycp.queue import AGE_BUCKETS, QueueMessage, QueueSummary, iter_messages, summarize
+from brainycp.queue import (
+    AGE_BUCKETS,
+    DEFERRAL_REASONS,
+    MAX_MESSAGE_BYTES,
+    QueueMessage,
+    QueueSummary,
+    iter_messages,
+    summarize,
+)
 from tests.support import FIXTURES
 
 # The Postfix fixtures were captured on 2026-11-25 (UTC); their last arrival is 06:44:34.
@@ -50,6 +58,14 @@ def reference(messages: list[QueueMessage], unparsed: int = 0, flavour: str = ""
     )
 
 
+def exact_postfix_summary(text: str, now: float = NOW) -> QueueSummary:
+    """The Postfix line-by-line path alone (the fast path must give the same answer)."""
+    acc = queue_module._Acc(now)
+    acc.flavour = "postfix"
+    queue_module._postfix_summarize_lines(text.split("\n"), acc, now, None)
+    return acc.result()
+
+
 def exact_summary(text: str) -> QueueSummary:
     """summarize's line-by-line path alone (the fast path must give the same answer)."""
     acc = queue_module._Acc()
@@ -61,7 +77,9 @@ def exact_summary(text: str) -> QueueSummary:
 def assert_agrees(detail: Any, now: float = NOW) -> QueueSummary:
     summary = summarize(detail, now=now)
     expected = reference(list(iter_messages(detail, now=now)), summary.unparsed_lines)
-    assert summary == QueueSummary(**{**asdict(expected), "flavour": summary.flavour})
+    # Messages do not carry deferral reasons: those are checked on their own.
+    same = {"flavour": summary.flavour, "deferral_reasons": summary.deferral_reasons}
+    assert summary == QueueSummary(**{**asdict(expected), **same})
     return summary
 
 
@@ -374,7 +392,8 @@ def test_three_detail_shapes_give_the_same_summary(name: str) -> None:
         }
         for m in iter_messages(text, now=NOW)
     ]
-    assert summarize(objects, now=NOW) == as_text
+    from_objects = summarize(objects, now=NOW)
+    assert from_objects == replace(as_text, deferral_reasons=from_objects.deferral_reasons)
     # A number of seconds is an exact age: only the text knows an Exim token's range.
     exact = [replace(m, age_min_seconds=None) for m in iter_messages(text, now=NOW)]
     assert list(iter_messages(objects, now=NOW)) == exact
@@ -460,6 +479,192 @@ def test_summarize_builds_no_message_records(monkeypatch: pytest.MonkeyPatch) ->
         objects,
     ):
         assert summarize(detail, now=NOW).messages > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Deferral reasons, implausible sizes, invalid text
+
+# Deferral reasons as Postfix prints them (typical SMTP replies), with the class each is.
+REASON_SAMPLES: list[tuple[str, str | None]] = [
+    ("deferred transport", "other"),
+    ("reason unavailable", None),
+    ("connect to mx.example.net[192.0.2.7]:25: Connection refused", "connection_refused"),
+    ("connect to mx.example.net[192.0.2.7]:25: Connection timed out", "timed_out"),
+    (
+        "delivery temporarily suspended: connect to mx.example.net[192.0.2.7]:25: "
+        "Connection timed out",
+        "timed_out",
+    ),
+    (
+        "host mx.example.net[192.0.2.7] said: 450 4.7.1 <bob@example.net>: Recipient address "
+        "rejected: Greylisted, see http://postgrey.schweikert.ch/help/example.net.html "
+        "(in reply to RCPT TO command)",
+        "greylisted",
+    ),
+    (
+        "host mx.example.net[192.0.2.7] said: 554 5.7.1 Service unavailable; Client host "
+        "[198.51.100.4] blocked using zen.spamhaus.org (in reply to RCPT TO command)",
+        "blocklisted",
+    ),
+    (
+        "host mx.example.net[192.0.2.7] said: 451 4.7.1 Rejected for policy reasons "
+        "(in reply to end of DATA command)",
+        "blocklisted",
+    ),
+    (
+        "host mx.example.net[192.0.2.7] said: 552 5.2.2 <bob@example.net>: mailbox full "
+        "(in reply to RCPT TO command)",
+        "mailbox_full",
+    ),
+    ("host mx.example.net[192.0.2.7] said: 452 4.2.2 Over quota", "mailbox_full"),
+    (
+        "host mx.example.net[192.0.2.7] said: 550 5.1.1 <nobody@example.net>: Recipient "
+        "address rejected: User unknown in virtual mailbox table (in reply to RCPT TO command)",
+        "user_unknown",
+    ),
+    (
+        "Host or domain name not found. Name service error for name=nowhere.example type=MX: "
+        "Host not found, try again",
+        "other",
+    ),
+    (
+        "lost connection with mx.example.net[192.0.2.7] while receiving the initial server "
+        "greeting",
+        "other",
+    ),
+]
+
+
+def reason_line(text: str) -> str:
+    """A reason line as Postfix prints it: ending in column 78, or unindented when long."""
+    return " " * max(0, 76 - len(text)) + f"({text})"
+
+
+@pytest.mark.parametrize(("text", "expected"), REASON_SAMPLES)
+def test_deferral_reasons_are_classified(text: str, expected: str | None) -> None:
+    assert queue_module.deferral_reason(text) == expected
+    if expected is not None:  # Postfix's own "reason unavailable" is spelled exactly so
+        assert queue_module.deferral_reason(text.upper()) == expected
+
+
+LONG_REASON = REASON_SAMPLES[6][0]  # blocklisted, longer than 76 characters
+
+
+def test_postfix_reason_lines_count_each_message_once_per_class() -> None:
+    listing = (
+        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n"
+        "AAAAA11111      500 Wed Nov 25 06:40:00  a@example.org\n"
+        f"{reason_line(LONG_REASON)}\n"
+        f"{' ' * 41}bob@example.net\n"
+        f"{reason_line('connect to mx.example.com[192.0.2.9]:25: Connection refused')}\n"
+        f"{' ' * 41}carol@example.com\n"
+        f"{reason_line(LONG_REASON.replace('198.51.100.4', '198.51.100.5'))}\n"
+        f"{' ' * 41}dave@example.net\n"
+        "\n"
+        "BBBBB22222      500 Wed Nov 25 06:40:00  MAILER-DAEMON\n"
+        f"{reason_line('deferred transport')}\n"
+        f"{' ' * 41}erin@example.org\n"
+        f"{reason_line('reason unavailable')}\n"
+        f"{' ' * 41}frank@example.org\n"
+        "\n"
+        "CCCCC33333*     500 Wed Nov 25 06:40:00  a@example.org\n"
+        f"{' ' * 41}grace@example.org\n"
+        "\n-- 1 Kbytes in 3 Requests.\n"
+    )
+    assert reason_line(LONG_REASON).startswith("(host ")  # unindented: longer than 76
+    summary = summarize(listing, now=NOW)
+    assert (summary.messages, summary.unparsed_lines) == (3, 0)
+    by_class = dict(zip(DEFERRAL_REASONS, summary.deferral_reasons, strict=True))
+    assert by_class == {
+        "connection_refused": 1,
+        "timed_out": 0,
+        "greylisted": 0,
+        "blocklisted": 1,
+        "mailbox_full": 0,
+        "user_unknown": 0,
+        "other": 1,
+    }
+    assert exact_postfix_summary(listing) == summary
+    acc = queue_module._Acc(NOW)
+    assert queue_module._postfix_fast_slice("\n\n" + listing.split("\n", 1)[1].rstrip(), acc, None)
+    messages = list(iter_messages(listing, now=NOW))
+    assert [m.recipients for m in messages] == [
+        ("bob@example.net", "carol@example.com", "dave@example.net"),
+        ("erin@example.org", "frank@example.org"),
+        ("grace@example.org",),
+    ]
+    # A line at column 0 that starts like a reason but is not one is junk, on both paths.
+    broken = listing.replace(f"{reason_line(LONG_REASON)}\n", "(not closed\n", 1)
+    assert summarize(broken, now=NOW).unparsed_lines == 1
+    assert exact_postfix_summary(broken).unparsed_lines == 1
+    assert next(iter_messages(broken, now=NOW)).recipients[0] == "bob@example.net"
+
+
+def test_postqueue_json_delay_reasons_are_classified_like_the_text() -> None:
+    jsonl = fixture("postfix-postqueue-j-active.jsonl")
+    text = fixture("postfix-mailq-active.txt")
+    assert summarize(jsonl, now=NOW).deferral_reasons == summarize(text, now=NOW).deferral_reasons
+    objects = [json.loads(line) for line in jsonl.splitlines()]
+    other = DEFERRAL_REASONS.index("other")
+    assert summarize(objects, now=NOW).deferral_reasons[other] == 10  # all but 2 active ones
+
+
+def test_exim_listings_show_no_deferral_reasons() -> None:
+    assert summarize(fixture("exim-bp.txt")).deferral_reasons == ()
+    assert summarize(fixture("postfix-mailq-empty.txt"), now=NOW).deferral_reasons == (0,) * 7
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        " 5m 2000000M 1xW6VZ-0000xu-1S <a@example.org>\n          b@example.org\n",
+        "ABCDEF12345  5000000000000000 Wed Nov 25 06:40:00  a@example.org\n"
+        f"{' ' * 41}b@example.org\n",
+        '{"queue_name": "deferred", "queue_id": "ABCDEF12345", "arrival_time": 1795588738, '
+        '"message_size": 5e30, "sender": "a@example.org", "recipients": []}\n',
+        [{"id": "1xW6VZ-0000xu-1S", "size": 5e30}],
+        [{"id": "1xW6VZ-0000xu-1S", "size": "5000000000000000"}],
+    ],
+)
+def test_sizes_above_a_tebibyte_are_unparsed_not_exported(detail: Any) -> None:
+    good = " 5m   350 1xW6VZ-0000xw-1U <a@example.org>\n          b@example.org\n\n"
+    summary = summarize(detail, now=NOW)
+    assert (summary.messages, summary.bytes, summary.unparsed_lines) == (0, 0, 1)
+    assert list(iter_messages(detail, now=NOW)) == []
+    if isinstance(detail, str) and detail.startswith(" 5m"):
+        both = summarize(good + detail + good.replace("xw-1U", "xy-1X"))
+        assert (both.messages, both.bytes, both.unparsed_lines) == (2, 700, 1)
+        assert exact_summary(good + detail) == replace(summarize(good + detail), flavour="exim")
+        ids = [m.id for m in iter_messages(good + detail + good.replace("xw-1U", "xy-1X"))]
+        assert ids == ["1xW6VZ-0000xw-1U", "1xW6VZ-0000xy-1X"]
+        assert next(iter_messages(good + detail)).recipients == ("b@example.org",)
+    assert MAX_MESSAGE_BYTES == 2**40
+    # Exactly 1 TiB is still a message.
+    assert summarize([{"id": "m", "size": 2**40}]).bytes == 2**40
+
+
+def test_lone_surrogates_in_addresses_become_replacement_characters() -> None:
+    line = json.dumps(
+        {"queue_name": "deferred", "queue_id": "ABCDEF12345", "arrival_time": NOW - 60,
+         "message_size": 10, "sender": "sp\ud800m@example.org",
+         "recipients": [{"address": "x\udfff@example.net"}]}
+    )  # fmt: skip
+    detail = json.loads(line)
+    assert "\ud800" in detail["sender"]
+    for shape in (line, [detail], _mailq("Wed Nov 25 06:49:00").replace("a@", "sp\ud800m@")):
+        messages = list(iter_messages(shape, now=NOW))
+        assert len(messages) == 1
+        message = messages[0]
+        message.sender.encode("utf-8")
+        for recipient in message.recipients:
+            recipient.encode("utf-8")
+        assert message.sender == "sp\ufffdm@example.org"
+    exim = " 5m   350 1xW6VZ-0000xu-1S <sp\ud800m@example.org>\n          b\udc00@example.org\n"
+    [message] = iter_messages(exim)
+    assert (message.sender, message.recipients) == (
+        "sp\ufffdm@example.org",
+        ("b\ufffd@example.org",),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -554,8 +759,8 @@ def test_postfix_age_over_a_year_lands_in_the_oldest_bucket_with_its_real_age() 
 
 def test_postfix_impossible_dates_are_unparsed_lines() -> None:
     summary = summarize(_mailq("Mon Apr 31 12:00:00"), now=NOW)
-    # The header, and its recipient line, which follows no message.
-    assert (summary.messages, summary.unparsed_lines) == (0, 2)
+    # The header is one unparsed line; its recipient lines go with it.
+    assert (summary.messages, summary.unparsed_lines) == (0, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -753,10 +958,12 @@ POSTFIX_IDS = st.one_of(
 
 
 @st.composite
-def postfix_listings(draw: st.DrawFn) -> tuple[str, dict[str, float]]:
+def postfix_listings(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     count = draw(st.integers(0, 10))
     lines = ["-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------"]
-    truth = {"messages": count, "held": 0, "bounces": 0, "bytes": 0, "age_sum": 0.0}
+    truth: dict[str, Any] = {"messages": count, "held": 0, "bounces": 0, "bytes": 0}
+    truth["age_sum"] = 0.0
+    reasons = [0] * len(DEFERRAL_REASONS)
     total = 0
     for _ in range(count):
         age = draw(st.integers(0, 300 * 86400))
@@ -768,11 +975,17 @@ def postfix_listings(draw: st.DrawFn) -> tuple[str, dict[str, float]]:
         lines.append(
             f"{draw(POSTFIX_IDS)}{flags} {size:>7} {tm.strftime('%a %b %e %H:%M:%S')}  {sender}"
         )
+        classes: set[str] = set()
         for address in draw(st.lists(ADDRESSES, min_size=1, max_size=3)):
             if draw(st.booleans()):
-                lines.append(" " * 58 + "(deferred transport)")
+                text, kind = draw(st.sampled_from(REASON_SAMPLES))
+                lines.append(reason_line(text))
+                if kind is not None:
+                    classes.add(kind)
             lines.append(" " * 41 + address)
         lines.append("")
+        for kind in classes:
+            reasons[DEFERRAL_REASONS.index(kind)] += 1
         total += size
         truth["held"] += "!" in flags
         truth["bounces"] += sender == "MAILER-DAEMON"
@@ -783,6 +996,7 @@ def postfix_listings(draw: st.DrawFn) -> tuple[str, dict[str, float]]:
     for position, line in sorted(junk, reverse=True):
         lines.insert(position, line)
     truth["unparsed"] = len(junk)
+    truth["reasons"] = tuple(reasons)
     return "\n".join(lines) + "\n", truth
 
 
@@ -809,7 +1023,7 @@ def test_generated_exim_listings_match_the_generator(listing: tuple[str, dict[st
 @PROPERTY
 @given(postfix_listings())
 def test_generated_postfix_listings_match_the_generator(
-    listing: tuple[str, dict[str, float]],
+    listing: tuple[str, dict[str, Any]],
 ) -> None:
     text, truth = listing
     summary = summarize(text, now=NOW)
@@ -821,7 +1035,9 @@ def test_generated_postfix_listings_match_the_generator(
     assert summary.age_sum_seconds == pytest.approx(truth["age_sum"])
     assert summary.unparsed_lines == truth["unparsed"]
     assert summary.flavour == "postfix"
+    assert summary.deferral_reasons == truth["reasons"]
     assert_agrees(text)
+    assert exact_postfix_summary(text) == summary
 
 
 @settings(max_examples=60, deadline=None)
@@ -839,6 +1055,45 @@ def test_fast_path_and_line_path_agree_across_slice_boundaries(
         queue_module._SLICE_CHARS, queue_module._MIN_SLICE_CHARS = original
     assert small_slices == summarize(text)
     assert_agrees(text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(postfix_listings(), min_size=2, max_size=4), st.sampled_from([0, 1]))
+def test_postfix_fast_path_and_line_path_agree_across_slice_boundaries(
+    listings: list[tuple[str, dict[str, Any]]], as_lines: int
+) -> None:
+    text = "\n".join(text for text, _ in listings)
+    detail: Any = text.split("\n") if as_lines else text
+    original = (
+        queue_module._SLICE_CHARS,
+        queue_module._MIN_SLICE_CHARS,
+        queue_module._LINES_PER_CHUNK,
+    )
+    try:
+        queue_module._SLICE_CHARS = queue_module._MIN_SLICE_CHARS = 64
+        queue_module._LINES_PER_CHUNK = 7
+        small_slices = summarize(detail, now=NOW)
+    finally:
+        (
+            queue_module._SLICE_CHARS,
+            queue_module._MIN_SLICE_CHARS,
+            queue_module._LINES_PER_CHUNK,
+        ) = original
+    assert small_slices == summarize(text, now=NOW)
+    assert small_slices == exact_postfix_summary(text)
+    assert sum(truth["reasons"][0] for _, truth in listings) == small_slices.deferral_reasons[0]
+
+
+@pytest.mark.parametrize(
+    "name", ["postfix-mailq.txt", "postfix-mailq-active.txt", "postfix-mailq-longid.txt"]
+)
+def test_canonical_postfix_output_takes_the_fast_path(name: str) -> None:
+    text = fixture(name)
+    body = text[text.index("\n") + 1 :].rstrip("\n")
+    acc = queue_module._Acc(NOW)
+    assert queue_module._postfix_fast_slice("\n\n" + body, acc, None)
+    acc.flavour = "postfix"
+    assert acc.result() == summarize(text, now=NOW) == exact_postfix_summary(text)
 
 
 @pytest.mark.parametrize("name", ["exim-bp.txt", "exim-bpr.txt", "exim-bp-aged.txt"])
