@@ -423,6 +423,7 @@ class ExporterConfig(_Strict):
     max_concurrency: int = Field(default=32, ge=1, le=10000)
     max_staleness: Duration = 600.0
     top_senders: int = Field(default=0, ge=0, le=1000)
+    top_recipient_domains: int = Field(default=0, ge=0, le=1000)
     shard: Shard = None
     """``(index, count)``: serve only the panels whose name hashes to ``index``."""
     max_connections: int = Field(default=1000, ge=1, le=1_000_000)

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from brainycp import __version__
-from brainycp.queue import AGE_BUCKETS
+from brainycp.queue import AGE_BUCKETS, DEFERRAL_REASONS
 from exporter.state import ExporterState, PanelState
 
 log = logging.getLogger("exporter.collector")
@@ -203,6 +203,39 @@ def _senders_spec(top: int) -> FamilySpec:
     )
 
 
+def _domains_spec(top: int) -> FamilySpec:
+    return _spec(
+        "brainycp_mail_queue_recipient_domain_messages",
+        "gauge",
+        _help(
+            f"Queued messages with a pending recipient in each of the {top} recipient domains "
+            "with most of them",
+            "list_msg",
+        ),
+        "panel",
+        "domain",
+    )
+
+
+DEFERRALS = _spec(
+    "brainycp_mail_queue_deferral_reason_messages",
+    "gauge",
+    _help(
+        "Queued messages with a recipient deferred for each class of reason the listing shows "
+        "(Postfix only)",
+        "list_msg",
+    ),
+    "panel",
+    "reason",
+)
+UNPARSED = _spec(
+    "brainycp_mail_queue_unparsed_lines",
+    "gauge",
+    _help("Lines (or objects) of the queue listing that could not be read", "list_msg"),
+    "panel",
+)
+
+
 Row = tuple[tuple[str, ...], Any]
 """Label values in the spec's order, and the value; for the gauge histogram the value is
 ``(cumulative bucket counts, sum)``."""
@@ -227,6 +260,7 @@ def family_rows(
     stale_after = state.max_staleness
     senders_spec = _senders_spec(state.top_senders)
     info_spec = _info_spec(state.info_labels)
+    domains_spec = _domains_spec(state.top_recipient_domains)
     rows: dict[FamilySpec, list[Row]] = {
         spec: []
         for spec in (
@@ -239,6 +273,9 @@ def family_rows(
             OLDEST,
             AGES,
             senders_spec,
+            domains_spec,
+            DEFERRALS,
+            UNPARSED,
             DAEMON_UP,
             DAEMON_UNKNOWN,
             SUCCESS,
@@ -254,6 +291,7 @@ def family_rows(
     up, messages, frozen = rows[UP], rows[MESSAGES], rows[FROZEN]
     bounces, held, size, oldest = rows[BOUNCES], rows[HELD], rows[SIZE], rows[OLDEST]
     ages, senders = rows[AGES], rows[senders_spec]
+    domains, deferrals, unparsed = rows[domains_spec], rows[DEFERRALS], rows[UNPARSED]
     daemon_up, daemon_unknown = rows[DAEMON_UP], rows[DAEMON_UNKNOWN]
     success, duration = rows[SUCCESS], rows[DURATION]
     last_success, errors = rows[LAST_SUCCESS], rows[ERRORS]
@@ -289,6 +327,13 @@ def family_rows(
             if state.top_senders > 0:
                 for sender, count in panel.top_senders:
                     senders.append(((name, sender), count))
+            if state.top_recipient_domains > 0:
+                for domain, count in panel.top_recipient_domains:
+                    domains.append(((name, domain), count))
+            # Only where the listing shows reasons (Postfix): on Exim, 0 would claim too much.
+            for reason, count in zip(DEFERRAL_REASONS, summary.deferral_reasons, strict=False):
+                deferrals.append(((name, reason), count))
+            unparsed.append((panel_only, summary.unparsed_lines))
 
         for daemon in panel.daemons:
             op = panel.operations.get(daemon)

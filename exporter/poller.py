@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -64,6 +64,7 @@ def initial_state(config: Config) -> ExporterState:
         max_staleness=config.exporter.max_staleness,
         top_senders=config.exporter.top_senders,
         shard=config.exporter.shard,
+        top_recipient_domains=config.exporter.top_recipient_domains,
     )
 
 
@@ -74,6 +75,36 @@ def top_senders(
     counts = Counter(msg.sender for msg in iter_messages(detail, now, zone=zone) if msg.sender)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return tuple(ranked[:limit])
+
+
+def top_senders_and_domains(
+    detail: Any, senders: int, domains: int, now: float, zone: tzinfo | None = None
+) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+    """:func:`top_senders` and the ``domains`` recipient domains with most queued messages
+    (a message counts once per domain it has a pending recipient in), in one pass."""
+    if domains <= 0:
+        return (top_senders(detail, senders, now, zone) if senders > 0 else ()), ()
+    by_sender: Counter[str] = Counter()
+    by_domain: Counter[str] = Counter()
+    for msg in iter_messages(detail, now, zone=zone):
+        if senders > 0 and msg.sender:
+            by_sender[msg.sender] += 1
+        by_domain.update(recipient_domains(msg.recipients))
+
+    def ranked(counts: Counter[str], limit: int) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
+
+    return (ranked(by_sender, senders) if senders > 0 else ()), ranked(by_domain, domains)
+
+
+def recipient_domains(recipients: Iterable[str]) -> set[str]:
+    """The lower-case domains of addresses (``<a@Example.NET>`` -> ``example.net``)."""
+    out = set()
+    for address in recipients:
+        local, at, domain = address.strip().strip("<>").rpartition("@")
+        if at and local and domain:
+            out.add(domain.lower())
+    return out
 
 
 class Poller:
@@ -217,14 +248,18 @@ class Poller:
         panel = self.state.panels[name]
         client = self.clients[name]
         top = self.state.top_senders
+        top_domains = self.state.top_recipient_domains
         zone = self.config.panels[name].zone
 
         def store_listing(listing: QueueListing) -> None:
             now = time.time()
             # CPU work on the loop: ~0.5 s per million messages (see docs/metrics.md).
             summary = check_summary(summarize(listing.detail, now, zone=zone))
-            senders = check_senders(top_senders(listing.detail, top, now, zone)) if top > 0 else ()
+            senders, domains = top_senders_and_domains(listing.detail, top, top_domains, now, zone)
+            senders = check_senders(senders) if top > 0 else ()
+            domains = check_senders(domains) if top_domains > 0 else ()
             panel.summary, panel.top_senders = summary, senders
+            panel.top_recipient_domains = domains
 
         async with self.semaphore:
             ok = await self._timed(panel, "list_msg", client.list_msg(), store_listing)

@@ -50,6 +50,8 @@ class PanelState:
     """From the last good ``list_msg``."""
     top_senders: tuple[tuple[str, int], ...] = ()
     """``(sender, queued messages)``, most first, from the last good ``list_msg``."""
+    top_recipient_domains: tuple[tuple[str, int], ...] = ()
+    """``(recipient domain, queued messages)``, most first, from the last good ``list_msg``."""
     daemon_states: dict[str, str] = field(default_factory=dict)
     """``running`` / ``stopped`` / ``unknown`` per daemon, from its last good status."""
     labels: tuple[tuple[str, str], ...] = ()
@@ -101,6 +103,7 @@ class ExporterState:
     panels: dict[str, PanelState]
     max_staleness: float = 600.0
     top_senders: int = 0
+    top_recipient_domains: int = 0
     shard: tuple[int, int] | None = None
     """``(index, count)`` when this replica serves one shard of the panels."""
     render_errors: dict[str, int] = field(default_factory=dict)
@@ -119,6 +122,7 @@ class ExporterState:
         *,
         max_staleness: float = 600.0,
         top_senders: int = 0,
+        top_recipient_domains: int = 0,
         shard: tuple[int, int] | None = None,
     ) -> ExporterState:
         """State for the given panels, keyed by name."""
@@ -126,5 +130,6 @@ class ExporterState:
             panels={p.name: p for p in panels},
             max_staleness=max_staleness,
             top_senders=top_senders,
+            top_recipient_domains=top_recipient_domains,
             shard=shard,
         )

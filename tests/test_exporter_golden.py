@@ -21,7 +21,7 @@ from prometheus_client import generate_latest
 from brainycp.queue import summarize
 from exporter.app import build_registry, create_app
 from exporter.collector import render_text
-from exporter.poller import top_senders
+from exporter.poller import top_senders, top_senders_and_domains
 from exporter.state import ExporterState, PanelState
 from tests.support import FIXTURES, require_binary
 
@@ -40,6 +40,7 @@ def _listed(name: str, fixture: str, daemons: dict[str, str], top: int) -> Panel
     panel.record_success("list_msg", NOW - 20, 0.112)
     panel.summary = summary
     panel.top_senders = top_senders(detail, top, NOW) if top else ()
+    _, panel.top_recipient_domains = top_senders_and_domains(detail, top, top, NOW)
     for daemon, state in daemons.items():
         panel.record_success(daemon, NOW - 20, 0.029)
         panel.daemon_states[daemon] = state
@@ -49,7 +50,9 @@ def _listed(name: str, fixture: str, daemons: dict[str, str], top: int) -> Panel
 def exim_and_postfix(top: int = 0) -> ExporterState:
     exim = _listed("exim01", "exim-bp.txt", {"clamav": "running", "spamassassin": "unknown"}, top)
     postfix = _listed("mx01", "postfix-mailq.txt", {"clamav": "stopped"}, top)
-    return ExporterState.for_panels([exim, postfix], max_staleness=600, top_senders=top)
+    return ExporterState.for_panels(
+        [exim, postfix], max_staleness=600, top_senders=top, top_recipient_domains=top
+    )
 
 
 def failing_after_success() -> ExporterState:
