@@ -143,6 +143,19 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
         raise BuildError(f"{old_key}: must be a bucket bound (5m 15m 1h 4h 12h 1d 3d 7d)")
     old_above = number(get("BrainyCPMailOldMessages", "above"), "old.above")
     bounces = number(get("BrainyCPMailBouncesPiling", "above"), "bounces.above")
+    surge = "BrainyCPMailSenderSurge"
+    surge_share = get(surge, "share")
+    if isinstance(surge_share, bool) or not isinstance(surge_share, int | float):
+        raise BuildError(f"alerts.{surge}.share: {surge_share!r} must be a number")
+    if not 0 < surge_share < 1:
+        raise BuildError(f"alerts.{surge}.share: {surge_share!r} must be between 0 and 1")
+    surge_share_text = number(surge_share, f"alerts.{surge}.share")
+    surge_above = number(get(surge, "above"), f"alerts.{surge}.above")
+    listed = "BrainyCPMailBlocklisted"
+    listed_above = number(get(listed, "above"), f"alerts.{listed}.above")
+    listed_rise = number(get(listed, "rise"), f"alerts.{listed}.rise")
+    listed_window = get(listed, "window")
+    seconds(listed_window, f"alerts.{listed}.window")
     fail_window = get("BrainyCPRemediationFailing", "window")
     seconds(fail_window, "alerts.BrainyCPRemediationFailing.window")
     fail_above = number(get("BrainyCPRemediationFailing", "above"), "failing.above")
@@ -153,6 +166,8 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
     exporter_job = label_value(get("BrainyCPExporterDown", "job"), "BrainyCPExporterDown.job")
     remediator_job = label_value(get("BrainyCPRemediatorDown", "job"), "BrainyCPRemediatorDown.job")
     old_label = human(older_than)
+    sender_messages = 'brainycp_mail_queue_sender_messages{sender!="<>"}'
+    blocklisted = 'brainycp_mail_queue_deferral_reason_messages{reason="blocklisted"}'
     failed = 'brainycp_remediator_actions_total{outcome=~"failed|unverified|interrupted"}'
     limited = 'brainycp_remediator_actions_total{outcome="skipped_rate_limit"}'
     return [
@@ -236,6 +251,28 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             "Bounces are piling up on {{ $labels.panel }}",
             "Panel {{ $labels.panel }} has {{ $value | humanize }} queued bounces "
             f"(sender <>; threshold {bounces}).",
+        ),
+        Alert(
+            surge,
+            # The sender label stays on the alert: a remediator rule selects by it.
+            f"{sender_messages} > {surge_above}\n"
+            f"and {sender_messages}\n"
+            f"  / on(panel, job, instance) group_left() brainycp_mail_queue_messages"
+            f" > {surge_share_text}\n{PANEL_UP}",
+            "One sender fills the queue of {{ $labels.panel }}",
+            "Sender {{ $labels.sender }} has {{ $value | humanize }} messages in the queue of "
+            f"panel {{{{ $labels.panel }}}}, more than {surge_above} and more than "
+            f"{float(surge_share):.0%} of it: a compromised mailbox or script sending spam?",
+        ),
+        Alert(
+            listed,
+            f"{blocklisted} > {listed_above}\n"
+            f"and delta({blocklisted}[{listed_window}]) > {listed_rise}\n{PANEL_UP}",
+            "Mail from {{ $labels.panel }} is refused as spam or by policy",
+            "Panel {{ $labels.panel }} has {{ $value | humanize }} queued messages deferred for "
+            "a blocklist or policy reason, up by more than "
+            f"{listed_rise} in {listed_window} (threshold {listed_above}): its address is "
+            "probably on a DNS blocklist.",
         ),
         Alert(
             "BrainyCPClamAVDown",

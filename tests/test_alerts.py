@@ -37,6 +37,8 @@ EXPECTED_ALERTS = {
     "BrainyCPRemediationCircuitOpen",
     "BrainyCPExporterDown",
     "BrainyCPRemediatorDown",
+    "BrainyCPMailSenderSurge",
+    "BrainyCPMailBlocklisted",
 }
 # Alerts about a whole daemon rather than one panel.
 FLEET_ALERTS = {
@@ -62,6 +64,8 @@ QUEUE_ALERTS = {
     "BrainyCPSpamAssassinDown",
     "BrainyCPMailDaemonStatusUnknown",
     "BrainyCPExporterPollStale",
+    "BrainyCPMailSenderSurge",
+    "BrainyCPMailBlocklisted",
 }
 
 
