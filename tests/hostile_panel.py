@@ -45,7 +45,10 @@ MODES: dict[str, Mode] = {
     "error-infinity": Mode("count_msg", "bad_detail"),
     "deep-json": Mode("count_msg", "not_json"),
     "not-utf8": Mode("count_msg", "not_json"),
-    "sizes-overflow": Mode("list_msg", "bad_detail"),
+    # Each size is past MAX_MESSAGE_BYTES (1 TiB): the parser counts the objects as
+    # unparsed lines, so the listing is usable (no bytes from them).
+    "sizes-overflow": Mode("list_msg", "ok"),
+    "ages-overflow": Mode("list_msg", "bad_detail"),
     "lone-surrogate-sender": Mode("list_msg", "ok"),
 }
 
@@ -172,6 +175,9 @@ class HostilePanel:
             objs = [
                 {"id": f"m{i}", "size": 1.5e308, "age": 1e308, "sender": "a@b"} for i in range(4)
             ]
+            self.send(writer, json.dumps({"error": 0, "detail": objs}).encode())
+        elif mode == "ages-overflow":
+            objs = [{"id": f"m{i}", "size": 10, "age": 1e308, "sender": "a@b"} for i in range(4)]
             self.send(writer, json.dumps({"error": 0, "detail": objs}).encode())
         elif mode == "lone-surrogate-sender":
             self.send(

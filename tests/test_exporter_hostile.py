@@ -133,6 +133,9 @@ def test_hostile_panels_fail_with_their_reason_and_hurt_nobody(tmp_path: Path) -
                 assert s[("brainycp_up", (("panel", mode),))] == 0, mode
         assert s[("brainycp_up", (("panel", "healthy"),))] == 1
         assert reason(s, "healthy", "count_msg") == "ok"
+        overflow = (("panel", "sizes-overflow"),)
+        assert s[("brainycp_mail_queue_unparsed_lines", overflow)] == 4
+        assert s[("brainycp_mail_queue_size_bytes", overflow)] == 0
         sender = ("sender", "ev\ufffdil@example.com")
         assert (
             s[("brainycp_mail_queue_sender_messages", (("panel", "lone-surrogate-sender"), sender))]
