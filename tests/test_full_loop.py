@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from brainycp.demo import Stack
+from brainycp.demo import COMPROMISED_SENDER, SPAM_PANEL, SpamScene, Stack
 from tests.support import require_binary, wait_until
 from tests.test_dashboards import dashboard_queries
 
@@ -147,6 +147,46 @@ def test_stopped_clamav_is_restarted(stack: Stack) -> None:
         "the alert resolves",
         lambda: alert_state(stack, "BrainyCPClamAVDown", "web03") is None,
     )
+
+
+def test_a_spam_sender_surge_is_contained_once_a_person_approves(stack: Stack) -> None:
+    """The spam pack end to end: a compromised mailbox floods web01 -> the exporter's top
+    senders -> BrainyCPMailSenderSurge with the sender label -> Alertmanager -> the
+    contain-spam-sender rule asks for approval -> approved through the API -> exactly
+    that sender's messages deleted, each one recorded at /actions/ID."""
+    steps = Steps()
+    scene = SpamScene(stack, approve_after=0)  # the test approves by itself, below
+    scene.start()
+
+    def firing() -> bool:
+        scene.step()  # keeps the flood going
+        return alert_state(stack, "BrainyCPMailSenderSurge", SPAM_PANEL) == "firing"
+
+    steps.wait("BrainyCPMailSenderSurge fires", firing)
+    request = steps.wait(
+        "the remediator asks for approval",
+        lambda: (scene.step(), action_with(stack, "contain-spam-sender", SPAM_PANEL,
+                                           "awaiting_approval"))[1],
+    )  # fmt: skip
+    detail = stack.action(request["id"])
+    assert detail["params"]["select"]["sender"] == COMPROMISED_SENDER
+    assert detail["alert"]["alertname"] == "BrainyCPMailSenderSurge"
+    assert detail["started_at"] is None  # nothing touched before the approval
+    answer = stack.remediator_post(f"/actions/{request['id']}/approve", {"by": "full loop"})
+    assert answer.status_code == 200, answer.text
+    scene.flood_started = None  # the mailbox's password is reset: the flood stops
+    done = steps.wait(
+        "the sender's messages are deleted",
+        lambda: (
+            (d := stack.action(request["id"]))["outcome"]
+            not in ("pending", "running", "awaiting_approval")
+            and d
+        ),
+    )
+    assert done["outcome"] == "succeeded", done
+    assert done["decision"]["by"] == "full loop"
+    assert done["messages_total"] > 0
+    assert {m["sender"] for m in done["messages"]} == {COMPROMISED_SENDER}
 
 
 def test_remediator_and_exporter_metrics_are_scraped(stack: Stack) -> None:
