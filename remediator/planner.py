@@ -255,7 +255,7 @@ def plan(alert: Alert, settings: Settings, view: JournalView, now: float) -> Dec
                 "skipped_duplicate",
                 f"episode already handled by action {last.action_id} ({last.outcome})",
             )
-        if last.outcome in ("pending", "running"):
+        if last.outcome in ("pending", "running", "awaiting_approval"):
             return decide("skipped_duplicate", f"action {last.action_id} is still {last.outcome}")
         since = now - last.received_at
         if since < rule.rerun_after:

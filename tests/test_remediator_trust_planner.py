@@ -261,3 +261,10 @@ def test_a_label_template_never_resolves_to_a_pattern_or_an_empty_value(
         return
     assert resolved.sender == labels["sender"].strip()
     assert "@" in resolved.sender and not any(c.isspace() for c in resolved.sender)
+
+
+def test_rerun_after_never_asks_twice_while_a_request_is_undecided() -> None:
+    h = harness(rule("r", 'alertname="A"', cooldown=0, rerun_after=60, approval="required"))
+    assert h.send(alert("A"), T0).outcome == "awaiting_approval"
+    later = h.send(alert("A"), T0 + 3600)
+    assert later.outcome == "skipped_duplicate" and "awaiting_approval" in later.reason
