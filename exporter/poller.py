@@ -3,7 +3,7 @@
 Per panel, job A (every ``interval``) runs ``count_msg`` and each daemon's ``status``
 concurrently, so one poll costs one round trip; job B (every ``list_interval``, 0 = off)
 reads ``list_msg`` and summarizes it. A semaphore bounds the panels in flight.
-Parsing a listing is CPU work on the event loop (about 0.5 s per million messages);
+Parsing a listing is CPU work on the event loop (0.5 to 2 s per million messages);
 that is accepted rather than moving it to a thread.
 """
 
@@ -253,7 +253,8 @@ class Poller:
 
         def store_listing(listing: QueueListing) -> None:
             now = time.time()
-            # CPU work on the loop: ~0.5 s per million messages (see docs/metrics.md).
+            # CPU work on the loop: 0.5-2 s per million messages, more with the top senders
+            # or domains (see docs/metrics.md, "Polling").
             summary = check_summary(summarize(listing.detail, now, zone=zone))
             senders, domains = top_senders_and_domains(listing.detail, top, top_domains, now, zone)
             senders = check_senders(senders) if top > 0 else ()
