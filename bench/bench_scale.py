@@ -15,6 +15,7 @@ machine. The panels are served by ``--sims`` simulator processes. Measured:
 
     .venv/bin/python bench/bench_scale.py
     .venv/bin/python bench/bench_scale.py --panels 2000 --shards 4
+    .venv/bin/python bench/bench_scale.py --part remediator --notifications 4000
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import os
 import random
@@ -30,6 +32,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,7 @@ sys.path.insert(0, str(REPO))  # tests.support: the same process harness the tes
 from brainycp.config import parse_config  # noqa: E402
 from exporter.poller import Poller, initial_state  # noqa: E402
 from exporter.shard import hashmod, shard_config  # noqa: E402
+from tests.pg import cluster  # noqa: E402
 from tests.support import free_port, running  # noqa: E402
 
 PASSWORD = "bench-pw"
@@ -264,8 +269,205 @@ def exporter_part(args: argparse.Namespace, tmp: Path) -> bool:
 
 
 # ============================================================================ remediator part
-# (added by the remediator-on-PostgreSQL work: notifications/s with 2 replicas on
-# PostgreSQL beside 1 on SQLite, in the same run)
+
+TOKEN = "bench-token"
+REMEDIATOR_PANELS = [f"panel{i:04d}" for i in range(1, 17)]
+GOAL_PG_RATE = 500.0
+PYTHON = sys.executable
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux ``/proc``), or 0 elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def body(panel: str, starts_at: str) -> bytes:
+    labels = {"alertname": "BenchDry", "panel": panel, "severity": "warning"}
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": '{}:{alertname="BenchDry"}',
+            "truncatedAlerts": 0,
+            "status": "firing",
+            "receiver": "remediator",
+            "groupLabels": {"alertname": "BenchDry"},
+            "commonLabels": labels,
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": labels,
+                    "annotations": {"summary": "bench"},
+                    "startsAt": starts_at,
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "http://prometheus/graph",
+                }
+            ],
+        }
+    ).encode()
+
+
+async def _sender(url: str, bodies: list[bytes], outcomes: Counter[str]) -> None:
+    """POST ``bodies`` in turn on one keep-alive connection; count each answer's outcome."""
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for data in bodies:
+            writer.write(
+                f"POST /webhook HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                + data
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            answer = await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200"):
+                outcomes[f"http {head.split()[1].decode()}"] += 1
+            else:
+                outcomes[json.loads(answer)["results"][0]["outcome"]] += 1
+    finally:
+        writer.close()
+
+
+def blast(jobs: dict[str, list[bytes]], senders: int) -> tuple[float, Counter[str]]:
+    """Send each URL's bodies over ``senders`` connections per URL, all at once."""
+    outcomes: Counter[str] = Counter()
+
+    async def main() -> None:
+        await asyncio.gather(
+            *(
+                _sender(url, bodies[n::senders], outcomes)
+                for url, bodies in jobs.items()
+                for n in range(senders)
+            )
+        )
+
+    started = time.perf_counter()
+    asyncio.run(main())
+    return time.perf_counter() - started, outcomes
+
+
+def remediator_config(
+    path: Path, sim: str, port: int, journal: dict[str, Any] | None, state: Path
+) -> None:
+    remediator: dict[str, Any] = {
+        "listen": f"127.0.0.1:{port}",
+        "auth": {"bearer_token_file": str(path.parent / "token")},
+        "state_file": str(state),
+        "max_concurrent_actions": 16,
+        "rate_limit": {"max_actions": 1000000, "per": "1h"},
+        "rules": [
+            {"name": "bench-dry", "matchers": ['alertname="BenchDry"'],
+             "action": "delete_frozen", "dry_run": True, "cooldown": 0},
+        ],
+    }  # fmt: skip
+    if journal is not None:
+        remediator["journal"] = journal
+    config = {
+        "defaults": {"username": "admin", "password_file": str(path.parent / "pw")},
+        "panels": {p: {"url": f"{sim}/panel/{p}/api/api.php"} for p in REMEDIATOR_PANELS},
+        "remediator": remediator,
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+def remediator_part(args: argparse.Namespace) -> bool:
+    """Run the remediator part and print its rows; False when an answer was wrong."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-remediator-"))
+    (tmp / "pw").write_text("admin\n")
+    (tmp / "token").write_text(TOKEN + "\n")
+    sim_port = free_port()
+    sim = f"http://127.0.0.1:{sim_port}"
+    n = args.notifications
+    with ExitStack() as stack:
+        pg = stack.enter_context(cluster(fsync=True))
+        db = pg.create_database("bench")
+        journal = {"url": db, "password_file": str(pg.password_file)}
+        sim_cmd = [PYTHON, "-m", "brainycp.simulator.cli", "--listen", f"127.0.0.1:{sim_port}"]
+        sim_cmd += ["--panels", str(len(REMEDIATOR_PANELS)), "--log-level", "warning"]
+        stack.enter_context(running(sim_cmd, log=tmp / "sim.log", ready_url=f"{sim}/healthz"))
+        for panel in REMEDIATOR_PANELS:
+            httpx.post(f"{sim}/panel/{panel}/_sim/pause", json={"paused": True})
+        urls, procs = {}, {}
+        for name, jconf in (("pg0", journal), ("pg1", journal), ("sqlite", None)):
+            port = free_port()
+            config = tmp / f"{name}.yml"
+            remediator_config(config, sim, port, jconf, tmp / f"{name}.sqlite")
+            url = f"http://127.0.0.1:{port}"
+            procs[name] = stack.enter_context(
+                running(
+                    [PYTHON, "-m", "remediator.cli", "--config", str(config), "--log-level",
+                     "warning"],
+                    log=tmp / f"{name}.log",
+                    ready_url=f"{url}/healthz",
+                    timeout=60,
+                )
+            )  # fmt: skip
+            urls[name] = url
+
+        def episodes(tag: str) -> list[bytes]:
+            return [
+                body(REMEDIATOR_PANELS[i % len(REMEDIATOR_PANELS)], f"2026-01-01T{tag}:{i:08d}Z")
+                for i in range(n)
+            ]
+
+        def cpu(names: list[str]) -> float:
+            return sum(cpu_seconds(procs[name].pid) for name in names)
+
+        # Warm-up (connections, prepared statements), not measured.
+        blast({urls["pg0"]: episodes("w0")[:200], urls["pg1"]: episodes("w1")[:200]}, 4)
+        blast({urls["sqlite"]: episodes("w2")[:200]}, 4)
+
+        before = cpu(["sqlite"])
+        wall, sq = blast({urls["sqlite"]: episodes("s")}, args.senders)
+        sqlite_rate = sq["dry_run"] / wall
+        sqlite_cpu = (cpu(["sqlite"]) - before) / n * 1000
+
+        both = episodes("p")
+        before = cpu(["pg0", "pg1"])
+        wall, spread = blast({urls["pg0"]: both[0::2], urls["pg1"]: both[1::2]}, args.senders)
+        pg_rate = spread["dry_run"] / wall
+        pg_cpu = (cpu(["pg0", "pg1"]) - before) / n * 1000
+
+        ha = episodes("h")
+        wall, pair = blast({urls["pg0"]: ha, urls["pg1"]: ha}, args.senders)
+        ha_requests = (pair["dry_run"] + pair["skipped_duplicate"]) / wall
+        ha_episodes = pair["dry_run"] / wall
+        exactly_once = pair == Counter({"dry_run": n, "skipped_duplicate": n})
+
+    print(
+        f"\nremediator: {n} distinct episodes per phase, {args.senders} keep-alive senders "
+        f"per replica, {os.cpu_count()} cores shared by senders, replicas, simulator and "
+        "PostgreSQL (fsync on); dry-run rule: every notification planned and journaled\n"
+    )
+    header()
+    print(row("1 replica, SQLite: accepted /s", f"{sqlite_rate:.0f}", "baseline"))
+    print(
+        row(
+            "2 replicas, PostgreSQL: accepted /s",
+            f"{pg_rate:.0f} ({pg_rate / sqlite_rate:.2f}x SQLite)",
+            f">= {GOAL_PG_RATE:g}",
+            pg_rate >= GOAL_PG_RATE,
+        )
+    )
+    print(row("HA pair (each to both): requests /s", f"{ha_requests:.0f}"))
+    print(row("HA pair: episodes accepted /s", f"{ha_episodes:.0f}"))
+    print(row("HA pair: each episode accepted once", str(exactly_once), "True", exactly_once))
+    print(row("CPU per notification, SQLite", f"{sqlite_cpu:.2f} ms"))
+    print(row("CPU per notification, 2 PG replicas", f"{pg_cpu:.2f} ms"))
+    problems = {k: v for c in (sq, spread) for k, v in c.items() if k != "dry_run"}
+    if problems:
+        print(f"(answers other than 200/dry_run: {problems})")
+    return not problems and exactly_once
 
 
 def main() -> int:
@@ -277,13 +479,17 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--cycles", type=int, default=2, help="measured cycles per shard")
     parser.add_argument("--probes", type=int, default=500)
-    parser.add_argument("--part", choices=("all", "exporter"), default="all")
+    parser.add_argument("--notifications", type=int, default=4000, help="remediator part")
+    parser.add_argument("--senders", type=int, default=8, help="remediator part, per replica")
+    parser.add_argument("--part", choices=("all", "exporter", "remediator"), default="all")
     args = parser.parse_args()
     os.environ["BENCH_PW"] = PASSWORD
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     ok = True
     if args.part in ("all", "exporter"):
         ok &= exporter_part(args, tmp)
+    if args.part in ("all", "remediator"):
+        ok &= remediator_part(args)
     if ok:
         shutil.rmtree(tmp, ignore_errors=True)
     else:

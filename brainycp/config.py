@@ -878,6 +878,52 @@ class ManualSettings(_Strict):
         return self
 
 
+class _JournalInput(_Strict):
+    url: str = Field(min_length=1)
+    password_file: Path | None = None
+    lease: Duration = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                "must be a postgresql://user@host:port/database URL "
+                "(leave journal out to use the SQLite state_file)"
+            )
+        if parts.password is not None:
+            # Never echo the URL back: it holds the secret.
+            raise ValueError(
+                "the URL holds a password; put it in journal.password_file (or PGPASSFILE) instead"
+            )
+        if not parts.path.strip("/"):
+            raise ValueError("name the database: postgresql://user@host:5432/DATABASE")
+        return value
+
+    @field_validator("lease")
+    @classmethod
+    def _lease(cls, value: float) -> float:
+        if not 2 <= value <= 3600:
+            raise ValueError("must be from 2s to 1h")
+        return value
+
+
+def _journal_shorthand(value: object) -> object:
+    return {"url": value} if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    """The shared PostgreSQL journal; the password is hidden from repr."""
+
+    url: str
+    """Without a password (the config refuses one in the URL)."""
+    password: SecretStr | None = None
+    lease: float = 30.0
+    """How long a replica's claim on an unfinished action lasts without renewal."""
+
+
 class _RemediatorInput(_Strict):
     listen: Listen = "127.0.0.1:9864"
     auth: AuthInput | None = None
@@ -885,6 +931,7 @@ class _RemediatorInput(_Strict):
     panel_label: str = "panel"
     dry_run: bool = False
     state_file: Path = Path("/var/lib/brainycp-mail/remediator.sqlite")
+    journal: Annotated[_JournalInput | None, BeforeValidator(_journal_shorthand)] = None
     max_concurrent_actions: int = Field(default=4, ge=1, le=256)
     action_timeout: Duration = 120.0
     shutdown_grace: Duration = 30.0
@@ -963,6 +1010,8 @@ class RemediatorConfig:
     notify: tuple[NotifyTarget, ...] = ()
     circuit_breaker: CircuitBreaker | None = None
     manual: ManualSettings = field(default_factory=lambda: ManualSettings())
+    journal: JournalConfig | None = None
+    """None: the SQLite ``state_file`` (one replica); else the shared PostgreSQL journal."""
 
 
 # --------------------------------------------------------------------------- whole file
@@ -1226,7 +1275,18 @@ def _build_remediator(raw: object, errors: list[str]) -> RemediatorConfig | None
                 errors.append(
                     f"remediator.rules[{index}].notify: no notify target is named {wanted!r}"
                 )
+    journal: JournalConfig | None = None
+    if parsed.journal is not None:
+        password: SecretStr | None = None
+        if parsed.journal.password_file is not None:
+            try:
+                password = SecretStr(_read_secret_file(parsed.journal.password_file))
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                errors.append(f"remediator.journal.password_file: cannot read it: {reason}")
+        journal = JournalConfig(parsed.journal.url, password, parsed.journal.lease)
     return RemediatorConfig(
+        journal=journal,
         listen=parsed.listen,
         auth=auth,
         panel_label=parsed.panel_label,

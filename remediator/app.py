@@ -16,10 +16,10 @@ import html
 import json
 import logging
 import re
-import sqlite3
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -33,12 +33,19 @@ from brainycp.asgiguard import QueryGuard
 from brainycp.config import Config, Rule, WebhookAuth
 from brainycp.errors import BrainyCPError
 from remediator import actions as panel_actions
-from remediator.journal import Journal
+from remediator.journal import JOURNAL_ERRORS, Batch, Journal
 from remediator.manual import MANUAL_RULE, ManualError, parse_request, rule_for_row
 from remediator.metrics import Stats, registry
 from remediator.notify import Notifier, action_event, control_event
 from remediator.payload import Notification, PayloadError, parse_notification_sliced
-from remediator.planner import OUTCOMES, Settings, breaker_verdict, plan
+from remediator.planner import (
+    OUTCOMES,
+    Settings,
+    breaker_verdict,
+    dedupe_key,
+    first_matching_rule,
+    plan,
+)
 from remediator.runner import Runner
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -51,7 +58,9 @@ _MAX_PARAM = 256
 _DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also takes "²" and "٣"
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_ACTION_ID = 2**63 - 1  # SQLite's INTEGER; a larger path id would overflow the binding
+HEALTH_TIMEOUT = 3.0
 log = logging.getLogger("remediator.webhook")
+T = TypeVar("T")
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -213,13 +222,15 @@ class Remediator:
         all, and a failure answers 503 for it alone; a failed COMMIT answers 503
         for the whole batch. Nothing is answered before the COMMIT returns.
 
-        Batches are flushed one at a time. A batch of more than :data:`SLICE`
-        alerts is planned in slices, yielding to the event loop between them so
-        ``/healthz`` and other requests keep being answered; its transaction stays
-        open across the slices (still one commit, still whole-or-nothing per
-        notification), and meanwhile every other journal user waits for it
-        (:meth:`Journal.quiet`) or gets :class:`~remediator.journal.JournalBusy`,
-        so nothing else joins or reads the open transaction.
+        Batches are flushed one at a time. SQLite (inline on the loop): a batch of
+        more than :data:`SLICE` alerts is planned in slices, yielding to the event
+        loop between them so ``/healthz`` and other requests keep being answered;
+        its transaction stays open across the slices (still one commit, still
+        whole-or-nothing per notification), and meanwhile every other journal user
+        waits for it (:meth:`Journal.quiet`) or gets
+        :class:`~remediator.journal.JournalBusy`, so nothing else joins or reads the
+        open transaction. PostgreSQL: the whole batch runs on the journal's thread
+        (the loop is never blocked), planned from a :class:`Batch`.
         """
         async with self._flush_lock:
             await self._flush_batch()
@@ -230,23 +241,22 @@ class Remediator:
         if not batch:
             return
         now = time.time()
-        planned: list[_Planned | int] = []
-        sliced = sum(len(notification.alerts) for notification, _ in batch) > SLICE
         try:
-            with self.journal.transaction(sliced=sliced):
-                for notification, _ in batch:
-                    try:
-                        with self.journal.savepoint():
-                            planned.append(await self._plan(notification, now))
-                    except sqlite3.Error as exc:
-                        log.error("webhook: cannot write the journal: %s", exc)
-                        planned.append(503)
-                    except Exception:  # a bug must answer, not leave the request hanging
-                        log.exception("webhook: planning a notification failed")
-                        planned.append(500)
-        except sqlite3.Error as exc:
-            log.error("webhook: cannot commit the journal: %s", exc)
-            planned = [503] * len(batch)
+            if self.journal.shared:
+                steps = self._journal_batch(batch, now, sliced=False)
+                planned, problem = await self.journal.call(_run_steps, steps)
+            else:
+                sliced = sum(len(notification.alerts) for notification, _ in batch) > SLICE
+                planned, problem = await _run_steps_yielding(
+                    self._journal_batch(batch, now, sliced)
+                )
+        except Exception:  # never leave a request hanging
+            log.exception("webhook: journaling a batch failed")
+            planned, problem = [500] * len(batch), ""
+        if problem:
+            self.stats.journal_down(problem)
+        elif any(not isinstance(done, int) for done in planned):
+            self.stats.journal_ok()
         for (_, future), done in zip(batch, planned, strict=True):
             if isinstance(done, int):
                 self.stats.notifications["journal_error"] += done == 503
@@ -259,30 +269,91 @@ class Remediator:
             if not future.done():
                 future.set_result(done)
 
-    async def _plan(self, notification: Notification, now: float) -> _Planned:
+    def _journal_batch(
+        self,
+        batch: list[tuple[Notification, asyncio.Future[_Planned | int]]],
+        now: float,
+        sliced: bool,
+    ) -> Generator[None, None, tuple[list[_Planned | int], str]]:
+        """The transaction of one batch, as steps: it yields where a slice ends (the
+        caller may let the loop run there) and returns each notification's planning
+        (or HTTP status) and why the journal failed (``""`` when it did not).
+        Touches nothing but the journal: on PostgreSQL it runs on the journal's thread.
+        """
+        planned: list[_Planned | int] = []
+        problem = ""
+        try:
+            with self.journal.transaction(sliced=sliced):
+                unit = self._unit(batch, now)
+                for notification, _ in batch:
+                    if unit is not self.journal and any(
+                        a.status == "resolved" for a in notification.alerts
+                    ):
+                        unit = unit.direct()  # cancels: the rest on the journal itself
+                    try:
+                        with unit.savepoint():
+                            planned.append((yield from self._plan(notification, now, unit)))
+                    except JOURNAL_ERRORS as exc:
+                        problem = _first_line(exc)
+                        log.error("webhook: cannot write the journal: %s", problem)
+                        planned.append(503)
+                    except Exception:  # a bug must answer, not leave the request hanging
+                        log.exception("webhook: planning a notification failed")
+                        planned.append(500)
+                unit.flush()
+        except JOURNAL_ERRORS as exc:
+            problem = _first_line(exc)
+            log.error("webhook: cannot commit the journal: %s", problem)
+            return [503] * len(batch), problem
+        return planned, problem
+
+    def _unit(
+        self, batch: list[tuple[Notification, asyncio.Future[_Planned | int]]], now: float
+    ) -> Journal | Batch:
+        """Where a batch is planned: the journal itself (SQLite: each call is a local
+        lookup), or a :class:`Batch` that reads everything up front (PostgreSQL: each
+        call is a network round trip, made under the fleet-wide lock)."""
+        if not self.journal.shared:
+            return self.journal
+        keys, rule_panels, alerts = [], set(), 0
+        for notification, _ in batch:
+            for alert in notification.alerts:
+                alerts += 1
+                rule = first_matching_rule(self.settings.rules, alert.labels)
+                if rule is not None:
+                    keys.append(dedupe_key(rule.name, alert))
+                    rule_panels.add((rule.name, alert.labels.get(self.settings.panel_label, "")))
+        limit = self.settings.rate_limit
+        return self.journal.batch(
+            keys, sorted(rule_panels), alerts, now - limit.per, limit.max_actions
+        )
+
+    def _plan(
+        self, notification: Notification, now: float, unit: Journal | Batch
+    ) -> Generator[None, None, _Planned]:
         out = _Planned()
         for index, alert in enumerate(notification.alerts):
             if index % SLICE == SLICE - 1:
-                await asyncio.sleep(0)  # only in a sliced transaction: > SLICE alerts
-            decision = plan(alert, self.settings, self.journal, now)
+                yield  # a slice ends: the loop may run (SQLite, > SLICE alerts only)
+            decision = plan(alert, self.settings, unit, now)
             rule = decision.rule
             action_id: int | None = None
             if decision.cancel_ids:
-                cancelled = self.journal.cancel(
+                cancelled = unit.cancel(
                     decision.cancel_ids, "the alert resolved before it started", now
                 )
                 if rule is not None:
                     out.counted += [(decision.panel, rule.action, "cancelled")] * len(cancelled)
                 action_id = cancelled[0] if cancelled else None
             if decision.open_circuit:
-                self.journal.set_control("circuit_open", True, "circuit_breaker",
+                unit.set_control("circuit_open", True, "circuit_breaker",
                                          decision.reason, now)  # fmt: skip
                 out.opened_circuit = decision.reason
             if decision.record and rule is not None:
                 params = {}
                 if decision.select is not None and decision.select is not rule.select:
                     params["select"] = decision.select.model_dump(mode="json")
-                action_id = self.journal.insert(
+                action_id = unit.insert(
                     rule=rule.name,
                     panel=decision.panel,
                     action=rule.action,
@@ -351,14 +422,14 @@ class Remediator:
     def _controls(self) -> dict[str, dict[str, Any]]:
         try:
             return self.journal.controls()
-        except sqlite3.Error as exc:  # a scrape must not fail: the gauges are left out
+        except JOURNAL_ERRORS as exc:  # a scrape must not fail: the gauges are left out
             log.error("metrics: cannot read the pause switch and breaker: %s", exc)
             return {}
 
     def _awaiting(self) -> int | None:
         try:
             return self.journal.count("awaiting_approval")
-        except sqlite3.Error as exc:
+        except JOURNAL_ERRORS as exc:
             log.error("metrics: cannot count approval requests: %s", exc)
             return None
 
@@ -502,7 +573,7 @@ class Remediator:
             try:
                 await self.journal.quiet()
                 self.expire(time.time())
-            except sqlite3.Error as exc:
+            except JOURNAL_ERRORS as exc:
                 log.error("cannot expire approval requests: %s", exc)
             await asyncio.sleep(every)
 
@@ -620,14 +691,15 @@ class Remediator:
             return _error(400, f"limit must be a number from 1 to {MAX_LIMIT}")
         await self.journal.quiet()  # a big notification's open transaction is not read
         try:
-            rows = self.journal.list(
+            rows = await self.journal.call(
+                self.journal.list,
                 panel=query.get("panel"),
                 rule=query.get("rule"),
                 outcome=outcome,
                 limit=int(raw_limit),
             )
-        except sqlite3.Error as exc:
-            log.error("actions: cannot read the journal: %s", exc)
+        except JOURNAL_ERRORS as exc:
+            log.error("actions: cannot read the journal: %s", _first_line(exc))
             return _error(503, "the action journal cannot be read; see the remediator's log")
         return JSONResponse({"actions": [row.as_json() for row in rows]})
 
@@ -645,7 +717,23 @@ class Remediator:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: Request) -> Response:
+        """200 ``ok``; 503 with the reason when the journal cannot be reached."""
+        problem = await self.journal_problem()
+        if problem:
+            return PlainTextResponse(f"journal ({self.journal.engine}): {problem}\n", 503)
         return PlainTextResponse("ok\n")
+
+    async def journal_problem(self) -> str:
+        """Ping the journal (bounded in time); ``""`` when it answers, else why not."""
+        try:
+            await asyncio.wait_for(self.journal.call(self.journal.ping), HEALTH_TIMEOUT)
+        except TimeoutError:
+            self.stats.journal_down(f"no answer within {HEALTH_TIMEOUT:g}s")
+        except JOURNAL_ERRORS as exc:
+            self.stats.journal_down(_first_line(exc))
+        else:
+            self.stats.journal_ok()
+        return self.stats.journal_reason
 
     async def index(self, request: Request) -> Response:
         esc = html.escape
@@ -658,11 +746,13 @@ class Remediator:
         )
         await self.journal.quiet()
         try:
-            latest = self.journal.list(limit=20)
-            controls = self.journal.controls()
-            waiting = self.journal.list(outcome="awaiting_approval", limit=50)
-        except sqlite3.Error as exc:
-            log.error("status page: cannot read the journal: %s", exc)
+            latest = await self.journal.call(self.journal.list, limit=20)
+            controls = await self.journal.call(self.journal.controls)
+            waiting = await self.journal.call(
+                self.journal.list, outcome="awaiting_approval", limit=50
+            )
+        except JOURNAL_ERRORS as exc:
+            log.error("status page: cannot read the journal: %s", _first_line(exc))
             return _error(503, "the action journal cannot be read; see the remediator's log")
         brakes = "".join(
             f"<p><strong>{label}</strong> since {_when(c['changed_at'] or 0)} UTC by "
@@ -727,6 +817,32 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 answers, as JSON like every other error here."""
     assert isinstance(exc, HTTPException)
     return _error(exc.status_code, exc.detail, dict(exc.headers or {}))
+
+
+def _run_steps(steps: Generator[None, None, T]) -> T:
+    """Run :meth:`Remediator._journal_batch`'s steps to the end, in one go."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+async def _run_steps_yielding(steps: Generator[None, None, T]) -> T:
+    """The same, letting the event loop run at each step (a slice of a big batch)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        await asyncio.sleep(0)
+
+
+def _first_line(exc: BaseException) -> str:
+    """A database error for logs and /healthz: its first line, bounded (never a password:
+    the journal's password is passed apart from the URL and no error quotes it)."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
 
 
 def _client(request: Request) -> str:

@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -25,11 +24,19 @@ import httpx
 import uvicorn
 
 from brainycp import __version__
-from brainycp.config import Config, ConfigError, Rule, load_config, parse_listen, split_listen
+from brainycp.config import (
+    Config,
+    ConfigError,
+    RemediatorConfig,
+    Rule,
+    load_config,
+    parse_listen,
+    split_listen,
+)
 from brainycp.listener import server_config as listener_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from remediator.app import Remediator
-from remediator.journal import Journal, JournalError
+from remediator.journal import JOURNAL_ERRORS, SCHEMA_VERSION, Journal, JournalError
 from remediator.manual import rule_for_row
 from remediator.metrics import Stats
 from remediator.runner import Runner
@@ -167,13 +174,10 @@ async def serve(config: Config, host: str, port: int) -> int:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         return 1
     rconfig = config.remediator
-    try:
-        journal = Journal(rconfig.state_file)
-    except (JournalError, OSError) as exc:
-        # Corrupt, empty, foreign or newer journal: refuse it untouched, with the fix.
+    journal = await open_journal(rconfig)
+    if isinstance(journal, int):
         listener.close()
-        log.error("%s", exc)
-        return 2
+        return journal
     stats = Stats()
     rules = {rule.name: rule for rule in rconfig.rules}
     runner = Runner(
@@ -184,18 +188,12 @@ async def serve(config: Config, host: str, port: int) -> int:
         max_concurrent=rconfig.max_concurrent_actions,
         action_timeout=rconfig.action_timeout,
     )
-    resumed, interrupted = journal.recover(time.time())
-    for action_id in interrupted:
-        row = journal.get(action_id)
-        if row is not None:
-            stats.outcome(row.panel, row.action, "interrupted")
-            log.warning(
-                "action %d (%s on %s) was interrupted by a restart; not re-run",
-                action_id,
-                row.action,
-                row.panel,
-                extra={"rule": row.rule, "panel": row.panel, "alertname": row.alertname},
-            )
+    # SQLite: this process holds the lock file, so every unfinished row is its own.
+    # PostgreSQL: only rows whose replica let the lease expire (it died) are taken.
+    recover = journal.take_over if journal.shared else journal.recover
+    resumed, interrupted = await journal.call(recover, time.time())
+    adopt = Adopter(config, journal, runner, stats)
+    await adopt.interrupted(interrupted)
     remediator = Remediator(config, journal, runner, stats)
     remediator.notifier.start()
     for action_id in interrupted:
@@ -224,6 +222,7 @@ async def serve(config: Config, host: str, port: int) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig.name)
     serving = asyncio.create_task(server.serve(sockets=[listener]))
+    leases: asyncio.Task[None] | None = None
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     if server.started:
@@ -235,30 +234,18 @@ async def serve(config: Config, host: str, port: int) -> int:
             len(rules),
             len(config.panels),
         )
-        for action_id in resumed:
-            row = journal.get(action_id)
-            if row is None:
-                continue
-            rule = rule_for_row(row.rule, row.action, journal.params(action_id), rules)
-            if rule is None or row.panel not in config.panels:
-                journal.finish(
-                    action_id,
-                    "cancelled",
-                    "its rule or panel left the config; not run after the restart",
-                    time.time(),
-                )
-                stats.outcome(row.panel, row.action, "cancelled")
-                continue
-            log.info("action %d (%s on %s) runs after a restart", action_id, row.action, row.panel)
-            runner.submit(action_id, rule, row.panel, row.alertname)
+        await adopt.resumed(resumed)
+        if journal.shared:
+            leases = asyncio.create_task(keep_leases(journal, adopt, stats))
     try:
         await serving
     finally:
         expiring.cancel()
         await asyncio.gather(expiring, return_exceptions=True)
-        if pruning is not None:
-            pruning.cancel()
-            await asyncio.gather(pruning, return_exceptions=True)
+        for task in (pruning, leases):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         finished, cut_off = await runner.drain(rconfig.shutdown_grace)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -274,6 +261,127 @@ async def serve(config: Config, host: str, port: int) -> int:
     return 0
 
 
+async def open_journal(rconfig: RemediatorConfig) -> Journal | int:
+    """The configured journal, schema migrated; else the exit code (the reason logged):
+    2 when it is unfit (corrupt, empty, not a journal, or from a newer version).
+
+    PostgreSQL that cannot be reached yet is retried until it answers: replicas
+    started before the database wait for it instead of exiting.
+    """
+    if rconfig.journal is None:
+        try:
+            return Journal(rconfig.state_file)
+        except (JournalError, OSError) as exc:
+            # Corrupt, empty, foreign or newer journal: refuse it untouched, with the fix.
+            log.error("%s", exc)
+        except JOURNAL_ERRORS as exc:
+            log.error("journal %s: %s", rconfig.state_file, exc)
+        return 2
+    settings = rconfig.journal
+    password = settings.password.get_secret_value() if settings.password else None
+    journal = Journal.postgres(settings.url, password, lease=settings.lease)
+    where = _safe_url(settings.url)
+    delay = 1.0
+    while True:
+        try:
+            before = await journal.call(journal.migrate)
+        except JournalError as exc:
+            log.error("cannot use the journal %s: %s", where, exc)
+            journal.close()
+            return 2
+        except JOURNAL_ERRORS as exc:
+            log.error("journal %s not reachable yet (retrying): %s", where, _first_line(exc))
+            await asyncio.sleep(delay)  # a retry interval, not synchronisation
+            delay = min(delay * 2, 10.0)
+            continue
+        log.info(
+            "journal: PostgreSQL %s, schema version %d%s; this replica is %s",
+            where,
+            SCHEMA_VERSION,
+            f" (migrated from {before})" if before != SCHEMA_VERSION else "",
+            journal.owner,
+        )
+        return journal
+
+
+def _safe_url(url: str) -> str:
+    """The journal URL for logs: the config refuses passwords in it; drop any query too."""
+    return url.split("?", 1)[0]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+class Adopter:
+    """Apply the restart rules to unfinished rows this replica took over (at start, or
+    from a replica whose lease expired): log and count the interrupted ones, run the
+    resumed ones again."""
+
+    def __init__(self, config: Config, journal: Journal, runner: Runner, stats: Stats) -> None:
+        self.config = config
+        self.journal = journal
+        self.runner = runner
+        self.stats = stats
+        self.rules = {rule.name: rule for rule in config.remediator.rules}
+
+    async def interrupted(self, ids: Sequence[int]) -> None:
+        for action_id in ids:
+            row = await self.journal.call(self.journal.get, action_id)
+            if row is not None:
+                self.stats.outcome(row.panel, row.action, "interrupted")
+                log.warning(
+                    "action %d (%s on %s) was interrupted by a restart; not re-run",
+                    action_id,
+                    row.action,
+                    row.panel,
+                    extra={"rule": row.rule, "panel": row.panel, "alertname": row.alertname},
+                )
+
+    async def resumed(self, ids: Sequence[int]) -> None:
+        for action_id in ids:
+            row = await self.journal.call(self.journal.get, action_id)
+            if row is None:
+                continue
+            params = await self.journal.call(self.journal.params, action_id)
+            rule = rule_for_row(row.rule, row.action, params, self.rules)
+            if rule is None or row.panel not in self.config.panels:
+                await self.journal.call(
+                    self.journal.finish,
+                    action_id,
+                    "cancelled",
+                    "its rule or panel left the config; not run after the restart",
+                    time.time(),
+                )
+                self.stats.outcome(row.panel, row.action, "cancelled")
+                continue
+            log.info("action %d (%s on %s) runs after a restart", action_id, row.action, row.panel)
+            self.runner.submit(action_id, rule, row.panel, row.alertname)
+
+
+async def keep_leases(journal: Journal, adopt: Adopter, stats: Stats) -> None:
+    """Shared journal: renew this replica's leases and take over expired ones, every
+    third of the lease. A failure is logged and retried at the next turn."""
+    while True:
+        await asyncio.sleep(journal.lease / 3)  # a period, not synchronisation
+        now = time.time()
+        try:
+            await journal.call(journal.renew, sorted(adopt.runner.active), now)
+            resumed, interrupted = await journal.call(journal.take_over, now)
+        except JOURNAL_ERRORS as exc:
+            stats.journal_down(_first_line(exc))
+            log.error("journal: cannot renew leases: %s", _first_line(exc))
+            continue
+        if resumed or interrupted:
+            log.warning(
+                "journal: took over %d unfinished actions whose replica stopped renewing them",
+                len(resumed) + len(interrupted),
+            )
+        await adopt.interrupted(interrupted)
+        await adopt.resumed(resumed)
+
+
 PRUNE_EVERY = 3600.0
 
 
@@ -282,8 +390,8 @@ async def prune_forever(journal: Journal, retention: float) -> None:
     while True:
         await journal.quiet()  # not inside a big notification's open transaction
         try:
-            removed = journal.prune(time.time() - retention)
-        except sqlite3.Error as exc:
+            removed = await journal.call(journal.prune, time.time() - retention)
+        except JOURNAL_ERRORS as exc:
             log.error("cannot prune the journal: %s", exc)
         else:
             if removed:
@@ -491,6 +599,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rconfig.dry_run:
         log.warning("dry_run is on: no action changes anything on a panel")
     host, port = split_listen(args.listen or rconfig.listen)
+    if rconfig.journal is not None:
+        # PostgreSQL: replicas share the journal; leases, not a lock file, keep them apart.
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(serve(config, host, port))
+        return 0
     try:
         lock = lock_state_file(rconfig.state_file)
     except OSError as exc:

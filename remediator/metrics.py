@@ -44,6 +44,15 @@ class Stats:
         self.notifier: Notifier | None = None
         self.controls: Callable[[], dict[str, dict[str, Any]]] | None = None
         self.awaiting: Callable[[], int | None] | None = None
+        self.journal_up = 1
+        self.journal_reason = ""
+        """Why the journal is down (``""`` while it is up)."""
+
+    def journal_ok(self) -> None:
+        self.journal_up, self.journal_reason = 1, ""
+
+    def journal_down(self, reason: str) -> None:
+        self.journal_up, self.journal_reason = 0, reason or "unreachable"
 
     def outcome(self, panel: str, action: str, outcome: str) -> None:
         self.actions[(panel, action, outcome)] += 1
@@ -98,6 +107,12 @@ class RemediatorCollector(Collector):
             "brainycp_remediator_actions_in_progress",
             "Actions running on panels right now.",
             value=s.in_progress,
+        )
+        yield GaugeMetricFamily(
+            "brainycp_remediator_journal_up",
+            "1 when the last journal read or write succeeded, 0 when the journal "
+            "(SQLite file or PostgreSQL) could not be used; /healthz says why.",
+            value=s.journal_up,
         )
         # Read from the journal at scrape time; left out (not 0) when it cannot be read.
         controls = s.controls() if s.controls is not None else {}

@@ -12,13 +12,16 @@ leave an accepted action ``pending`` until the next restart.
 Stopping (:meth:`Runner.drain`): actions not yet claimed stay ``pending`` for
 the next start; claimed ones get ``shutdown_grace`` seconds to finish; what is
 still running then is cancelled and left ``running`` for recovery to judge.
+
+Journal calls go through :meth:`Journal.call` (on the journal's thread for
+PostgreSQL). :attr:`Runner.active` holds the ids this replica is queueing or
+running, whose leases it renews (shared journal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -27,7 +30,7 @@ from typing import Any, TypeVar
 from brainycp.client import PanelClient
 from brainycp.config import PanelConfig, Rule
 from remediator import actions
-from remediator.journal import Journal
+from remediator.journal import JOURNAL_ERRORS, Journal
 from remediator.metrics import Stats
 
 log = logging.getLogger("remediator.runner")
@@ -57,6 +60,8 @@ class Runner:
         self._clients: dict[str, PanelClient] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._claimed: set[asyncio.Task[Any]] = set()
+        self.active: set[int] = set()
+        """Ids submitted here and not finished: this replica holds (and renews) their lease."""
         self._stopping = False
         self.journal_retry = 0.25
         """First wait before retrying a refused journal write; doubles up to 5 s."""
@@ -79,7 +84,9 @@ class Runner:
             self._run(action_id, rule, panel, alertname), name=f"action-{action_id}"
         )
         self._tasks.add(task)
+        self.active.add(action_id)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self.active.discard(action_id))
         task.add_done_callback(self._claimed.discard)
 
     async def _journal(self, write: Callable[[], T], what: str) -> T:
@@ -88,8 +95,8 @@ class Runner:
         failing = False
         while True:
             try:
-                result = write()
-            except sqlite3.Error as exc:
+                result = await self.journal.call(write)
+            except JOURNAL_ERRORS as exc:
                 if not failing:
                     log.error("journal: cannot %s: %s; retrying until it can", what, exc)
                     failing = True
@@ -109,7 +116,9 @@ class Runner:
                 lambda: self.journal.claim(action_id, time.time()), f"start action {action_id}"
             )
             if not claimed:
-                log.info("action %d no longer pending; not run", action_id)
+                # Cancelled meanwhile, or (shared journal) taken over by another replica
+                # after this one's lease on it expired.
+                log.info("action %d no longer pending (or no longer ours); not run", action_id)
                 return
             if self._stopping:
                 # Stopped while the claim was being retried: nothing was sent yet.
@@ -157,7 +166,7 @@ class Runner:
                 },
             )
             await self.journal.quiet()
-            await self._journal(
+            ours = await self._journal(
                 lambda: self.journal.finish(
                     action_id,
                     result.outcome,
@@ -169,6 +178,13 @@ class Runner:
                 ),
                 f"record the outcome of action {action_id}",
             )
+            if not ours:
+                log.warning(
+                    "action %d: its lease expired and another replica took it over; "
+                    "this outcome (%s) is not recorded",
+                    action_id,
+                    result.outcome,
+                )
             if self.on_finish is not None:
                 try:
                     self.on_finish(action_id, result.outcome)

@@ -224,7 +224,8 @@ def test_a_journal_from_before_versioning_keeps_its_rows_and_gets_a_version(
 ) -> None:
     path = tmp_path / "r.sqlite"
     old = sqlite3.connect(path)
-    old.executescript(journal_module._SCHEMA)
+    for statement in journal_module.MIGRATIONS[0]:  # version 1: the schema before versioning
+        old.execute(statement.format(**journal_module._SQLITE_TYPES))
     old.execute(
         "INSERT INTO actions (rule, panel, action, outcome, received_at, fingerprint, "
         "starts_at, alert_status, dedupe_key) VALUES "

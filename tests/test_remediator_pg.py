@@ -1,0 +1,600 @@
+"""The PostgreSQL journal with a real PostgreSQL (throwaway cluster, see tests/pg.py):
+the journal itself, then real remediator replicas sharing it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from brainycp.config import CircuitBreaker, ConfigError, RateLimit, Rule, parse_config
+from remediator.journal import SCHEMA_VERSION, Batch, Journal
+from remediator.payload import Alert, fingerprint
+from remediator.planner import Settings, dedupe_key, first_matching_rule, plan
+from tests.pg import PASSWORD, Cluster, cluster
+from tests.support import PYTHON, free_port, running, sim_args, wait_until
+from tests.test_remediator_e2e import TOKEN, am_alert, notification
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[Cluster]:
+    with cluster() as node:
+        yield node
+
+
+_databases = iter(range(1, 10_000))
+
+
+def fresh_db(pg: Cluster) -> str:
+    return pg.create_database(f"journal{next(_databases)}")
+
+
+def journal(url: str, **kw: Any) -> Journal:
+    j = Journal.postgres(url, PASSWORD, **kw)
+    j.migrate()
+    return j
+
+
+def add(j: Journal, key: str, action: str = "delete_frozen", **kw: Any) -> int:
+    fields: dict[str, Any] = dict(
+        rule="r", panel="web01", action=action, outcome="pending", reason="", received_at=T0,
+        alertname="X", fingerprint="f", starts_at="s", alert_status="firing", labels={},
+        dedupe_key=key,
+    )  # fmt: skip
+    fields.update(kw)
+    return j.insert(**fields)
+
+
+# ---------------------------------------------------------------------------- the journal
+
+
+def test_schema_is_created_once_versioned_and_a_newer_one_is_refused(pg: Cluster) -> None:
+    url = fresh_db(pg)
+    j = Journal.postgres(url, PASSWORD)
+    assert j.migrate() == 0 and j.migrate() == SCHEMA_VERSION
+    a = add(j, "k")
+    with pg.connect(url.rsplit("/", 1)[1]) as conn:
+        assert conn.execute("SELECT version FROM brainycp_schema").fetchall() == [(SCHEMA_VERSION,)]
+        conn.execute("UPDATE brainycp_schema SET version = version + 1")
+    with pytest.raises(Exception, match="newer than this remediator knows"):
+        Journal.postgres(url, PASSWORD).migrate()
+    assert j.get(a) is not None and j.labels(a) == {}
+    j.close()
+
+
+def test_rows_read_back_the_same_as_with_sqlite(pg: Cluster, tmp_path: Path) -> None:
+    """Same calls, same answers on both engines (the SQL is shared; types must be too)."""
+    answers = []
+    for j in (journal(fresh_db(pg)), Journal(tmp_path / "s.sqlite")):
+        first = add(j, "A", received_at=T0 + 0.123456, labels={"panel": "web01"})
+        add(j, "B", outcome="skipped_cooldown", received_at=T0 + 5)
+        j.cancel([first], "resolved", T0 + 6)
+        second = add(j, "C", received_at=T0 + 7)
+        assert j.claim(second, T0 + 8)
+        assert j.finish(second, "succeeded", "done", T0 + 9)
+        answers.append(
+            (
+                [r.as_json() for r in j.list()],
+                j.episode_last("A"),
+                j.last_accepted("r", "web01"),
+                j.accepted_since(T0),
+                j.labels(first),
+                j.prune(T0 + 100),
+            )
+        )
+        j.close()
+    assert answers[0] == answers[1]
+
+
+def _decisions(j: Journal, batched: bool, seed: int) -> list[tuple[str, str, int | None]]:
+    """A seeded stream of firing alerts (repeats, reruns, cooldowns, the rate limit),
+    planned in groups the way the webhook does; returns each decision and row id."""
+    rng = random.Random(seed)
+    rules = [
+        Rule.model_validate(r)
+        for r in (
+            {"name": "a", "matchers": ['alertname="A"'], "action": "delete_frozen",
+             "cooldown": 30},
+            {"name": "b", "matchers": ['alertname="B"'], "action": "delete_frozen",
+             "cooldown": 0, "rerun_after": 20, "max_runs_per_episode": 2},
+            {"name": "c", "matchers": ['alertname="C"'], "action": "delete_frozen",
+             "cooldown": 5, "dry_run": True},
+        )
+    ]  # fmt: skip
+    settings = Settings(
+        rules=rules, panels={"web01", "web02", "web03"},
+        rate_limit=RateLimit(max_actions=12, per=100),
+        circuit_breaker=CircuitBreaker(max_panels=2, window=8),
+    )  # fmt: skip
+    out: list[tuple[str, str, int | None]] = []
+    now = T0
+    for _ in range(60):
+        now += rng.choice((0.5, 3, 11))
+        group = []
+        for _ in range(rng.randint(1, 8)):
+            labels = {"alertname": rng.choice("ABCX"), "panel": rng.choice(("web01", "web02",
+                      "web03", "nope"))}  # fmt: skip
+            group.append(Alert("firing", labels, {}, f"s{rng.randint(0, 6)}", "", "",
+                               fingerprint(labels)))  # fmt: skip
+        with j.transaction():
+            if batched:
+                keys, pairs = [], set()
+                for a in group:
+                    rule = first_matching_rule(rules, a.labels)
+                    if rule is not None:
+                        keys.append(dedupe_key(rule.name, a))
+                        pairs.add((rule.name, a.labels["panel"]))
+                unit: Journal | Batch = j.batch(keys, sorted(pairs), len(group), now - 100, 12)
+            else:
+                unit = j
+            for a in group:
+                d = plan(a, settings, unit, now)
+                row = None
+                if d.open_circuit:
+                    unit.set_control("circuit_open", True, "breaker", d.reason, now)
+                if d.record and d.rule is not None:
+                    row = unit.insert(
+                        rule=d.rule.name, panel=d.panel, action=d.rule.action,
+                        outcome=d.outcome, reason=d.reason, received_at=now,
+                        alertname=a.alertname, fingerprint=a.fingerprint,
+                        starts_at=a.starts_at, alert_status=a.status, labels=dict(a.labels),
+                        dedupe_key=d.dedupe_key,
+                    )  # fmt: skip
+                out.append((d.outcome, d.reason, row))
+            unit.flush()
+        if rng.random() < 0.3:
+            j.set_control("circuit_open", False, "test", "", now)
+        for r in j.list(outcome="pending", limit=1000):
+            if rng.random() < 0.7:
+                j.claim(r.id, now)
+                j.finish(r.id, rng.choice(("succeeded", "failed")), "", now)
+    j.close()
+    # Row ids are compared by creation order (a PostgreSQL sequence leaves gaps).
+    order = {row: n for n, row in enumerate(r for _, _, r in out if r is not None)}
+    return [
+        (o, re.sub(r"action (\d+)", lambda m: f"action #{order[int(m[1])]}", why),
+         None if row is None else order[row])
+        for o, why, row in out
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_batched_planning_decides_exactly_like_the_journal(
+    pg: Cluster, tmp_path: Path, seed: int
+) -> None:
+    """The PostgreSQL webhook plans a group commit from a Batch (reads up front, rows
+    queued): every decision, reason and row id must match planning on the journal."""
+    reference = _decisions(Journal(tmp_path / "direct.sqlite", owner="o"), False, seed)
+    outcomes = Counter(o for o, _, _ in reference)
+    assert {"pending", "skipped_duplicate", "skipped_cooldown", "skipped_rate_limit",
+            "dry_run", "rejected", "skipped_circuit_open", "skipped_exhausted"} <= set(outcomes), (
+        outcomes
+    )  # fmt: skip
+    assert _decisions(Journal(tmp_path / "batch.sqlite", owner="o"), True, seed) == reference
+    assert _decisions(journal(fresh_db(pg), owner="o"), True, seed) == reference
+
+
+def test_one_open_row_per_episode_is_enforced_by_the_database(pg: Cluster) -> None:
+    j = journal(fresh_db(pg))
+    add(j, "same")
+    with pytest.raises(Exception, match="actions_one_open"):
+        add(j, "same")
+    # A finished episode may run again (rerun_after): only open rows are unique.
+    add(j, "again", outcome="succeeded")
+    add(j, "again", outcome="succeeded")
+    j.close()
+
+
+def test_an_expired_lease_is_taken_over_by_exactly_one_replica(pg: Cluster) -> None:
+    url = fresh_db(pg)
+    dead = journal(url, lease=10)
+    frozen = add(dead, "k1")
+    delete = add(dead, "k2", action="delete_messages")
+    assert dead.claim(frozen, T0) and dead.claim(delete, T0)
+    alive = [journal(url, lease=10) for _ in range(4)]
+    # Still leased: nobody takes it.
+    assert all(j.take_over(T0 + 5) == ([], []) for j in alive)
+    results: dict[int, tuple[list[int], list[int]]] = {}
+    barrier = threading.Barrier(len(alive))
+
+    def race(n: int) -> None:
+        barrier.wait()
+        results[n] = alive[n].take_over(T0 + 11)
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(len(alive))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results.values()) == [([], [])] * 3 + [([frozen], [delete])]
+    winner = next(alive[n] for n, r in results.items() if r != ([], []))
+    assert winner.get(frozen).outcome == "pending"  # type: ignore[union-attr]
+    assert winner.get(delete).outcome == "interrupted"  # type: ignore[union-attr]
+    # The dead replica's late finish is refused: the row is no longer its own.
+    assert not dead.finish(frozen, "succeeded", "", T0 + 12)
+    assert winner.claim(frozen, T0 + 12) and winner.finish(frozen, "succeeded", "", T0 + 13)
+    # Renewal keeps a lease alive.
+    kept = add(winner, "k3", received_at=T0 + 20)
+    assert winner.renew([kept], T0 + 29) == 1
+    assert all(j.take_over(T0 + 35) == ([], []) for j in alive)
+    for j in (dead, *alive):
+        j.close()
+
+
+def test_replicas_deciding_at_once_hold_the_rate_limit_fleet_wide(pg: Cluster) -> None:
+    """Under the advisory lock, "count, then insert" of two replicas never interleaves."""
+    url = fresh_db(pg)
+    replicas = [journal(url) for _ in range(4)]
+    limit = 5
+    accepted: list[int] = []
+    barrier = threading.Barrier(len(replicas))
+
+    def decide(j: Journal, n: int) -> None:
+        barrier.wait()
+        for i in range(10):
+            with j.transaction():
+                if j.accepted_since(T0 - 1) < limit:
+                    accepted.append(add(j, f"{n}-{i}"))
+
+    threads = [threading.Thread(target=decide, args=(j, n)) for n, j in enumerate(replicas)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(accepted) == limit
+    for j in replicas:
+        j.close()
+
+
+def test_the_journal_reconnects_after_the_database_restarts(tmp_path: Path) -> None:
+    with cluster() as node:
+        j = journal(fresh_db(node))
+        add(j, "before")
+        node.stop()
+        with pytest.raises(Exception):  # noqa: B017 - any psycopg error
+            j.ping()
+        with pytest.raises(Exception):  # noqa: B017
+            add(j, "while-down")
+        node.start()
+        add(j, "after")
+        assert sorted(r.rule for r in j.list()) == ["r", "r"]
+        j.close()
+
+
+def test_journal_config_keys_and_secrets(tmp_path: Path) -> None:
+    secret = tmp_path / "pg.pw"
+    secret.write_text("s3cret-pg\n")
+    base: dict[str, Any] = {
+        "panels": {"web01": {"url": "http://h:8002", "username": "a", "password": "b"}},
+        "remediator": {"insecure_no_auth": True},
+    }
+    assert parse_config(base).remediator.journal is None
+    url = "postgresql://remediator@db.example:5432/brainycp"
+    short = parse_config({**base, "remediator": {"insecure_no_auth": True, "journal": url}})
+    assert short.remediator.journal is not None and short.remediator.journal.url == url
+    full = parse_config(
+        {**base, "remediator": {"insecure_no_auth": True, "journal": {
+            "url": url, "password_file": str(secret), "lease": "10s"}}}
+    )  # fmt: skip
+    settings = full.remediator.journal
+    assert settings is not None and settings.lease == 10
+    assert settings.password is not None and settings.password.get_secret_value() == "s3cret-pg"
+    assert "s3cret-pg" not in repr(full)
+    for bad, problem in (
+        ("postgresql://remediator:hunter2@db/x", "password_file"),
+        ("mysql://db/x", "postgresql://"),
+        ("postgresql://remediator@db", "name the database"),
+        ({"url": url, "lease": "1s"}, "from 2s"),
+        ({"url": url, "password_file": str(tmp_path / "missing")}, "cannot read"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse_config({**base, "remediator": {"insecure_no_auth": True, "journal": bad}})
+        text = "\n".join(info.value.errors)
+        assert text.startswith("remediator.journal") and problem in text, text
+        assert "hunter2" not in text
+
+
+# ---------------------------------------------------------------------------- replicas
+
+
+@dataclass
+class Fleet:
+    sim: str
+    urls: list[str]
+    procs: list[subprocess.Popen[bytes]]
+    logs: list[Path]
+    db: str
+    pg: Cluster
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        with self.pg.connect(self.db) as conn:
+            return conn.execute(
+                "SELECT id, dedupe_key, outcome, lease_owner FROM actions ORDER BY id"
+            ).fetchall()
+
+    def calls(self, panel: str) -> list[tuple[str, str]]:
+        state = httpx.get(f"{self.sim}/panel/{panel}/_sim/state", timeout=10).json()
+        return [(c["operation"], c["params"].get("command", "")) for c in state["calls"]]
+
+    def sim_post(self, panel: str, what: str, body: dict[str, Any]) -> None:
+        httpx.post(f"{self.sim}/panel/{panel}/_sim/{what}", json=body, timeout=5).raise_for_status()
+
+
+FLEET_PANELS = [f"p{i:02d}" for i in range(20)]
+FLEET_RULES: list[dict[str, Any]] = [
+    {"name": "clean-frozen", "matchers": ['alertname="Frozen"'], "action": "delete_frozen",
+     "cooldown": "0s"},
+    {"name": "restart-clamav", "matchers": ['alertname="ClamAVDown"'],
+     "action": "restart_service", "daemon": "clamav", "cooldown": "0s"},
+    {"name": "drop-bounces", "matchers": ['alertname="Bounces"'], "action": "delete_messages",
+     "select": {"bounce": True}, "cooldown": "0s"},
+]  # fmt: skip
+
+
+@contextmanager
+def fleet(pg: Cluster, tmp: Path, replicas: int, lease: str = "30s") -> Iterator[Fleet]:
+    """A simulator with 20 quiet panels and ``replicas`` remediators on one fresh database."""
+    db_url = fresh_db(pg)
+    sim_port = free_port()
+    sim = f"http://127.0.0.1:{sim_port}"
+    token = tmp / "webhook.token"
+    token.write_text(TOKEN + "\n")
+    secret = tmp / "panel.pw"
+    secret.write_text("admin\n")
+    args = sim_args(sim_port, "--seed", "7")
+    for name in FLEET_PANELS:
+        args += ["--panel", f"{name}:quiet:exim"]
+    with ExitStack() as stack:
+        stack.enter_context(running(args, log=tmp / "sim.log", ready_url=f"{sim}/healthz"))
+        for name in FLEET_PANELS:
+            httpx.post(f"{sim}/panel/{name}/_sim/pause", json={"paused": True}).raise_for_status()
+        urls, procs, logs = [], [], []
+        for n in range(replicas):
+            port = free_port()
+            config = {
+                "defaults": {"username": "admin", "password_file": str(secret), "timeout": "60s"},
+                "panels": {
+                    name: {"url": f"{sim}/panel/{name}/api/api.php"} for name in FLEET_PANELS
+                },
+                "remediator": {
+                    "listen": f"127.0.0.1:{port}",
+                    "auth": {"bearer_token_file": str(token)},
+                    "journal": {
+                        "url": db_url, "password_file": str(pg.password_file), "lease": lease,
+                    },
+                    "max_concurrent_actions": 8,
+                    "action_timeout": "60s",
+                    "rate_limit": {"max_actions": 100000, "per": "1h"},
+                    "rules": FLEET_RULES,
+                },
+            }  # fmt: skip
+            path = tmp / f"replica{n}.yml"
+            path.write_text(yaml.safe_dump(config))
+            log = tmp / f"replica{n}.log"
+            url = f"http://127.0.0.1:{port}"
+            procs.append(
+                stack.enter_context(
+                    running(
+                        [PYTHON, "-m", "remediator.cli", "--config", str(path)],
+                        log=log,
+                        ready_url=f"{url}/healthz",
+                        timeout=30,
+                    )
+                )
+            )
+            urls.append(url)
+            logs.append(log)
+        yield Fleet(sim, urls, procs, logs, db_url.rsplit("/", 1)[1], pg)
+    for log in logs:
+        text = log.read_text()
+        assert PASSWORD not in text and TOKEN not in text, log
+
+
+def episode(i: int, alertname: str = "Frozen") -> dict[str, Any]:
+    panel = FLEET_PANELS[i % len(FLEET_PANELS)]
+    return notification(am_alert(alertname, panel, starts_at=f"2026-11-25T08:{i:06d}Z"))
+
+
+async def _post_raw(
+    url: str, bodies: list[dict[str, Any]], answers: list[tuple[int, dict[str, Any]]]
+) -> None:
+    """POST ``bodies`` one after another on one keep-alive connection (a bare HTTP/1.1
+    client: httpx's CPU per request would make the sender the bottleneck)."""
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for body in bodies:
+            data = json.dumps(body).encode()
+            writer.write(
+                b"POST /webhook HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                + data
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            answers.append((int(head.split()[1]), json.loads(await reader.readexactly(length))))
+    finally:
+        writer.close()
+
+
+def send_to_every_replica(
+    f: Fleet, episodes: int, copies: int, connections: int = 8
+) -> list[tuple[int, dict[str, Any]]]:
+    """Every episode to every replica ``copies`` times, interleaved, all concurrently:
+    ``connections`` keep-alive connections per replica."""
+    answers: list[tuple[int, dict[str, Any]]] = []
+    bodies = [episode(i) for _ in range(copies) for i in range(episodes)]
+
+    async def main() -> None:
+        await asyncio.gather(
+            *(
+                _post_raw(url, bodies[n::connections], answers)
+                for url in f.urls
+                for n in range(connections)
+            )
+        )
+
+    asyncio.run(main())
+    return answers
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("replicas", "episodes"), [(2, 200), (3, 200)])
+def test_replicas_run_each_episode_exactly_once(
+    pg: Cluster, tmp_path: Path, replicas: int, episodes: int
+) -> None:
+    copies = 3
+    with fleet(pg, tmp_path, replicas) as f:
+        answers = send_to_every_replica(f, episodes, copies)
+        assert all(status == 200 for status, _ in answers), Counter(s for s, _ in answers)
+        outcomes = Counter(body["results"][0]["outcome"] for _, body in answers)
+        assert outcomes == {
+            "pending": episodes,
+            "skipped_duplicate": episodes * (replicas * copies - 1),
+        }
+
+        def finished() -> bool:
+            return all(row[2] not in ("pending", "running") for row in f.rows())
+
+        wait_until(finished, timeout=60, what="every accepted action to finish")
+        rows = f.rows()
+        runs = [r for r in rows if r[2] == "skipped_nothing_to_do"]
+        assert len(runs) == episodes and len({r[1] for r in runs}) == episodes
+        # Exactly one panel call per episode: delete_frozen on an empty queue lists it once.
+        listed = sum(sum(1 for op, _ in f.calls(p) if op == "list_msg") for p in FLEET_PANELS)
+        assert listed == episodes
+
+
+@pytest.mark.e2e
+def test_a_killed_replicas_actions_are_taken_over_once_by_the_rules(
+    pg: Cluster, tmp_path: Path
+) -> None:
+    with fleet(pg, tmp_path, 3, lease="3s") as f:
+        # p01: restart_service (idempotent) whose first call hangs; p02: a selection
+        # delete (not idempotent) whose message call hangs. Both sent to replica 0 only.
+        f.sim_post("p01", "daemon", {"clamav": "stopped"})
+        f.sim_post("p01", "fault", {"latency": 60, "operations": ["clamav"], "times": 1})
+        f.sim_post("p02", "queue", {"add": 2, "bounce": True, "age": 7200})
+        f.sim_post("p02", "fault", {"latency": 60, "operations": ["controll_msg"]})
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        sent = []
+        for alertname, i in (("ClamAVDown", 1), ("Bounces", 2)):
+            r = httpx.post(f"{f.urls[0]}/webhook", json=episode(i, alertname), headers=headers)
+            assert r.status_code == 200
+            sent.append(r.json()["results"][0]["action_id"])
+        restart, delete = sent
+        wait_until(
+            lambda: (
+                ("clamav", "status") in f.calls("p01")
+                and ("controll_msg", "delete") in f.calls("p02")
+            ),
+            what="both actions in flight on replica 0",
+        )
+        owner = {row[0]: row for row in f.rows()}[restart][3]
+        os.killpg(f.procs[0].pid, signal.SIGKILL)
+        f.procs[0].wait(10)
+        httpx.delete(f"{f.sim}/panel/p01/_sim/calls").raise_for_status()
+        httpx.delete(f"{f.sim}/panel/p02/_sim/calls").raise_for_status()
+
+        def final(action_id: int) -> tuple[Any, ...] | None:
+            row = {row[0]: row for row in f.rows()}[action_id]
+            return row if row[2] not in ("pending", "running") else None
+
+        done = wait_until(lambda: final(restart), timeout=30, what="the restart to be taken over")
+        assert done[2] == "succeeded" and done[3] != owner
+        # Exactly once: one full restart sequence, run by one replica.
+        assert f.calls("p01") == [
+            ("clamav", "status"), ("clamav", "off"), ("clamav", "on"), ("clamav", "status"),
+        ]  # fmt: skip
+        took = [log for log in f.logs[1:] if f"action {restart} (" in log.read_text()]
+        assert len(took) == 1
+        interrupted = wait_until(lambda: final(delete), what="the delete to be interrupted")
+        assert interrupted[2] == "interrupted"
+        assert not any(op == "controll_msg" for op, _ in f.calls("p02"))
+
+
+@pytest.mark.e2e
+def test_database_down_during_a_burst_503_then_everything_accepted_once(
+    tmp_path: Path,
+) -> None:
+    with cluster() as node, fleet(node, tmp_path, 2, lease="3s") as f:
+        total = 400
+        status: dict[int, int] = {}
+        refused = Counter[int]()
+        stop_sending = threading.Event()
+
+        def alertmanager() -> None:
+            """Send each episode to a replica, retrying 503s like Alertmanager does."""
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            with httpx.Client(headers=headers, timeout=30) as client:
+                for i in range(total):
+                    while not stop_sending.is_set():
+                        url = f.urls[i % 2]
+                        try:
+                            r = client.post(f"{url}/webhook", json=episode(i))
+                        except httpx.HTTPError:
+                            continue
+                        if r.status_code == 200:
+                            status[i] = r.json()["results"][0]["action_id"]
+                            break
+                        assert r.status_code == 503, r.text
+                        refused[i] += 1
+                        stop_sending.wait(0.05)  # Alertmanager's retry interval, scaled down
+
+        sender = threading.Thread(target=alertmanager)
+        sender.start()
+        try:
+            wait_until(lambda: len(status) >= 100, timeout=60, what="100 accepted")
+            node.stop()
+            wait_until(lambda: refused, what="a 503 while the database is down")
+            for url in f.urls:
+                health = httpx.get(f"{url}/healthz", timeout=10)
+                assert health.status_code == 503 and "journal (postgresql)" in health.text
+                metrics = httpx.get(f"{url}/metrics", timeout=10).text
+                assert "brainycp_remediator_journal_up 0.0" in metrics
+            accepted_while_down = len(status)
+            wait_until(lambda: sum(refused.values()) >= 20, what="20 refusals")
+            assert len(status) <= accepted_while_down + 2  # in flight when it stopped
+            node.start()
+            sender.join(120)
+            assert not sender.is_alive()
+        finally:
+            stop_sending.set()
+            sender.join(10)
+        assert sorted(status) == list(range(total))
+        for url in f.urls:
+            assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+
+        def settled() -> list[tuple[Any, ...]] | None:
+            rows = f.rows()
+            return rows if all(r[2] not in ("pending", "running") for r in rows) else None
+
+        # Nothing lost: every 200 has its row, one per episode; actions whose claim failed
+        # while the database was down were taken over once their lease expired.
+        rows = wait_until(settled, timeout=60, what="every action to finish")
+        assert sorted(r[0] for r in rows) == sorted(status.values())
+        assert len({r[1] for r in rows}) == total
+        assert Counter(r[2] for r in rows) == {"skipped_nothing_to_do": total}
+        listed = sum(sum(1 for op, _ in f.calls(p) if op == "list_msg") for p in FLEET_PANELS)
+        assert listed == total
