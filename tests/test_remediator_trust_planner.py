@@ -183,7 +183,8 @@ def test_journal_keeps_10000_message_records_and_the_exact_total() -> None:
 def test_a_version_1_journal_is_migrated_to_version_2_keeping_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "v1.sqlite"
     db = sqlite3.connect(path)
-    db.executescript(journal_module._SCHEMA)
+    for statement in journal_module.MIGRATIONS[0]:  # version 1
+        db.execute(statement.format(**journal_module._SQLITE_TYPES))
     db.execute(
         "INSERT INTO actions (rule, panel, action, outcome, received_at, fingerprint, "
         "starts_at, alert_status, dedupe_key, counts, episode) "
@@ -193,7 +194,7 @@ def test_a_version_1_journal_is_migrated_to_version_2_keeping_its_rows(tmp_path:
     db.commit()
     db.close()
     j = Journal(path)
-    assert j._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert j._db.execute("PRAGMA user_version").fetchone()[0] == journal_module.SCHEMA_VERSION
     (row,) = j.list()
     assert row.outcome == "succeeded"
     assert j.detail(row.id)["origin"] == "alert" and j.detail(row.id)["messages"] == []
