@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,8 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+MAX_SIZE_BYTES = 1024**4
+"""The largest size a config may give (1 TiB): anything above is a typo, not a limit."""
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "b": 1,
@@ -90,13 +93,17 @@ def parse_size(value: object) -> int:
         raise ValueError("must be a size like 64MiB, 10MB or a number of bytes")
     if isinstance(value, int):
         size = value
-    elif isinstance(value, str) and (match := _SIZE.match(value)):
+    elif isinstance(value, str) and len(value) <= 64 and (match := _SIZE.match(value)):
         unit = (match.group(2) or "B").lower()
-        size = int(float(match.group(1)) * _SIZE_UNITS[unit])
+        number = float(match.group(1)) * _SIZE_UNITS[unit]
+        # float() of 400 digits is inf, and int(inf) raises OverflowError, not ValueError.
+        size = int(number) if number < MAX_SIZE_BYTES * 2 else MAX_SIZE_BYTES + 1
     else:
         raise ValueError(f"{value!r} is not a size (use 64MiB, 10MB or a number of bytes)")
     if size <= 0:
         raise ValueError("must be greater than 0")
+    if size > MAX_SIZE_BYTES:
+        raise ValueError(f"must be at most {MAX_SIZE_BYTES} bytes (1 TiB)")
     return size
 
 
@@ -353,9 +360,11 @@ class _PanelInput(_PanelSettings):
         if not parts.hostname:
             raise ValueError("has no host")
         try:
-            parts.port  # noqa: B018 (urlsplit checks the port only when asked)
+            port = parts.port
         except ValueError:
-            raise ValueError("has an invalid port (must be 1 to 65535)") from None
+            port = 0
+        if port == 0 or (port is None and parts.netloc.endswith(":")):
+            raise ValueError("has an invalid port (must be 1 to 65535)")
         if parts.username or parts.password:
             raise ValueError("must not carry credentials; use username and password_file")
         if parts.query or parts.fragment:
@@ -1068,8 +1077,27 @@ def _errors(prefix: str, exc: ValidationError) -> list[str]:
     return out
 
 
-def _read_secret_file(path: Path) -> str:
-    text = path.read_text(encoding="utf-8")
+def _read_secret_file(path: Path, key: str = "", warnings: list[str] | None = None) -> str:
+    """The secret in ``path`` (one trailing newline dropped).
+
+    Adds a warning, naming the file and its mode, when group or others may read it.
+    """
+    with open(path, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        data = handle.read(MAX_SECRET_BYTES + 1)
+    if len(data) > MAX_SECRET_BYTES:
+        raise ValueError(f"{str(path)!r} is over {MAX_SECRET_BYTES} bytes; not a secret file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text") from None
+    if warnings is not None and mode & 0o077:
+        line = (
+            f"{key}: {path} is mode {stat.S_IMODE(mode):04o}, readable by group or others;"
+            " make it 0600 or 0400, owned by the user the daemon runs as"
+        )
+        if line not in warnings:
+            warnings.append(line)
     secret = text.rstrip("\r\n")
     if not secret:
         raise ValueError(f"{str(path)!r} is empty")
@@ -1090,7 +1118,9 @@ def _resolve_password(
     try:
         if key == "password_file":
             assert settings.password_file is not None
-            return SecretStr(_read_secret_file(settings.password_file))
+            return SecretStr(
+                _read_secret_file(settings.password_file, f"{source_prefix}.{key}", warnings)
+            )
         if key == "password_env":
             var = settings.password_env
             assert var is not None
@@ -1204,7 +1234,10 @@ class _AuthOnly(_Strict):
 
 
 def _resolve_auth(
-    auth_input: AuthInput | None, insecure: bool, errors: list[str]
+    auth_input: AuthInput | None,
+    insecure: bool,
+    errors: list[str],
+    warnings: list[str] | None = None,
 ) -> WebhookAuth | None:
     if auth_input is not None and insecure:
         errors.append("remediator.insecure_no_auth: set either auth or insecure_no_auth, not both")
@@ -1222,7 +1255,10 @@ def _resolve_auth(
         return None
     if a.bearer_token_file is not None:
         try:
-            return WebhookAuth(bearer_token=SecretStr(_read_secret_file(a.bearer_token_file)))
+            token = _read_secret_file(
+                a.bearer_token_file, "remediator.auth.bearer_token_file", warnings
+            )
+            return WebhookAuth(bearer_token=SecretStr(token))
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             errors.append(f"remediator.auth.bearer_token_file: cannot read the token: {reason}")
@@ -1233,7 +1269,9 @@ def _resolve_auth(
         if (basic.password_file is None) == (basic.password_env is None):
             raise ValueError("set exactly one of password_file or password_env")
         if basic.password_file is not None:
-            secret = _read_secret_file(basic.password_file)
+            secret = _read_secret_file(
+                basic.password_file, "remediator.auth.basic.password_file", warnings
+            )
         else:
             assert basic.password_env is not None
             secret = os.environ.get(basic.password_env, "")
@@ -1246,7 +1284,9 @@ def _resolve_auth(
         return None
 
 
-def _build_remediator(raw: object, errors: list[str]) -> RemediatorConfig | None:
+def _build_remediator(
+    raw: object, errors: list[str], warnings: list[str] | None = None
+) -> RemediatorConfig | None:
     try:
         parsed = _RemediatorInput.model_validate(raw or {})
     except ValidationError as exc:
@@ -1258,7 +1298,7 @@ def _build_remediator(raw: object, errors: list[str]) -> RemediatorConfig | None
             except ValidationError:
                 pass  # the auth keys' own errors are already in the list above
         return None
-    auth = _resolve_auth(parsed.auth, parsed.insecure_no_auth, errors)
+    auth = _resolve_auth(parsed.auth, parsed.insecure_no_auth, errors, warnings)
     # Cooldowns and the rate limit are decided from journal rows: they must outlive them.
     longest = max([parsed.rate_limit.per, *(r.cooldown for r in parsed.rules)])
     if 0 < parsed.journal_retention < longest:
@@ -1346,11 +1386,20 @@ def _resolve_targets(targets: list[NotifyTargetInput], errors: list[str]) -> lis
     return out
 
 
-def parse_config(data: Any, *, require_remediator_auth: bool = False) -> Config:
+Daemon_ = Literal["exporter", "remediator"]
+
+
+def parse_config(
+    data: Any, *, require_remediator_auth: bool = False, daemon: Daemon_ | None = None
+) -> Config:
     """Validate an already-loaded YAML document; raise :class:`ConfigError` with every problem.
 
-    The remediator section's auth is only required when the remediator itself
-    loads the file (``require_remediator_auth=True``): the exporter does not care.
+    ``daemon`` names the daemon that loads the file: it checks the shared sections
+    (``defaults``, ``panels``) and its own, and the other daemon's section is used only
+    when valid (its defaults otherwise), so a broken ``remediator:`` never stops the
+    exporter and a broken ``exporter:`` never stops the remediator. ``daemon`` None
+    checks every section. The webhook's auth is only required for the remediator
+    (``daemon="remediator"`` or ``require_remediator_auth=True``).
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -1363,34 +1412,189 @@ def parse_config(data: Any, *, require_remediator_auth: bool = False) -> Config:
     for key in data:
         if key not in _TOP_KEYS:
             errors.append(f"{key}: unknown key (expected one of {', '.join(_TOP_KEYS)})")
+    if "panels" in data or daemon is not None:
+        raw_panels = data.get("panels")
+        if raw_panels is None or raw_panels == {}:
+            errors.append("panels: no panels configured; name at least one panel with its url")
     panels = _build_panels(data.get("defaults"), data.get("panels"), errors, warnings)
+
+    exporter_errors: list[str] = []
     exporter = ExporterConfig()
     try:
         exporter = ExporterConfig.model_validate(data.get("exporter") or {})
     except ValidationError as exc:
-        errors.extend(_errors("exporter", exc))
+        exporter_errors.extend(_errors("exporter", exc))
+    if daemon != "remediator":
+        errors.extend(exporter_errors)
+
     remediator_errors: list[str] = []
-    remediator = _build_remediator(data.get("remediator"), remediator_errors)
-    if require_remediator_auth:
+    remediator_warnings: list[str] = []
+    remediator = _build_remediator(data.get("remediator"), remediator_errors, remediator_warnings)
+    if daemon == "remediator" or require_remediator_auth:
         errors.extend(remediator_errors)
-    else:
+        warnings.extend(remediator_warnings)
+    elif daemon is None:
         errors.extend(e for e in remediator_errors if not e.startswith("remediator.auth"))
+    if remediator is None and daemon == "exporter":
+        remediator = _unused_remediator()
     if errors or remediator is None:
         raise ConfigError(errors or ["remediator: invalid"])
     return Config(panels=panels, exporter=exporter, remediator=remediator, warnings=tuple(warnings))
 
 
-def load_config(path: str | os.PathLike[str], *, require_remediator_auth: bool = False) -> Config:
-    """Read and validate the YAML config file at ``path``."""
+def _unused_remediator() -> RemediatorConfig:
+    """The remediator section's defaults, for the exporter when that section is invalid."""
+    defaults = _RemediatorInput()
+    return RemediatorConfig(
+        listen=defaults.listen,
+        auth=None,
+        panel_label=defaults.panel_label,
+        dry_run=True,
+        state_file=defaults.state_file,
+        max_concurrent_actions=defaults.max_concurrent_actions,
+        action_timeout=defaults.action_timeout,
+        rate_limit=defaults.rate_limit,
+        rules=(),
+        journal_retention=defaults.journal_retention,
+    )
+
+
+# --------------------------------------------------------------------------- YAML layer
+
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A config file larger than this (1 MiB) is refused unread."""
+MAX_CONFIG_NODES = 100_000
+"""YAML nodes after expanding aliases: a billion-laughs file is refused here, not in memory."""
+MAX_CONFIG_DEPTH = 64
+"""Nesting deeper than this is refused (the real config nests 5 levels)."""
+MAX_SECRET_BYTES = 64 * 1024
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _key_text(node: yaml.Node) -> str:
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else "<complex key>"
+
+
+def _check_tree(root: yaml.Node) -> list[str]:
+    """Walk the composed document once, expanding aliases as the constructor would.
+
+    Refuses a key that appears twice in one mapping (YAML keeps the last one
+    silently), nesting deeper than :data:`MAX_CONFIG_DEPTH` and more than
+    :data:`MAX_CONFIG_NODES` nodes. Plain ``on``/``off``/``yes``/``no`` keys are
+    retagged as strings: YAML 1.1 reads them as booleans, and a rule's ``on:`` key
+    must stay ``on``.
+    """
+    problems: list[str] = []
+    seen_nodes = 0
+    stack: list[tuple[yaml.Node, str, int]] = [(root, "", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        seen_nodes += 1
+        if seen_nodes > MAX_CONFIG_NODES:
+            return [
+                f"(top level): more than {MAX_CONFIG_NODES} values once aliases are expanded;"
+                " refused (an alias bomb?)"
+            ]
+        if depth > MAX_CONFIG_DEPTH:
+            where = path if len(path) <= 80 else path[:77] + "..."
+            return [f"{where or '(top level)'}: nested deeper than {MAX_CONFIG_DEPTH} levels"]
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                stack.append((item, f"{path}[{index}]", depth + 1))
+        elif isinstance(node, yaml.MappingNode):
+            first_line: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    stack.append((value_node, path, depth + 1))
+                    continue
+                if (
+                    isinstance(key_node, yaml.ScalarNode)
+                    and key_node.tag == _BOOL_TAG
+                    and key_node.style is None
+                ):
+                    key_node.tag = _STR_TAG
+                key = _key_text(key_node)
+                where = f"{path}.{key}" if path else key
+                line = key_node.start_mark.line + 1
+                if key in first_line:
+                    problems.append(
+                        f"{where}: appears twice in the same mapping (lines {first_line[key]}"
+                        f" and {line}); YAML would silently keep only the last"
+                    )
+                else:
+                    first_line[key] = line
+                stack.append((key_node, where, depth + 1))
+                stack.append((value_node, where, depth + 1))
+    return problems
+
+
+def _yaml_problem(source: str, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None)
+    if not problem:
+        problem = str(exc).splitlines()[0] if str(exc) else "not valid YAML"
+    return f"{source}: {problem}{where}"
+
+
+def load_yaml(text: str, source: str = "config") -> Any:
+    """The YAML document in ``text``, checked by :func:`_check_tree` before it is built.
+
+    Raises :class:`ConfigError` naming ``source`` for anything that is not one
+    well-formed, reasonably sized YAML document.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(source, exc)]) from None
+    except RecursionError:
+        raise ConfigError(
+            [f"{source}: nested deeper than {MAX_CONFIG_DEPTH} levels; refused"]
+        ) from None
+    if root is None:
+        return None
+    problems = _check_tree(root)
+    if problems:
+        raise ConfigError(problems)
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(source, exc)]) from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # A plain scalar that looks like a date but is none (2024-13-45) raises ValueError.
+        raise ConfigError([f"{source}: a value cannot be read: {exc}"]) from None
+    finally:
+        loader.dispose()
+
+
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """The text of the config file: at most :data:`MAX_CONFIG_BYTES`, UTF-8."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the config file: {exc.strerror}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: the config file is over {MAX_CONFIG_BYTES} bytes; refused"])
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError([f"{path}: {problem}{where}"]) from None
-    return parse_config(data, require_remediator_auth=require_remediator_auth)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line})"]
+        ) from None
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    require_remediator_auth: bool = False,
+    daemon: Daemon_ | None = None,
+) -> Config:
+    """Read and validate the YAML config file at ``path`` (see :func:`parse_config`)."""
+    data = load_yaml(read_config_text(path), str(path))
+    return parse_config(data, require_remediator_auth=require_remediator_auth, daemon=daemon)

@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no config file: pass --config FILE or set {CONFIG_ENV}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, daemon="exporter")
         listen = parse_listen(args.listen) if args.listen else config.exporter.listen
     except ConfigError as exc:
         for line in exc.errors:

@@ -568,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --config FILE is required (or set BRAINYCP_MAIL_CONFIG)", file=sys.stderr)
         return 2
     try:
-        config = load_config(args.config, require_remediator_auth=True)
+        config = load_config(args.config, daemon="remediator")
         if args.listen:
             parse_listen(args.listen)
     except ConfigError as exc:

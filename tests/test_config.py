@@ -185,7 +185,7 @@ def test_status_patterns_classify_systemd_words_and_russian() -> None:
 
 
 def test_bad_status_regex_names_the_key() -> None:
-    errors = errors_of({"defaults": {"status_patterns": {"running": ["(unclosed"]}}, "panels": {}})
+    errors = errors_of({"defaults": {"status_patterns": {"running": ["(unclosed"]}}})
     assert len(errors) == 1 and errors[0].startswith("defaults.status_patterns.running:")
 
 

@@ -169,6 +169,7 @@ def test_the_example_config_is_valid_for_both_daemons(tmp_path: Path) -> None:
     text = (DEPLOY / "config.example.yml").read_text()
     for name in ("panel.pass", "mx01.pass", "webhook.token"):
         (tmp_path / name).write_text(f"secret-{name}\n")
+        (tmp_path / name).chmod(0o400)  # as the README installs them
         text = text.replace(f"/etc/brainycp-mail/{name}", str(tmp_path / name))
     config = parse_config(yaml.safe_load(text), require_remediator_auth=True)
     assert set(config.panels) == {"web01", "web02", "mx01"}
