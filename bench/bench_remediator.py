@@ -181,7 +181,11 @@ def latencies(url: str, sim: str, ids: list[int]) -> list[float]:
     wanted = set(ids)
     deadline = time.monotonic() + 60
     while True:
-        rows = httpx.get(f"{url}/actions", params={"rule": "bench-restart", "limit": 10000}).json()
+        rows = httpx.get(
+            f"{url}/actions",
+            params={"rule": "bench-restart", "limit": 10000},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ).json()
         rows = [r for r in rows["actions"] if r["id"] in wanted]
         if (
             all(r["outcome"] not in ("pending", "running") for r in rows)

@@ -387,7 +387,9 @@ class Stack:
     # ------------------------------------------------------------------ reading
 
     def get_json(self, url: str) -> Any:
-        response = httpx.get(url, timeout=3)
+        # /actions takes the webhook's credentials; the other URLs ignore them.
+        headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+        response = httpx.get(url, headers=headers, timeout=3)
         response.raise_for_status()
         return response.json()
 

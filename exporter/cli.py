@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC
@@ -15,6 +16,8 @@ from datetime import UTC
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from prometheus_client import generate_latest
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Scope
 
 from brainycp import __version__
 from brainycp.config import (
@@ -25,11 +28,21 @@ from brainycp.config import (
     parse_shard,
     split_listen,
 )
+from brainycp.lifecycle import OpsMiddleware, Reloader
 from brainycp.listener import server_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
-from exporter.app import build_registry, create_app
+from brainycp.webconfig import (
+    BasicAuth,
+    BasicAuthMiddleware,
+    WebConfig,
+    apply_tls,
+    load_web_config,
+    uvicorn_tls_kwargs,
+)
+from exporter.app import build_registry, create_app, process_registry
 from exporter.poller import Poller, initial_state
 from exporter.shard import shard_config
+from exporter.state import ExporterState
 
 log = logging.getLogger("exporter")
 
@@ -37,6 +50,8 @@ CONFIG_ENV = "BRAINYCP_MAIL_CONFIG"
 EXIT_OK, EXIT_POLL_FAILED, EXIT_CONFIG = 0, 1, 2
 # Uvicorn waits at most this long for open connections at shutdown; SIGTERM must end within 5s.
 GRACEFUL_SHUTDOWN_SECONDS = 2
+# zlib level 1: 1,000 panels compress ~25x in a few ms; level 9 costs several times more.
+GZIP_LEVEL = 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
         "--shard",
         metavar="INDEX/COUNT",
         help="serve only the panels whose name hashmods to INDEX (0-based; see exporter.shard)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        metavar="FILE",
+        help="TLS and basic auth for every endpoint (the Prometheus exporter-toolkit format)",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
@@ -100,20 +121,101 @@ async def run_once(config: Config) -> int:
     return EXIT_OK if ok else EXIT_POLL_FAILED
 
 
-async def serve(config: Config, listen: str) -> int:
-    """Run the scheduler and the HTTP server on this loop until SIGTERM/SIGINT."""
+def reload_config(
+    path: str, poller: Poller, web_path: str | None, web: WebConfigHolder, listen: str
+) -> list[str]:
+    """Re-read the config (and the web config) and apply them; the problems otherwise."""
+    try:
+        config = load_config(path, daemon="exporter")
+        new_web = load_web_config(web_path) if web_path else None
+    except ConfigError as exc:
+        return exc.errors
+    # The same shard as at start (--shard wins over exporter.shard), recomputed on the new set.
+    config = shard_config(config, poller.config.exporter.shard)
+    for warning in config.warnings:
+        log.warning("config: %s", warning)
+    if config.exporter.listen != poller.config.exporter.listen and listen != config.exporter.listen:
+        log.warning("reload: exporter.listen changed; it takes effect at the next restart")
+    poller.apply(config)
+    web.replace(new_web)
+    return []
+
+
+class WebConfigHolder:
+    """The web config in force and the objects that reload it in place."""
+
+    def __init__(self, web: WebConfig | None) -> None:
+        self.web = web
+        self.auth = BasicAuth(web.users if web else {})
+        self.ssl_context: ssl.SSLContext | None = None
+
+    def replace(self, web: WebConfig | None) -> None:
+        if (web is None or web.tls is None) != (self.web is None or self.web.tls is None):
+            log.warning("reload: turning TLS on or off takes effect at the next restart")
+        else:
+            apply_tls(self.ssl_context, web)
+        self.web = web
+        self.auth.replace(web.users if web else {})
+
+    async def authorize(self, scope: Scope) -> bool:
+        """Reload over HTTP needs an authenticated client (basic auth already checked)."""
+        return self.web is not None and self.web.authenticates
+
+
+def build_app(state: ExporterState, reloader: Reloader, web: WebConfigHolder) -> ASGIApp:
+    """The exporter's app behind reload, basic auth and gzip (outermost first: gzip)."""
+    extra = process_registry()
+    extra.register(reloader.collector())
+    app: ASGIApp = create_app(state, extra=extra)
+    app = OpsMiddleware(
+        app,
+        reloader,
+        web.authorize,
+        challenge=None,
+        refusal="reload over HTTP needs --web.config.file with basic_auth_users or verified"
+        " client certificates; send SIGHUP instead",
+    )
+    app = BasicAuthMiddleware(app, web.auth, realm="brainycp-mail-exporter")
+    # Prometheus asks for gzip: 1,000 panels are ~2.8 MB of text, ~0.1 MB compressed.
+    return GZipMiddleware(app, minimum_size=1024, compresslevel=GZIP_LEVEL)
+
+
+async def serve(
+    config: Config,
+    listen: str,
+    *,
+    config_path: str | None = None,
+    web_path: str | None = None,
+    web: WebConfig | None = None,
+) -> int:
+    """Run the scheduler and the HTTP server on this loop until SIGTERM/SIGINT.
+
+    SIGHUP (and an authorized ``POST /-/reload``) re-reads ``config_path`` and ``web_path``.
+    """
     host, port = split_listen(listen)
     state = initial_state(config)
     poller = Poller(config, state)
-    server = _Server(
-        server_config(
-            create_app(state),
-            host=host,
-            port=port,
-            max_connections=config.exporter.max_connections,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    holder = WebConfigHolder(web)
+    reloader = Reloader(
+        lambda: (
+            reload_config(config_path, poller, web_path, holder, listen)
+            if config_path
+            else ["no config file to reload"]
         )
     )
+    uconfig = server_config(
+        build_app(state, reloader, holder),
+        host=host,
+        port=port,
+        max_connections=config.exporter.max_connections,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    for key, value in uvicorn_tls_kwargs(web).items():
+        setattr(uconfig, key, value)
+    uconfig.load()
+    apply_tls(uconfig.ssl, web)
+    holder.ssl_context = uconfig.ssl
+    server = _Server(uconfig)
     loop = asyncio.get_running_loop()
 
     def stop(signame: str) -> None:
@@ -122,19 +224,26 @@ async def serve(config: Config, listen: str) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig.name)
+    reloader.install(loop)
     scheduler = AsyncIOScheduler(timezone=UTC)
     poller.schedule(scheduler)
     scheduler.start()
     log.info(
         "exporter started",
-        extra={"listen": listen, "panels": len(config.panels), "version": __version__},
+        extra={
+            "listen": listen,
+            "panels": len(config.panels),
+            "version": __version__,
+            "tls": web is not None and web.tls is not None,
+            "basic_auth": web is not None and bool(web.users),
+        },
     )
     try:
         await server.serve()
     finally:
         scheduler.shutdown(wait=False)
         await poller.aclose()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     if not server.started:
         return EXIT_POLL_FAILED
@@ -152,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, daemon="exporter")
         listen = parse_listen(args.listen) if args.listen else config.exporter.listen
+        web = load_web_config(args.web_config) if args.web_config else None
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -169,12 +279,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         shard = config.exporter.shard
         where = f" in shard {shard[0]}/{shard[1]}" if shard else ""
-        print(f"config OK: {len(config.panels)} panels{where}")
+        web_ok = f"; {args.web_config} OK" if web else ""
+        print(f"config OK: {len(config.panels)} panels{where}{web_ok}")
         return EXIT_OK
     if args.once:
         return asyncio.run(run_once(config))
     try:
-        return asyncio.run(serve(config, listen))
+        return asyncio.run(
+            serve(config, listen, config_path=args.config, web_path=args.web_config, web=web)
+        )
     except KeyboardInterrupt:
         return EXIT_OK
 

@@ -127,6 +127,10 @@ class Poller:
             for name, panel in config.panels.items()
         }
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._transport_factory = transport_factory
+        self._scheduler: AsyncIOScheduler | None = None
+        self._rng = random.Random()
         self._running: set[str] = set()
         """Jobs in flight, as ``job:panel``."""
         self._tracebacks_logged: set[tuple[str, str]] = set()
@@ -314,37 +318,120 @@ class Poller:
         seconds fills ``/metrics`` quickly after a start.
         """
         rng = rng or random.Random()
+        self._scheduler, self._rng = scheduler, rng
         start = datetime.now(UTC)
         for name, panel in self.config.panels.items():
-            for job, every in (
-                (self.poll_status, panel_interval(self.config, panel)),
-                (self.poll_list, panel_list_interval(self.config, panel)),
-            ):
-                if every <= 0:
-                    continue
-                job_id = f"{job.__name__}:{name}"
-                offset = rng.uniform(0, every)
+            self._schedule_panel(name, panel, start)
+
+    def _schedule_panel(self, name: str, panel: PanelConfig, start: datetime) -> None:
+        """(Re)add the jobs of one panel; see :meth:`schedule`."""
+        scheduler, rng = self._scheduler, self._rng
+        assert scheduler is not None, "schedule() first"
+        for job, every in (
+            (self.poll_status, panel_interval(self.config, panel)),
+            (self.poll_list, panel_list_interval(self.config, panel)),
+        ):
+            if every <= 0:
+                continue
+            job_id = f"{job.__name__}:{name}"
+            offset = rng.uniform(0, every)
+            scheduler.add_job(
+                self._tracked,
+                "interval",
+                seconds=every,
+                args=(job, name),
+                id=job_id,
+                next_run_time=start + timedelta(seconds=offset),
+                max_instances=1,
+                coalesce=True,
+                # A run late by less than one interval still runs; later ones are dropped.
+                misfire_grace_time=max(1, int(every)),
+                replace_existing=True,
+            )
+            if offset > MAX_START_SPREAD:
                 scheduler.add_job(
                     self._tracked,
-                    "interval",
-                    seconds=every,
+                    "date",
                     args=(job, name),
-                    id=job_id,
-                    next_run_time=start + timedelta(seconds=offset),
-                    max_instances=1,
-                    coalesce=True,
-                    # A run late by less than one interval still runs; later ones are dropped.
+                    id=f"{job_id}:first",
+                    run_date=start + timedelta(seconds=rng.uniform(0, MAX_START_SPREAD)),
                     misfire_grace_time=max(1, int(every)),
+                    replace_existing=True,
                 )
-                if offset > MAX_START_SPREAD:
-                    scheduler.add_job(
-                        self._tracked,
-                        "date",
-                        args=(job, name),
-                        id=f"{job_id}:first",
-                        run_date=start + timedelta(seconds=rng.uniform(0, MAX_START_SPREAD)),
-                        misfire_grace_time=max(1, int(every)),
-                    )
+
+    def _unschedule_panel(self, name: str) -> None:
+        assert self._scheduler is not None, "schedule() first"
+        for job in (self.poll_status, self.poll_list):
+            for job_id in (f"{job.__name__}:{name}", f"{job.__name__}:{name}:first"):
+                if self._scheduler.get_job(job_id) is not None:
+                    self._scheduler.remove_job(job_id)
+
+    # ------------------------------------------------------------------ reload
+
+    def apply(self, config: Config) -> None:
+        """Switch to ``config`` without a restart (``SIGHUP``, ``POST /-/reload``).
+
+        Added panels get jobs whose first run is within :data:`MAX_START_SPREAD`
+        seconds; removed panels lose their jobs and their state, so their series
+        leave ``/metrics``; a panel whose settings changed gets a new client (and
+        new jobs when its intervals changed) but keeps its state and last values;
+        unchanged panels are not touched. Polls in flight finish on the old client,
+        which is closed afterwards.
+        """
+        old, self.config = self.config, config
+        state = self.state
+        state.max_staleness = config.exporter.max_staleness
+        state.top_senders = config.exporter.top_senders
+        if config.exporter.max_concurrency != old.exporter.max_concurrency:
+            self.semaphore = asyncio.Semaphore(config.exporter.max_concurrency)
+        scheduled = self._scheduler is not None
+        start = datetime.now(UTC)
+        retired: list[PanelClient] = []
+        for name in old.panels.keys() - config.panels.keys():
+            state.panels.pop(name, None)
+            retired.append(self.clients.pop(name))
+            if scheduled:
+                self._unschedule_panel(name)
+        for name, panel in config.panels.items():
+            before = old.panels.get(name)
+            list_enabled = panel_list_interval(config, panel) > 0
+            if before is None:
+                state.panels[name] = PanelState(
+                    name=name, daemons=tuple(panel.daemons), list_enabled=list_enabled
+                )
+            else:
+                kept = state.panels[name]
+                kept.daemons, kept.list_enabled = tuple(panel.daemons), list_enabled
+                for gone in set(kept.operations) - set(kept.operation_names()):
+                    del kept.operations[gone]
+                for gone in set(kept.daemon_states) - set(kept.daemons):
+                    del kept.daemon_states[gone]
+                if not list_enabled:
+                    kept.summary, kept.top_senders = None, ()
+            if before != panel:
+                if before is not None:
+                    retired.append(self.clients[name])
+                factory = self._transport_factory
+                self.clients[name] = PanelClient(
+                    panel, transport=factory(panel) if factory else None
+                )
+            timing = (panel_interval(config, panel), panel_list_interval(config, panel))
+            if scheduled and (
+                before is None
+                or timing != (panel_interval(old, before), panel_list_interval(old, before))
+            ):
+                self._unschedule_panel(name)
+                self._schedule_panel(name, panel, start)
+        if retired:
+            task = asyncio.get_running_loop().create_task(self._close_later(retired))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _close_later(self, clients: list[PanelClient]) -> None:
+        in_flight = list(self._tasks)
+        if in_flight:
+            await asyncio.wait(in_flight)
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
 
     async def aclose(self) -> None:
         """Cancel polls in flight and close every client."""
@@ -352,6 +439,8 @@ class Poller:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         await asyncio.gather(
             *(client.aclose() for client in self.clients.values()), return_exceptions=True
         )

@@ -142,6 +142,41 @@ class Remediator:
         self._flush_lock = asyncio.Lock()
         self._flushes: set[asyncio.Task[None]] = set()
 
+    def reconfigure(self, config: Config) -> None:
+        """Use ``config`` from the next notification on (reload); the journal stays as it is.
+
+        Rules, panels, auth and limits change; running actions, cooldowns and dedupe
+        live in the journal and the runner, so they carry over.
+        """
+        self.config = config
+        self.rconfig = config.remediator
+        self.settings = Settings(
+            rules=self.rconfig.rules,
+            panels=frozenset(config.panels),
+            panel_label=self.rconfig.panel_label,
+            dry_run=self.rconfig.dry_run,
+            rate_limit=self.rconfig.rate_limit,
+            circuit_breaker=self.rconfig.circuit_breaker,
+        )
+        self.rules = {rule.name: rule for rule in self.rconfig.rules}
+        self.external_url = self.rconfig.external_url or f"http://{self.rconfig.listen}"
+        self.notifier.targets = {t.name: t for t in self.rconfig.notify}
+        self.notifier.external_url = self.external_url
+        auth = self.rconfig.auth
+        scheme = "Bearer" if auth is None or auth.bearer_token is not None else "Basic"
+        self._challenge = {"WWW-Authenticate": f'{scheme} realm="brainycp-mail-remediator"'}
+        self.runner.reconfigure(
+            config.panels,
+            {rule.name: rule for rule in self.rconfig.rules},
+            max_concurrent=self.rconfig.max_concurrent_actions,
+            action_timeout=self.rconfig.action_timeout,
+        )
+
+    @property
+    def challenge(self) -> str:
+        """The ``WWW-Authenticate`` value of a 401 (the webhook's own scheme)."""
+        return self._challenge["WWW-Authenticate"]
+
     # ------------------------------------------------------------------ webhook
 
     async def webhook(self, request: Request) -> Response:

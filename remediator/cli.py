@@ -9,12 +9,14 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +24,8 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Scope
 
 from brainycp import __version__
 from brainycp.config import (
@@ -33,9 +37,18 @@ from brainycp.config import (
     parse_listen,
     split_listen,
 )
+from brainycp.lifecycle import OpsMiddleware, Reloader, header
 from brainycp.listener import server_config as listener_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
-from remediator.app import Remediator
+from brainycp.webconfig import (
+    BasicAuth,
+    BasicAuthMiddleware,
+    WebConfig,
+    apply_tls,
+    load_web_config,
+    uvicorn_tls_kwargs,
+)
+from remediator.app import Remediator, authorized
 from remediator.journal import JOURNAL_ERRORS, SCHEMA_VERSION, Journal, JournalError
 from remediator.manual import rule_for_row
 from remediator.metrics import Stats
@@ -99,6 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--listen", help="HOST:PORT to serve on (default: remediator.listen)")
     parser.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        metavar="FILE",
+        help="TLS and basic auth for every endpoint but /webhook (exporter-toolkit format)",
+    )
+    parser.add_argument(
         "--check-config",
         action="store_true",
         help="validate the config, list each rule and what it would do, and exit",
@@ -157,14 +176,108 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(config: Config, host: str, port: int) -> int:
+class Lifecycle:
+    """Reload and the gate in front of every path but ``/webhook``, ``/metrics``, ``/healthz``.
+
+    Without a web config that authenticates its clients, ``/actions``, the status page
+    and ``/-/reload`` take the webhook's own credentials.
+    """
+
+    OPEN_PATHS = frozenset({"/webhook", "/metrics", "/healthz"})
+
+    def __init__(
+        self, remediator: Remediator, config_path: str | None, web_path: str | None
+    ) -> None:
+        self.remediator = remediator
+        self.config_path = config_path
+        self.web_path = web_path
+        self.web: WebConfig | None = None
+        self.auth = BasicAuth({})
+        self.ssl_context: ssl.SSLContext | None = None
+        self.reloader = Reloader(self.reload)
+        self.gate: OpsMiddleware | None = None
+
+    def use_web(self, web: WebConfig | None) -> None:
+        if (web is None or web.tls is None) != (self.web is None or self.web.tls is None):
+            if self.ssl_context is not None or (web is not None and web.tls is not None):
+                log.warning("reload: turning TLS on or off takes effect at the next restart")
+        else:
+            apply_tls(self.ssl_context, web)
+        self.web = web
+        self.auth.replace(web.users if web else {})
+
+    async def authorize(self, scope: Scope) -> bool:
+        if self.web is not None and self.web.authenticates:
+            return True  # basic auth (checked before) or a verified client certificate
+        return authorized(header(scope, b"authorization"), self.remediator.rconfig.auth)
+
+    def reload(self) -> list[str]:
+        """Re-read the config and the web config; apply them between notifications."""
+        if self.config_path is None:
+            return ["no config file to reload"]
+        try:
+            config = load_config(self.config_path, daemon="remediator")
+            web = load_web_config(self.web_path) if self.web_path else None
+        except ConfigError as exc:
+            return exc.errors
+        running = self.remediator.rconfig
+        new = config.remediator
+        for key in ("listen", "state_file", "journal_retention"):
+            if getattr(new, key) != getattr(running, key):
+                log.warning(
+                    "reload: remediator.%s changed; it takes effect at the next restart", key
+                )
+        pinned = dataclasses.replace(
+            new,
+            listen=running.listen,
+            state_file=running.state_file,
+            journal_retention=running.journal_retention,
+        )
+        for warning in config.warnings:
+            log.warning("config: %s", warning)
+        self.remediator.reconfigure(dataclasses.replace(config, remediator=pinned))
+        self.use_web(web)
+        if self.gate is not None:
+            self.gate.challenge = self.remediator.challenge
+        log.info(
+            "%d rules, %d panels", len(new.rules), len(config.panels), extra={"trigger": "reload"}
+        )
+        return []
+
+    def app(self) -> ASGIApp:
+        """The remediator's app behind reload, the state gate, basic auth and gzip."""
+        self.remediator.registry.register(self.reloader.collector())
+        self.gate = OpsMiddleware(
+            self.remediator.app(),
+            self.reloader,
+            self.authorize,
+            challenge=self.remediator.challenge,
+            guard_all=True,
+            open_paths=self.OPEN_PATHS,
+        )
+        guarded = BasicAuthMiddleware(
+            self.gate, self.auth, realm="brainycp-mail-remediator", open_paths={"/webhook"}
+        )
+        return GZipMiddleware(guarded, minimum_size=1024, compresslevel=1)
+
+
+async def serve(
+    config: Config,
+    host: str,
+    port: int,
+    *,
+    config_path: str | None = None,
+    web_path: str | None = None,
+    web: WebConfig | None = None,
+) -> int:
     """Run until SIGTERM/SIGINT: recover the journal, serve, then drain the runner.
 
     At the signal, queued actions stop starting (they stay ``pending`` and run at
     the next start), the listener closes, and running actions get
-    ``remediator.shutdown_grace`` seconds to finish. Returns the exit code: 0
-    after a stop, 1 when the port cannot be bound, 2 when the journal is unfit
-    (corrupt, empty, not a journal, or from a newer version).
+    ``remediator.shutdown_grace`` seconds to finish. SIGHUP and an authorized
+    ``POST /-/reload`` re-read ``config_path`` and ``web_path``. Returns the exit
+    code: 0 after a stop, 1 when the port cannot be bound, 2 when the journal is
+    unfit (corrupt, empty, not a journal, or from a newer version).
     """
     # Bound here, not by uvicorn: a busy port becomes one log line and exit 1 (uvicorn
     # would raise SystemExit inside its task), and nothing in the journal is touched first.
@@ -199,15 +312,22 @@ async def serve(config: Config, host: str, port: int) -> int:
     for action_id in interrupted:
         remediator.notify_action(action_id, "interrupted")
     expiring = asyncio.create_task(remediator.expire_forever())
+    lifecycle = Lifecycle(remediator, config_path, web_path)
+    lifecycle.use_web(web)
     pruning = (
         asyncio.create_task(prune_forever(journal, rconfig.journal_retention))
         if rconfig.journal_retention > 0
         else None
     )
-    server = _Server(
-        listener_config(remediator.app(), host=host, port=port, timeout_graceful_shutdown=5)
-    )
+    uconfig = listener_config(lifecycle.app(), host=host, port=port, timeout_graceful_shutdown=5)
+    for key, value in uvicorn_tls_kwargs(web).items():
+        setattr(uconfig, key, value)
+    uconfig.load()
+    apply_tls(uconfig.ssl, web)
+    lifecycle.ssl_context = uconfig.ssl
+    server = _Server(uconfig)
     loop = asyncio.get_running_loop()
+    lifecycle.reloader.install(loop)
 
     def stop(signame: str) -> None:
         if not server.should_exit:
@@ -247,7 +367,7 @@ async def serve(config: Config, host: str, port: int) -> int:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         finished, cut_off = await runner.drain(rconfig.shutdown_grace)
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await remediator.notifier.close()
         journal.close()
@@ -258,6 +378,7 @@ async def serve(config: Config, host: str, port: int) -> int:
             finished,
             cut_off,
         )
+    log.info("remediator stopped")
     return 0
 
 
@@ -571,6 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config, daemon="remediator")
         if args.listen:
             parse_listen(args.listen)
+        web = load_web_config(args.web_config) if args.web_config else None
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -614,7 +736,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(serve(config, host, port))
+            return asyncio.run(
+                serve(
+                    config, host, port, config_path=args.config, web_path=args.web_config, web=web
+                )
+            )
         return 0
     finally:
         os.close(lock)

@@ -56,6 +56,8 @@ class Runner:
         self.stats = stats
         self.action_timeout = action_timeout
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._max_concurrent = max_concurrent
+        self._retired: list[PanelClient] = []
         self._panel_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._clients: dict[str, PanelClient] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -77,6 +79,30 @@ class Runner:
         if client is None:
             client = self._clients[panel] = PanelClient(self.panels[panel])
         return client
+
+    def reconfigure(
+        self,
+        panels: dict[str, PanelConfig],
+        rules: dict[str, Rule],
+        *,
+        max_concurrent: int,
+        action_timeout: float,
+    ) -> None:
+        """New panels, rules and limits (reload); queued and running actions carry on.
+
+        A panel whose settings changed gets a new client for its next action; the old
+        one is closed at shutdown, as an action may still be using it. A new
+        ``max_concurrent`` applies to actions that start waiting after the reload.
+        """
+        for name in list(self._clients):
+            if panels.get(name) != self.panels.get(name):
+                self._retired.append(self._clients.pop(name))
+        self.panels = panels
+        self.rules = rules
+        self.action_timeout = action_timeout
+        if max_concurrent != self._max_concurrent:
+            self._slots = asyncio.Semaphore(max_concurrent)
+            self._max_concurrent = max_concurrent
 
     def submit(self, action_id: int, rule: Rule, panel: str, alertname: str) -> None:
         """Queue a journaled ``pending`` action; returns at once."""
@@ -218,7 +244,7 @@ class Runner:
             for task in pending:
                 task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        for client in self._clients.values():
+        for client in [*self._clients.values(), *self._retired]:
             await client.aclose()
         return finished, cut_off
 

@@ -126,7 +126,12 @@ def test_old_journal_rows_are_pruned_at_start(tmp_path: Path) -> None:
         log=tmp_path / "remediator.log",
         ready_url=f"{url}/healthz",
     ):
-        rows = httpx.get(f"{url}/actions", params={"limit": 100}, timeout=10).json()
+        rows = httpx.get(
+            f"{url}/actions",
+            params={"limit": 100},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        ).json()
     ids = {row["id"] for row in rows["actions"]}
     assert last_run in ids and old_run not in ids and repeat not in ids
     assert "journal: pruned 2 rows older than 90d" in (tmp_path / "remediator.log").read_text()

@@ -1,0 +1,160 @@
+"""Reload without a restart (``SIGHUP``, ``POST /-/reload``) and the gate in front of it.
+
+Both daemons reload the same way: :class:`Reloader` runs the daemon's own reload
+function one at a time and keeps ``brainycp_config_last_reload_successful`` and
+``..._success_timestamp_seconds``; :class:`OpsMiddleware` answers ``/-/reload`` and
+asks for credentials on the paths a daemon protects. A reload that fails changes
+nothing: the daemon keeps the config it runs with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from brainycp.webconfig import send_json
+
+log = logging.getLogger("brainycp.reload")
+
+ReloadFunction = Callable[[], Sequence[str]]
+"""Re-reads the config and applies it; returns the problems (empty when it was applied)."""
+
+
+class Reloader:
+    """Runs reloads one at a time and remembers how the last one went."""
+
+    def __init__(self, reload: ReloadFunction, *, clock: Callable[[], float] = time.time) -> None:
+        self._reload = reload
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Sequence[str]]] = set()
+        self.successful = True
+        self.success_timestamp = clock()
+
+    async def reload(self, trigger: str) -> list[str]:
+        """Reload now; the problems, each logged on its own line, or [] when applied."""
+        async with self._lock:
+            try:
+                problems = list(self._reload())
+            except Exception as exc:  # a bug must not leave the daemon half-reloaded silently
+                log.exception("reload failed")
+                problems = [f"internal error: {type(exc).__name__}"]
+            if problems:
+                self.successful = False
+                for problem in problems:
+                    log.error("reload (%s): %s", trigger, problem)
+                log.error("reload (%s) failed; still running with the previous config", trigger)
+            else:
+                self.successful = True
+                self.success_timestamp = self._clock()
+                log.info("config reloaded", extra={"trigger": trigger})
+            return problems
+
+    def on_signal(self) -> None:
+        """SIGHUP handler: start a reload in the background."""
+        task = asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Reload on SIGHUP (which would otherwise end the process)."""
+        loop.add_signal_handler(signal.SIGHUP, self.on_signal)
+
+    def collector(self) -> Collector:
+        return _ReloadCollector(self)
+
+
+class _ReloadCollector(Collector):
+    def __init__(self, reloader: Reloader) -> None:
+        self.reloader = reloader
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "brainycp_config_last_reload_successful",
+            "Whether the last config reload succeeded (1) or was refused (0).",
+            value=1 if self.reloader.successful else 0,
+        )
+        yield GaugeMetricFamily(
+            "brainycp_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load (the start counts).",
+            value=self.reloader.success_timestamp,
+        )
+
+
+Authorize = Callable[[Scope], Awaitable[bool]]
+
+
+class OpsMiddleware:
+    """Serves ``POST /-/reload`` and guards the paths outside ``open_paths``.
+
+    ``authorize(scope)`` decides whether a request may reload or see a guarded
+    path; ``challenge`` is the ``WWW-Authenticate`` value of a 401. With
+    ``guard_all=False`` only ``/-/reload`` is guarded.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        reloader: Reloader,
+        authorize: Authorize,
+        *,
+        challenge: str | None,
+        refusal: str = "missing or wrong credentials",
+        guard_all: bool = False,
+        open_paths: Collection[str] = (),
+    ) -> None:
+        self.app = app
+        self.reloader = reloader
+        self.authorize = authorize
+        self.challenge = challenge
+        self.refusal = refusal
+        self.guard_all = guard_all
+        self.open_paths = frozenset(open_paths)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"error": self.refusal}).encode()
+        if self.challenge is None:
+            await send_json(send, 403, body, [])
+        else:
+            await send_json(send, 401, body, [(b"www-authenticate", self.challenge.encode())])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == "/-/reload":
+            if scope["method"] not in ("POST", "PUT"):
+                body = b'{"error": "use POST /-/reload"}'
+                await send_json(send, 405, body, [(b"allow", b"POST, PUT")])
+                return
+            if not await self.authorize(scope):
+                await self._refuse(send)
+                return
+            problems = await self.reloader.reload("/-/reload")
+            if problems:
+                body = json.dumps({"status": "error", "errors": problems}).encode()
+                await send_json(send, 400, body, [])
+            else:
+                await send_json(send, 200, b'{"status": "success"}', [])
+            return
+        if self.guard_all and path not in self.open_paths and not await self.authorize(scope):
+            await self._refuse(send)
+            return
+        await self.app(scope, receive, send)
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of request header ``name`` (lower-case bytes)."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None

@@ -1,0 +1,183 @@
+"""Reload of the real exporter process: SIGHUP and POST /-/reload apply a new panel set
+(added panels polled, removed ones gone, changed ones changed, unchanged ones untouched),
+and a bad config changes nothing but the reload metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import PYTHON, free_port, running, sim_args, wait_until
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "panel-pw"
+USER, USER_PASSWORD = "prom", "scrape-pw"
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("sim") / "sim.log"
+    port = free_port()
+    args = sim_args(port, "--users", f"admin:{PASSWORD}:root", "--panels", "4")
+    with running(args, log=log, ready_url=f"http://127.0.0.1:{port}/healthz"):
+        yield f"http://127.0.0.1:{port}"
+
+
+def panel(sim: str, index: int, password_file: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "url": f"{sim}/panel/panel{index + 1:04d}/api/api.php",
+        "username": "admin",
+        "password_file": str(password_file),
+        **extra,
+    }
+
+
+def scrape(port: int, auth: tuple[str, str] | None = (USER, USER_PASSWORD)) -> Samples:
+    response = httpx.get(f"http://127.0.0.1:{port}/metrics", auth=auth, timeout=10)
+    assert response.status_code == 200, response.text
+    out: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def up(samples: Samples) -> dict[str, float]:
+    return {dict(k[1])["panel"]: v for k, v in samples.items() if k[0] == "brainycp_up"}
+
+
+def last_success(samples: Samples, name: str) -> float | None:
+    labels = (("operation", "count_msg"), ("panel", name))
+    return samples.get(("brainycp_poll_last_success_timestamp_seconds", labels))
+
+
+def test_sighup_and_post_reload_apply_a_new_panel_set(sim: str, tmp_path: Path) -> None:
+    good = tmp_path / "good.pass"
+    good.write_text(PASSWORD + "\n")
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("not-it\n")
+    for secret in (good, wrong):
+        secret.chmod(0o600)
+    hashed = bcrypt.hashpw(USER_PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({"basic_auth_users": {USER: hashed}}))
+    config_path = tmp_path / "config.yml"
+
+    def write_config(panels: dict[str, Any], **exporter: Any) -> None:
+        exporter = {"interval": "1s", "list_interval": "0", **exporter}
+        config_path.write_text(yaml.safe_dump({"panels": panels, "exporter": exporter}))
+
+    # keep: never changes; changed: its password file changes; gone: removed later.
+    write_config(
+        {
+            "keep": panel(sim, 0, good, interval="1h"),
+            "changed": panel(sim, 1, good),
+            "gone": panel(sim, 2, good),
+        }
+    )
+    port = free_port()
+    args = [PYTHON, "-m", "exporter.cli", "--config", str(config_path)]
+    args += ["--listen", f"127.0.0.1:{port}", "--web.config.file", str(web)]
+    log = tmp_path / "exporter.log"
+    with running(args, log=log, ready_url=None) as proc:
+        first = wait_until(
+            lambda: (s := scrape(port)) and up(s) == {"keep": 1, "changed": 1, "gone": 1} and s,
+            what="the three panels polled",
+        )
+        kept_success = last_success(first, "keep")
+        assert kept_success is not None
+        assert first[("brainycp_config_last_reload_successful", ())] == 1
+
+        # 1. SIGHUP: add one, remove one, change one's credentials.
+        write_config(
+            {
+                "keep": panel(sim, 0, good, interval="1h"),
+                "changed": panel(sim, 1, wrong),
+                "added": panel(sim, 3, good),
+            }
+        )
+        os.kill(proc.pid, signal.SIGHUP)
+        after = wait_until(
+            lambda: (s := scrape(port)) and up(s) == {"keep": 1, "changed": 0, "added": 1} and s,
+            what="the new panel set in /metrics",
+        )
+        assert proc.poll() is None, "SIGHUP must not end the exporter"
+        assert not any(dict(k[1]).get("panel") == "gone" for k in after)
+        auth_errors = (("operation", "count_msg"), ("panel", "changed"), ("reason", "auth"))
+        assert after[("brainycp_poll_errors_total", auth_errors)] >= 1
+        # The unchanged panel (polled hourly) kept its state: no new poll, same value.
+        assert last_success(after, "keep") == kept_success
+        assert after[("brainycp_config_last_reload_successful", ())] == 1
+        reloaded_at = after[("brainycp_config_last_reload_success_timestamp_seconds", ())]
+
+        # 2. POST /-/reload needs the web config's users.
+        reload_url = f"http://127.0.0.1:{port}/-/reload"
+        assert httpx.post(reload_url, timeout=10).status_code == 401
+        assert httpx.post(reload_url, auth=(USER, "wrong"), timeout=10).status_code == 401
+        assert httpx.get(reload_url, auth=(USER, USER_PASSWORD), timeout=10).status_code == 405
+
+        # 3. A config that fails validation changes nothing and says why, one line each.
+        config_path.write_text(
+            "panels:\n  keep:\n    url: http://127.0.0.1:0\n    url: http://x\n"
+            "exporter:\n  interval: soon\n"
+        )
+        refused = httpx.post(reload_url, auth=(USER, USER_PASSWORD), timeout=30)
+        assert refused.status_code == 400
+        body = refused.json()
+        assert body["status"] == "error"
+        assert body["errors"] == [
+            "panels.keep.url: appears twice in the same mapping (lines 3 and 4);"
+            " YAML would silently keep only the last"
+        ]
+        still = scrape(port)
+        assert up(still) == {"keep": 1, "changed": 0, "added": 1}
+        assert still[("brainycp_config_last_reload_successful", ())] == 0
+        assert still[("brainycp_config_last_reload_success_timestamp_seconds", ())] == reloaded_at
+        text = log.read_text()
+        assert "reload (/-/reload): panels.keep.url: appears twice" in text
+        assert "still running with the previous config" in text
+
+        # 4. Fixed again over HTTP: the credentials change back, the metric recovers.
+        write_config(
+            {
+                "keep": panel(sim, 0, good, interval="1h"),
+                "changed": panel(sim, 1, good),
+                "added": panel(sim, 3, good),
+            }
+        )
+        ok = httpx.post(reload_url, auth=(USER, USER_PASSWORD), timeout=30)
+        assert ok.status_code == 200 and ok.json() == {"status": "success"}
+        final = wait_until(
+            lambda: (s := scrape(port)) and up(s) == {"keep": 1, "changed": 1, "added": 1} and s,
+            what="the changed panel back up",
+        )
+        assert final[("brainycp_config_last_reload_successful", ())] == 1
+        assert last_success(final, "keep") == kept_success
+    assert "exporter stopped" in log.read_text()
+
+
+def test_reload_over_http_is_refused_without_a_web_config(sim: str, tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD)
+    secret.chmod(0o600)
+    config_path = tmp_path / "config.yml"
+    config_path.write_text(yaml.safe_dump({"panels": {"keep": panel(sim, 0, secret)}}))
+    port = free_port()
+    args = [PYTHON, "-m", "exporter.cli", "--config", str(config_path)]
+    args += ["--listen", f"127.0.0.1:{port}"]
+    with running(args, log=tmp_path / "log", ready_url=f"http://127.0.0.1:{port}/healthz"):
+        refused = httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=10)
+        assert refused.status_code == 403
+        assert "SIGHUP" in refused.json()["error"]
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 200
