@@ -42,9 +42,7 @@ NEW_RULE = {
 
 def reload_metrics(url: str) -> tuple[float, float]:
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    values = {
-        s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
-    }
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
     return (
         values["brainycp_config_last_reload_successful"],
         values["brainycp_config_last_reload_success_timestamp_seconds"],
@@ -63,7 +61,7 @@ def test_reload_applies_rules_and_auth_and_keeps_actions_cooldowns_and_dedupe(
     args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
     log = tmp_path / "remediator.log"
     with (
-        running(start_sim(tmp_path, sim_port), log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"),
+        running(start_sim(tmp_path, sim_port), log=tmp_path / "sim", ready_url=f"{sim}/healthz"),
         httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as client,
     ):
         env = Env(sim, url, client, tmp_path)
@@ -83,7 +81,8 @@ def test_reload_applies_rules_and_auth_and_keeps_actions_cooldowns_and_dedupe(
             )
             assert frozen["outcome"] == "pending"
             assert env.wait_final(frozen["action_id"])["outcome"] == "succeeded"
-            env.sim_post("bounce", "fault", {"latency": 3, "times": 1, "operations": ["controll_msg"]})
+            slow_once = {"latency": 3, "times": 1, "operations": ["controll_msg"]}
+            env.sim_post("bounce", "fault", slow_once)
             deleting = only_result(
                 env.post(notification(am_alert("BrainyCPMailBouncesPiling", "bounce")))
             )
@@ -131,10 +130,8 @@ def test_reload_applies_rules_and_auth_and_keeps_actions_cooldowns_and_dedupe(
             refused = client.post(reload_url)
             assert refused.status_code == 400, refused.text
             assert refused.json()["status"] == "error"
-            assert refused.json()["errors"] == [
-                "remediator.rules: appears twice in the same mapping (lines 20 and 48);"
-                " YAML would silently keep only the last"
-            ] or all("remediator.rules" in e for e in refused.json()["errors"])
+            (error,) = refused.json()["errors"]
+            assert error.startswith("remediator.rules: appears twice in the same mapping")
             assert reload_metrics(url)[0] == 0
             third = am_alert("BrainyCPClamAVDown", "bounce", starts_at="c")
             assert only_result(env.post(notification(third)))["rule"] == "restart-clamav"
