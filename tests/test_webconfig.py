@@ -1,0 +1,413 @@
+"""``--web.config.file`` (exporter-toolkit format) with real clients: TLS, minimum version,
+client certificates, basic auth with bcrypt, what each daemon leaves open, and gzip."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import httpx
+import pytest
+import yaml
+
+from brainycp.config import ConfigError
+from brainycp.webconfig import BasicAuth, parse_web_config
+from tests.support import (
+    FIXTURES,
+    PYTHON,
+    free_port,
+    require_binary,
+    running,
+    sim_args,
+    wait_until,
+)
+from tests.test_remediator_e2e import TOKEN, write_config
+
+TLS = FIXTURES / "tls"
+USER, PASSWORD = "prometheus", "scrape-secret"
+CERT = {"cert_file": str(TLS / "cert.pem"), "key_file": str(TLS / "key.pem")}
+HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+
+
+def errors_of(data: Any) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_web_config(data, "web.yml")
+    return info.value.errors
+
+
+# --------------------------------------------------------------------------- the file
+
+
+def test_a_valid_file_gives_tls_and_users() -> None:
+    web = parse_web_config(
+        {
+            "tls_server_config": {
+                "cert_file": str(TLS / "cert.pem"),
+                "key_file": str(TLS / "key.pem"),
+                "min_version": "TLS13",
+            },
+            "basic_auth_users": {USER: HASH},
+        }
+    )
+    assert web.tls is not None and web.tls.min_version == ssl.TLSVersion.TLSv1_3
+    assert web.tls.client_auth == ssl.CERT_NONE
+    assert web.users == {USER: HASH.encode()} and web.authenticates
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"tls_config": {}}, "web.yml: tls_config: unknown or unsupported key"),
+        ({"tls_server_config": {"cert_file": str(TLS / "cert.pem")}},
+         "web.yml: tls_server_config.key_file: is required"),
+        ({"tls_server_config": {"cert_file": "/nonexistent.pem", "key_file": str(TLS / "key.pem")}},
+         "web.yml: tls_server_config.cert_file: /nonexistent.pem is not a readable file"),
+        ({"tls_server_config": {**CERT, "client_auth_type": "RequireAnyClientCert"}},
+         "web.yml: tls_server_config.client_auth_type: RequireAnyClientCert (a certificate"),
+        ({"tls_server_config": {**CERT, "client_auth_type": "VerifyClientCertIfGiven"}},
+         "web.yml: tls_server_config.client_ca_file: client_auth_type VerifyClientCertIfGiven"),
+        ({"tls_server_config": {**CERT, "client_auth_type": "Sometimes"}},
+         "web.yml: tls_server_config.client_auth_type: 'Sometimes' is not one of"),
+        ({"tls_server_config": {**CERT, "min_version": "TLS11"}},
+         "web.yml: tls_server_config.min_version: 'TLS11' must be TLS12 or TLS13"),
+        ({"tls_server_config": {**CERT, "cert_file": str(TLS / "key.pem")}},
+         "web.yml: tls_server_config: cannot load the certificate"),
+        ({"basic_auth_users": {USER: "plain-password"}},
+         f"web.yml: basic_auth_users.{USER}: must be a bcrypt hash"),
+        ({"basic_auth_users": {USER: "$2b$10$tooshort"}},
+         f"web.yml: basic_auth_users.{USER}: is not a valid bcrypt hash"),
+        ({"basic_auth_users": ["a"]}, "web.yml: basic_auth_users: must be a mapping"),
+        ([1], "web.yml: must be a mapping"),
+    ],
+)  # fmt: skip
+def test_a_bad_web_config_names_the_key(data: Any, expected: str) -> None:
+    errors = errors_of(data)
+    assert any(e.startswith(expected) for e in errors), errors
+
+
+@pytest.mark.parametrize("daemon", ["exporter", "remediator"])
+def test_a_bad_web_config_exits_2_naming_the_key(tmp_path: Path, daemon: str) -> None:
+    config = write_config(tmp_path / "config.yml", 1, free_port(), tmp_path / "s.db", [])
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  prometheus: hunter2\n")
+    result = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            f"{daemon}.cli",
+            "--config",
+            str(config),
+            "--web.config.file",
+            str(web),
+            "--check-config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{web}: basic_auth_users.prometheus: must be a bcrypt hash")
+
+
+def test_a_good_password_is_checked_by_bcrypt_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bytes] = []
+    real = bcrypt.checkpw
+
+    def counting(password: bytes, hashed: bytes) -> bool:
+        calls.append(password)
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    auth = BasicAuth({USER: HASH.encode()})
+    good = httpx.BasicAuth(USER, PASSWORD)._auth_header
+    bad = httpx.BasicAuth(USER, "wrong")._auth_header
+    stranger = httpx.BasicAuth("mallory", PASSWORD)._auth_header
+
+    async def scenario() -> list[bool]:
+        return [
+            await auth.check(good),
+            await auth.check(good),
+            await auth.check(bad),
+            await auth.check(bad),
+            await auth.check(stranger),
+            await auth.check(None),
+            await auth.check("Bearer x"),
+        ]
+
+    assert asyncio.run(scenario()) == [True, True, False, False, False, False, False]
+    # One check for the good pair (then remembered); every failure is checked again,
+    # and an unknown user costs a check too, so timing does not tell users apart.
+    assert calls == [PASSWORD.encode(), b"wrong", b"wrong", PASSWORD.encode()]
+    auth.replace({USER: bcrypt.hashpw(b"new", bcrypt.gensalt(4))})
+    assert asyncio.run(auth.check(good)) is False
+
+
+# --------------------------------------------------------------------------- real daemons
+
+
+def make_client_ca(tmp: Path) -> tuple[Path, Path, Path]:
+    """A client CA and a client certificate signed by it (openssl), for mTLS."""
+    openssl = require_binary("openssl", "apt-get install openssl")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, timeout=30, cwd=tmp)
+
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=brainycp-mail test client CA")  # fmt: skip
+    run("req", *ec, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=prometheus")
+    run("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "client.pem", "-days", "2")  # fmt: skip
+    return tmp / "ca.pem", tmp / "client.pem", tmp / "client.key"
+
+
+def client_context(
+    cert: Path | None = None, key: Path | None = None, max_version: ssl.TLSVersion | None = None
+) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(TLS / "cert.pem"))
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    if max_version is not None:
+        context.maximum_version = max_version
+    return context
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[str]:
+    port = free_port()
+    log = Path(f"/tmp/webconfig-sim-{port}.log")
+    with running(sim_args(port, "--users", "admin:pw:root", "--panels", "1"), log=log,
+                 ready_url=f"http://127.0.0.1:{port}/healthz"):  # fmt: skip
+        yield f"http://127.0.0.1:{port}"
+    log.unlink(missing_ok=True)
+
+
+def exporter(tmp: Path, sim: str, web: dict[str, Any] | None) -> tuple[list[str], int]:
+    secret = tmp / "pw"
+    secret.write_text("pw\n")
+    secret.chmod(0o600)
+    panel = {"url": f"{sim}/panel/panel0001/api/api.php", "username": "admin"}
+    config = {"panels": {"web01": {**panel, "password_file": str(secret)}}}
+    (tmp / "config.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    args = [PYTHON, "-m", "exporter.cli", "--config", str(tmp / "config.yml")]
+    args += ["--listen", f"127.0.0.1:{port}"]
+    if web is not None:
+        (tmp / "web.yml").write_text(yaml.safe_dump(web))
+        args += ["--web.config.file", str(tmp / "web.yml")]
+    return args, port
+
+
+def test_exporter_serves_tls_with_basic_auth_on_every_endpoint(sim: str, tmp_path: Path) -> None:
+    web = {
+        "tls_server_config": {"cert_file": str(TLS / "cert.pem"), "key_file": str(TLS / "key.pem")},
+        "basic_auth_users": {USER: HASH},
+    }
+    args, port = exporter(tmp_path, sim, web)
+    base = f"https://127.0.0.1:{port}"
+    with (
+        running(args, log=tmp_path / "exporter.log"),
+        httpx.Client(verify=client_context(), timeout=10) as client,
+    ):
+        wait_until(lambda: client.get(f"{base}/healthz").status_code == 401, what="TLS up")
+        for path in ("/metrics", "/", "/healthz"):
+            refused = client.get(f"{base}{path}")
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"].startswith('Basic realm="brainycp-mail')
+            assert client.get(f"{base}{path}", auth=(USER, "nope")).status_code == 401
+            assert client.get(f"{base}{path}", auth=(USER, PASSWORD)).status_code == 200
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)  # plain HTTP: no answer
+        # An authenticated client may reload over HTTP.
+        reloaded = client.post(f"{base}/-/reload", auth=(USER, PASSWORD))
+        assert reloaded.status_code == 200 and reloaded.json() == {"status": "success"}
+
+
+def test_exporter_min_version_tls13_refuses_a_tls12_client(sim: str, tmp_path: Path) -> None:
+    web = {
+        "tls_server_config": {
+            "cert_file": str(TLS / "cert.pem"),
+            "key_file": str(TLS / "key.pem"),
+            "min_version": "TLS13",
+        }
+    }
+    args, port = exporter(tmp_path, sim, web)
+    url = f"https://127.0.0.1:{port}/healthz"
+    with running(args, log=tmp_path / "exporter.log"):
+        wait_until(
+            lambda: httpx.get(url, verify=client_context(), timeout=5).status_code == 200,
+            what="TLS 1.3 up",
+        )
+        old = client_context(max_version=ssl.TLSVersion.TLSv1_2)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(url, verify=old, timeout=5)
+
+
+def test_exporter_requires_and_verifies_client_certificates(sim: str, tmp_path: Path) -> None:
+    ca, cert, key = make_client_ca(tmp_path)
+    web = {
+        "tls_server_config": {
+            "cert_file": str(TLS / "cert.pem"),
+            "key_file": str(TLS / "key.pem"),
+            "client_ca_file": str(ca),
+            "client_auth_type": "RequireAndVerifyClientCert",
+        }
+    }
+    args, port = exporter(tmp_path, sim, web)
+    base = f"https://127.0.0.1:{port}"
+    with_cert = client_context(cert, key)
+    with running(args, log=tmp_path / "exporter.log"):
+        wait_until(
+            lambda: httpx.get(f"{base}/healthz", verify=with_cert, timeout=5).status_code == 200,
+            what="mTLS up",
+        )
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{base}/metrics", verify=client_context(), timeout=5).raise_for_status()
+        # A self-signed client certificate that the CA did not sign is refused too.
+        with pytest.raises(httpx.HTTPError):
+            own = client_context(TLS / "cert.pem", TLS / "key.pem")
+            httpx.get(f"{base}/metrics", verify=own, timeout=5).raise_for_status()
+        assert httpx.get(f"{base}/metrics", verify=with_cert, timeout=5).status_code == 200
+        # A verified client certificate is authentication enough to reload.
+        assert httpx.post(f"{base}/-/reload", verify=with_cert, timeout=10).status_code == 200
+
+
+def test_remediator_web_config_guards_all_but_the_webhook(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path / "config.yml", free_port(), port, tmp_path / "s.db", [])
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({"basic_auth_users": {USER: HASH}}))
+    url = f"http://127.0.0.1:{port}"
+    args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
+    args += ["--web.config.file", str(web)]
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    with running(args, log=tmp_path / "remediator.log"):
+        wait_until(lambda: httpx.get(f"{url}/healthz", timeout=5).status_code == 401, what="up")
+        for path in ("/actions", "/", "/metrics", "/healthz"):
+            assert httpx.get(f"{url}{path}", timeout=5).status_code == 401, path
+            # The webhook's token is not a web-config user.
+            assert httpx.get(f"{url}{path}", headers=bearer, timeout=5).status_code == 401
+            ok = httpx.get(f"{url}{path}", auth=(USER, PASSWORD), timeout=5)
+            assert ok.status_code == 200, path
+        # /webhook keeps its own auth: the bearer token, not the web users.
+        body = {"version": "4", "status": "firing", "receiver": "r", "alerts": []}
+        hook = f"{url}/webhook"
+        assert httpx.post(hook, json=body, auth=(USER, PASSWORD), timeout=5).status_code == 401
+        assert httpx.post(hook, json=body, headers=bearer, timeout=5).status_code != 401
+        assert httpx.post(f"{url}/-/reload", headers=bearer, timeout=10).status_code == 401
+        ok = httpx.post(f"{url}/-/reload", auth=(USER, PASSWORD), timeout=10)
+        assert ok.status_code == 200, ok.text
+
+
+# --------------------------------------------------------------------------- gzip
+
+
+class RecordingProxy:
+    """A TCP relay on loopback that keeps the response heads passing through it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.heads: list[bytes] = []
+        self.requests: list[bytes] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: list[bytes]
+    ) -> None:
+        first = True
+        try:
+            while data := await reader.read(65536):
+                if first:
+                    record.append(data.split(b"\r\n\r\n", 1)[0])
+                    first = False
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        await asyncio.gather(
+            self._pipe(reader, up_writer, self.requests),
+            self._pipe(up_reader, writer, self.heads),
+        )
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        )
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+
+    def __enter__(self) -> RecordingProxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def test_metrics_are_gzipped_for_a_real_prometheus_scrape(sim: str, tmp_path: Path) -> None:
+    prometheus = require_binary("prometheus", "apt-get install prometheus")
+    args, port = exporter(tmp_path, sim, {"basic_auth_users": {USER: HASH}})
+    with running(args, log=tmp_path / "exporter.log"), RecordingProxy(port) as proxy:
+        health = f"http://127.0.0.1:{port}/healthz"
+        wait_until(lambda: httpx.get(health, auth=(USER, PASSWORD)).status_code == 200, what="up")
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        identity = {"Accept-Encoding": "identity"}
+        plain = httpx.get(metrics, auth=(USER, PASSWORD), headers=identity, timeout=10)
+        assert "content-encoding" not in plain.headers
+        raw = httpx.get(
+            f"http://127.0.0.1:{port}/metrics",
+            auth=(USER, PASSWORD),
+            headers={"Accept-Encoding": "gzip"},
+            timeout=10,
+        )
+        assert raw.headers["content-encoding"] == "gzip"
+        assert "brainycp_exporter_build_info" in raw.text  # decoded by httpx
+        prom_port = free_port()
+        scrape = {
+            "job_name": "brainycp-mail-exporter",
+            "scrape_interval": "1s",
+            "static_configs": [{"targets": [f"127.0.0.1:{proxy.port}"]}],
+            "basic_auth": {"username": USER, "password": PASSWORD},
+        }
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({"scrape_configs": [scrape]}))
+        prom_args = [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ]
+        api = f"http://127.0.0.1:{prom_port}/api/v1/query"
+
+        def scraped() -> bool:
+            answer = httpx.get(api, params={"query": 'brainycp_up{panel="web01"}'}, timeout=5)
+            return bool(answer.json()["data"]["result"])
+
+        with running(prom_args, log=tmp_path / "prometheus.log",
+                     ready_url=f"http://127.0.0.1:{prom_port}/-/ready", timeout=60):  # fmt: skip
+            wait_until(scraped, timeout=60, what="Prometheus to store a scraped series")
+        prom_requests = [r for r in proxy.requests if b"Prometheus/" in r]
+        assert prom_requests and all(b"gzip" in r.lower() for r in prom_requests)
+        metrics_heads = [h for h in proxy.heads if h.startswith(b"HTTP/1.1 200")]
+        assert metrics_heads
+        assert all(b"content-encoding: gzip" in h.lower() for h in metrics_heads)
