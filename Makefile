@@ -30,6 +30,7 @@ bench: install
 	$(PY) bench/bench_exporter.py
 	$(PY) bench/bench_remediator.py
 	$(PY) bench/bench_remediator_stall.py
+	$(PY) bench/bench_metrics_gzip.py
 
 demo: install
 	$(PY) -m brainycp.demo

@@ -162,6 +162,11 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
     limit_window = get("BrainyCPRemediationRateLimited", "window")
     seconds(limit_window, "alerts.BrainyCPRemediationRateLimited.window")
     limit_above = number(get("BrainyCPRemediationRateLimited", "above"), "ratelimited.above")
+    notify = "BrainyCPRemediatorNotificationsFailing"
+    notify_window = get(notify, "window")
+    seconds(notify_window, f"alerts.{notify}.window")
+    am_failed = 'alertmanager_notifications_failed_total{integration="webhook"}'
+    rejected = 'brainycp_remediator_notifications_total{result="unauthorized"}'
 
     exporter_job = label_value(get("BrainyCPExporterDown", "job"), "BrainyCPExporterDown.job")
     remediator_job = label_value(get("BrainyCPRemediatorDown", "job"), "BrainyCPRemediatorDown.job")
@@ -327,6 +332,27 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             "panels at once (circuit_open = {{ $value }}) and stopped starting any; every "
             "remediated alert is skipped_circuit_open until someone checks the fleet and "
             "sends POST /resume.",
+        ),
+        Alert(
+            "BrainyCPConfigReloadFailed",
+            "brainycp_config_last_reload_successful == 0",
+            "The last config reload of {{ $labels.job }} at {{ $labels.instance }} failed",
+            "{{ $labels.job }} at {{ $labels.instance }} refused its config file at the last "
+            "reload (SIGHUP or /-/reload; brainycp_config_last_reload_successful = "
+            "{{ $value }}) and runs with the config it had before; its log "
+            "names every problem. A restart would fail with the same errors.",
+        ),
+        Alert(
+            notify,
+            # Alertmanager's side: webhook notifications it could not deliver (remediator
+            # unreachable, token file unreadable, any non-2xx answer). The remediator's side:
+            # requests it refused for missing or wrong credentials.
+            f"sum by (job, instance) (increase({am_failed}[{notify_window}])) > 0\n"
+            f"or sum by (job, instance) (increase({rejected}[{notify_window}])) > 0",
+            "Alertmanager notifications do not reach the remediator ({{ $labels.job }})",
+            "{{ $value | humanize }} webhook notifications failed or were refused for bad "
+            f"credentials at {{{{ $labels.instance }}}} in the last {notify_window}: alerts "
+            "routed to the remediator are not being remediated.",
         ),
     ]
 

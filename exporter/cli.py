@@ -28,7 +28,7 @@ from brainycp.config import (
     parse_shard,
     split_listen,
 )
-from brainycp.lifecycle import OpsMiddleware, Reloader
+from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader
 from brainycp.listener import server_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from brainycp.webconfig import (
@@ -50,8 +50,6 @@ CONFIG_ENV = "BRAINYCP_MAIL_CONFIG"
 EXIT_OK, EXIT_POLL_FAILED, EXIT_CONFIG = 0, 1, 2
 # Uvicorn waits at most this long for open connections at shutdown; SIGTERM must end within 5s.
 GRACEFUL_SHUTDOWN_SECONDS = 2
-# zlib level 1: 1,000 panels compress ~25x in a few ms; level 9 costs several times more.
-GZIP_LEVEL = 1
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -37,7 +37,7 @@ from brainycp.config import (
     parse_listen,
     split_listen,
 )
-from brainycp.lifecycle import OpsMiddleware, Reloader, header
+from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader, header
 from brainycp.listener import server_config as listener_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from brainycp.webconfig import (
@@ -258,7 +258,7 @@ class Lifecycle:
         guarded = BasicAuthMiddleware(
             self.gate, self.auth, realm="brainycp-mail-remediator", open_paths={"/webhook"}
         )
-        return GZipMiddleware(guarded, minimum_size=1024, compresslevel=1)
+        return GZipMiddleware(guarded, minimum_size=1024, compresslevel=GZIP_LEVEL)
 
 
 async def serve(

@@ -39,6 +39,8 @@ EXPECTED_ALERTS = {
     "BrainyCPRemediatorDown",
     "BrainyCPMailSenderSurge",
     "BrainyCPMailBlocklisted",
+    "BrainyCPConfigReloadFailed",
+    "BrainyCPRemediatorNotificationsFailing",
 }
 # Alerts about a whole daemon rather than one panel.
 FLEET_ALERTS = {
@@ -46,6 +48,8 @@ FLEET_ALERTS = {
     "BrainyCPRemediationCircuitOpen",
     "BrainyCPExporterDown",
     "BrainyCPRemediatorDown",
+    "BrainyCPConfigReloadFailed",
+    "BrainyCPRemediatorNotificationsFailing",
 }
 # Alerts that the remediator's rules act on: their panel label is how it finds the panel.
 REMEDIATED = {
