@@ -88,6 +88,12 @@ class Ports:
     alertmanager_cluster: int = 0
 
     @classmethod
+    def any_free(cls) -> Ports:
+        """Free ports chosen by the kernel: for tests, which may run beside a demo or
+        another test run that holds the preferred ones."""
+        return cls(*(pick_port(0) for _ in range(5)))
+
+    @classmethod
     def pick(cls) -> Ports:
         base = cls()
         return cls(

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from brainycp.demo import COMPROMISED_SENDER, SPAM_PANEL, SpamScene, Stack
+from brainycp.demo import COMPROMISED_SENDER, SPAM_PANEL, Ports, SpamScene, Stack
 from tests.support import require_binary, wait_until
 from tests.test_dashboards import dashboard_queries
 
@@ -29,7 +29,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_binary("prometheus", "apt-get install prometheus")
     require_binary("prometheus-alertmanager", "apt-get install prometheus-alertmanager")
     workdir = tmp_path_factory.mktemp("full-loop")
-    stack = Stack(workdir)
+    stack = Stack(workdir, ports=Ports.any_free())
     try:
         stack.start()
         yield stack
@@ -246,7 +246,7 @@ def test_every_dashboard_query_runs_against_real_prometheus(stack: Stack) -> Non
 def test_stack_leaves_nothing_running(tmp_path: Path) -> None:
     require_binary("prometheus", "apt-get install prometheus")
     require_binary("prometheus-alertmanager", "apt-get install prometheus-alertmanager")
-    stack = Stack(tmp_path)
+    stack = Stack(tmp_path, ports=Ports.any_free())
     stack.start()
     pids = [p.pid for p in stack.processes.values()]
     stack.stop()
