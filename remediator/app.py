@@ -32,6 +32,7 @@ from starlette.routing import Route
 from brainycp.asgiguard import QueryGuard
 from brainycp.config import Config, Rule, WebhookAuth
 from brainycp.errors import BrainyCPError
+from brainycp.lifecycle import AUTHENTICATED
 from remediator import actions as panel_actions
 from remediator.journal import JOURNAL_ERRORS, Batch, Journal
 from remediator.manual import MANUAL_RULE, ManualError, parse_request, rule_for_row
@@ -488,7 +489,11 @@ class Remediator:
     # ------------------------------------------------------------------ people
 
     def _auth(self, request: Request) -> Response | None:
-        if authorized(request.headers.get("authorization"), self.rconfig.auth):
+        # The gate in front of the app (remediator/cli.py) marks a request it authenticated:
+        # with --web.config.file its users' basic auth is not the webhook's credentials.
+        if request.scope.get(AUTHENTICATED) or authorized(
+            request.headers.get("authorization"), self.rconfig.auth
+        ):
             return None
         log.warning("%s %s: unauthorized request from %s", request.method, request.url.path,
                     _client(request))  # fmt: skip

@@ -290,7 +290,7 @@ def test_remediator_web_config_guards_all_but_the_webhook(tmp_path: Path) -> Non
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     with running(args, log=tmp_path / "remediator.log"):
         wait_until(lambda: httpx.get(f"{url}/healthz", timeout=5).status_code == 401, what="up")
-        for path in ("/actions", "/", "/metrics", "/healthz"):
+        for path in ("/actions", "/", "/metrics", "/healthz", "/control"):
             assert httpx.get(f"{url}{path}", timeout=5).status_code == 401, path
             # The webhook's token is not a web-config user.
             assert httpx.get(f"{url}{path}", headers=bearer, timeout=5).status_code == 401
@@ -302,6 +302,10 @@ def test_remediator_web_config_guards_all_but_the_webhook(tmp_path: Path) -> Non
         assert httpx.post(hook, json=body, auth=(USER, PASSWORD), timeout=5).status_code == 401
         assert httpx.post(hook, json=body, headers=bearer, timeout=5).status_code != 401
         assert httpx.post(f"{url}/-/reload", headers=bearer, timeout=10).status_code == 401
+        # The people endpoints take the web users too (the gate marks the request).
+        paused = httpx.post(f"{url}/pause", auth=(USER, PASSWORD), json={}, timeout=10)
+        assert paused.status_code == 200, paused.text
+        assert httpx.post(f"{url}/resume", headers=bearer, timeout=10).status_code == 401
         ok = httpx.post(f"{url}/-/reload", auth=(USER, PASSWORD), timeout=10)
         assert ok.status_code == 200, ok.text
 
