@@ -387,7 +387,7 @@ def test_pause_is_journaled_survives_a_restart_and_resume_acts_again(
             assert result["outcome"] == "skipped_paused"
         with running(cmd, log=tmp_path / "r2.log", ready_url=f"{url}/healthz"):
             assert "brainycp_remediator_paused 1.0" in httpx.get(f"{url}/metrics").text
-            control = httpx.get(f"{url}/control").json()
+            control = client.get(f"{url}/control").json()  # state: needs the credentials
             assert control["paused"]["changed_by"] == "dave"
             (again,) = client.post(f"{url}/webhook", json=notification(frozen)).json()["results"]
             assert again["outcome"] == "skipped_paused"  # not a duplicate: nothing ran
