@@ -628,7 +628,7 @@ def run_command(argv: Sequence[str]) -> int:
                 action_id = body["action_id"]
                 deadline = time.monotonic() + config.remediator.action_timeout + FINAL_WAIT
                 while time.monotonic() < deadline:
-                    body = http.get(f"{base}/actions/{action_id}").json()
+                    body = http.get(f"{base}/actions/{action_id}", headers=headers).json()
                     if body["outcome"] not in ("pending", "running"):
                         break
                     time.sleep(0.2)

@@ -14,7 +14,7 @@ from remediator import journal as journal_module
 from remediator.journal import Journal, MessageRecord
 from remediator.manual import MANUAL_RULE, ManualError, parse_request, rule_for_row
 from remediator.planner import Settings
-from tests.test_remediator_planner import T0, Harness, alert, rule
+from tests.planner_support import T0, Harness, alert, rule
 
 
 def harness(*rules: object, panels: int = 2, **kw: object) -> Harness:
@@ -126,7 +126,7 @@ def test_partial_or_malformed_templates_are_config_errors(select: dict[str, str]
 
 
 def _config(**remediator: object) -> dict[str, object]:
-    return {"panels": {}, "remediator": {"insecure_no_auth": True, **remediator}}
+    return {"remediator": {"insecure_no_auth": True, **remediator}}
 
 
 def test_config_names_bad_notify_breaker_and_manual_keys(tmp_path: object) -> None:
