@@ -129,6 +129,8 @@ class Poller:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._transport_factory = transport_factory
+        self._failing: dict[tuple[str, str], tuple[int, str]] = {}
+        """Failed polls in a row and the last reason, by (panel, operation), while failing."""
         self._scheduler: AsyncIOScheduler | None = None
         self._rng = random.Random()
         self._running: set[str] = set()
@@ -142,11 +144,28 @@ class Poller:
         self, panel: PanelState, operation: str, elapsed: float, reason: str, detail: str
     ) -> bool:
         panel.record_failure(operation, time.time(), elapsed, reason, detail)
-        log.warning(
-            "poll failed",
-            extra={"panel": panel.name, "operation": operation, "reason": reason, "detail": detail},
-        )
+        self._note_failure(panel.name, operation, reason, detail)
         return False
+
+    def _note_failure(self, panel: str, operation: str, reason: str, detail: str) -> None:
+        """Log when an operation starts failing (or fails for a new reason), not every poll."""
+        key = (panel, operation)
+        count, last_reason = self._failing.get(key, (0, ""))
+        self._failing[key] = (count + 1, reason)
+        extra = {"panel": panel, "operation": operation, "reason": reason, "detail": detail}
+        if count == 0 or reason != last_reason:
+            log.warning("poll failing", extra=extra)
+        else:
+            log.debug("poll still failing", extra={**extra, "failed_polls": count + 1})
+
+    def _note_success(self, panel: str, operation: str) -> None:
+        """Log the recovery of an operation that was failing, with how many polls failed."""
+        failed = self._failing.pop((panel, operation), None)
+        if failed is not None:
+            log.info(
+                "poll recovered",
+                extra={"panel": panel, "operation": operation, "failed_polls": failed[0]},
+            )
 
     def _internal(
         self, panel: PanelState, operation: str, elapsed: float, exc: BaseException
@@ -223,6 +242,7 @@ class Poller:
             return self._failed(panel, operation, elapsed, "bad_detail", detail)
         # The duration covers the parse too: it is what the panel costs this exporter.
         panel.record_success(operation, time.time(), time.perf_counter() - started)
+        self._note_success(panel.name, operation)
         return True
 
     async def poll_status(self, name: str) -> bool:
@@ -389,6 +409,8 @@ class Poller:
         retired: list[PanelClient] = []
         for name in old.panels.keys() - config.panels.keys():
             state.panels.pop(name, None)
+            for key in [k for k in self._failing if k[0] == name]:
+                del self._failing[key]
             retired.append(self.clients.pop(name))
             if scheduled:
                 self._unschedule_panel(name)
