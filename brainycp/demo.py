@@ -16,14 +16,13 @@ test exercise the same loop.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ from typing import Any
 import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from brainycp import harness
 
 REPO = Path(__file__).resolve().parent.parent
 PANELS = {
@@ -288,30 +289,14 @@ class Stack:
     # ------------------------------------------------------------------ processes
 
     def _start(self, name: str, args: list[str], ready: str | None, timeout: float = 30) -> None:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
-        proc = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-            start_new_session=True,  # its own process group, so stop() reaches its children too
-        )
-        log.close()
-        self.processes[name] = proc
+        log = self.workdir / f"{name}.log"
+        # Its own session (brainycp.harness), so stop() reaches its children too.
+        proc = self.processes[name] = harness.start(args, log=log, cwd=self.workdir)
         if ready:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
-                try:
-                    if httpx.get(ready, timeout=1).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not answer {ready} within {timeout:g}s")
-                time.sleep(0.1)
+            try:
+                harness.wait_ready(ready, timeout=timeout, proc=proc)
+            except harness.StartError as exc:
+                raise harness.StartError(f"{name}: {exc}:\n{harness.log_tail(log, 2000)}") from None
 
     def start(self, on_step: Callable[[str], None] = lambda _: None) -> None:
         """Start every part; raise RuntimeError naming the part that failed."""
@@ -375,20 +360,7 @@ class Stack:
 
     def stop(self) -> None:
         """Stop every process this stack started (SIGTERM, then SIGKILL), newest first."""
-        for name in reversed(list(self.processes)):
-            proc = self.processes[name]
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=8)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        harness.stop_all(list(reversed(self.processes.values())), timeout=8)
 
     # ------------------------------------------------------------------ reading
 
@@ -469,51 +441,112 @@ def _exported(stack: Stack) -> dict[tuple[str, str], float]:
     return values
 
 
-def _status_lines(stack: Stack, started: float) -> list[str]:
-    """One line per panel: the simulator's truth, then what the exporter reports."""
-    lines = [f"--- t+{time.monotonic() - started:4.0f}s " + "-" * 60]
+WIDTH = 120
+"""Status lines fit a 120-column terminal."""
+FINAL = frozenset(
+    [
+        "succeeded",
+        "failed",
+        "unverified",
+        "dry_run",
+        "skipped_nothing_to_do",
+        "cancelled",
+        "rejected",
+        "interrupted",
+        "skipped_duplicate",
+        "skipped_cooldown",
+        "skipped_rate_limit",
+        "skipped_paused",
+        "skipped_circuit_open",
+        "expired",
+        "denied",
+    ]
+)
+TABLE_HEAD = (
+    f"{'panel':<6} {'scenario':<19} {'queue':>6} {'frozen':>6} {'bounces':>7} "
+    f"{'clamav':<8} {'spamd':<8}| exporter: {'up':>2} {'queue':>6} {'frozen':>6}"
+)
+
+
+def _number(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
+def panel_line(
+    name: str,
+    scenario: str,
+    state: dict[str, Any] | None,
+    exported: dict[tuple[str, str], float],
+) -> str:
+    """One panel under :data:`TABLE_HEAD`: the simulator's truth, then the exporter's view."""
+    if state is None:
+        sim = f"{name:<6} {'(simulator not answering)':<60}"
+    else:
+        queue, daemons = state["queue"], state["daemons"]
+        sim = (
+            f"{name:<6} {scenario:<19} {queue['messages']:>6} {queue['frozen']:>6} "
+            f"{queue['bounces']:>7} {daemons['clamav']:<8} {daemons['spamassassin']:<8}"
+        )
+    up = exported.get(("brainycp_up", name))
+    if up is None:
+        seen = "no data yet"
+    else:
+        queued = exported.get(("brainycp_mail_queue_messages", name))
+        frozen = exported.get(("brainycp_mail_queue_frozen_messages", name))
+        seen = f"{up:>2g} {_number(queued):>6} {_number(frozen):>6}"
+    return f"{sim}| {'':>10}{seen}"[:WIDTH]
+
+
+def action_line(action: dict[str, Any]) -> str:
+    """One finished action, cut to :data:`WIDTH`."""
+    reason = f" ({action['reason']})" if action.get("reason") else ""
+    line = (
+        f"  action #{action['id']} {action['rule']} on {action['panel']}: "
+        f"{action['outcome']}{reason}"
+    )
+    return line if len(line) <= WIDTH else line[: WIDTH - 3] + "..."
+
+
+def new_action_lines(actions: list[dict[str, Any]], printed: set[int]) -> list[str]:
+    """Lines for the finished actions not printed yet, oldest first; marks them printed."""
+    lines = []
+    for action in sorted(actions, key=lambda a: int(a["id"])):
+        if action["outcome"] in FINAL and action["id"] not in printed:
+            printed.add(action["id"])
+            lines.append(action_line(action))
+    return lines
+
+
+def _say(text: str, **kwargs: Any) -> None:
+    """Print a paragraph wrapped to :data:`WIDTH`, then a blank line."""
+    print(textwrap.fill(text.strip(), WIDTH) + "\n", **kwargs)
+
+
+def _status_lines(stack: Stack, started: float, printed: set[int]) -> list[str]:
+    """A table of the panels (simulator and exporter), firing alerts, new finished actions."""
+    lines = [f"--- t+{time.monotonic() - started:4.0f}s " + "-" * 60, TABLE_HEAD]
     try:
         exported = _exported(stack)
     except (httpx.HTTPError, ValueError):
         exported = {}
     for name, (scenario, flavour) in PANELS.items():
         try:
-            state = stack.sim_state(name)
-            queue, daemons = state["queue"], state["daemons"]
-            line = (
-                f"{name} {scenario:<14} {flavour:<7} queue {queue['messages']:>6}  "
-                f"frozen {queue['frozen']:>4}  bounces {queue['bounces']:>5}  "
-                f"clamav {daemons['clamav']:<8} spamassassin {daemons['spamassassin']:<8}"
-            )
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            line = f"{name}: simulator unreachable ({type(exc).__name__})"
-        up = exported.get(("brainycp_up", name))
-        if up is None:
-            line += " | exporter: no data yet"
-        else:
-            queued = exported.get(("brainycp_mail_queue_messages", name))
-            frozen = exported.get(("brainycp_mail_queue_frozen_messages", name))
-            line += (
-                f" | exporter: up {up:g} queue "
-                f"{'?' if queued is None else f'{queued:g}'} frozen "
-                f"{'?' if frozen is None else f'{frozen:g}'}"
-            )
-        lines.append(line)
+            state: dict[str, Any] | None = stack.sim_state(name)
+        except (httpx.HTTPError, ValueError):
+            state = None
+        lines.append(panel_line(name, f"{scenario}/{flavour}", state, exported))
     if stack.with_prometheus:
         try:
             firing = stack.firing_alerts()
             names = sorted(
                 f"{a['labels']['alertname']}{{{a['labels'].get('panel', '')}}}" for a in firing
             )
-            lines.append("alerts firing: " + (", ".join(names) if names else "none"))
+            text = "alerts firing: " + (", ".join(names) if names else "none")
         except (httpx.HTTPError, KeyError, ValueError):
-            lines.append("alerts firing: (Prometheus not answering yet)")
+            text = "alerts firing: (Prometheus not answering yet)"
+        lines.extend(textwrap.wrap(text, WIDTH, subsequent_indent="  "))
     try:
-        for action in stack.actions(limit=4):
-            lines.append(
-                f"  action #{action['id']} {action['rule']} on {action['panel']}: "
-                f"{action['outcome']}" + (f" ({action['reason']})" if action.get("reason") else "")
-            )
+        lines.extend(new_action_lines(stack.actions(limit=50), printed))
     except (httpx.HTTPError, KeyError, ValueError):
         lines.append("  remediator actions: (not answering)")
     return lines
@@ -639,7 +672,9 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal stop_requested
         stop_requested = True
 
+    # SIGHUP: the terminal closed. Stop everything rather than leave it running.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     try:
         stack.start(on_step=lambda name: print(f"starting {name} ...", flush=True))
         print(
@@ -656,13 +691,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"  Alertmanager      {stack.url('alertmanager')}/#/alerts"
             )
         print(f"  configs and logs  {workdir}\n", flush=True)
-        print(
+        _say(
             "Watch: web02's frozen messages pile up -> BrainyCPMailFrozenMessages fires -> "
             "Alertmanager calls the remediator -> delete_frozen -> frozen drops -> the alert "
             "resolves; web03's ClamAV stops -> restart -> running again.\n",
             flush=True,
         )
-        print(
+        _say(
             f"Spam scene: {SPAM_PANEL}'s mailbox {COMPROMISED_SENDER} floods the queue -> "
             "BrainyCPMailSenderSurge fires with its sender label -> contain-spam-sender asks "
             "for approval -> approved through POST /actions/ID/approve -> exactly that "
@@ -674,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
             scene.start()
         started = time.monotonic()
         next_status = started
+        printed: set[int] = set()
         while not stop_requested:
             now = time.monotonic()
             if args.duration and now - started >= args.duration:
@@ -683,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name} exited with {proc.returncode}; see {workdir}/{name}.log")
                     return 1
             if now >= next_status:
-                print("\n".join(_status_lines(stack, started)), flush=True)
+                print("\n".join(_status_lines(stack, started, printed)), flush=True)
                 next_status = now + args.interval
             for line in scene.step():
                 print(line, flush=True)
@@ -708,4 +744,13 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["PANELS", "Ports", "SpamScene", "Stack", "Timing", "demo_rules"]
+__all__ = [
+    "PANELS",
+    "Ports",
+    "SpamScene",
+    "Stack",
+    "Timing",
+    "demo_rules",
+    "new_action_lines",
+    "panel_line",
+]

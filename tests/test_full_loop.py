@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from brainycp.demo import COMPROMISED_SENDER, SPAM_PANEL, Ports, SpamScene, Stack
+from tests.dashboard_support import dashboard_queries
 from tests.support import require_binary, wait_until
-from tests.test_dashboards import dashboard_queries
 
 pytestmark = pytest.mark.e2e
 

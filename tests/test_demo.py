@@ -1,0 +1,83 @@
+"""``make demo``: status lines fit 120 columns, each finished action is printed once,
+and closing the terminal (SIGHUP) stops everything the demo started."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from brainycp.demo import TABLE_HEAD, WIDTH, new_action_lines, panel_line
+from brainycp.harness import start, stop
+from tests.support import PYTHON, REPO, wait_until
+
+
+def test_status_lines_fit_120_columns_with_the_widest_values() -> None:
+    state = {
+        "queue": {"messages": 999_999, "frozen": 99_999, "bounces": 9_999_999},
+        "daemons": {"clamav": "unknown", "spamassassin": "stopped"},
+    }
+    exported = {
+        ("brainycp_up", "web02"): 1.0,
+        ("brainycp_mail_queue_messages", "web02"): 999_999.0,
+        ("brainycp_mail_queue_frozen_messages", "web02"): 99_999.0,
+    }
+    lines = [
+        TABLE_HEAD,
+        panel_line("web02", "frozen-pileup/exim", state, exported),
+        panel_line("web02", "frozen-pileup/exim", state, {}),
+        panel_line("web02", "frozen-pileup/exim", None, exported),
+    ]
+    assert all(len(line) <= WIDTH for line in lines), [len(line) for line in lines]
+    # The columns line up under the head.
+    assert lines[1].index("|") == TABLE_HEAD.index("|")
+    assert "999999  99999" in lines[1]
+
+
+def test_each_finished_action_is_printed_once() -> None:
+    printed: set[int] = set()
+    running = {"id": 2, "rule": "clean-frozen", "panel": "web02", "outcome": "running"}
+    done = {"id": 1, "rule": "restart-clamav", "panel": "web03", "outcome": "succeeded",
+            "reason": "clamav was stopped, now running " + "x" * 200}  # fmt: skip
+    first = new_action_lines([running, done], printed)
+    assert len(first) == 1 and first[0].startswith("  action #1 restart-clamav on web03")
+    assert len(first[0]) <= WIDTH
+    assert new_action_lines([running, done], printed) == []
+    finished = {**running, "outcome": "succeeded", "reason": "frozen messages 3 -> 0"}
+    assert new_action_lines([finished, done], printed) == [
+        "  action #2 clean-frozen on web02: succeeded (frozen messages 3 -> 0)"
+    ]
+
+
+@pytest.mark.e2e
+def test_sighup_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
+    log = tmp_path / "demo.log"
+    proc = start(
+        [PYTHON, "-m", "brainycp.demo", "--no-prometheus", "--interval", "1"],
+        log=log,
+        cwd=REPO,
+    )
+    try:
+        urls = wait_until(
+            lambda: re.findall(r"http://127\.0\.0\.1:\d+", log.read_text()),
+            timeout=60,
+            what="the demo's URLs",
+        )
+        wait_until(lambda: "--- t+" in log.read_text(), timeout=60, what="a status line")
+        for url in urls[:3]:
+            assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        os.kill(proc.pid, signal.SIGHUP)  # the terminal closed
+        assert proc.wait(60) == 0
+    finally:
+        stop(proc)
+    text = log.read_text()
+    assert "stopped; nothing left running." in text
+    for url in urls[:3]:
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{url}/healthz", timeout=2)
+    status = [line for line in text.splitlines() if not line.startswith(("  ", "brainycp"))]
+    assert max(len(line) for line in status) <= WIDTH, max(status, key=len)
