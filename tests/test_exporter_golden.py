@@ -18,41 +18,17 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from brainycp.queue import summarize
 from exporter.app import build_registry, create_app
 from exporter.collector import render_text
-from exporter.poller import top_senders, top_senders_and_domains
 from exporter.state import ExporterState, PanelState
-from tests.support import FIXTURES, require_binary
+from tests.golden_support import (
+    NOW,
+    exim_and_postfix,
+)
+from tests.support import require_binary
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-# 2026-11-25 06:45:00 UTC, a few minutes after the fixtures were captured.
-NOW = 1_795_675_500.0
 REGENERATE = os.environ.get("BRAINYCP_REGENERATE_GOLDEN") == "1"
-
-
-def _listed(name: str, fixture: str, daemons: dict[str, str], top: int) -> PanelState:
-    detail = (FIXTURES / fixture).read_text()
-    panel = PanelState(name=name, daemons=tuple(daemons))
-    summary = summarize(detail, NOW)
-    panel.record_success("count_msg", NOW - 20, 0.031)
-    panel.queue_messages = summary.messages
-    panel.record_success("list_msg", NOW - 20, 0.112)
-    panel.summary = summary
-    panel.top_senders = top_senders(detail, top, NOW) if top else ()
-    _, panel.top_recipient_domains = top_senders_and_domains(detail, top, top, NOW)
-    for daemon, state in daemons.items():
-        panel.record_success(daemon, NOW - 20, 0.029)
-        panel.daemon_states[daemon] = state
-    return panel
-
-
-def exim_and_postfix(top: int = 0) -> ExporterState:
-    exim = _listed("exim01", "exim-bp.txt", {"clamav": "running", "spamassassin": "unknown"}, top)
-    postfix = _listed("mx01", "postfix-mailq.txt", {"clamav": "stopped"}, top)
-    return ExporterState.for_panels(
-        [exim, postfix], max_staleness=600, top_senders=top, top_recipient_domains=top
-    )
 
 
 def failing_after_success() -> ExporterState:

@@ -19,7 +19,7 @@ from exporter.collector import render_text
 from exporter.poller import initial_state
 from exporter.shard import hashmod, in_shard, shard_config
 from exporter.state import ExporterState
-from tests.test_exporter_golden import exim_and_postfix
+from tests.golden_support import exim_and_postfix
 
 os.environ.setdefault("BRAINYCP_TEST_PW", "pw")
 NOW = 1_795_675_500.0

@@ -13,8 +13,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import PYTHON, free_port, running, wait_until
-from tests.test_remediator_e2e import (
+from tests.remediator_support import (
     TOKEN,
     Env,
     am_alert,
@@ -23,6 +22,7 @@ from tests.test_remediator_e2e import (
     start_sim,
     write_config,
 )
+from tests.support import PYTHON, free_port, running, wait_until
 
 pytestmark = pytest.mark.e2e
 

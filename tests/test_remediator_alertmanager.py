@@ -9,8 +9,8 @@ import httpx
 import yaml
 
 from remediator.payload import fingerprint
+from tests.remediator_support import PYTHON, RULES, TOKEN, Env, start_sim, write_config
 from tests.support import free_port, require_binary, running, wait_until
-from tests.test_remediator_e2e import PYTHON, RULES, TOKEN, Env, start_sim, write_config
 
 
 def test_alertmanager_notification_lands_as_an_action_on_the_panel(tmp_path: Path) -> None:

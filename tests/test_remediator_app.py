@@ -5,47 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from brainycp.config import WebhookAuth, parse_config
+from brainycp.config import WebhookAuth
 from remediator import app as app_module
-from remediator.app import Remediator, authorized
-from remediator.journal import Journal, JournalBusy
-from remediator.metrics import Stats
-from remediator.runner import Runner
-from tests.test_remediator_e2e import am_alert, notification
-
-
-def remediator(tmp_path: Path) -> Remediator:
-    config = parse_config(
-        {
-            "panels": {
-                "web01": {"url": "http://127.0.0.1:9", "username": "a", "password_env": "HOME"}
-            },
-            "remediator": {
-                "insecure_no_auth": True,
-                "state_file": str(tmp_path / "s.sqlite"),
-                "rules": [
-                    {"name": "preview", "matchers": ['alertname="X"'], "action": "delete_frozen",
-                     "dry_run": True},
-                ],
-            },
-        }
-    )  # fmt: skip
-    journal = Journal(config.remediator.state_file)
-    stats = Stats()
-    runner = Runner(journal, config.panels, {}, stats, max_concurrent=1, action_timeout=5)
-    return Remediator(config, journal, runner, stats)
-
-
-async def post_many(rem: Remediator, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
-    transport = httpx.ASGITransport(app=rem.app())
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        return await asyncio.gather(*(client.post("/webhook", json=b) for b in bodies))
+from remediator.app import authorized
+from remediator.journal import JournalBusy
+from tests.remediator_support import (
+    am_alert,
+    notification,
+    post_many,
+    remediator,
+)
 
 
 def test_bearer_and_basic_auth_compare_exactly() -> None:

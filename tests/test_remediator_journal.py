@@ -251,7 +251,7 @@ def test_another_sqlite_database_is_not_taken_for_a_journal(tmp_path: Path) -> N
 
 
 def test_actions_on_a_page_corrupted_while_running_is_a_json_503(tmp_path: Path) -> None:
-    from tests.test_remediator_app import remediator
+    from tests.remediator_support import remediator
 
     rem = remediator(tmp_path)
     journal = rem.journal

@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.remediator_support import TOKEN, am_alert, notification, only_result, write_config
 from tests.support import PYTHON, free_port, running, sim_args, wait_until
-from tests.test_remediator_e2e import TOKEN, am_alert, notification, only_result, write_config
 
 PANELS = ("p1", "p2", "p3")
 RULES: list[dict[str, Any]] = [

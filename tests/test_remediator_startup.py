@@ -13,8 +13,7 @@ import httpx
 
 from remediator.cli import listen_socket
 from remediator.journal import Journal
-from tests.support import PYTHON, free_port, running, wait_until
-from tests.test_remediator_e2e import (
+from tests.remediator_support import (
     RULES,
     TOKEN,
     am_alert,
@@ -23,6 +22,7 @@ from tests.test_remediator_e2e import (
     slow_delete_scene,
     write_config,
 )
+from tests.support import PYTHON, free_port, running, wait_until
 
 
 def test_a_second_remediator_on_the_same_journal_refuses_to_start(tmp_path: Path) -> None:

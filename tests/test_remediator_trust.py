@@ -19,8 +19,8 @@ import httpx
 import pytest
 import yaml
 
+from tests.remediator_support import am_alert, notification
 from tests.support import PYTHON, free_port, running, sim_args, wait_until
-from tests.test_remediator_e2e import am_alert, notification
 
 TOKEN = "trust-webhook-token-77aa"
 BOT_TOKEN = "123456:trust-bot-SECRET"

@@ -15,8 +15,8 @@ import pytest
 
 from brainycp.demo import COMPROMISED_SENDER, SPAM_BURST, SPAM_PANEL, Ports, SpamScene, Stack
 from brainycp.queue import iter_messages
+from tests.remediator_support import am_alert, notification
 from tests.support import free_port, wait_until
-from tests.test_remediator_e2e import am_alert, notification
 
 
 @pytest.fixture

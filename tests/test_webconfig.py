@@ -18,6 +18,7 @@ import yaml
 
 from brainycp.config import ConfigError
 from brainycp.webconfig import BasicAuth, parse_web_config
+from tests.remediator_support import TOKEN, write_config
 from tests.support import (
     FIXTURES,
     PYTHON,
@@ -27,7 +28,6 @@ from tests.support import (
     sim_args,
     wait_until,
 )
-from tests.test_remediator_e2e import TOKEN, write_config
 
 TLS = FIXTURES / "tls"
 USER, PASSWORD = "prometheus", "scrape-secret"
@@ -358,6 +358,11 @@ class RecordingProxy:
             self._loop.run_forever()
         finally:
             server.close()
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self._loop.close()
 
     def __enter__(self) -> RecordingProxy:
         self._thread.start()
