@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,58 +19,15 @@ import yaml
 
 from tests.remediator_support import am_alert, notification
 from tests.support import PYTHON, free_port, running, sim_args, wait_until
+from tests.trust_support import (
+    Receiver,
+)
 
 TOKEN = "trust-webhook-token-77aa"
 BOT_TOKEN = "123456:trust-bot-SECRET"
 SLACK_PATH = "/services/T000/B000/slack-SECRET"
 PANELS = ("spam", "deny", "gone", "storm1", "storm2", "storm3", "storm4", "storm5", "manual")
 SPAMMER = "spam@example.com"
-
-
-@dataclass
-class Receiver:
-    """A loopback HTTP server that records every POST; the first ``fail`` answer 500."""
-
-    fail: int = 0
-    posts: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> Receiver:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if owner.fail > 0:
-                    owner.fail -= 1
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                owner.posts.append((self.path, dict(self.headers), json.loads(body)))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"ok": true}')
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-
-    def bodies(self, path: str = "") -> list[Any]:
-        return [b for p, _, b in list(self.posts) if p.startswith(path)]
 
 
 def write_config(tmp: Path, sim_port: int, port: int, receiver: Receiver, **extra: Any) -> Path:

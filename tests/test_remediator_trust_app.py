@@ -17,8 +17,8 @@ from remediator.app import Remediator
 from remediator.journal import Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
-from tests.test_remediator_e2e import am_alert, notification
-from tests.test_remediator_trust import Receiver
+from tests.remediator_support import am_alert, notification
+from tests.trust_support import Receiver
 
 
 def remediator(tmp_path: Path, **extra: Any) -> Remediator:
