@@ -269,7 +269,7 @@ def test_every_value_matches_the_simulator_and_failures_are_reasons_not_zeros(
     log = exporter.log.read_text()
     for secret in (PASSWORD, WRONG_PASSWORD):
         assert secret not in text and secret not in log
-    failed = [line for line in log.splitlines() if "poll failed" in line]
+    failed = [line for line in log.splitlines() if "poll failing" in line]
     assert any("panel=html" in line and "reason=http_status" in line for line in failed)
     assert any("panel=auth" in line and "reason=auth" in line for line in failed)
     assert not any("panel=web01" in line for line in failed)
@@ -478,7 +478,7 @@ def test_once_prints_metrics_and_exits_0_when_every_poll_succeeds(sim: Sim, tmp_
     true_oldest = sim.state("mx")["oldest_age_seconds"]
     assert oldest is not None and true_oldest is not None
     assert abs(oldest - true_oldest) <= 5, (oldest, true_oldest)
-    assert "poll failed" not in result.stderr
+    assert "poll failing" not in result.stderr
 
 
 def test_once_exits_1_when_a_poll_fails_and_2_on_a_config_error(sim: Sim, tmp_path: Path) -> None:
@@ -488,7 +488,7 @@ def test_once_exits_1_when_a_poll_fails_and_2_on_a_config_error(sim: Sim, tmp_pa
     assert result.returncode == 1, result.stderr
     assert 'brainycp_up{panel="auth"} 0.0' in result.stdout
     assert 'brainycp_up{panel="web01"} 1.0' in result.stdout
-    assert "poll failed" in result.stderr and "panel=auth" in result.stderr
+    assert "poll failing" in result.stderr and "panel=auth" in result.stderr
     assert WRONG_PASSWORD not in result.stderr + result.stdout
 
     broken = config_for(sim, {"web01": {}}, max_staleness="later")

@@ -128,14 +128,20 @@ def test_frozen_messages_are_cleaned_and_the_alert_resolves(stack: Stack) -> Non
 
 def test_stopped_clamav_is_restarted(stack: Stack) -> None:
     steps = Steps()
+    # web03's ClamAV stops ~20 s after the start; while the frozen test above waits for its
+    # pile-up, the whole chain may already have run, so a finished restart counts as fired.
     steps.wait(
         "BrainyCPClamAVDown fires for web03",
-        lambda: alert_state(stack, "BrainyCPClamAVDown", "web03") == "firing",
+        lambda: (
+            alert_state(stack, "BrainyCPClamAVDown", "web03") == "firing"
+            or action_with(stack, "restart-clamav", "web03", "succeeded")
+        ),
     )
-    steps.wait(
+    action = steps.wait(
         "the remediator restarted clamav",
         lambda: action_with(stack, "restart-clamav", "web03", "succeeded"),
     )
+    assert action["alert"]["alertname"] == "BrainyCPClamAVDown"
     calls = [
         (c["operation"], c["params"].get("command"))
         for c in stack.sim_state("web03")["calls"]
