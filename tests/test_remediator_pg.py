@@ -27,8 +27,8 @@ from remediator.journal import SCHEMA_VERSION, Batch, Journal
 from remediator.payload import Alert, fingerprint
 from remediator.planner import Settings, dedupe_key, first_matching_rule, plan
 from tests.pg import PASSWORD, Cluster, cluster
+from tests.remediator_support import TOKEN, am_alert, notification
 from tests.support import PYTHON, free_port, running, sim_args, wait_until
-from tests.test_remediator_e2e import TOKEN, am_alert, notification
 
 T0 = 1_700_000_000.0
 
