@@ -120,16 +120,25 @@ async def run_once(config: Config) -> int:
 
 
 def reload_config(
-    path: str, poller: Poller, web_path: str | None, web: WebConfigHolder, listen: str
+    path: str,
+    poller: Poller,
+    web_path: str | None,
+    web: WebConfigHolder,
+    listen: str,
+    cli_shard: tuple[int, int] | None = None,
 ) -> list[str]:
-    """Re-read the config (and the web config) and apply them; the problems otherwise."""
+    """Re-read the config (and the web config) and apply them; the problems otherwise.
+
+    ``cli_shard`` (``--shard``) pins the shard; without it the reloaded file's
+    ``exporter.shard`` is used, so changing INDEX/COUNT there moves panels at once.
+    """
     try:
         config = load_config(path, daemon="exporter")
         new_web = load_web_config(web_path) if web_path else None
     except ConfigError as exc:
         return exc.errors
-    # The same shard as at start (--shard wins over exporter.shard), recomputed on the new set.
-    config = shard_config(config, poller.config.exporter.shard)
+    # --shard wins over exporter.shard; either way the set is recomputed on the new panels.
+    config = shard_config(config, cli_shard)
     for warning in config.warnings:
         log.warning("config: %s", warning)
     if config.exporter.listen != poller.config.exporter.listen and listen != config.exporter.listen:
@@ -185,6 +194,7 @@ async def serve(
     config_path: str | None = None,
     web_path: str | None = None,
     web: WebConfig | None = None,
+    cli_shard: tuple[int, int] | None = None,
 ) -> int:
     """Run the scheduler and the HTTP server on this loop until SIGTERM/SIGINT.
 
@@ -196,7 +206,7 @@ async def serve(
     holder = WebConfigHolder(web)
     reloader = Reloader(
         lambda: (
-            reload_config(config_path, poller, web_path, holder, listen)
+            reload_config(config_path, poller, web_path, holder, listen, cli_shard)
             if config_path
             else ["no config file to reload"]
         )
@@ -268,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"--listen: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        config = shard_config(config, parse_shard(args.shard) if args.shard else None)
+        cli_shard = parse_shard(args.shard) if args.shard else None
+        config = shard_config(config, cli_shard)
     except ValueError as exc:
         print(f"--shard: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -284,7 +295,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_once(config))
     try:
         return asyncio.run(
-            serve(config, listen, config_path=args.config, web_path=args.web_config, web=web)
+            serve(
+                config,
+                listen,
+                config_path=args.config,
+                web_path=args.web_config,
+                web=web,
+                cli_shard=cli_shard,
+            )
         )
     except KeyboardInterrupt:
         return EXIT_OK

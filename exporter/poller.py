@@ -402,6 +402,8 @@ class Poller:
         state = self.state
         state.max_staleness = config.exporter.max_staleness
         state.top_senders = config.exporter.top_senders
+        state.top_recipient_domains = config.exporter.top_recipient_domains
+        state.shard = config.exporter.shard
         if config.exporter.max_concurrency != old.exporter.max_concurrency:
             self.semaphore = asyncio.Semaphore(config.exporter.max_concurrency)
         scheduled = self._scheduler is not None
@@ -419,11 +421,15 @@ class Poller:
             list_enabled = panel_list_interval(config, panel) > 0
             if before is None:
                 state.panels[name] = PanelState(
-                    name=name, daemons=tuple(panel.daemons), list_enabled=list_enabled
+                    name=name,
+                    daemons=tuple(panel.daemons),
+                    list_enabled=list_enabled,
+                    labels=panel.labels,
                 )
             else:
                 kept = state.panels[name]
                 kept.daemons, kept.list_enabled = tuple(panel.daemons), list_enabled
+                kept.labels = panel.labels
                 for gone in set(kept.operations) - set(kept.operation_names()):
                     del kept.operations[gone]
                 for gone in set(kept.daemon_states) - set(kept.daemons):
@@ -444,6 +450,7 @@ class Poller:
             ):
                 self._unschedule_panel(name)
                 self._schedule_panel(name, panel, start)
+        state.refresh_info_labels()
         if retired:
             task = asyncio.get_running_loop().create_task(self._close_later(retired))
             self._closing.add(task)

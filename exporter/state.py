@@ -112,6 +112,10 @@ class ExporterState:
     """Every label name any panel sets, sorted: the label set of ``brainycp_panel_info``."""
 
     def __post_init__(self) -> None:
+        self.refresh_info_labels()
+
+    def refresh_info_labels(self) -> None:
+        """Recompute :attr:`info_labels` after the panel set or their labels changed."""
         names = {label for panel in self.panels.values() for label, _ in panel.labels}
         self.info_labels = tuple(sorted(names))
 

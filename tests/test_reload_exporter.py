@@ -16,6 +16,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.shard import in_shard
 from tests.support import PYTHON, free_port, running, sim_args, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -181,3 +182,74 @@ def test_reload_over_http_is_refused_without_a_web_config(sim: str, tmp_path: Pa
         assert refused.status_code == 403
         assert "SIGHUP" in refused.json()["error"]
         assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 200
+
+
+def test_a_reload_moves_panels_between_shards_unless_the_command_line_pins_it(
+    sim: str, tmp_path: Path
+) -> None:
+    """Changing exporter.shard in the file re-splits the fleet at SIGHUP; --shard wins."""
+    secret = tmp_path / "panel.pass"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    names = [f"web{i:02d}" for i in range(12)]
+    config_path = tmp_path / "config.yml"
+
+    def write_config(shard: str) -> None:
+        # Each reload also relabels the panels: labels follow the file like the shard.
+        panels = {
+            name: panel(sim, i % 4, secret, labels={"dc": f"dc-{shard[0]}"})
+            for i, name in enumerate(names)
+        }
+        exporter = {"interval": "1h", "list_interval": "0", "shard": shard}
+        config_path.write_text(yaml.safe_dump({"panels": panels, "exporter": exporter}))
+
+    def served(port: int) -> set[str]:
+        entries = httpx.get(f"http://127.0.0.1:{port}/sd", timeout=10).json()
+        return {entry["labels"]["panel"] for entry in entries}
+
+    def expected(index: int, count: int) -> set[str]:
+        return {name for name in names if in_shard(name, (index, count))}
+
+    assert expected(0, 2) and expected(1, 2), "the names must split across two shards"
+    write_config("0/1")
+    port, pinned_port = free_port(), free_port()
+    base = [PYTHON, "-m", "exporter.cli", "--config", str(config_path)]
+    follows = [*base, "--listen", f"127.0.0.1:{port}"]
+    pinned = [*base, "--listen", f"127.0.0.1:{pinned_port}", "--shard", "1/3"]
+    with (
+        running(
+            follows, log=tmp_path / "follows.log", ready_url=f"http://127.0.0.1:{port}/healthz"
+        ) as proc,
+        running(
+            pinned,
+            log=tmp_path / "pinned.log",
+            ready_url=f"http://127.0.0.1:{pinned_port}/healthz",
+        ) as pinned_proc,
+    ):
+        assert served(port) == set(names)
+        assert served(pinned_port) == expected(1, 3)
+        for shard, (index, count) in (("0/2", (0, 2)), ("1/2", (1, 2))):
+            write_config(shard)
+            for pid in (proc.pid, pinned_proc.pid):
+                os.kill(pid, signal.SIGHUP)
+            wait_until(lambda i=index, c=count: served(port) == expected(i, c), what=shard)
+            info = (("count", str(count)), ("index", str(index)))
+            samples = scrape(port, auth=None)
+            assert samples[("brainycp_exporter_shard_info", info)] == 1
+            panel_info = {
+                dict(k[1])["panel"]: dict(k[1])["dc"]
+                for k in samples
+                if k[0] == "brainycp_panel_info"
+            }
+            assert panel_info == dict.fromkeys(expected(index, count), f"dc-{index}")
+            # The replica started with --shard keeps its shard through the same reloads.
+            wait_until(
+                lambda: (
+                    scrape(pinned_port, auth=None)[
+                        ("brainycp_config_last_reload_success_timestamp_seconds", ())
+                    ]
+                    > 0
+                ),
+                what="the pinned replica reloaded",
+            )
+            assert served(pinned_port) == expected(1, 3)
