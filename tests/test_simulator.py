@@ -66,8 +66,10 @@ def run_for(state: PanelState, clock: FakeClock, seconds: float, step: float = 1
 
 @pytest.mark.parametrize(
     ("seconds", "shown"),
-    [(0, " 0m"), (360, " 6m"), (85 * 60, "85m"), (95 * 60, " 2h"), (5 * 3600, " 5h"),
-     (50 * 3600, "50h"), (4 * 86400, " 4d"), (12 * 86400, "12d"), (130 * 86400, "130d")],
+    [(0, " 0m"), (59, " 0m"), (359, " 5m"), (360, " 6m"), (85 * 60, "85m"),
+     (90 * 60 + 59, "90m"), (91 * 60, " 2h"), (95 * 60, " 2h"), (5 * 3600, " 5h"),
+     (50 * 3600, "50h"), (4349 * 60, "72h"), (4350 * 60, " 3d"), (4 * 86400, " 4d"),
+     (12 * 86400, "12d"), (130 * 86400, "130d")],
 )  # fmt: skip
 def test_exim_age_column_follows_exim_thresholds(seconds: float, shown: str) -> None:
     assert render.exim_age(seconds) == shown

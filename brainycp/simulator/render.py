@@ -21,8 +21,11 @@ _UNITS: tuple[tuple[str, str, str, str, int], ...] = (
 
 
 def exim_age(seconds: float) -> str:
-    """Exim's ``-bp`` age column: minutes up to 90, hours up to 72, then days (queue.c)."""
-    minutes = int((max(0.0, seconds) + 30) // 60)
+    """Exim's ``-bp`` age column: minutes up to 90, hours up to 72, then days (queue.c).
+
+    Minutes are floored (a message 359 s old shows ``5m``), hours and days rounded.
+    """
+    minutes = int(max(0.0, seconds) // 60)
     if minutes > 90:
         hours = (minutes + 30) // 60
         if hours > 72:
