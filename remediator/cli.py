@@ -549,6 +549,15 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--by", default=os.environ.get("USER", ""), help="who asks (journaled)")
     parser.add_argument("--url", help="the daemon's address (default: http://remediator.listen)")
+    parser.add_argument(
+        "--user",
+        help="a basic_auth_users name of the daemon's --web.config.file (default: send the"
+        " webhook credentials, which the daemon accepts when it has no web config)",
+    )
+    parser.add_argument(
+        "--password-file", help="file holding --user's password (default: $BRAINYCP_WEB_PASSWORD)"
+    )
+    parser.add_argument("--ca-file", help="CA bundle to verify an https --url")
     return parser
 
 
@@ -574,6 +583,21 @@ def _request_of(args: argparse.Namespace) -> dict[str, object] | str:
     if args.force:
         request["force"] = True
     return request
+
+
+def _web_user_headers(user: str, password_file: str | None) -> dict[str, str] | str:
+    """Basic auth for a web-config user; an error text when the password is missing."""
+    if password_file:
+        try:
+            password = Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"--password-file {password_file}: cannot read it ({type(exc).__name__})"
+    else:
+        password = os.environ.get("BRAINYCP_WEB_PASSWORD", "")
+        if not password:
+            return "--user needs --password-file FILE or $BRAINYCP_WEB_PASSWORD"
+    pair = f"{user}:{password}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
 
 
 def _auth_headers(config: Config) -> dict[str, str]:
@@ -619,9 +643,18 @@ def run_command(argv: Sequence[str]) -> int:
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     base = (args.url or f"http://{'[' + host + ']' if ':' in host else host}:{port}").rstrip("/")
-    headers = _auth_headers(config)
+    if args.user:
+        web_headers = _web_user_headers(args.user, args.password_file)
+        if isinstance(web_headers, str):
+            print(f"error: {web_headers}", file=sys.stderr)
+            return 2
+        headers = web_headers
+    else:
+        headers = _auth_headers(config)
+    verify: str | bool = args.ca_file or True
+    timeout = config.remediator.action_timeout + 10
     try:
-        with httpx.Client(timeout=config.remediator.action_timeout + 10, trust_env=False) as http:
+        with httpx.Client(timeout=timeout, trust_env=False, verify=verify) as http:
             answer = http.post(f"{base}/actions", json=request, headers=headers)
             body = answer.json()
             if answer.status_code == 202:
@@ -634,11 +667,20 @@ def run_command(argv: Sequence[str]) -> int:
                     time.sleep(0.2)
             _print(body)
             return _exit_code(body) if answer.status_code < 400 else 1
-    except httpx.ConnectError:
-        pass  # nobody listens: run alone below
+    except httpx.ConnectError as exc:
+        if isinstance(exc.__cause__, ssl.SSLError) or "SSL" in str(exc):
+            print(f"error: TLS with {base} failed: {exc}; pass --ca-file", file=sys.stderr)
+            return 1
+        # nobody listens: run alone below
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         print(f"error: the remediator at {base} answered badly: {type(exc).__name__}",
               file=sys.stderr)  # fmt: skip
+        return 1
+    if config.remediator.journal is not None:
+        # Alone on the shared journal it would hold no lease renewals: replicas could adopt
+        # its action mid-run. Ask a running replica instead.
+        print(f"error: no remediator answers at {base}; with a PostgreSQL journal, `run` talks "
+              "to a running replica (pass its --url)", file=sys.stderr)  # fmt: skip
         return 1
     lock = lock_state_file(config.remediator.state_file)
     if lock is None:
@@ -724,7 +766,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rconfig.journal is not None:
         # PostgreSQL: replicas share the journal; leases, not a lock file, keep them apart.
         with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(serve(config, host, port))
+            return asyncio.run(
+                serve(
+                    config, host, port, config_path=args.config, web_path=args.web_config, web=web
+                )
+            )
         return 0
     try:
         lock = lock_state_file(rconfig.state_file)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import httpx
 import pytest
 import yaml
@@ -349,7 +350,9 @@ FLEET_RULES: list[dict[str, Any]] = [
 
 
 @contextmanager
-def fleet(pg: Cluster, tmp: Path, replicas: int, lease: str = "30s") -> Iterator[Fleet]:
+def fleet(
+    pg: Cluster, tmp: Path, replicas: int, lease: str = "30s", extra_args: tuple[str, ...] = ()
+) -> Iterator[Fleet]:
     """A simulator with 20 quiet panels and ``replicas`` remediators on one fresh database."""
     db_url = fresh_db(pg)
     sim_port = free_port()
@@ -392,19 +395,29 @@ def fleet(pg: Cluster, tmp: Path, replicas: int, lease: str = "30s") -> Iterator
             procs.append(
                 stack.enter_context(
                     running(
-                        [PYTHON, "-m", "remediator.cli", "--config", str(path)],
+                        [PYTHON, "-m", "remediator.cli", "--config", str(path), *extra_args],
                         log=log,
-                        ready_url=f"{url}/healthz",
+                        ready_url=None if extra_args else f"{url}/healthz",
                         timeout=30,
                     )
                 )
             )
+            if extra_args:  # a web config may guard /healthz: wait for the port instead
+                wait_until(lambda u=url: _answers(u), timeout=30, what=f"{url} listening")
             urls.append(url)
             logs.append(log)
         yield Fleet(sim, urls, procs, logs, db_url.rsplit("/", 1)[1], pg)
     for log in logs:
         text = log.read_text()
         assert PASSWORD not in text and TOKEN not in text, log
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/healthz", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 def episode(i: int, alertname: str = "Frozen") -> dict[str, Any]:
@@ -598,3 +611,50 @@ def test_database_down_during_a_burst_503_then_everything_accepted_once(
         assert Counter(r[2] for r in rows) == {"skipped_nothing_to_do": total}
         listed = sum(sum(1 for op, _ in f.calls(p) if op == "list_msg") for p in FLEET_PANELS)
         assert listed == total
+
+
+def test_a_replica_on_postgresql_reloads_keeps_its_web_config_and_serves_run(
+    pg: Cluster, tmp_path: Path
+) -> None:
+    """PostgreSQL mode keeps what SQLite mode has: SIGHUP reloads, --web.config.file guards
+    the state endpoints, and `run` reaches the replica with a web-config user; with nobody
+    answering, `run` refuses to act alone on the shared journal."""
+    hashed = bcrypt.hashpw(b"ops-pw", bcrypt.gensalt(4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({"basic_auth_users": {"ops": hashed}}))
+    password = tmp_path / "ops.pw"
+    password.write_text("ops-pw\n")
+    password.chmod(0o600)
+    with fleet(pg, tmp_path, 1, extra_args=("--web.config.file", str(web))) as f:
+        url, proc = f.urls[0], f.procs[0]
+        assert httpx.get(f"{url}/actions", timeout=10).status_code == 401
+        assert httpx.get(f"{url}/actions", auth=("ops", "ops-pw"), timeout=10).status_code == 200
+
+        def reloaded_at() -> float:
+            text = httpx.get(f"{url}/metrics", auth=("ops", "ops-pw"), timeout=10).text
+            for line in text.splitlines():
+                if line.startswith("brainycp_config_last_reload_success_timestamp_seconds "):
+                    return float(line.split()[1])
+            raise AssertionError("no reload timestamp")
+
+        before = reloaded_at()
+        os.kill(proc.pid, signal.SIGHUP)
+        wait_until(lambda: reloaded_at() > before, what="the SIGHUP reload")
+        assert proc.poll() is None, "SIGHUP must not end a PostgreSQL replica"
+
+        config = str(tmp_path / "replica0.yml")
+        run = [PYTHON, "-m", "remediator.cli", "run", "--config", config, "--panel", "p00"]
+        run += ["--action", "delete_frozen", "--url", url]
+        as_ops = subprocess.run(
+            [*run, "--user", "ops", "--password-file", str(password)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert as_ops.returncode == 0, as_ops.stdout + as_ops.stderr
+        assert json.loads(as_ops.stdout)["outcome"] == "skipped_nothing_to_do"
+        # The webhook token is not a web-config user: refused by the daemon's gate.
+        as_token = subprocess.run(run, capture_output=True, text=True, timeout=120)
+        assert as_token.returncode == 1, as_token.stdout + as_token.stderr
+        assert "ops-pw" not in as_ops.stdout + as_ops.stderr
+    alone = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 1
+    assert "with a PostgreSQL journal" in alone.stderr
