@@ -334,6 +334,14 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             "sends POST /resume.",
         ),
         Alert(
+            "BrainyCPRemediatorJournalDown",
+            "brainycp_remediator_journal_up == 0",
+            "The remediator at {{ $labels.instance }} cannot write its journal",
+            "The remediator at {{ $labels.instance }} cannot reach or write its journal "
+            "(brainycp_remediator_journal_up = {{ $value }}): every webhook is answered 503, "
+            "so Alertmanager keeps retrying and no action starts. /healthz says why.",
+        ),
+        Alert(
             "BrainyCPConfigReloadFailed",
             "brainycp_config_last_reload_successful == 0",
             "The last config reload of {{ $labels.job }} at {{ $labels.instance }} failed",

@@ -753,6 +753,9 @@ class Remediator:
         return JSONResponse({**row.as_json(), **self.journal.detail(action_id)})
 
     async def metrics(self, request: Request) -> Response:
+        # Ping the journal (bounded) so brainycp_remediator_journal_up is fresh at every
+        # scrape, not only when a webhook or /healthz happened to touch it.
+        await self.journal_problem()
         await self.journal.quiet()  # the brake gauges read the journal
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -39,6 +39,7 @@ EXPECTED_ALERTS = {
     "BrainyCPRemediatorDown",
     "BrainyCPMailSenderSurge",
     "BrainyCPMailBlocklisted",
+    "BrainyCPRemediatorJournalDown",
     "BrainyCPConfigReloadFailed",
     "BrainyCPRemediatorNotificationsFailing",
 }
@@ -48,6 +49,7 @@ FLEET_ALERTS = {
     "BrainyCPRemediationCircuitOpen",
     "BrainyCPExporterDown",
     "BrainyCPRemediatorDown",
+    "BrainyCPRemediatorJournalDown",
     "BrainyCPConfigReloadFailed",
     "BrainyCPRemediatorNotificationsFailing",
 }
