@@ -15,7 +15,7 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -717,35 +717,6 @@ class WebhookAuth:
     basic_password: SecretStr | None = None
 
 
-NOTIFY_OUTCOMES = (
-    "succeeded",
-    "failed",
-    "unverified",
-    "interrupted",
-    "awaiting_approval",
-    "approved",
-    "denied",
-    "expired",
-    "cancelled",
-    "dry_run",
-    "skipped_nothing_to_do",
-    "skipped_rate_limit",
-    "skipped_paused",
-    "skipped_circuit_open",
-    "skipped_exhausted",
-    "circuit_open",
-    "paused",
-    "resumed",
-)
-DEFAULT_NOTIFY_OUTCOMES = (
-    "succeeded",
-    "failed",
-    "unverified",
-    "interrupted",
-    "awaiting_approval",
-    "skipped_rate_limit",
-    "circuit_open",
-)
 NotifyOutcome = Literal[
     "succeeded",
     "failed",
@@ -766,6 +737,16 @@ NotifyOutcome = Literal[
     "paused",
     "resumed",
 ]
+NOTIFY_OUTCOMES: tuple[str, ...] = get_args(NotifyOutcome)
+DEFAULT_NOTIFY_OUTCOMES = (
+    "succeeded",
+    "failed",
+    "unverified",
+    "interrupted",
+    "awaiting_approval",
+    "skipped_rate_limit",
+    "circuit_open",
+)
 
 
 class NotifyTargetInput(_Strict):
