@@ -114,40 +114,25 @@ class Remediator:
         stats: Stats,
         notifier: Notifier | None = None,
     ) -> None:
-        self.config = config
-        self.rconfig = config.remediator
         self.journal = journal
         self.runner = runner
         self.stats = stats
-        self.settings = Settings(
-            rules=self.rconfig.rules,
-            panels=frozenset(config.panels),
-            panel_label=self.rconfig.panel_label,
-            dry_run=self.rconfig.dry_run,
-            rate_limit=self.rconfig.rate_limit,
-            circuit_breaker=self.rconfig.circuit_breaker,
-        )
-        self.rules = {rule.name: rule for rule in self.rconfig.rules}
-        self.external_url = self.rconfig.external_url or f"http://{self.rconfig.listen}"
+        self._use_config(config)
         self.notifier = notifier or Notifier(self.rconfig.notify, self.external_url)
         stats.notifier = self.notifier
         stats.controls = self._controls
         stats.awaiting = self._awaiting
         runner.on_finish = self.notify_action
         self.registry = registry(stats)
-        auth = self.rconfig.auth
-        scheme = "Bearer" if auth is None or auth.bearer_token is not None else "Basic"
-        self._challenge = {"WWW-Authenticate": f'{scheme} realm="brainycp-mail-remediator"'}
         self._batch: list[tuple[Notification, asyncio.Future[_Planned | int]]] = []
         self._flush_scheduled = False
         self._flush_lock = asyncio.Lock()
         self._flushes: set[asyncio.Task[None]] = set()
 
-    def reconfigure(self, config: Config) -> None:
-        """Use ``config`` from the next notification on (reload); the journal stays as it is.
+    def _use_config(self, config: Config) -> None:
+        """Derive settings, rules, external URL and auth challenge from ``config``.
 
-        Rules, panels, auth and limits change; running actions, cooldowns and dedupe
-        live in the journal and the runner, so they carry over.
+        Shared by ``__init__`` and ``reconfigure`` so both read the config the same way.
         """
         self.config = config
         self.rconfig = config.remediator
@@ -161,11 +146,19 @@ class Remediator:
         )
         self.rules = {rule.name: rule for rule in self.rconfig.rules}
         self.external_url = self.rconfig.external_url or f"http://{self.rconfig.listen}"
-        self.notifier.targets = {t.name: t for t in self.rconfig.notify}
-        self.notifier.external_url = self.external_url
         auth = self.rconfig.auth
         scheme = "Bearer" if auth is None or auth.bearer_token is not None else "Basic"
         self._challenge = {"WWW-Authenticate": f'{scheme} realm="brainycp-mail-remediator"'}
+
+    def reconfigure(self, config: Config) -> None:
+        """Use ``config`` from the next notification on (reload); the journal stays as it is.
+
+        Rules, panels, auth and limits change; running actions, cooldowns and dedupe
+        live in the journal and the runner, so they carry over.
+        """
+        self._use_config(config)
+        self.notifier.targets = {t.name: t for t in self.rconfig.notify}
+        self.notifier.external_url = self.external_url
         self.runner.reconfigure(
             config.panels,
             {rule.name: rule for rule in self.rconfig.rules},
