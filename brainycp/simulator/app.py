@@ -284,6 +284,24 @@ def _json_response(answer: dict[str, Any]) -> Response:
     return Response(_encode(answer), media_type="application/json")
 
 
+def contract_refusal(
+    params: dict[str, str], operation: str | None, user: User, english: bool
+) -> dict[str, Any] | None:
+    """The panel's answer to an authenticated call it refuses before any operation runs.
+
+    No ``mailserver`` module, a user who is not root, or no ``operation``; None when
+    the call gets through. Shared by the simulated panel and the real-MTA panel.
+    """
+    lang = 0 if english else 1
+    if "mailserver" not in params:
+        return {"error": ERROR_NO_MODULE, "mess": TEXTS["no_module"][lang]}
+    if user.role != "root":
+        return {"error": 400, "mess": TEXTS["no_perm"][lang]}
+    if operation is None:
+        return {"error": ERROR_NO_OPERATION, "mess": TEXTS["no_operation"][lang]}
+    return None
+
+
 class SimulatorApp:
     """The ASGI application serving every panel of the process."""
 
@@ -403,12 +421,10 @@ class SimulatorApp:
         def text(key: str) -> str:
             return TEXTS[key][0 if english else 1]
 
-        if "mailserver" not in params:
-            return {"error": ERROR_NO_MODULE, "mess": text("no_module")}
-        if user.role != "root":
-            return {"error": 400, "mess": text("no_perm")}
-        if operation is None:
-            return {"error": ERROR_NO_OPERATION, "mess": text("no_operation")}
+        refused = contract_refusal(params, operation, user, english)
+        if refused is not None:
+            return refused
+        assert operation is not None  # contract_refusal answered a missing operation
         state = panel.state
         state.advance()
         wall_now = self.settings.wall_clock()

@@ -37,8 +37,6 @@ from starlette.responses import JSONResponse, Response
 from brainycp.simulator import render
 from brainycp.simulator.app import (
     CALL_LOG,
-    ERROR_NO_MODULE,
-    ERROR_NO_OPERATION,
     OPERATIONS,
     TEXTS,
     Receive,
@@ -46,6 +44,7 @@ from brainycp.simulator.app import (
     Send,
     User,
     _daemon_args,
+    contract_refusal,
 )
 from brainycp.simulator.state import SCENARIO_TABLE, PanelState
 
@@ -304,12 +303,10 @@ class EximPanelApp:
         def text(key: str) -> str:
             return TEXTS[key][0 if english else 1]
 
-        if "mailserver" not in params:
-            return {"error": ERROR_NO_MODULE, "mess": text("no_module")}
-        if user.role != "root":
-            return {"error": 400, "mess": text("no_perm")}
-        if operation is None:
-            return {"error": ERROR_NO_OPERATION, "mess": text("no_operation")}
+        refused = contract_refusal(params, operation, user, english)
+        if refused is not None:
+            return refused
+        assert operation is not None  # contract_refusal answered a missing operation
         commands = self.commands
 
         if operation == "list_msg":
