@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, NotRequired, ParamSpec, Protocol, TypedDict, TypeVar, Unpack
 
 import psycopg
 
@@ -161,6 +161,32 @@ _SQLITE_TYPES = {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"}
 
 MAX_MESSAGE_RECORDS = 10_000
 CONTROLS = ("paused", "circuit_open")
+
+
+class NewRow(TypedDict):
+    """The arguments of :meth:`Journal.insert` and :meth:`Batch.insert`: one new row.
+
+    ``params`` is what the action runs with beyond its rule (the selection with label
+    values filled in, a manual request); ``origin`` is ``alert`` (the default) or
+    ``manual``; ``counts`` overrides whether the row holds the rate limit.
+    """
+
+    rule: str
+    panel: str
+    action: str
+    outcome: str
+    reason: str
+    received_at: float
+    alertname: str
+    fingerprint: str
+    starts_at: str
+    alert_status: str
+    labels: dict[str, str]
+    dedupe_key: str
+    params: NotRequired[dict[str, Any] | None]
+    origin: NotRequired[str]
+    requested_by: NotRequired[str]
+    counts: NotRequired[bool | None]
 
 
 @dataclass(frozen=True)
@@ -839,69 +865,24 @@ class Journal:
 
     # ------------------------------------------------------------------ writes
 
-    def insert(
-        self,
-        *,
-        rule: str,
-        panel: str,
-        action: str,
-        outcome: str,
-        reason: str,
-        received_at: float,
-        alertname: str,
-        fingerprint: str,
-        starts_at: str,
-        alert_status: str,
-        labels: dict[str, str],
-        dedupe_key: str,
-        params: dict[str, Any] | None = None,
-        origin: str = "alert",
-        requested_by: str = "",
-        counts: bool | None = None,
-    ) -> int:
-        """Add one row; returns its id. An unfinished row is leased to this replica.
-
-        ``params`` is what the action runs with beyond its rule (the selection with
-        label values filled in, a manual request); ``origin`` is ``alert`` or ``manual``.
-        """
-        values = self._row_values(
-            rule=rule, panel=panel, action=action, outcome=outcome, reason=reason,
-            received_at=received_at, alertname=alertname, fingerprint=fingerprint,
-            starts_at=starts_at, alert_status=alert_status, labels=labels,
-            dedupe_key=dedupe_key, params=params, origin=origin, requested_by=requested_by,
-            counts=counts,
-        )  # fmt: skip
+    def insert(self, **row: Unpack[NewRow]) -> int:
+        """Add one row (see :class:`NewRow`); returns its id. An unfinished row is
+        leased to this replica."""
+        values = self._row_values(**row)
         with self._write():
-            row = self._execute(
+            inserted = self._execute(
                 "INSERT INTO actions (rule, panel, action, outcome, reason, received_at, "
                 "finished_at, alertname, fingerprint, starts_at, alert_status, labels, "
                 "dedupe_key, counts, episode, lease_owner, lease_expires, params, origin, "
                 "requested_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
                 values,
             ).fetchone()
-        return int(row[0])
+        return int(inserted[0])
 
-    def _row_values(
-        self,
-        *,
-        rule: str,
-        panel: str,
-        action: str,
-        outcome: str,
-        reason: str,
-        received_at: float,
-        alertname: str,
-        fingerprint: str,
-        starts_at: str,
-        alert_status: str,
-        labels: dict[str, str],
-        dedupe_key: str,
-        params: dict[str, Any] | None = None,
-        origin: str = "alert",
-        requested_by: str = "",
-        counts: bool | None = None,
-    ) -> tuple[Any, ...]:
+    def _row_values(self, **row: Unpack[NewRow]) -> tuple[Any, ...]:
         """The columns of a new row after ``id``, in the order of the INSERTs."""
+        outcome, received_at = row["outcome"], row["received_at"]
+        counts = row.get("counts")
         counting, episode = _flags(outcome)
         if counts is not None:  # a manual preview holds no rate limit
             counting = int(counts)
@@ -909,10 +890,12 @@ class Journal:
         unfinished = outcome in ("pending", "running")
         owner, expires = (self.owner, received_at + self.lease) if unfinished else (None, None)
         return (
-            rule, panel, action, outcome, reason, received_at, finished, alertname,
-            fingerprint, starts_at, alert_status, json.dumps(labels, sort_keys=True),
-            dedupe_key, counting, episode, owner, expires,
-            json.dumps(params or {}, sort_keys=True), origin, requested_by,
+            row["rule"], row["panel"], row["action"], outcome, row["reason"], received_at,
+            finished, row["alertname"], row["fingerprint"], row["starts_at"],
+            row["alert_status"], json.dumps(row["labels"], sort_keys=True),
+            row["dedupe_key"], counting, episode, owner, expires,
+            json.dumps(row.get("params") or {}, sort_keys=True), row.get("origin", "alert"),
+            row.get("requested_by", ""),
         )  # fmt: skip
 
     def batch(
@@ -1351,7 +1334,7 @@ class Batch:
         self._undo.append((table, key, table.get(key, _MISSING)))
         table[key] = value
 
-    def insert(self, **row: Any) -> int:
+    def insert(self, **row: Unpack[NewRow]) -> int:
         """Queue one row (the arguments of :meth:`Journal.insert`); returns its id."""
         if not self._ids:
             self._ids = self.journal._dialect.reserve_ids(16)
