@@ -24,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import os
 import ssl
 from collections.abc import Collection, Mapping
@@ -335,3 +336,27 @@ class BasicAuthMiddleware:
             b'{"error": "missing or wrong credentials (see --web.config.file)"}',
             [(b"www-authenticate", challenge)],
         )
+
+
+class WebConfigHolder:
+    """The web config in force and the objects a reload changes in place.
+
+    ``auth`` (the basic-auth users) and ``ssl_context`` (the listener's, set once it
+    is loaded) stay the same objects; :meth:`use_web` swaps what they hold. Turning
+    TLS on or off needs a restart, so it is only warned about on ``log``.
+    """
+
+    def __init__(self, web: WebConfig | None, log: logging.Logger) -> None:
+        self.web = web
+        self.auth = BasicAuth(web.users if web else {})
+        self.ssl_context: ssl.SSLContext | None = None
+        self._log = log
+
+    def use_web(self, web: WebConfig | None) -> None:
+        if (web is None or web.tls is None) != (self.web is None or self.web.tls is None):
+            if self.ssl_context is not None or (web is not None and web.tls is not None):
+                self._log.warning("reload: turning TLS on or off takes effect at the next restart")
+        else:
+            apply_tls(self.ssl_context, web)
+        self.web = web
+        self.auth.replace(web.users if web else {})

@@ -8,7 +8,6 @@ import contextlib
 import logging
 import os
 import signal
-import ssl
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC
@@ -32,13 +31,13 @@ from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader
 from brainycp.listener import server_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from brainycp.webconfig import (
-    BasicAuth,
     BasicAuthMiddleware,
     WebConfig,
     apply_tls,
     load_web_config,
     uvicorn_tls_kwargs,
 )
+from brainycp.webconfig import WebConfigHolder as SharedWebConfigHolder
 from exporter.app import build_registry, create_app, process_registry
 from exporter.poller import Poller, initial_state
 from exporter.shard import shard_config
@@ -144,25 +143,15 @@ def reload_config(
     if config.exporter.listen != poller.config.exporter.listen and listen != config.exporter.listen:
         log.warning("reload: exporter.listen changed; it takes effect at the next restart")
     poller.apply(config)
-    web.replace(new_web)
+    web.use_web(new_web)
     return []
 
 
-class WebConfigHolder:
-    """The web config in force and the objects that reload it in place."""
+class WebConfigHolder(SharedWebConfigHolder):
+    """The web config in force; reload over HTTP needs it to authenticate clients."""
 
     def __init__(self, web: WebConfig | None) -> None:
-        self.web = web
-        self.auth = BasicAuth(web.users if web else {})
-        self.ssl_context: ssl.SSLContext | None = None
-
-    def replace(self, web: WebConfig | None) -> None:
-        if (web is None or web.tls is None) != (self.web is None or self.web.tls is None):
-            log.warning("reload: turning TLS on or off takes effect at the next restart")
-        else:
-            apply_tls(self.ssl_context, web)
-        self.web = web
-        self.auth.replace(web.users if web else {})
+        super().__init__(web, log)
 
     async def authorize(self, scope: Scope) -> bool:
         """Reload over HTTP needs an authenticated client (basic auth already checked)."""

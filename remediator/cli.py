@@ -41,9 +41,9 @@ from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader, header
 from brainycp.listener import server_config as listener_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from brainycp.webconfig import (
-    BasicAuth,
     BasicAuthMiddleware,
     WebConfig,
+    WebConfigHolder,
     apply_tls,
     load_web_config,
     uvicorn_tls_kwargs,
@@ -176,7 +176,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-class Lifecycle:
+class Lifecycle(WebConfigHolder):
     """Reload and the gate in front of every path but ``/webhook``, ``/metrics``, ``/healthz``.
 
     Without a web config that authenticates its clients, ``/actions``, the status page
@@ -188,23 +188,12 @@ class Lifecycle:
     def __init__(
         self, remediator: Remediator, config_path: str | None, web_path: str | None
     ) -> None:
+        super().__init__(None, log)
         self.remediator = remediator
         self.config_path = config_path
         self.web_path = web_path
-        self.web: WebConfig | None = None
-        self.auth = BasicAuth({})
-        self.ssl_context: ssl.SSLContext | None = None
         self.reloader = Reloader(self.reload)
         self.gate: OpsMiddleware | None = None
-
-    def use_web(self, web: WebConfig | None) -> None:
-        if (web is None or web.tls is None) != (self.web is None or self.web.tls is None):
-            if self.ssl_context is not None or (web is not None and web.tls is not None):
-                log.warning("reload: turning TLS on or off takes effect at the next restart")
-        else:
-            apply_tls(self.ssl_context, web)
-        self.web = web
-        self.auth.replace(web.users if web else {})
 
     async def authorize(self, scope: Scope) -> bool:
         if self.web is not None and self.web.authenticates:
