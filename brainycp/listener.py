@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import h11
@@ -193,3 +194,19 @@ def server_config(
         lifespan="off",
         timeout_graceful_shutdown=timeout_graceful_shutdown,
     )
+
+
+class Server(uvicorn.Server):
+    """Uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT.
+
+    Uvicorn re-raises a captured signal after its shutdown, which would end the
+    process with the signal (before the remediator drains its actions) instead of
+    exit code 0.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        pass

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC
 
-import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from prometheus_client import generate_latest
 from starlette.middleware.gzip import GZipMiddleware
@@ -28,7 +26,7 @@ from brainycp.config import (
     split_listen,
 )
 from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader
-from brainycp.listener import server_config
+from brainycp.listener import Server, server_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from brainycp.webconfig import (
     BasicAuthMiddleware,
@@ -88,21 +86,6 @@ def _parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"brainycp-mail-exporter {__version__}"
     )
     return parser
-
-
-class _Server(uvicorn.Server):
-    """Uvicorn without its own signal handling: the exporter owns SIGTERM/SIGINT.
-
-    Uvicorn re-raises a captured signal after shutdown, which would end the process
-    with the signal instead of exit code 0.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
-        pass
 
 
 async def run_once(config: Config) -> int:
@@ -212,7 +195,7 @@ async def serve(
     uconfig.load()
     apply_tls(uconfig.ssl, web)
     holder.ssl_context = uconfig.ssl
-    server = _Server(uconfig)
+    server = Server(uconfig)
     loop = asyncio.get_running_loop()
 
     def stop(signame: str) -> None:

@@ -19,11 +19,10 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-import uvicorn
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Scope
 
@@ -38,6 +37,7 @@ from brainycp.config import (
     split_listen,
 )
 from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader, header
+from brainycp.listener import Server
 from brainycp.listener import server_config as listener_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from brainycp.webconfig import (
@@ -162,18 +162,6 @@ def listen_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-class _Server(uvicorn.Server):
-    """Uvicorn without its own signal handling: :func:`serve` owns SIGTERM/SIGINT.
-
-    Uvicorn re-raises a captured signal after its shutdown, which would end the
-    process with the signal before the actions are drained, instead of exit code 0.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class Lifecycle(WebConfigHolder):
@@ -314,7 +302,7 @@ async def serve(
     uconfig.load()
     apply_tls(uconfig.ssl, web)
     lifecycle.ssl_context = uconfig.ssl
-    server = _Server(uconfig)
+    server = Server(uconfig)
     loop = asyncio.get_running_loop()
     lifecycle.reloader.install(loop)
 
