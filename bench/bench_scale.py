@@ -3,10 +3,10 @@
 Exporter part: ``--panels`` simulated panels (default 10,000, 50 ms latency each) split
 across ``--shards`` exporter shards (default 4) by the ``hashmod`` of their names, on this
 machine. The panels are served by ``--sims`` panel-server processes: ``--panel-server fast``
-(default; ``bench/fastpanel.py``, raw asyncio, canned contract-correct answers, ~tens of
-microseconds of CPU a request, so the exporter and not its panel emulator is measured) or
-``sim`` (the full simulator, ~1.3 ms of CPU a request: on a small machine it, not the
-exporter, sets the cycle time). Measured:
+(default; ``bench/fastpanel.py``, raw asyncio, canned contract-correct answers, a
+fraction of the simulator's CPU a request, so the exporter and not its panel emulator is
+measured) or ``sim`` (the full simulator, 0.7 to 1.3 ms of CPU a request: on a small
+machine it, not the exporter, sets the cycle time). Measured:
 
 - each shard's status poll cycle (count_msg and both daemon statuses of each of its
   panels, ``max_concurrency`` panels in flight), all shards at once, each in its own
