@@ -524,19 +524,24 @@ class Remediator:
                 return _error(422, f"{key} is not valid Unicode")
         return by or "", comment or ""
 
-    async def decide(self, request: Request) -> Response:
-        """``POST /actions/ID/approve`` and ``/deny``."""
+    async def _operator(self, request: Request) -> tuple[str, str] | Response:
+        """An operator's POST: credentials, then ``by`` and ``comment`` from the optional
+        JSON body; the error response when any of that fails."""
         if (denied := self._auth(request)) is not None:
             return denied
-        approve = request.url.path.endswith("/approve")
-        raw_id = request.path_params["action_id"]
         data = await self._json_body(request, optional=True)
         if isinstance(data, Response):
             return data
-        who = self._who(data)
+        return self._who(data)
+
+    async def decide(self, request: Request) -> Response:
+        """``POST /actions/ID/approve`` and ``/deny``."""
+        who = await self._operator(request)
         if isinstance(who, Response):
             return who
         by, comment = who
+        approve = request.url.path.endswith("/approve")
+        raw_id = request.path_params["action_id"]
         await self.journal.quiet()  # not inside a big notification's open transaction
         row = self.journal.get(raw_id) if raw_id <= MAX_ACTION_ID else None
         if row is None:
@@ -612,12 +617,7 @@ class Remediator:
 
     async def brake(self, request: Request) -> Response:
         """``POST /pause`` and ``POST /resume`` (resume also closes the circuit breaker)."""
-        if (denied := self._auth(request)) is not None:
-            return denied
-        data = await self._json_body(request, optional=True)
-        if isinstance(data, Response):
-            return data
-        who = self._who(data)
+        who = await self._operator(request)
         if isinstance(who, Response):
             return who
         by, comment = who
