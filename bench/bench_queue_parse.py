@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from brainycp.queue import DEFERRAL_REASONS, summarize
+from brainycp.simulator.render import exim_age, exim_size
 
 GOAL_EXIM_RATE = 3_000_000.0  # messages/s at 1M messages (issue 10)
 GOAL_POSTFIX_RATE = 1_000_000.0  # messages/s at 100k messages (issue 10)
@@ -43,28 +44,6 @@ GOAL_MEMORY_SHARE = 0.10
 _ALNUM = string.digits + string.ascii_letters
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 _DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-
-
-def exim_age(seconds: int) -> str:
-    """Exim's -bp age column (queue.c): floored minutes to 90, rounded hours to 72, days."""
-    minutes = seconds // 60
-    if minutes > 90:
-        hours = (minutes + 30) // 60
-        return f"{(hours + 12) // 24:2d}d" if hours > 72 else f"{hours:2d}h"
-    return f"{minutes:2d}m"
-
-
-def exim_size(size: int) -> str:
-    """Exim's string_format_size, 5 columns."""
-    if size < 1024:
-        return f"{size:5d}"
-    if size < 10 * 1024:
-        return f"{size / 1024:4.1f}K"
-    if size < 1024 * 1024:
-        return f"{(size + 512) // 1024:4d}K"
-    if size < 10 * 1024 * 1024:
-        return f"{size / (1024 * 1024):4.1f}M"
-    return f"{(size + 512 * 1024) // (1024 * 1024):4d}M"
 
 
 def _size(rng: random.Random) -> int:
