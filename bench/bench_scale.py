@@ -47,6 +47,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.support: the same process harness the tests use
 
+from bench.bench_remediator import body as webhook_body  # noqa: E402
+from bench.bench_remediator import cpu_seconds  # noqa: E402
 from brainycp.config import parse_config  # noqa: E402
 from exporter.poller import Poller, initial_state  # noqa: E402
 from exporter.shard import hashmod, shard_config  # noqa: E402
@@ -327,40 +329,9 @@ GOAL_PG_RATE = 500.0
 PYTHON = sys.executable
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux ``/proc``), or 0 elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def body(panel: str, starts_at: str) -> bytes:
-    labels = {"alertname": "BenchDry", "panel": panel, "severity": "warning"}
-    return json.dumps(
-        {
-            "version": "4",
-            "groupKey": '{}:{alertname="BenchDry"}',
-            "truncatedAlerts": 0,
-            "status": "firing",
-            "receiver": "remediator",
-            "groupLabels": {"alertname": "BenchDry"},
-            "commonLabels": labels,
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": labels,
-                    "annotations": {"summary": "bench"},
-                    "startsAt": starts_at,
-                    "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus/graph",
-                }
-            ],
-        }
-    ).encode()
+    """One encoded ``BenchDry`` webhook (the payload of ``bench_remediator``)."""
+    return json.dumps(webhook_body("BenchDry", panel, starts_at)).encode()
 
 
 async def _sender(url: str, bodies: list[bytes], outcomes: Counter[str]) -> None:
