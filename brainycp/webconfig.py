@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
+import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from brainycp.config import ConfigError, load_yaml, read_config_text
@@ -360,3 +361,12 @@ class WebConfigHolder:
             apply_tls(self.ssl_context, web)
         self.web = web
         self.auth.replace(web.users if web else {})
+
+    def load_listener(self, uconfig: uvicorn.Config) -> None:
+        """Give ``uconfig`` this web config's TLS, load it, and keep its SSL context so a
+        reload can swap certificates in place."""
+        for key, value in uvicorn_tls_kwargs(self.web).items():
+            setattr(uconfig, key, value)
+        uconfig.load()
+        apply_tls(uconfig.ssl, self.web)
+        self.ssl_context = uconfig.ssl

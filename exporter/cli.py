@@ -31,9 +31,7 @@ from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from brainycp.webconfig import (
     BasicAuthMiddleware,
     WebConfig,
-    apply_tls,
     load_web_config,
-    uvicorn_tls_kwargs,
 )
 from brainycp.webconfig import WebConfigHolder as SharedWebConfigHolder
 from exporter.app import build_registry, create_app, process_registry
@@ -190,11 +188,7 @@ async def serve(
         max_connections=config.exporter.max_connections,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    for key, value in uvicorn_tls_kwargs(web).items():
-        setattr(uconfig, key, value)
-    uconfig.load()
-    apply_tls(uconfig.ssl, web)
-    holder.ssl_context = uconfig.ssl
+    holder.load_listener(uconfig)
     server = Server(uconfig)
     loop = asyncio.get_running_loop()
 

@@ -44,9 +44,7 @@ from brainycp.webconfig import (
     BasicAuthMiddleware,
     WebConfig,
     WebConfigHolder,
-    apply_tls,
     load_web_config,
-    uvicorn_tls_kwargs,
 )
 from remediator.app import Remediator, authorized
 from remediator.journal import JOURNAL_ERRORS, SCHEMA_VERSION, Journal, JournalError
@@ -297,11 +295,7 @@ async def serve(
         else None
     )
     uconfig = listener_config(lifecycle.app(), host=host, port=port, timeout_graceful_shutdown=5)
-    for key, value in uvicorn_tls_kwargs(web).items():
-        setattr(uconfig, key, value)
-    uconfig.load()
-    apply_tls(uconfig.ssl, web)
-    lifecycle.ssl_context = uconfig.ssl
+    lifecycle.load_listener(uconfig)
     server = Server(uconfig)
     loop = asyncio.get_running_loop()
     lifecycle.reloader.install(loop)
