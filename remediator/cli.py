@@ -172,9 +172,13 @@ class Lifecycle(WebConfigHolder):
     OPEN_PATHS = frozenset({"/webhook", "/metrics", "/healthz"})
 
     def __init__(
-        self, remediator: Remediator, config_path: str | None, web_path: str | None
+        self,
+        remediator: Remediator,
+        config_path: str | None,
+        web_path: str | None,
+        web: WebConfig | None = None,
     ) -> None:
-        super().__init__(None, log)
+        super().__init__(web, log)
         self.remediator = remediator
         self.config_path = config_path
         self.web_path = web_path
@@ -287,8 +291,9 @@ async def serve(
     for action_id in interrupted:
         remediator.notify_action(action_id, "interrupted")
     expiring = asyncio.create_task(remediator.expire_forever())
-    lifecycle = Lifecycle(remediator, config_path, web_path)
-    lifecycle.use_web(web)
+    # Built with the web config in force (not swapped in like a reload would, which
+    # warned at every TLS start that turning TLS on needs a restart).
+    lifecycle = Lifecycle(remediator, config_path, web_path, web)
     pruning = (
         asyncio.create_task(prune_forever(journal, rconfig.journal_retention))
         if rconfig.journal_retention > 0

@@ -420,3 +420,24 @@ def test_metrics_are_gzipped_for_a_real_prometheus_scrape(sim: str, tmp_path: Pa
         metrics_heads = [h for h in proxy.heads if h.startswith(b"HTTP/1.1 200")]
         assert metrics_heads
         assert all(b"content-encoding: gzip" in h.lower() for h in metrics_heads)
+
+
+def test_remediator_serves_tls_and_starts_without_a_restart_warning(tmp_path: Path) -> None:
+    """TLS from the start is the config in force, not a reload that turned TLS on."""
+    port = free_port()
+    config = write_config(tmp_path / "config.yml", free_port(), port, tmp_path / "s.db", [])
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({"tls_server_config": CERT, "basic_auth_users": {USER: HASH}}))
+    args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
+    args += ["--web.config.file", str(web)]
+    log = tmp_path / "remediator.log"
+    base = f"https://127.0.0.1:{port}"
+    with (
+        running(args, log=log),
+        httpx.Client(verify=client_context(), timeout=10) as client,
+    ):
+        wait_until(lambda: client.get(f"{base}/healthz").status_code == 401, what="TLS up")
+        assert client.get(f"{base}/actions", auth=(USER, PASSWORD)).status_code == 200
+        reloaded = client.post(f"{base}/-/reload", auth=(USER, PASSWORD))
+        assert reloaded.status_code == 200, reloaded.text
+    assert "takes effect at the next restart" not in log.read_text()
