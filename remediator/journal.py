@@ -942,13 +942,32 @@ class Journal:
         (``synchronous=FULL``) so that a crash at any later point leaves the row
         ``running`` ("may have reached the panel"), never ``pending``.
         """
+        # Shared journal: one action at a time per panel across the fleet, as one process
+        # keeps with its panel locks. Every write holds the advisory lock, so this check
+        # and the claim are one step; a row of a dead replica blocks until taken over.
+        busy = (
+            " AND NOT EXISTS (SELECT 1 FROM actions other WHERE other.panel = actions.panel"
+            " AND other.outcome = 'running' AND other.id <> actions.id)"
+            if self.shared
+            else ""
+        )
         with self._write():
             cur = self._execute(
                 "UPDATE actions SET outcome = 'running', started_at = ?, lease_expires = ? "
-                "WHERE id = ? AND outcome = 'pending' AND lease_owner = ?",
+                "WHERE id = ? AND outcome = 'pending' AND lease_owner = ?" + busy,
                 (now, now + self.lease, action_id, self.owner),
             )
         return cur.rowcount == 1
+
+    def waits_for_panel(self, action_id: int) -> bool:
+        """After a refused :meth:`claim`: True when the row is still this replica's and
+        pending, so only another replica's action on the same panel stood in the way."""
+        with self._lock:
+            row = self._execute(
+                "SELECT 1 FROM actions WHERE id = ? AND outcome = 'pending' AND lease_owner = ?",
+                (action_id, self.owner),
+            ).fetchone()
+        return row is not None
 
     def unclaim(self, action_id: int) -> None:
         """``running`` -> ``pending`` for an action claimed but stopped before any panel call."""

@@ -37,6 +37,8 @@ log = logging.getLogger("remediator.runner")
 T = TypeVar("T")
 JOURNAL_RETRY_MAX = 5.0
 """Longest wait between two attempts at a journal write the journal refused."""
+# Shared journal: how often an action re-tries a panel another replica is acting on.
+PANEL_BUSY_RETRY, PANEL_BUSY_RETRY_MAX = 0.2, 2.0
 
 
 class Runner:
@@ -141,6 +143,25 @@ class Runner:
             claimed = await self._journal(
                 lambda: self.journal.claim(action_id, time.time()), f"start action {action_id}"
             )
+            delay = PANEL_BUSY_RETRY
+            while (
+                not claimed
+                and self.journal.shared
+                and not self._stopping
+                and await self._journal(
+                    lambda: self.journal.waits_for_panel(action_id), f"check action {action_id}"
+                )
+            ):
+                # Another replica runs an action on this panel: wait for it (its lease
+                # bounds the wait if it dies), then claim again.
+                await asyncio.sleep(delay)  # a retry interval, not synchronisation
+                delay = min(delay * 2, PANEL_BUSY_RETRY_MAX)
+                claimed = await self._journal(
+                    lambda: self.journal.claim(action_id, time.time()),
+                    f"start action {action_id}",
+                )
+            if self._stopping and not claimed:
+                return  # stays pending: the next start (or another replica) runs it
             if not claimed:
                 # Cancelled meanwhile, or (shared journal) taken over by another replica
                 # after this one's lease on it expired.

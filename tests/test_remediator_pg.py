@@ -192,6 +192,20 @@ def test_batched_planning_decides_exactly_like_the_journal(
     assert _decisions(journal(fresh_db(pg), owner="o"), True, seed) == reference
 
 
+def test_a_claim_waits_while_another_action_runs_on_the_same_panel(pg: Cluster) -> None:
+    url = fresh_db(pg)
+    a, b = journal(url), journal(url)
+    first, second = add(a, "k1"), add(b, "k2", action="restart_service")
+    other_panel = add(b, "k3", panel="web02")
+    assert a.claim(first, T0)
+    assert not b.claim(second, T0 + 1) and b.waits_for_panel(second)
+    assert b.claim(other_panel, T0 + 1)  # another panel is free
+    assert a.finish(first, "succeeded", "", T0 + 2)
+    assert b.claim(second, T0 + 3)
+    for j in (a, b):
+        j.close()
+
+
 def test_one_open_row_per_episode_is_enforced_by_the_database(pg: Cluster) -> None:
     j = journal(fresh_db(pg))
     add(j, "same")
@@ -207,7 +221,8 @@ def test_an_expired_lease_is_taken_over_by_exactly_one_replica(pg: Cluster) -> N
     url = fresh_db(pg)
     dead = journal(url, lease=10)
     frozen = add(dead, "k1")
-    delete = add(dead, "k2", action="delete_messages")
+    # Another panel: on a shared journal one panel runs one action at a time.
+    delete = add(dead, "k2", action="delete_messages", panel="web02")
     assert dead.claim(frozen, T0) and dead.claim(delete, T0)
     alive = [journal(url, lease=10) for _ in range(4)]
     # Still leased: nobody takes it.
@@ -658,3 +673,33 @@ def test_a_replica_on_postgresql_reloads_keeps_its_web_config_and_serves_run(
     alone = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert alone.returncode == 1
     assert "with a PostgreSQL journal" in alone.stderr
+
+
+@pytest.mark.e2e
+def test_replicas_act_on_one_panel_one_action_at_a_time(pg: Cluster, tmp_path: Path) -> None:
+    """Two episodes for the same panel, each sent to a different replica: the second
+    action waits until the first has finished, as one process's panel lock would."""
+    with fleet(pg, tmp_path, 2) as f:
+        f.sim_post("p03", "daemon", {"clamav": "stopped"})
+        f.sim_post("p03", "queue", {"add": 3, "frozen": True})
+        f.sim_post("p03", "fault", {"latency": 1.0, "operations": ["clamav", "list_msg"]})
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        ids = []
+        for url, (alertname, i) in zip(f.urls, (("Frozen", 3), ("ClamAVDown", 3)), strict=True):
+            r = httpx.post(f"{url}/webhook", json=episode(i, alertname), headers=headers)
+            assert r.status_code == 200, r.text
+            ids.append(r.json()["results"][0]["action_id"])
+
+        def finished() -> list[tuple[Any, ...]] | None:
+            with f.pg.connect(f.db) as conn:
+                rows = conn.execute(
+                    "SELECT id, outcome, started_at, finished_at, lease_owner FROM actions"
+                    " WHERE id = ANY(%s) ORDER BY started_at",
+                    (ids,),
+                ).fetchall()
+            return rows if all(r[1] not in ("pending", "running") for r in rows) else None
+
+        first, second = wait_until(finished, timeout=60, what="both actions finished")
+        assert {first[1], second[1]} == {"succeeded"}, (first, second)
+        assert first[4] != second[4], "each replica ran the action it accepted"
+        assert second[2] >= first[3], f"the two actions overlapped on p03: {first} {second}"
