@@ -46,6 +46,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+try:  # the optional C readers (setup.py); the Python paths read everything the same way
+    from brainycp import _eximscan
+except ImportError:  # pragma: no cover - built wherever a C compiler is installed
+    _eximscan = None
+
 __all__ = [
     "AGE_BUCKETS",
     "DEFERRAL_REASONS",
@@ -476,18 +481,17 @@ _BOUNCE_FROZEN_MARK = ">" + _FROZEN_MARK
 
 _SLICE_CHARS = 1 << 15  # ~32 KiB: small enough to stay in cache, large enough to amortise
 _MIN_SLICE_CHARS = 1 << 12
+# The C readers take regions of ~256 KiB in place (no copy); a region they do not take (one
+# line off the canonical shape) is read again by the Python paths, in slices.
+_SCAN_REGION_CHARS = 1 << 18
 
 
-def _summarize_slices(text: str, start: int, read: Callable[[str], None]) -> None:
-    """Call ``read`` on bounded slices of ``text[start:]`` cut at line boundaries.
+def _slice_bounds(text: str, start: int, end: int, size: int) -> Iterator[tuple[int, int]]:
+    """Bounds ``(lo, hi)`` of slices of about ``size`` characters of ``text[start:end]``.
 
-    Slices are cut at a blank line where there is one, and keep the blank line before them,
-    which anchors the fast patterns.
+    Slices are cut at whole lines, at a blank line where there is one, and keep the blank
+    line before them, which anchors the fast patterns; trailing newlines are left out.
     """
-    end = len(text)
-    # Slices of ~32 KiB stay in cache; a small listing gets smaller ones so that the transient
-    # copies stay a small share of it.
-    size = max(_MIN_SLICE_CHARS, min(_SLICE_CHARS, (end - start) // 128))
     pos = start
     while pos < end:
         if end - pos <= 2 * size:
@@ -497,7 +501,7 @@ def _summarize_slices(text: str, start: int, read: Callable[[str], None]) -> Non
             if cut >= 0:
                 nxt = cut + 2
             else:
-                cut = text.find("\n", pos + size)
+                cut = text.find("\n", pos + size, end)
                 if cut < 0:
                     cut = end
                 nxt = cut + 1
@@ -506,8 +510,60 @@ def _summarize_slices(text: str, start: int, read: Callable[[str], None]) -> Non
         # Keep the blank line before the slice when there is one: it anchors the fast pattern.
         lead = pos - 2 if pos >= 2 and text.startswith("\n\n", pos - 2) else pos
         if cut > pos:
-            read(text[lead:cut])
+            yield lead, cut
         pos = nxt
+
+
+def _python_slice_size(chars: int) -> int:
+    # Slices of ~32 KiB stay in cache; a small listing gets smaller ones so that the transient
+    # copies stay a small share of it.
+    return max(_MIN_SLICE_CHARS, min(_SLICE_CHARS, chars // 128))
+
+
+def _summarize_slices(
+    text: str,
+    start: int,
+    read: Callable[[str], None],
+    scan: Callable[[str, int, int], bool] | None = None,
+) -> None:
+    """Read ``text[start:]``: regions by ``scan`` (the C reading) when it is given and takes
+    them, and bounded slices by ``read`` (the Python paths) otherwise.
+
+    ``scan(text, lo, hi)`` reads ``text[lo:hi]`` in place and returns False, having tallied
+    nothing, when it does not take that region; its slices then go to ``read``.
+    """
+    end = len(text)
+    if scan is None:
+        for lo, hi in _slice_bounds(text, start, end, _python_slice_size(end - start)):
+            read(text[lo:hi])
+        return
+    for region_lo, region_hi in _slice_bounds(text, start, end, _SCAN_REGION_CHARS):
+        if scan(text, region_lo, region_hi):
+            continue
+        size = _python_slice_size(region_hi - region_lo)
+        for lo, hi in _slice_bounds(text, region_lo, region_hi, size):
+            read(text[lo:hi])
+
+
+def _exim_scan_region(text: str, lo: int, hi: int, acc: _Acc) -> bool:
+    """Tally ``text[lo:hi]`` by the C reading; False (nothing tallied) when it does not take it."""
+    if _eximscan is None:
+        return False
+    found = _eximscan.scan(text, lo, hi)
+    if found is None:
+        return False
+    messages, frozen, bounces, ages, sizes = found
+    try:
+        size_total = sum(_EXIM_SIZES[token] * count for token, count in sizes.items())
+    except KeyError:  # a size field like "1.2.3": the Python paths decide what it is
+        return False
+    acc.messages += messages
+    acc.frozen += frozen
+    acc.bounces += bounces
+    acc.bytes += size_total
+    acc.age_tokens.update(ages)
+    acc.seen_message = True
+    return True
 
 
 def _exim_summarize_slice(chunk: str, acc: _Acc) -> None:
@@ -1387,7 +1443,12 @@ def summarize(
                 continue
             acc.flavour = "postfix" if kind == "json" else kind
         if kind == "exim":
-            _summarize_slices(piece, start, functools.partial(_exim_summarize_slice, acc=acc))
+            _summarize_slices(
+                piece,
+                start,
+                functools.partial(_exim_summarize_slice, acc=acc),
+                functools.partial(_exim_scan_region, acc=acc) if _eximscan is not None else None,
+            )
         elif kind == "json":
             _json_summarize_lines(_bounded_lines(piece, start), acc, clock)
         else:

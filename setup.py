@@ -1,0 +1,19 @@
+"""Build hook: the optional C accelerators of the queue parser (brainycp/_scan*.c).
+
+Everything else is in pyproject.toml. The extensions are optional: where no C compiler or
+Python headers are installed the build skips them with a warning, and brainycp.queue reads
+every listing with its pure-Python paths, which give the same results (tests/test_queue_scan.py).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "brainycp._eximscan",
+            ["brainycp/_eximscan.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        ),
+    ]
+)
