@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import brainycp.queue as queue_module
 from brainycp.queue import DEFERRAL_REASONS, summarize
 from brainycp.simulator.render import exim_age, exim_size
 
@@ -251,8 +252,28 @@ def mib(value: float) -> str:
 
 HEADER = (
     f"{'workload':<8} {'messages':>9} {'text MiB':>8} | {'summarize s':>11} {'msg/s':>10} "
-    f"{'extra MiB':>9} {'% text':>6} | {'naive s':>8} {'msg/s':>9} | {'speedup':>7}"
+    f"{'extra MiB':>9} {'% text':>6} | {'python s':>8} {'msg/s':>9} | {'naive s':>8} "
+    f"{'msg/s':>9} | {'speedup':>7}"
 )
+
+
+C_READERS = {"_eximscan": "Exim", "_pfscan": "Postfix"}
+
+
+def python_only(func: Callable[[], Any]) -> Callable[[], Any]:
+    """``func`` run with the C readers switched off: the pure-Python paths alone."""
+
+    def run() -> Any:
+        saved = {name: getattr(queue_module, name, None) for name in C_READERS}
+        for name in saved:
+            setattr(queue_module, name, None)
+        try:
+            return func()
+        finally:
+            for name, module in saved.items():
+                setattr(queue_module, name, module)
+
+    return run
 
 
 def measure(
@@ -261,16 +282,21 @@ def measure(
     """Print one row; return (messages/s, extra memory as a share of the text)."""
     text_bytes = len(text.encode("utf-8"))
     fast_time, summary = timed(fast)
+    python_time, python_summary = timed(python_only(fast))
     naive_time, baseline = timed(naive, runs=1)
     if (summary.messages, summary.bytes) != (baseline["messages"], baseline["bytes"]):
         print(f"MISMATCH {name} {count}: {summary} vs {baseline}")
+        raise SystemExit(1)
+    if summary != python_summary:
+        print(f"MISMATCH {name} {count}: C {summary} vs Python {python_summary}")
         raise SystemExit(1)
     share = peak_extra_bytes(fast) / text_bytes
     rate = count / fast_time
     print(
         f"{name:<8} {count:>9} {mib(text_bytes):>8} | {fast_time:>11.3f} {rate:>10,.0f} "
-        f"{mib(share * text_bytes):>9} {share * 100:>5.1f}% | {naive_time:>8.3f} "
-        f"{count / naive_time:>9,.0f} | {naive_time / fast_time:>6.1f}x"
+        f"{mib(share * text_bytes):>9} {share * 100:>5.1f}% | {python_time:>8.3f} "
+        f"{count / python_time:>9,.0f} | {naive_time:>8.3f} {count / naive_time:>9,.0f} | "
+        f"{naive_time / fast_time:>6.1f}x"
     )
     return rate, share
 
@@ -309,7 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
 
+    readers = [label for name, label in C_READERS.items() if getattr(queue_module, name, None)]
     print(f"Python {sys.version.split()[0]}; median of 3 runs, CPU seconds; memory = tracemalloc")
+    print(
+        "C readers built: " + (", ".join(readers) if readers else "none (pure Python only)")
+        + "; 'python' = the same summarize with the C readers switched off"
+    )
     print(HEADER)
     print("-" * len(HEADER))
     verdicts: list[tuple[str, float, float, float]] = []

@@ -23,11 +23,14 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <wchar.h>
 
 #define AGE_SLOTS 1440 /* [ 0-9][0-9][smhd]: 11 * 10 * 4 = 440, then [0-9]{3}d: 1000 */
-#define SIZE_BITS 13
-#define SIZE_CAPACITY (1 << SIZE_BITS)
-#define SIZE_LIMIT (SIZE_CAPACITY / 2) /* more distinct size fields than this: give up */
+/* Distinct size fields of one region, in an open-addressing table of 2^bits slots kept at
+ * most half full: it starts at 64 slots and doubles as needed, up to 2^15 (Exim prints a few
+ * thousand different size fields at most). A region with more is left to Python. */
+#define SIZE_MIN_BITS 6
+#define SIZE_MAX_BITS 15
 
 static const char FROZEN[] = " *** frozen ***";
 #define FROZEN_LEN 15
@@ -36,6 +39,12 @@ typedef struct {
     uint64_t key; /* 0: empty slot */
     Py_ssize_t count;
 } size_slot;
+
+typedef struct {
+    size_slot *slots;
+    int bits;
+    Py_ssize_t capacity, used;
+} size_table;
 
 typedef struct {
     int kind;
@@ -72,12 +81,33 @@ INLINE int unit_index(Py_UCS4 c) {
 
 static const char UNITS[] = "smhd";
 
-/* The offset of the next "\n" at or after pos, or end. */
+/* The offset of the next "\n" at or after pos, or end: memchr on 1-byte text, wmemchr
+ * (wchar_t is 4 bytes on the platforms CPython builds this for) on 4-byte text, and four
+ * characters at a time on 2-byte text. */
 INLINE Py_ssize_t next_newline(const text_t *t, Py_ssize_t pos, Py_ssize_t end) {
     if (t->kind == PyUnicode_1BYTE_KIND) {
         const Py_UCS1 *base = (const Py_UCS1 *)t->data;
         const void *hit = memchr(base + pos, '\n', (size_t)(end - pos));
         return hit == NULL ? end : (Py_ssize_t)((const Py_UCS1 *)hit - base);
+    }
+#if WCHAR_MAX > 0xFFFF
+    if (t->kind == PyUnicode_4BYTE_KIND && sizeof(wchar_t) == sizeof(Py_UCS4)) {
+        const wchar_t *base = (const wchar_t *)t->data;
+        const wchar_t *hit = wmemchr(base + pos, L'\n', (size_t)(end - pos));
+        return hit == NULL ? end : (Py_ssize_t)(hit - base);
+    }
+#endif
+    if (t->kind == PyUnicode_2BYTE_KIND) {
+        const Py_UCS2 *base = (const Py_UCS2 *)t->data;
+        const uint64_t ones = UINT64_C(0x0001000100010001), highs = UINT64_C(0x8000800080008000);
+        const uint64_t newlines = ones * '\n';
+        while (pos + 4 <= end) {
+            uint64_t word;
+            memcpy(&word, base + pos, sizeof word);
+            word ^= newlines; /* a zero lane is a newline */
+            if ((word - ones) & ~word & highs) break;
+            pos += 4;
+        }
     }
     while (pos < end && at(t, pos) != '\n') pos++;
     return pos;
@@ -107,29 +137,47 @@ INLINE Py_ssize_t after_id(const text_t *t, Py_ssize_t p, Py_ssize_t eol) {
     return -1;
 }
 
-static int size_add(size_slot *table, Py_ssize_t *used, uint64_t key) {
-    uint64_t h = (key * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - SIZE_BITS);
+static size_slot *size_find(size_table *table, uint64_t key) {
+    uint64_t h = (key * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - table->bits);
     for (;;) {
-        size_slot *slot = &table[h];
-        if (slot->key == key) {
-            slot->count++;
-            return 0;
-        }
-        if (slot->key == 0) {
-            if (*used >= SIZE_LIMIT) return -1;
-            slot->key = key;
-            slot->count = 1;
-            (*used)++;
-            return 0;
-        }
-        h = (h + 1) & (SIZE_CAPACITY - 1);
+        size_slot *slot = &table->slots[h];
+        if (slot->key == key || slot->key == 0) return slot;
+        h = (h + 1) & (uint64_t)(table->capacity - 1);
     }
+}
+
+/* Doubles the table; -1 when it may not grow or memory is short (the region goes to Python). */
+static int size_grow(size_table *table) {
+    if (table->bits >= SIZE_MAX_BITS) return -1;
+    size_table bigger = {NULL, table->bits + 1, table->capacity * 2, table->used};
+    bigger.slots = PyMem_Calloc((size_t)bigger.capacity, sizeof(size_slot));
+    if (bigger.slots == NULL) return -1;
+    for (Py_ssize_t i = 0; i < table->capacity; i++)
+        if (table->slots[i].key) *size_find(&bigger, table->slots[i].key) = table->slots[i];
+    PyMem_Free(table->slots);
+    *table = bigger;
+    return 0;
+}
+
+static int size_add(size_table *table, uint64_t key) {
+    size_slot *slot = size_find(table, key);
+    if (slot->key == key) {
+        slot->count++;
+        return 0;
+    }
+    if (2 * (table->used + 1) > table->capacity) {
+        if (size_grow(table) < 0) return -1;
+        slot = size_find(table, key);
+    }
+    slot->key = key;
+    slot->count = 1;
+    table->used++;
+    return 0;
 }
 
 /* Reads one header line [pos, eol); 0 when it is not canonical. */
 INLINE int read_header(const text_t *t, Py_ssize_t pos, Py_ssize_t eol, Py_ssize_t *ages,
-                       size_slot *sizes, Py_ssize_t *sizes_used, Py_ssize_t *frozen,
-                       Py_ssize_t *bounces) {
+                       size_table *sizes, Py_ssize_t *frozen, Py_ssize_t *bounces) {
     if (eol - pos < 4) return 0;
     Py_UCS4 c0 = at(t, pos), c1 = at(t, pos + 1), c2 = at(t, pos + 2);
     Py_ssize_t age_slot, p;
@@ -166,7 +214,7 @@ INLINE int read_header(const text_t *t, Py_ssize_t pos, Py_ssize_t eol, Py_ssize
     } else if (tail != 0) {
         return 0;
     }
-    if (size_add(sizes, sizes_used, key) < 0) return 0;
+    if (size_add(sizes, key) < 0) return 0;
     ages[age_slot]++;
     *frozen += is_frozen;
     *bounces += gt == rest;
@@ -209,15 +257,16 @@ static int count_into(PyObject *dict, PyObject *key, Py_ssize_t count) {
 }
 
 static PyObject *build_result(Py_ssize_t messages, Py_ssize_t frozen, Py_ssize_t bounces,
-                              const Py_ssize_t *ages, const size_slot *sizes) {
+                              const Py_ssize_t *ages, const size_table *sizes) {
     PyObject *age_dict = PyDict_New();
     PyObject *size_dict = PyDict_New();
     if (age_dict == NULL || size_dict == NULL) goto fail;
     for (Py_ssize_t i = 0; i < AGE_SLOTS; i++)
         if (ages[i] && count_into(age_dict, age_token(i), ages[i]) < 0) goto fail;
-    for (Py_ssize_t i = 0; i < SIZE_CAPACITY; i++)
-        if (sizes[i].key && count_into(size_dict, size_token(sizes[i].key), sizes[i].count) < 0)
-            goto fail;
+    for (Py_ssize_t i = 0; i < sizes->capacity; i++) {
+        const size_slot *slot = &sizes->slots[i];
+        if (slot->key && count_into(size_dict, size_token(slot->key), slot->count) < 0) goto fail;
+    }
     return Py_BuildValue("(nnnNN)", messages, frozen, bounces, age_dict, size_dict);
 fail:
     Py_XDECREF(age_dict);
@@ -227,9 +276,9 @@ fail:
 
 /* The loop over the lines; kind is a constant in each of its three callers. */
 INLINE int scan_kind(int kind, const void *data, Py_ssize_t start, Py_ssize_t end,
-                     Py_ssize_t *ages, size_slot *sizes, Py_ssize_t *counts) {
+                     Py_ssize_t *ages, size_table *sizes, Py_ssize_t *counts) {
     const text_t t = {kind, data};
-    Py_ssize_t sizes_used = 0, messages = 0, frozen = 0, bounces = 0;
+    Py_ssize_t messages = 0, frozen = 0, bounces = 0;
     Py_ssize_t pos = start;
     while (pos < end) {
         Py_ssize_t eol = next_newline(&t, pos, end);
@@ -238,7 +287,7 @@ INLINE int scan_kind(int kind, const void *data, Py_ssize_t start, Py_ssize_t en
             if (messages && (first == '\t' || (eol - pos >= 4 && first == ' ' && at(&t, pos + 1) == ' '
                                                && at(&t, pos + 2) == ' ' && at(&t, pos + 3) == ' '))) {
                 /* a recipient line of the message above */
-            } else if (read_header(&t, pos, eol, ages, sizes, &sizes_used, &frozen, &bounces)) {
+            } else if (read_header(&t, pos, eol, ages, sizes, &frozen, &bounces)) {
                 messages++;
             } else {
                 return 0;
@@ -252,13 +301,13 @@ INLINE int scan_kind(int kind, const void *data, Py_ssize_t start, Py_ssize_t en
     return messages > 0;
 }
 
-static int scan_ucs1(const void *d, Py_ssize_t s, Py_ssize_t e, Py_ssize_t *a, size_slot *z, Py_ssize_t *c) {
+static int scan_ucs1(const void *d, Py_ssize_t s, Py_ssize_t e, Py_ssize_t *a, size_table *z, Py_ssize_t *c) {
     return scan_kind(PyUnicode_1BYTE_KIND, d, s, e, a, z, c);
 }
-static int scan_ucs2(const void *d, Py_ssize_t s, Py_ssize_t e, Py_ssize_t *a, size_slot *z, Py_ssize_t *c) {
+static int scan_ucs2(const void *d, Py_ssize_t s, Py_ssize_t e, Py_ssize_t *a, size_table *z, Py_ssize_t *c) {
     return scan_kind(PyUnicode_2BYTE_KIND, d, s, e, a, z, c);
 }
-static int scan_ucs4(const void *d, Py_ssize_t s, Py_ssize_t e, Py_ssize_t *a, size_slot *z, Py_ssize_t *c) {
+static int scan_ucs4(const void *d, Py_ssize_t s, Py_ssize_t e, Py_ssize_t *a, size_table *z, Py_ssize_t *c) {
     return scan_kind(PyUnicode_4BYTE_KIND, d, s, e, a, z, c);
 }
 
@@ -276,18 +325,19 @@ static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *args) {
     }
     Py_ssize_t ages[AGE_SLOTS];
     memset(ages, 0, sizeof ages);
-    size_slot *sizes = PyMem_Calloc(SIZE_CAPACITY, sizeof(size_slot));
-    if (sizes == NULL) return PyErr_NoMemory();
+    size_table sizes = {NULL, SIZE_MIN_BITS, (Py_ssize_t)1 << SIZE_MIN_BITS, 0};
+    sizes.slots = PyMem_Calloc((size_t)sizes.capacity, sizeof(size_slot));
+    if (sizes.slots == NULL) return PyErr_NoMemory();
     Py_ssize_t counts[3] = {0, 0, 0};
     const void *data = PyUnicode_DATA(text);
     int ok;
     switch (PyUnicode_KIND(text)) {
-    case PyUnicode_1BYTE_KIND: ok = scan_ucs1(data, start, end, ages, sizes, counts); break;
-    case PyUnicode_2BYTE_KIND: ok = scan_ucs2(data, start, end, ages, sizes, counts); break;
-    default: ok = scan_ucs4(data, start, end, ages, sizes, counts); break;
+    case PyUnicode_1BYTE_KIND: ok = scan_ucs1(data, start, end, ages, &sizes, counts); break;
+    case PyUnicode_2BYTE_KIND: ok = scan_ucs2(data, start, end, ages, &sizes, counts); break;
+    default: ok = scan_ucs4(data, start, end, ages, &sizes, counts); break;
     }
-    PyObject *result = ok ? build_result(counts[0], counts[1], counts[2], ages, sizes) : Py_NewRef(Py_None);
-    PyMem_Free(sizes);
+    PyObject *result = ok ? build_result(counts[0], counts[1], counts[2], ages, &sizes) : Py_NewRef(Py_None);
+    PyMem_Free(sizes.slots);
     return result;
 }
 

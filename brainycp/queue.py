@@ -481,9 +481,11 @@ _BOUNCE_FROZEN_MARK = ">" + _FROZEN_MARK
 
 _SLICE_CHARS = 1 << 15  # ~32 KiB: small enough to stay in cache, large enough to amortise
 _MIN_SLICE_CHARS = 1 << 12
-# The C readers take regions of ~256 KiB in place (no copy); a region they do not take (one
-# line off the canonical shape) is read again by the Python paths, in slices.
+# The C readers take regions in place (no copy): ~256 KiB, or 1/16 of a smaller listing (so
+# that their tables stay a small share of it). A region they do not take (a line off the
+# canonical shape) is read again by the Python paths, in slices.
 _SCAN_REGION_CHARS = 1 << 18
+_MIN_SCAN_REGION_CHARS = 1 << 13
 
 
 def _slice_bounds(text: str, start: int, end: int, size: int) -> Iterator[tuple[int, int]]:
@@ -537,7 +539,8 @@ def _summarize_slices(
         for lo, hi in _slice_bounds(text, start, end, _python_slice_size(end - start)):
             read(text[lo:hi])
         return
-    for region_lo, region_hi in _slice_bounds(text, start, end, _SCAN_REGION_CHARS):
+    region = min(_SCAN_REGION_CHARS, max(_MIN_SCAN_REGION_CHARS, (end - start) // 16))
+    for region_lo, region_hi in _slice_bounds(text, start, end, region):
         if scan(text, region_lo, region_hi):
             continue
         size = _python_slice_size(region_hi - region_lo)
@@ -554,7 +557,7 @@ def _exim_scan_region(text: str, lo: int, hi: int, acc: _Acc) -> bool:
         return False
     messages, frozen, bounces, ages, sizes = found
     try:
-        size_total = sum(_EXIM_SIZES[token] * count for token, count in sizes.items())
+        size_total = sum(map(operator.mul, map(_EXIM_SIZES.__getitem__, sizes), sizes.values()))
     except KeyError:  # a size field like "1.2.3": the Python paths decide what it is
         return False
     acc.messages += messages
@@ -569,6 +572,9 @@ def _exim_scan_region(text: str, lo: int, hi: int, acc: _Acc) -> bool:
 def _exim_summarize_slice(chunk: str, acc: _Acc) -> None:
     """Summarize one slice of whole lines, by the fast path when it holds only canonical text."""
     if "\r" in chunk:
+        if "\r\r" in chunk:  # the line path strips one "\r" a line: let it decide
+            _exim_summarize_lines(chunk.split("\n"), acc)
+            return
         chunk = chunk.replace("\r\n", "\n")
     # Blank lines mean nothing in this grammar: adding one in front gives the fast pattern its
     # anchor (slices arrive without trailing ones, which would only lengthen the last gap).
