@@ -35,10 +35,12 @@ from __future__ import annotations
 import bisect
 import datetime
 import functools
+import importlib
 import itertools
 import json
 import math
 import operator
+import os
 import re
 import time
 from collections import Counter
@@ -46,10 +48,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-try:  # the optional C readers (setup.py); the Python paths read everything the same way
-    from brainycp import _eximscan
-except ImportError:  # pragma: no cover - built wherever a C compiler is installed
-    _eximscan = None
+
+def _c_reader(name: str) -> Any:
+    """An optional C reader (setup.py builds them where a C compiler is installed), or None:
+    not built, or switched off with BRAINYCP_PURE_PYTHON=1. The Python paths read every
+    listing the same way."""
+    if os.environ.get("BRAINYCP_PURE_PYTHON") == "1":
+        return None
+    try:
+        return importlib.import_module(f"brainycp.{name}")
+    except ImportError:
+        return None
+
+
+_eximscan = _c_reader("_eximscan")
 
 __all__ = [
     "AGE_BUCKETS",
