@@ -338,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     readers = [label for name, label in C_READERS.items() if getattr(queue_module, name, None)]
     print(f"Python {sys.version.split()[0]}; median of 3 runs, CPU seconds; memory = tracemalloc")
     print(
-        "C readers built: " + (", ".join(readers) if readers else "none (pure Python only)")
+        "C readers built: "
+        + (", ".join(readers) if readers else "none (pure Python only)")
         + "; 'python' = the same summarize with the C readers switched off"
     )
     print(HEADER)
