@@ -1047,12 +1047,13 @@ def test_fast_path_and_line_path_agree_across_slice_boundaries(
 ) -> None:
     # Many small listings glued together and read in tiny slices exercise every cut point.
     text = "\n".join(text for text, _ in listings)
-    original = queue_module._SLICE_CHARS, queue_module._MIN_SLICE_CHARS
-    try:
+    original = queue_module._SLICE_CHARS, queue_module._MIN_SLICE_CHARS, queue_module._eximscan
+    try:  # the Python paths alone (tests/test_queue_eximscan.py holds the C reader to them)
         queue_module._SLICE_CHARS = queue_module._MIN_SLICE_CHARS = 64
+        queue_module._eximscan = None
         small_slices = summarize(text)
     finally:
-        queue_module._SLICE_CHARS, queue_module._MIN_SLICE_CHARS = original
+        queue_module._SLICE_CHARS, queue_module._MIN_SLICE_CHARS, queue_module._eximscan = original
     assert small_slices == summarize(text)
     assert_agrees(text)
 
