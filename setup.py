@@ -15,5 +15,11 @@ setup(
             optional=True,
             extra_compile_args=["-O2"],
         ),
+        Extension(
+            "brainycp._pfscan",
+            ["brainycp/_pfscan.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        ),
     ]
 )

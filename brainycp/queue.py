@@ -42,7 +42,9 @@ import math
 import operator
 import os
 import re
+import sys
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -62,6 +64,7 @@ def _c_reader(name: str) -> Any:
 
 
 _eximscan = _c_reader("_eximscan")
+_pfscan = _c_reader("_pfscan")
 
 __all__ = [
     "AGE_BUCKETS",
@@ -351,6 +354,7 @@ class _Acc:
         "flavour",
         "frozen",
         "held",
+        "hour_spans",
         "hour_starts",
         "in_message",
         "messages",
@@ -386,6 +390,8 @@ class _Acc:
         self.arrival_sum = 0  # their sum
         self.arrival_min: int | None = None
         self.hour_starts: dict[str, int | None] = {}
+        # The C reading's hour keys: (hour start, bucket of the whole hour or -1, before now).
+        self.hour_spans: dict[int, tuple[int, int, bool] | None] = {}
         # Deferral reasons: messages per class, and the classes of the message being read.
         self.reasons = [0] * len(DEFERRAL_REASONS)
         self.pending_reasons = 0
@@ -887,6 +893,103 @@ _NEWLINE_NOT_SPACE = re.compile(r"\n[^ ]")  # "\n\n" counts once
 _POSTFIX_REASON_LINE = re.compile(r"\n *\(([^\n]*)\) *(?![^\n])")
 _POSTFIX_LONG_REASON_LINE = re.compile(r"\n\([^\n]*\) *(?![^\n])")
 _MMSS = {f"{mm:02d}:{ss:02d}": mm * 60 + ss for mm in range(60) for ss in range(61)}
+
+
+_WEEKDAY_NAMES = tuple(_WEEKDAYS)
+_MONTH_NAMES = tuple(_MONTHS)
+_HOUR_LAST_SECOND = 59 * 60 + 60  # the latest mm:ss a header may show (a leap second)
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def _postfix_hour_span(
+    key: int, acc: _Acc, zone: datetime.tzinfo | None
+) -> tuple[int, int, bool] | None:
+    """(start, bucket, before now) of a C hour key; bucket -1 when the hour's arrivals may
+    fall in different buckets or on both sides of now. None when the date does not exist."""
+    rest, hour = divmod(key, 24)
+    rest, day = divmod(rest, 100)
+    wday, mon = divmod(rest, 12)
+    start = _postfix_hour_epoch(_WEEKDAY_NAMES[wday], _MONTH_NAMES[mon], day, hour, acc.now, zone)
+    if start is None:
+        return None
+    first = bisect.bisect_right(acc.arrival_bounds, start)
+    last = bisect.bisect_right(acc.arrival_bounds, start + _HOUR_LAST_SECOND)
+    past = start + _HOUR_LAST_SECOND <= acc.now
+    if first != last or (not past and start <= acc.now):
+        return start, -1, past
+    return start, len(acc.buckets) - 1 - first, past
+
+
+def _uint16s(data: bytes) -> array[int]:
+    """The little-endian uint16 values of the C reading's hour buffers."""
+    values = array("H", data)
+    if _BIG_ENDIAN:
+        values.byteswap()
+    return values
+
+
+def _postfix_scan_region(
+    text: str, lo: int, hi: int, acc: _Acc, zone: datetime.tzinfo | None
+) -> bool:
+    """Tally ``text[lo:hi]`` by the C reading; False (nothing tallied) when it does not take it."""
+    if _pfscan is None:
+        return False
+    found = _pfscan.scan(text, lo, hi)
+    if found is None:
+        return False
+    messages, held, bounces, size_total, hours, single, multi, last = found
+    spans = acc.hour_spans
+    for key in hours.keys() - spans.keys():
+        spans[key] = _postfix_hour_span(key, acc, zone)
+    # Each hour whose arrivals all land in one bucket, on one side of now, is tallied at once.
+    counted = [0] * len(acc.buckets)
+    past_count = past_starts = 0
+    past_values: list[bytes] = []
+    straddling: list[int] = []
+    lowest = acc.arrival_min
+    for key, values in hours.items():
+        span = spans[key]
+        if span is None:  # an impossible date: the line-by-line path decides (before any tally)
+            return False
+        start, bucket, past = span
+        if bucket < 0:
+            straddling.extend(start + value for value in _uint16s(values))
+            continue
+        count = len(values) >> 1
+        counted[bucket] += count
+        if past:
+            past_count += count
+            past_starts += count * start
+            past_values.append(values)
+        if lowest is None or start < lowest:
+            earliest = start + min(_uint16s(values))
+            if lowest is None or earliest < lowest:
+                lowest = earliest
+    for bucket, count in enumerate(counted):
+        acc.buckets[bucket] += count
+    acc.arrival_count += past_count
+    acc.arrival_sum += past_starts + sum(_uint16s(b"".join(past_values)))
+    acc.arrival_min = lowest
+    if straddling:
+        acc.add_arrivals(straddling)
+    acc.messages += messages
+    acc.held += held
+    acc.bounces += bounces
+    acc.bytes += size_total
+    acc.seen_message = True
+    # The first header ends the message the previous region left open.
+    acc.flush_reasons()
+    counts = acc.reasons
+    for reason, count in single.items():
+        index = _REASONS[reason]
+        if index is not None:
+            counts[index] += count
+    for reasons in multi:
+        _add_reasons(acc, _reason_mask(reasons))
+    # The last message may go on in the next region: its classes stay pending.
+    acc.pending_reasons = _reason_mask(last)
+    acc.in_message = True
+    return True
 
 
 def _postfix_summarize_slice(chunk: str, acc: _Acc, zone: datetime.tzinfo | None) -> None:
@@ -1471,7 +1574,12 @@ def summarize(
             _json_summarize_lines(_bounded_lines(piece, start), acc, clock)
         else:
             _summarize_slices(
-                piece, start, functools.partial(_postfix_summarize_slice, acc=acc, zone=zone)
+                piece,
+                start,
+                functools.partial(_postfix_summarize_slice, acc=acc, zone=zone),
+                functools.partial(_postfix_scan_region, acc=acc, zone=zone)
+                if _pfscan is not None
+                else None,
             )
     return acc.result()
 
