@@ -225,9 +225,12 @@ INLINE int is_footer(const text_t *t, Py_ssize_t pos, Py_ssize_t eol) {
 
 /* ---- growable tables (PyMem), all owned by one scan_state ---- */
 
+/* A distinct reason text of the region: its first span, and how many messages show it as
+ * their only reason. The str is made once, when the result is built. */
 typedef struct {
-    Py_ssize_t start, len, count;
+    Py_ssize_t start, len, single;
     uint64_t hash;
+    PyObject *text;
 } reason_entry;
 
 typedef struct {
@@ -249,15 +252,20 @@ typedef struct {
     Py_ssize_t hour_index_cap;
     uint32_t *arrivals;
     Py_ssize_t arrivals_used, arrivals_cap;
-    /* single reasons: distinct texts (as spans of the text) with their counts */
+    /* the distinct reason texts, and an index table over them */
     reason_entry *reasons;
     Py_ssize_t reasons_used, reasons_cap;
     uint32_t *reason_index;
     Py_ssize_t reason_index_cap;
-    /* the reason spans (start, len) of the message being read */
-    Py_ssize_t *current;
+    /* the reasons (indices into reasons) of the message being read */
+    uint32_t *current;
     Py_ssize_t current_used, current_cap;
-    PyObject *multi;
+    /* the reasons of each message with two or more, one after the other, and where each
+     * message's run ends */
+    uint32_t *multi;
+    Py_ssize_t multi_used, multi_cap;
+    Py_ssize_t *multi_ends;
+    Py_ssize_t multi_ends_used, multi_ends_cap;
 } scan_state;
 
 static int grow(void **items, Py_ssize_t *cap, size_t item_size, Py_ssize_t need) {
@@ -332,8 +340,8 @@ static int same_span(const scan_state *s, Py_ssize_t a, Py_ssize_t b, Py_ssize_t
     return memcmp(base + a * s->kind, base + b * s->kind, (size_t)(len * s->kind)) == 0;
 }
 
-/* Counts one message whose only reason is text[start:start+len]. */
-static int add_single(scan_state *s, Py_ssize_t start, Py_ssize_t len) {
+/* The index of the reason text[start:start+len], added on first sight; -1 on memory errors. */
+static Py_ssize_t reason_slot(scan_state *s, Py_ssize_t start, Py_ssize_t len) {
     if (2 * (s->reasons_used + 1) > s->reason_index_cap) {
         Py_ssize_t cap = s->reason_index_cap ? 2 * s->reason_index_cap : 64;
         uint32_t *index = new_index(cap);
@@ -351,57 +359,40 @@ static int add_single(scan_state *s, Py_ssize_t start, Py_ssize_t len) {
     size_t mask = (size_t)(s->reason_index_cap - 1);
     size_t h = (size_t)(mix(hash) >> 32) & mask;
     while (s->reason_index[h]) {
-        reason_entry *e = &s->reasons[s->reason_index[h] - 1];
-        if (e->hash == hash && e->len == len && same_span(s, e->start, start, len)) {
-            e->count++;
-            return 0;
-        }
+        Py_ssize_t i = (Py_ssize_t)s->reason_index[h] - 1;
+        const reason_entry *e = &s->reasons[i];
+        if (e->hash == hash && e->len == len && same_span(s, e->start, start, len)) return i;
         h = (h + 1) & mask;
     }
     if (grow((void **)&s->reasons, &s->reasons_cap, sizeof(reason_entry), s->reasons_used + 1) < 0)
         return -1;
     Py_ssize_t i = s->reasons_used++;
-    s->reasons[i] = (reason_entry){start, len, 1, hash};
+    s->reasons[i] = (reason_entry){start, len, 0, hash, NULL};
     s->reason_index[h] = (uint32_t)(i + 1);
-    return 0;
+    return i;
 }
 
-/* The reason texts of the message being read, as a tuple. */
-static PyObject *current_tuple(const scan_state *s) {
-    PyObject *tuple = PyTuple_New(s->current_used);
-    if (tuple == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < s->current_used; i++) {
-        Py_ssize_t start = s->current[2 * i];
-        PyObject *text = PyUnicode_Substring(s->text, start, start + s->current[2 * i + 1]);
-        if (text == NULL) {
-            Py_DECREF(tuple);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(tuple, i, text);
-    }
-    return tuple;
+static int add_reason(scan_state *s, Py_ssize_t start, Py_ssize_t len) {
+    Py_ssize_t slot = reason_slot(s, start, len);
+    if (slot < 0) return -1;
+    if (grow((void **)&s->current, &s->current_cap, sizeof(uint32_t), s->current_used + 1) < 0) return -1;
+    s->current[s->current_used++] = (uint32_t)slot;
+    return 0;
 }
 
 /* A header ends the message above it: count its reasons. */
 static int end_message(scan_state *s) {
-    int rc = 0;
     if (s->current_used == 1) {
-        rc = add_single(s, s->current[0], s->current[1]);
+        s->reasons[s->current[0]].single++;
     } else if (s->current_used > 1) {
-        PyObject *tuple = current_tuple(s);
-        rc = tuple == NULL ? -1 : PyList_Append(s->multi, tuple);
-        Py_XDECREF(tuple);
+        if (grow((void **)&s->multi, &s->multi_cap, sizeof(uint32_t), s->multi_used + s->current_used) < 0
+            || grow((void **)&s->multi_ends, &s->multi_ends_cap, sizeof(Py_ssize_t), s->multi_ends_used + 1) < 0)
+            return -1;
+        memcpy(s->multi + s->multi_used, s->current, (size_t)s->current_used * sizeof(uint32_t));
+        s->multi_used += s->current_used;
+        s->multi_ends[s->multi_ends_used++] = s->multi_used;
     }
     s->current_used = 0;
-    return rc;
-}
-
-static int add_reason(scan_state *s, Py_ssize_t start, Py_ssize_t len) {
-    if (grow((void **)&s->current, &s->current_cap, 2 * sizeof(Py_ssize_t), s->current_used + 1) < 0)
-        return -1;
-    s->current[2 * s->current_used] = start;
-    s->current[2 * s->current_used + 1] = len;
-    s->current_used++;
     return 0;
 }
 
@@ -507,15 +498,36 @@ done:
     return hours;
 }
 
-static PyObject *build_single(const scan_state *s) {
+/* The str of a reason, made on first use. */
+static PyObject *reason_text(scan_state *s, uint32_t slot) {
+    reason_entry *e = &s->reasons[slot];
+    if (e->text == NULL) e->text = PyUnicode_Substring(s->text, e->start, e->start + e->len);
+    return e->text;
+}
+
+/* A tuple of the reasons items[0:n]. */
+static PyObject *reason_tuple(scan_state *s, const uint32_t *items, Py_ssize_t n) {
+    PyObject *tuple = PyTuple_New(n);
+    if (tuple == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *text = reason_text(s, items[i]);
+        if (text == NULL) {
+            Py_DECREF(tuple);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(text));
+    }
+    return tuple;
+}
+
+static PyObject *build_single(scan_state *s) {
     PyObject *single = PyDict_New();
     if (single == NULL) return NULL;
     for (Py_ssize_t i = 0; i < s->reasons_used; i++) {
-        const reason_entry *e = &s->reasons[i];
-        PyObject *text = PyUnicode_Substring(s->text, e->start, e->start + e->len);
-        PyObject *count = text == NULL ? NULL : PyLong_FromSsize_t(e->count);
+        if (!s->reasons[i].single) continue;
+        PyObject *text = reason_text(s, (uint32_t)i);
+        PyObject *count = text == NULL ? NULL : PyLong_FromSsize_t(s->reasons[i].single);
         int rc = count == NULL ? -1 : PyDict_SetItem(single, text, count);
-        Py_XDECREF(text);
         Py_XDECREF(count);
         if (rc < 0) {
             Py_DECREF(single);
@@ -525,27 +537,43 @@ static PyObject *build_single(const scan_state *s) {
     return single;
 }
 
+static PyObject *build_multi(scan_state *s) {
+    PyObject *multi = PyList_New(s->multi_ends_used);
+    if (multi == NULL) return NULL;
+    Py_ssize_t from = 0;
+    for (Py_ssize_t i = 0; i < s->multi_ends_used; i++) {
+        PyObject *tuple = reason_tuple(s, s->multi + from, s->multi_ends[i] - from);
+        if (tuple == NULL) {
+            Py_DECREF(multi);
+            return NULL;
+        }
+        PyList_SET_ITEM(multi, i, tuple);
+        from = s->multi_ends[i];
+    }
+    return multi;
+}
+
 static PyObject *build_result(scan_state *s) {
     PyObject *result = PyTuple_New(8);
     if (result == NULL) return NULL;
-    PyObject *items[8] = {
-        PyLong_FromSsize_t(s->messages),
-        PyLong_FromSsize_t(s->held),
-        PyLong_FromSsize_t(s->bounces),
-        PyLong_FromLongLong((long long)s->bytes),
-        build_hours(s),
-        build_single(s),
-        Py_NewRef(s->multi),
-        current_tuple(s),
-    };
-    int failed = 0;
+    /* One at a time: nothing runs with an exception set. */
     for (int i = 0; i < 8; i++) {
-        if (items[i] == NULL) failed = 1;
-        else PyTuple_SET_ITEM(result, i, items[i]);
-    }
-    if (failed) {
-        Py_DECREF(result); /* the tuple's empty slots are NULL: Py_DECREF skips them */
-        return NULL;
+        PyObject *item;
+        switch (i) {
+        case 0: item = PyLong_FromSsize_t(s->messages); break;
+        case 1: item = PyLong_FromSsize_t(s->held); break;
+        case 2: item = PyLong_FromSsize_t(s->bounces); break;
+        case 3: item = PyLong_FromLongLong((long long)s->bytes); break;
+        case 4: item = build_hours(s); break;
+        case 5: item = build_single(s); break;
+        case 6: item = build_multi(s); break;
+        default: item = reason_tuple(s, s->current, s->current_used); break;
+        }
+        if (item == NULL) {
+            Py_DECREF(result); /* its slots not yet set are NULL */
+            return NULL;
+        }
+        PyTuple_SET_ITEM(result, i, item);
     }
     return result;
 }
@@ -554,10 +582,12 @@ static void free_state(scan_state *s) {
     PyMem_Free(s->hours);
     PyMem_Free(s->hour_index);
     PyMem_Free(s->arrivals);
+    for (Py_ssize_t i = 0; i < s->reasons_used; i++) Py_XDECREF(s->reasons[i].text);
     PyMem_Free(s->reasons);
     PyMem_Free(s->reason_index);
     PyMem_Free(s->current);
-    Py_XDECREF(s->multi);
+    PyMem_Free(s->multi);
+    PyMem_Free(s->multi_ends);
 }
 
 static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *args) {
@@ -577,8 +607,6 @@ static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *args) {
     s.text = text;
     s.data = PyUnicode_DATA(text);
     s.kind = PyUnicode_KIND(text);
-    s.multi = PyList_New(0);
-    if (s.multi == NULL) return NULL;
     int rc;
     switch (s.kind) {
     case PyUnicode_1BYTE_KIND: rc = scan_ucs1(&s, start, end); break;

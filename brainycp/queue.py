@@ -107,6 +107,7 @@ DEFERRAL_REASONS: tuple[str, ...] = (
 
 Flavour = Literal["exim", "postfix", "unknown"]
 _Kind = Literal["exim", "postfix", "json"]
+_HourRow = tuple[int, bool, int]  # (bucket, every arrival before now, hour start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +355,7 @@ class _Acc:
         "flavour",
         "frozen",
         "held",
-        "hour_spans",
+        "hour_rows",
         "hour_starts",
         "in_message",
         "messages",
@@ -390,8 +391,8 @@ class _Acc:
         self.arrival_sum = 0  # their sum
         self.arrival_min: int | None = None
         self.hour_starts: dict[str, int | None] = {}
-        # The C reading's hour keys: (hour start, bucket of the whole hour or -1, before now).
-        self.hour_spans: dict[int, tuple[int, int, bool] | None] = {}
+        # The C reading's hour keys (see _postfix_hour_row).
+        self.hour_rows: dict[int, _HourRow | None] = {}
         # Deferral reasons: messages per class, and the classes of the message being read.
         self.reasons = [0] * len(DEFERRAL_REASONS)
         self.pending_reasons = 0
@@ -545,6 +546,7 @@ def _summarize_slices(
     start: int,
     read: Callable[[str], None],
     scan: Callable[[str, int, int], bool] | None = None,
+    region_chars: int | None = None,
 ) -> None:
     """Read ``text[start:]``: regions by ``scan`` (the C reading) when it is given and takes
     them, and bounded slices by ``read`` (the Python paths) otherwise.
@@ -557,7 +559,8 @@ def _summarize_slices(
         for lo, hi in _slice_bounds(text, start, end, _python_slice_size(end - start)):
             read(text[lo:hi])
         return
-    region = min(_SCAN_REGION_CHARS, max(_MIN_SCAN_REGION_CHARS, (end - start) // 16))
+    largest = region_chars or _SCAN_REGION_CHARS
+    region = min(largest, max(_MIN_SCAN_REGION_CHARS, (end - start) // 16))
     for region_lo, region_hi in _slice_bounds(text, start, end, region):
         if scan(text, region_lo, region_hi):
             continue
@@ -895,17 +898,22 @@ _POSTFIX_LONG_REASON_LINE = re.compile(r"\n\([^\n]*\) *(?![^\n])")
 _MMSS = {f"{mm:02d}:{ss:02d}": mm * 60 + ss for mm in range(60) for ss in range(61)}
 
 
+# The C reading (brainycp/_pfscan.c) names an arrival hour by an int key, and gives the
+# mm:ss (as mm * 60 + ss) of each message of that hour; see _postfix_scan_region.
 _WEEKDAY_NAMES = tuple(_WEEKDAYS)
 _MONTH_NAMES = tuple(_MONTHS)
 _HOUR_LAST_SECOND = 59 * 60 + 60  # the latest mm:ss a header may show (a leap second)
+_STRADDLING = len(AGE_BUCKETS)  # the "bucket" of an hour whose arrivals are tallied one by one
 _BIG_ENDIAN = sys.byteorder == "big"
+# Postfix regions are larger than Exim's: each costs the Python side one pass over its
+# distinct hours and reasons, which a larger region shares among more messages.
+_POSTFIX_SCAN_REGION_CHARS = 1 << 20
 
 
-def _postfix_hour_span(
-    key: int, acc: _Acc, zone: datetime.tzinfo | None
-) -> tuple[int, int, bool] | None:
-    """(start, bucket, before now) of a C hour key; bucket -1 when the hour's arrivals may
-    fall in different buckets or on both sides of now. None when the date does not exist."""
+def _postfix_hour_row(key: int, acc: _Acc, zone: datetime.tzinfo | None) -> _HourRow | None:
+    """(bucket, before now, start) of a C hour key: the bucket every arrival of that hour
+    falls in and whether all of them are before now, or _STRADDLING and False when they
+    may differ; None when the date does not exist (the line-by-line path decides)."""
     rest, hour = divmod(key, 24)
     rest, day = divmod(rest, 100)
     wday, mon = divmod(rest, 12)
@@ -916,12 +924,12 @@ def _postfix_hour_span(
     last = bisect.bisect_right(acc.arrival_bounds, start + _HOUR_LAST_SECOND)
     past = start + _HOUR_LAST_SECOND <= acc.now
     if first != last or (not past and start <= acc.now):
-        return start, -1, past
-    return start, len(acc.buckets) - 1 - first, past
+        return _STRADDLING, False, start
+    return len(acc.buckets) - 1 - first, past, start
 
 
 def _uint16s(data: bytes) -> array[int]:
-    """The little-endian uint16 values of the C reading's hour buffers."""
+    """The little-endian uint16 values of a C hour buffer."""
     values = array("H", data)
     if _BIG_ENDIAN:
         values.byteswap()
@@ -931,44 +939,50 @@ def _uint16s(data: bytes) -> array[int]:
 def _postfix_scan_region(
     text: str, lo: int, hi: int, acc: _Acc, zone: datetime.tzinfo | None
 ) -> bool:
-    """Tally ``text[lo:hi]`` by the C reading; False (nothing tallied) when it does not take it."""
+    """Tally ``text[lo:hi]`` by the C reading; False (nothing tallied) when it does not take it.
+
+    The tallies are the line-by-line path's: an hour whose arrivals share a bucket and a side
+    of now is added at once (count, sum of arrivals, earliest), any other arrival by
+    add_arrivals; each message counts once per reason class it shows.
+    """
     if _pfscan is None:
         return False
     found = _pfscan.scan(text, lo, hi)
     if found is None:
         return False
     messages, held, bounces, size_total, hours, single, multi, last = found
-    spans = acc.hour_spans
-    for key in hours.keys() - spans.keys():
-        spans[key] = _postfix_hour_span(key, acc, zone)
-    # Each hour whose arrivals all land in one bucket, on one side of now, is tallied at once.
-    counted = [0] * len(acc.buckets)
-    past_count = past_starts = 0
-    past_values: list[bytes] = []
-    straddling: list[int] = []
+    table = acc.hour_rows
+    if not table.keys() >= hours.keys():
+        for key in hours.keys() - table.keys():
+            table[key] = _postfix_hour_row(key, acc, zone)
+    rows = list(map(table.__getitem__, hours))
+    if None in rows:  # an impossible date: the Python paths decide, before anything is tallied
+        return False
+    buckets, pasts, starts = zip(*rows, strict=True)
+    buffers = list(hours.values())
+    sizes = list(map(len, buffers))  # two bytes per message
+    counted = [0] * (len(acc.buckets) + 1)
+    for bucket, size in zip(buckets, sizes, strict=True):
+        counted[bucket] += size
+    straddling = [
+        start + value
+        for bucket, start, values in zip(buckets, starts, buffers, strict=True)
+        if bucket == _STRADDLING
+        for value in _uint16s(values)
+    ]
     lowest = acc.arrival_min
-    for key, values in hours.items():
-        span = spans[key]
-        if span is None:  # an impossible date: the line-by-line path decides (before any tally)
-            return False
-        start, bucket, past = span
-        if bucket < 0:
-            straddling.extend(start + value for value in _uint16s(values))
-            continue
-        count = len(values) >> 1
-        counted[bucket] += count
-        if past:
-            past_count += count
-            past_starts += count * start
-            past_values.append(values)
-        if lowest is None or start < lowest:
-            earliest = start + min(_uint16s(values))
-            if lowest is None or earliest < lowest:
-                lowest = earliest
-    for bucket, count in enumerate(counted):
-        acc.buckets[bucket] += count
-    acc.arrival_count += past_count
-    acc.arrival_sum += past_starts + sum(_uint16s(b"".join(past_values)))
+    if lowest is None or min(starts) < lowest:
+        for start, values in zip(starts, buffers, strict=True):
+            if lowest is None or start < lowest:
+                earliest = start + min(_uint16s(values))
+                if lowest is None or earliest < lowest:
+                    lowest = earliest
+    past_sizes = list(itertools.compress(sizes, pasts))
+    for bucket, size in enumerate(counted[:-1]):
+        acc.buckets[bucket] += size >> 1
+    acc.arrival_count += sum(past_sizes) >> 1
+    acc.arrival_sum += sum(map(operator.mul, itertools.compress(starts, pasts), past_sizes)) >> 1
+    acc.arrival_sum += sum(_uint16s(b"".join(itertools.compress(buffers, pasts))))
     acc.arrival_min = lowest
     if straddling:
         acc.add_arrivals(straddling)
@@ -977,19 +991,29 @@ def _postfix_scan_region(
     acc.bounces += bounces
     acc.bytes += size_total
     acc.seen_message = True
-    # The first header ends the message the previous region left open.
-    acc.flush_reasons()
+    _postfix_scan_reasons(single, multi, last, acc)
+    return True
+
+
+def _postfix_scan_reasons(
+    single: dict[str, int], multi: list[tuple[str, ...]], last: tuple[str, ...], acc: _Acc
+) -> None:
+    """Reason classes of a region the C reading took (see _postfix_fast_reasons)."""
+    acc.flush_reasons()  # the region's first header ends the message the previous one left open
     counts = acc.reasons
-    for reason, count in single.items():
-        index = _REASONS[reason]
+    classify = _REASONS.__getitem__
+    for index, count in zip(map(classify, single), single.values(), strict=True):
         if index is not None:
             counts[index] += count
-    for reasons in multi:
-        _add_reasons(acc, _reason_mask(reasons))
-    # The last message may go on in the next region: its classes stay pending.
+    # A message counts once per class: tally the distinct sets of classes.
+    for classes, count in Counter(
+        map(frozenset, map(functools.partial(map, classify), multi))
+    ).items():
+        for index in classes:
+            if index is not None:
+                counts[index] += count
     acc.pending_reasons = _reason_mask(last)
     acc.in_message = True
-    return True
 
 
 def _postfix_summarize_slice(chunk: str, acc: _Acc, zone: datetime.tzinfo | None) -> None:
@@ -1580,6 +1604,7 @@ def summarize(
                 functools.partial(_postfix_scan_region, acc=acc, zone=zone)
                 if _pfscan is not None
                 else None,
+                _POSTFIX_SCAN_REGION_CHARS,
             )
     return acc.result()
 
