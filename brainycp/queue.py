@@ -881,11 +881,13 @@ def _postfix_kind(line: str) -> int:
 # indents a reason so that it ends in column 78, and not at all when it is longer). That
 # leaves exactly the text the line-by-line path reads as headers, reasons and recipients.
 # Groups: the status flag, the size, the arrival's day and hour ("Wed Nov 25 06"), its minutes
-# and seconds, the sender (without trailing spaces) and the first reason.
+# and seconds, the sender (without trailing spaces) and the first reason. Like the header
+# regex, the sender starts and ends with a non-whitespace character and only spaces follow
+# it; like str.strip, a reason line may have any whitespace around its parentheses.
 _POSTFIX_FAST = re.compile(
     r"\n\n[0-9A-Za-z]{5,32}([*!]?)#? +([0-9]{1,12}) "
     r"([A-Z][a-z][a-z] [A-Z][a-z][a-z] [ 123][0-9] [012][0-9]):([0-5][0-9]:[0-6][0-9]) +"
-    r"([^\n]*[^ \n]) *(?:\n *\(([^\n]*)\) *$)?",
+    r"(\S(?:[^\n]*\S)?) *(?![^\n])(?:\n[^\S\n]*\(([^\n]*)\)[^\S\n]*$)?",
     re.MULTILINE,
 )
 _POSTFIX_FAST_GROUPS = 7  # gap + 6 groups per match in re.split's output
@@ -893,7 +895,7 @@ _POSTFIX_FOOTER_TAIL = re.compile(r"\n\n-- [0-9]+ Kbytes in [0-9]+ Requests?\.\Z
 _NEWLINE_NOT_SPACE = re.compile(r"\n[^ ]")  # "\n\n" counts once
 # Both start with a newline, a literal the regex engine scans for quickly ("^" in MULTILINE
 # mode is tried at every character: twice the cost on listings with many reasons).
-_POSTFIX_REASON_LINE = re.compile(r"\n *\(([^\n]*)\) *(?![^\n])")
+_POSTFIX_REASON_LINE = re.compile(r"\n[^\S\n]*\(([^\n]*)\)[^\S\n]*(?![^\n])")
 _POSTFIX_LONG_REASON_LINE = re.compile(r"\n\([^\n]*\) *(?![^\n])")
 _MMSS = {f"{mm:02d}:{ss:02d}": mm * 60 + ss for mm in range(60) for ss in range(61)}
 
@@ -1018,9 +1020,9 @@ def _postfix_scan_reasons(
 
 def _postfix_summarize_slice(chunk: str, acc: _Acc, zone: datetime.tzinfo | None) -> None:
     """Summarize one slice of whole lines, by the fast path when it holds only canonical text."""
-    if "\r" in chunk:
-        chunk = chunk.replace("\r\n", "\n")
-    text = chunk
+    # The fast path reads "\r\n" as "\n"; the line path strips one "\r" a line itself (a line
+    # ending in "\r\r" keeps one), so it gets the slice as it is.
+    text = chunk.replace("\r\n", "\n") if "\r" in chunk else chunk
     if text.startswith("-") and _POSTFIX_TITLE.match(text):
         newline = text.find("\n")
         text = "" if newline < 0 else text[newline + 1 :]  # the title line carries nothing
