@@ -909,7 +909,7 @@ _STRADDLING = len(AGE_BUCKETS)  # the "bucket" of an hour whose arrivals are tal
 _BIG_ENDIAN = sys.byteorder == "big"
 # Postfix regions are larger than Exim's: each costs the Python side one pass over its
 # distinct hours and reasons, which a larger region shares among more messages.
-_POSTFIX_SCAN_REGION_CHARS = 1 << 20
+_POSTFIX_SCAN_REGION_CHARS = 1 << 22
 
 
 def _postfix_hour_row(key: int, acc: _Acc, zone: datetime.tzinfo | None) -> _HourRow | None:
