@@ -292,7 +292,8 @@ def test_tiny_regions_and_lists_of_lines_read_the_same(parts: list[list[str]]) -
     text = "\n".join(lines)
     whole = summarize(text, now=NOW)
     for region in (64, 300):
-        with patched(_POSTFIX_SCAN_REGION_CHARS=region, _LINES_PER_CHUNK=5):
+        tiny = {"_SLICE_CHARS": region, "_MIN_SLICE_CHARS": region}  # the Python slices too
+        with patched(_POSTFIX_SCAN_REGION_CHARS=region, _LINES_PER_CHUNK=5, **tiny):
             assert assert_same_every_way(text) == whole
             assert assert_same_every_way(lines) == whole
 
