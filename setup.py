@@ -1,8 +1,9 @@
-"""Build hook: the optional C accelerators of the queue parser (brainycp/_scan*.c).
+"""Build hook: the optional C accelerators of the queue parser (brainycp/_*scan.c).
 
 Everything else is in pyproject.toml. The extensions are optional: where no C compiler or
 Python headers are installed the build skips them with a warning, and brainycp.queue reads
-every listing with its pure-Python paths, which give the same results (tests/test_queue_scan.py).
+every listing with its pure-Python paths, which give the same results
+(tests/test_queue_eximscan.py, tests/test_queue_pfscan.py).
 """
 
 from setuptools import Extension, setup

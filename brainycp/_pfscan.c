@@ -602,6 +602,8 @@ static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "scan: start and end must satisfy 0 <= start <= end <= len(text)");
         return NULL;
     }
+    /* The tables index reasons with 32 bits; the caller's regions are a few MiB. */
+    if ((size_t)(end - start) >= (size_t)UINT32_MAX) Py_RETURN_NONE;
     scan_state s;
     memset(&s, 0, sizeof s);
     s.text = text;
