@@ -552,7 +552,8 @@ def _summarize_slices(
     them, and bounded slices by ``read`` (the Python paths) otherwise.
 
     ``scan(text, lo, hi)`` reads ``text[lo:hi]`` in place and returns False, having tallied
-    nothing, when it does not take that region; its slices then go to ``read``.
+    nothing, when it does not take that region; its slices then go to ``read``. Regions are
+    of ``region_chars`` (default :data:`_SCAN_REGION_CHARS`), or 1/16 of a smaller listing.
     """
     end = len(text)
     if scan is None:

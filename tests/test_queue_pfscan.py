@@ -548,3 +548,23 @@ def test_python_fast_path_reads_odd_whitespace_like_the_line_path(text: str) -> 
     listing = f"{TITLE}\n{text}\nFGHIJ 2 Tue Dec  1 17:05:48 c@d\n  (mailbox full)\n"
     with patched(_pfscan=None):
         assert summarize(listing, now=NOW) == line_path(listing)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "",
+        "\n\n",
+        "   \n\n",
+        TITLE + "\n",
+        "\n\n" + TITLE + "\n\n",
+        "postqueue: warning: Mail system is down -- accessing queue directly\n" + TITLE + "\n",
+        "Mail queue is empty\n",
+    ],
+)
+def test_what_comes_before_the_first_message_reads_the_same(head: str) -> None:
+    body = (FIXTURES / "postfix-mailq.txt").read_text().split("\n", 1)[1]
+    summary = assert_same_every_way(head + body)
+    assert summary.messages == 10
+    assert summary.unparsed_lines == head.startswith("postqueue:")
+    assert assert_same_every_way((head + body).split("\n")) == summary
