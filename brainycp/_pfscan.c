@@ -319,20 +319,33 @@ static Py_ssize_t hour_slot(scan_state *s, int32_t key) {
     return i;
 }
 
-/* A hash of a span's bytes, eight at a time (reasons are long: up to a few hundred). */
+INLINE uint64_t mix_word(uint64_t h, const unsigned char *bytes) {
+    uint64_t word;
+    memcpy(&word, bytes, 8);
+    h = (h ^ word) * UINT64_C(0xff51afd7ed558ccd);
+    return h ^ (h >> 29);
+}
+
+/* A hash of a span's bytes, eight at a time in four independent lanes (reasons are long, up to
+ * a few hundred characters; one chain of multiplications would wait on itself). */
 static uint64_t span_hash(const scan_state *s, Py_ssize_t start, Py_ssize_t len) {
     const unsigned char *bytes = (const unsigned char *)s->data + start * s->kind;
     size_t n = (size_t)(len * s->kind);
-    uint64_t h = UINT64_C(0x9E3779B97F4A7C15) ^ n, word;
-    for (; n >= 8; n -= 8, bytes += 8) {
-        memcpy(&word, bytes, 8);
-        h = (h ^ word) * UINT64_C(0xff51afd7ed558ccd);
-        h ^= h >> 32;
+    uint64_t h0 = UINT64_C(0x9E3779B97F4A7C15) ^ n, h1 = UINT64_C(0xc2b2ae3d27d4eb4f);
+    uint64_t h2 = UINT64_C(0x165667b19e3779f9), h3 = UINT64_C(0x27d4eb2f165667c5);
+    for (; n >= 32; n -= 32, bytes += 32) {
+        h0 = mix_word(h0, bytes);
+        h1 = mix_word(h1, bytes + 8);
+        h2 = mix_word(h2, bytes + 16);
+        h3 = mix_word(h3, bytes + 24);
     }
-    word = 0;
-    memcpy(&word, bytes, n);
-    h = (h ^ word) * UINT64_C(0xc4ceb9fe1a85ec53);
-    return h ^ (h >> 29);
+    for (; n >= 8; n -= 8, bytes += 8) h0 = mix_word(h0, bytes);
+    unsigned char tail[8] = {0};
+    memcpy(tail, bytes, n);
+    h0 = mix_word(h0, tail);
+    uint64_t h = h0 ^ (h1 << 16 | h1 >> 48) ^ (h2 << 32 | h2 >> 32) ^ (h3 << 48 | h3 >> 16);
+    h *= UINT64_C(0xc4ceb9fe1a85ec53);
+    return h ^ (h >> 32);
 }
 
 static int same_span(const scan_state *s, Py_ssize_t a, Py_ssize_t b, Py_ssize_t len) {
@@ -360,8 +373,11 @@ static Py_ssize_t reason_slot(scan_state *s, Py_ssize_t start, Py_ssize_t len) {
     size_t h = (size_t)(mix(hash) >> 32) & mask;
     while (s->reason_index[h]) {
         Py_ssize_t i = (Py_ssize_t)s->reason_index[h] - 1;
-        const reason_entry *e = &s->reasons[i];
-        if (e->hash == hash && e->len == len && same_span(s, e->start, start, len)) return i;
+        reason_entry *e = &s->reasons[i];
+        if (e->hash == hash && e->len == len && same_span(s, e->start, start, len)) {
+            e->start = start; /* the latest copy: the next comparison finds it in cache */
+            return i;
+        }
         h = (h + 1) & mask;
     }
     if (grow((void **)&s->reasons, &s->reasons_cap, sizeof(reason_entry), s->reasons_used + 1) < 0)
