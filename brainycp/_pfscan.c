@@ -25,9 +25,11 @@
  *     ")" (spaces after it allowed). Stripped of its spaces it must neither start nor end
  *     with other whitespace; "(text)" is a reason line (text as stripped[1:-1]), anything
  *     else indented a recipient (not counted);
- *   - the title (-+Queue ID-+ .*), "Mail queue is empty" and the footer
- *     (-- N Kbytes in N Request[s]. then spaces), after which only blank lines may come;
- *   - any other line, or a region without a message: None.
+ *   - the title (-+Queue ID-+ .*) and "Mail queue is empty", anywhere: nothing (as in the
+ *     line-by-line reading, they do not end a message);
+ *   - the footer (-- N Kbytes in N Request[s]. then spaces): nothing, and only blank lines
+ *     may follow it;
+ *   - any other line, a region without a message, or one of 4 Gi characters or more: None.
  * It only reads the text, never outside [start, end), and frees what it allocates before it
  * returns; it keeps no state between calls.
  */
