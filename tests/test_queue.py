@@ -1069,16 +1069,19 @@ def test_postfix_fast_path_and_line_path_agree_across_slice_boundaries(
         queue_module._SLICE_CHARS,
         queue_module._MIN_SLICE_CHARS,
         queue_module._LINES_PER_CHUNK,
+        queue_module._pfscan,
     )
-    try:
+    try:  # the Python paths alone (tests/test_queue_pfscan.py holds the C reader to them)
         queue_module._SLICE_CHARS = queue_module._MIN_SLICE_CHARS = 64
         queue_module._LINES_PER_CHUNK = 7
+        queue_module._pfscan = None
         small_slices = summarize(detail, now=NOW)
     finally:
         (
             queue_module._SLICE_CHARS,
             queue_module._MIN_SLICE_CHARS,
             queue_module._LINES_PER_CHUNK,
+            queue_module._pfscan,
         ) = original
     assert small_slices == summarize(text, now=NOW)
     assert small_slices == exact_postfix_summary(text)
