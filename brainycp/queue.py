@@ -66,6 +66,14 @@ def _c_reader(name: str) -> Any:
 _eximscan = _c_reader("_eximscan")
 _pfscan = _c_reader("_pfscan")
 
+
+def c_readers() -> tuple[str, ...]:
+    """The formats read by a C reader here (``exim``, ``postfix``); empty: pure Python only."""
+    return tuple(
+        name for name, module in (("exim", _eximscan), ("postfix", _pfscan)) if module is not None
+    )
+
+
 __all__ = [
     "AGE_BUCKETS",
     "DEFERRAL_REASONS",
@@ -73,6 +81,7 @@ __all__ = [
     "Flavour",
     "QueueMessage",
     "QueueSummary",
+    "c_readers",
     "deferral_reason",
     "iter_messages",
     "summarize",

@@ -28,6 +28,7 @@ from brainycp.config import (
 from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader
 from brainycp.listener import Server, server_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
+from brainycp.queue import c_readers
 from brainycp.webconfig import (
     BasicAuthMiddleware,
     WebConfig,
@@ -210,6 +211,8 @@ async def serve(
             "version": __version__,
             "tls": web is not None and web.tls is not None,
             "basic_auth": web is not None and bool(web.users),
+            # Which listings a C reader parses; "python" when none is built (docs/metrics.md).
+            "queue_readers": ",".join(c_readers()) or "python",
         },
     )
     try:
