@@ -13,12 +13,14 @@ setup(
         Extension(
             "brainycp._eximscan",
             ["brainycp/_eximscan.c"],
+            depends=["brainycp/_scan.h"],
             optional=True,
             extra_compile_args=["-O2"],
         ),
         Extension(
             "brainycp._pfscan",
             ["brainycp/_pfscan.c"],
+            depends=["brainycp/_scan.h"],
             optional=True,
             extra_compile_args=["-O2"],
         ),

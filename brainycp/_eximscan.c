@@ -19,11 +19,7 @@
  *   - any other line: None.
  * It only reads the text, never past end, and allocates one table, freed before it returns.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
-#include <wchar.h>
+#include "_scan.h"
 
 #define AGE_SLOTS 1440 /* [ 0-9][0-9][smhd]: 11 * 10 * 4 = 440, then [0-9]{3}d: 1000 */
 /* Distinct size fields of one region, in an open-addressing table of 2^bits slots kept at
@@ -46,29 +42,6 @@ typedef struct {
     Py_ssize_t capacity, used;
 } size_table;
 
-typedef struct {
-    int kind;
-    const void *data;
-} text_t;
-
-/* Every reader is inlined into one copy of the loop per string kind (see scan_kind), so
- * that `at` compiles to a plain load. */
-#define INLINE static inline __attribute__((always_inline))
-
-INLINE Py_UCS4 at(const text_t *t, Py_ssize_t i) {
-    switch (t->kind) {
-    case PyUnicode_1BYTE_KIND: return ((const Py_UCS1 *)t->data)[i];
-    case PyUnicode_2BYTE_KIND: return ((const Py_UCS2 *)t->data)[i];
-    default: return ((const Py_UCS4 *)t->data)[i];
-    }
-}
-
-INLINE int is_digit(Py_UCS4 c) { return c >= '0' && c <= '9'; }
-
-INLINE int is_alnum(Py_UCS4 c) {
-    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
 INLINE int unit_index(Py_UCS4 c) {
     switch (c) {
     case 's': return 0;
@@ -80,38 +53,6 @@ INLINE int unit_index(Py_UCS4 c) {
 }
 
 static const char UNITS[] = "smhd";
-
-/* The offset of the next "\n" at or after pos, or end: memchr on 1-byte text, wmemchr
- * (wchar_t is 4 bytes on the platforms CPython builds this for) on 4-byte text, and four
- * characters at a time on 2-byte text. */
-INLINE Py_ssize_t next_newline(const text_t *t, Py_ssize_t pos, Py_ssize_t end) {
-    if (t->kind == PyUnicode_1BYTE_KIND) {
-        const Py_UCS1 *base = (const Py_UCS1 *)t->data;
-        const void *hit = memchr(base + pos, '\n', (size_t)(end - pos));
-        return hit == NULL ? end : (Py_ssize_t)((const Py_UCS1 *)hit - base);
-    }
-#if WCHAR_MAX > 0xFFFF
-    if (t->kind == PyUnicode_4BYTE_KIND && sizeof(wchar_t) == sizeof(Py_UCS4)) {
-        const wchar_t *base = (const wchar_t *)t->data;
-        const wchar_t *hit = wmemchr(base + pos, L'\n', (size_t)(end - pos));
-        return hit == NULL ? end : (Py_ssize_t)(hit - base);
-    }
-#endif
-    if (t->kind == PyUnicode_2BYTE_KIND) {
-        const Py_UCS2 *base = (const Py_UCS2 *)t->data;
-        const uint64_t ones = UINT64_C(0x0001000100010001), highs = UINT64_C(0x8000800080008000);
-        const uint64_t newlines = ones * '\n';
-        while (pos + 4 <= end) {
-            uint64_t word;
-            memcpy(&word, base + pos, sizeof word);
-            word ^= newlines; /* a zero lane is a newline */
-            if ((word - ones) & ~word & highs) break;
-            pos += 4;
-        }
-    }
-    while (pos < end && at(t, pos) != '\n') pos++;
-    return pos;
-}
 
 INLINE int alnum_run(const text_t *t, Py_ssize_t pos, Py_ssize_t n, Py_ssize_t eol) {
     if (pos + n > eol) return 0;
@@ -314,15 +255,7 @@ static int scan_ucs4(const void *d, Py_ssize_t s, Py_ssize_t e, Py_ssize_t *a, s
 static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *text;
     Py_ssize_t start, end;
-    if (!PyArg_ParseTuple(args, "Unn:scan", &text, &start, &end)) return NULL;
-#if PY_VERSION_HEX < 0x030C0000
-    if (PyUnicode_READY(text) < 0) return NULL;
-#endif
-    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
-    if (start < 0 || end > length || start > end) {
-        PyErr_SetString(PyExc_ValueError, "scan: start and end must satisfy 0 <= start <= end <= len(text)");
-        return NULL;
-    }
+    if (parse_region(args, &text, &start, &end) < 0) return NULL;
     Py_ssize_t ages[AGE_SLOTS];
     memset(ages, 0, sizeof ages);
     size_table sizes = {NULL, SIZE_MIN_BITS, (Py_ssize_t)1 << SIZE_MIN_BITS, 0};

@@ -33,54 +33,12 @@
  * It only reads the text, never outside [start, end), and frees what it allocates before it
  * returns; it keeps no state between calls.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
-
-typedef struct {
-    int kind;
-    const void *data;
-} text_t;
-
-/* Every reader is inlined into one copy of the loop per string kind (see scan_kind), so
- * that `at` compiles to a plain load. */
-#define INLINE static inline __attribute__((always_inline))
-
-INLINE Py_UCS4 at(const text_t *t, Py_ssize_t i) {
-    switch (t->kind) {
-    case PyUnicode_1BYTE_KIND: return ((const Py_UCS1 *)t->data)[i];
-    case PyUnicode_2BYTE_KIND: return ((const Py_UCS2 *)t->data)[i];
-    default: return ((const Py_UCS4 *)t->data)[i];
-    }
-}
-
-INLINE int is_digit(Py_UCS4 c) { return c >= '0' && c <= '9'; }
-
-INLINE int is_alnum(Py_UCS4 c) {
-    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
+#include "_scan.h"
 
 /* Whitespace to Python (str.strip, the regex's \S) other than the space itself. */
 INLINE int other_space(Py_UCS4 c) {
     if (c < 128) return c < ' ' && Py_UNICODE_ISSPACE(c);
     return Py_UNICODE_ISSPACE(c);
-}
-
-/* The offset of the next "\n" at or after pos, or end. memchr finds the byte 0x0A in any
- * kind; in 2- and 4-byte text a hit is a newline only when the character holding it is "\n"
- * (U+010A, for one, also holds that byte), else the search goes on after it. */
-INLINE Py_ssize_t next_newline(const text_t *t, Py_ssize_t pos, Py_ssize_t end) {
-    const char *base = (const char *)t->data;
-    const char *from = base + pos * t->kind, *stop = base + end * t->kind;
-    for (;;) {
-        const char *hit = memchr(from, '\n', (size_t)(stop - from));
-        if (hit == NULL) return end;
-        Py_ssize_t offset = (Py_ssize_t)(hit - base);
-        if (t->kind == PyUnicode_1BYTE_KIND) return offset;
-        if (at(t, offset / t->kind) == '\n') return offset / t->kind; /* either byte order */
-        from = hit + 1;
-    }
 }
 
 /* The first offset at or after pos (before eol) that is not a space, or eol: eight bytes at
@@ -611,15 +569,7 @@ static void free_state(scan_state *s) {
 static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *text;
     Py_ssize_t start, end;
-    if (!PyArg_ParseTuple(args, "Unn:scan", &text, &start, &end)) return NULL;
-#if PY_VERSION_HEX < 0x030C0000
-    if (PyUnicode_READY(text) < 0) return NULL;
-#endif
-    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
-    if (start < 0 || end > length || start > end) {
-        PyErr_SetString(PyExc_ValueError, "scan: start and end must satisfy 0 <= start <= end <= len(text)");
-        return NULL;
-    }
+    if (parse_region(args, &text, &start, &end) < 0) return NULL;
     /* The tables index reasons with 32 bits; the caller's regions are a few MiB. */
     if ((size_t)(end - start) >= (size_t)UINT32_MAX) Py_RETURN_NONE;
     scan_state s;

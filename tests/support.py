@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -30,6 +30,20 @@ T = TypeVar("T")
 def require_e2e() -> bool:
     """True in CI: a missing binary is then a failure, not a skip."""
     return os.environ.get("BRAINYCP_REQUIRE_E2E") == "1"
+
+
+def require_c_reader(name: str) -> Any:
+    """brainycp.queue's C reader ``name`` (``_eximscan``, ``_pfscan``); skip with the reason
+    when the install did not build it (no C compiler or Python headers), fail in CI."""
+    import brainycp.queue as queue_module
+
+    module = getattr(queue_module, name)
+    if module is None:
+        reason = f"brainycp.{name} is not built (no C compiler or Python headers at install)"
+        if require_e2e():
+            pytest.fail(reason + " and BRAINYCP_REQUIRE_E2E=1")
+        pytest.skip(reason)
+    return module
 
 
 def require_binary(name: str, hint: str = "") -> str:

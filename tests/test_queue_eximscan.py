@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 import brainycp.queue as queue_module
 from brainycp.queue import QueueSummary, summarize
-from tests.support import FIXTURES, require_e2e
+from brainycp.simulator.render import exim_age, exim_size
+from tests.support import FIXTURES, require_c_reader
 
 _ALNUM = string.ascii_letters + string.digits
 PROPERTY = settings(
@@ -27,14 +28,7 @@ PROPERTY = settings(
 
 @pytest.fixture
 def scanner() -> Any:
-    """The built module; a missing build skips here and fails in CI (BRAINYCP_REQUIRE_E2E=1)."""
-    module = queue_module._eximscan
-    if module is None:
-        reason = "brainycp._eximscan is not built (no C compiler or Python headers)"
-        if require_e2e():
-            pytest.fail(reason + " and BRAINYCP_REQUIRE_E2E=1")
-        pytest.skip(reason)
-    return module
+    return require_c_reader("_eximscan")
 
 
 def line_path(text: str) -> QueueSummary:
@@ -66,26 +60,6 @@ def all_agree(text: str, monkeypatch: pytest.MonkeyPatch) -> QueueSummary:
 # Listings as Exim prints them
 
 
-def age_token(seconds: int) -> str:
-    minutes = seconds // 60
-    if minutes > 90:
-        hours = (minutes + 30) // 60
-        return f"{(hours + 12) // 24:2d}d" if hours > 72 else f"{hours:2d}h"
-    return f"{minutes:2d}m"
-
-
-def size_token(size: int) -> str:
-    if size < 1024:
-        return f"{size:5d}"
-    if size < 10 * 1024:
-        return f"{size / 1024:4.1f}K"
-    if size < 1024 * 1024:
-        return f"{(size + 512) // 1024:4d}K"
-    if size < 10 * 1024 * 1024:
-        return f"{size / 1024 / 1024:4.1f}M"
-    return f"{(size + 512 * 1024) // (1024 * 1024):4d}M"
-
-
 SENDERS = st.one_of(
     st.just(""),
     st.from_regex(r"[a-z0-9.+\-]{1,12}@[a-z0-9\-]{1,10}\.example", fullmatch=True),
@@ -97,8 +71,8 @@ SENDERS = st.one_of(
 def canonical_listings(draw: st.DrawFn) -> str:
     lines: list[str] = []
     for _ in range(draw(st.integers(1, 15))):
-        age = age_token(draw(st.integers(0, 400 * 86400)))
-        size = size_token(draw(st.integers(0, 90 * 1024 * 1024)))
+        age = exim_age(draw(st.integers(0, 400 * 86400)))
+        size = exim_size(draw(st.integers(0, 90 * 1024 * 1024)))
         rng = random.Random(draw(st.integers(0, 2**32)))
         parts = draw(st.sampled_from([(6, 6, 2), (6, 11, 4)]))
         msg_id = "-".join("".join(rng.choices(_ALNUM, k=n)) for n in parts)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import brainycp.queue as queue_module
 from brainycp.queue import QueueSummary, summarize
-from tests.support import FIXTURES, require_e2e
+from tests.support import FIXTURES, require_c_reader
 
 NOW = calendar.timegm((2026, 11, 25, 6, 50, 0))
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -30,13 +30,7 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 
 
 def require_pfscan() -> ModuleType:
-    """The C module; skip when it is not built (no C compiler), but fail in CI."""
-    module = queue_module._pfscan
-    if module is None:
-        reason = "brainycp._pfscan is not built (no C compiler or Python headers at install)"
-        if require_e2e():
-            pytest.fail(reason + " and BRAINYCP_REQUIRE_E2E=1")
-        pytest.skip(reason)
+    module: ModuleType = require_c_reader("_pfscan")
     return module
 
 
