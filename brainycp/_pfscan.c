@@ -29,7 +29,9 @@
  *     line-by-line reading, they do not end a message);
  *   - the footer (-- N Kbytes in N Request[s]. then spaces): nothing, and only blank lines
  *     may follow it;
- *   - any other line, a region without a message, or one of 4 Gi characters or more: None.
+ *   - any other line, a region without a message, or one of 4 Gi characters or more: None;
+ *     so is a region with more than 16,384 different reason texts, or more than 65,536
+ *     reason lines in messages that show two or more (see MAX_DISTINCT_REASONS).
  * It only reads the text, never outside [start, end), and frees what it allocates before it
  * returns; it keeps no state between calls.
  */
@@ -348,12 +350,24 @@ static Py_ssize_t reason_slot(scan_state *s, Py_ssize_t start, Py_ssize_t len) {
     return i;
 }
 
+/* What one region may hold of reasons: the distinct texts (each becomes a str) and the
+ * reason lines of messages with two or more (each a tuple item). Past either, the region
+ * goes to Python, which keeps only a class mask per message: a panel that prints millions
+ * of different reason lines costs the C reading no more memory than this. Real queues stay
+ * far below (a region of 4 Mi characters holds a few thousand messages). */
+#define MAX_DISTINCT_REASONS 16384
+#define MAX_LISTED_REASONS 65536
+
+/* 1: added; 0: past a limit above (the region goes to Python); -1: an error. */
 static int add_reason(scan_state *s, Py_ssize_t start, Py_ssize_t len) {
+    if (s->reasons_used >= MAX_DISTINCT_REASONS
+        || s->multi_used + s->current_used >= MAX_LISTED_REASONS)
+        return 0;
     Py_ssize_t slot = reason_slot(s, start, len);
     if (slot < 0) return -1;
     if (grow((void **)&s->current, &s->current_cap, sizeof(uint32_t), s->current_used + 1) < 0) return -1;
     s->current[s->current_used++] = (uint32_t)slot;
-    return 0;
+    return 1;
 }
 
 /* A header ends the message above it: count its reasons. */
@@ -405,7 +419,8 @@ INLINE int scan_kind(int kind, scan_state *s, Py_ssize_t start, Py_ssize_t end) 
                     Py_UCS4 a = at(&t, p), b = at(&t, q);
                     if (other_space(a) || other_space(b)) return 0;
                     if (a == '(' && b == ')') {
-                        if (add_reason(s, p + 1, q - p - 1) < 0) return -1;
+                        int added = add_reason(s, p + 1, q - p - 1);
+                        if (added <= 0) return added;
                     } else if (first == '(') {
                         return 0; /* an unparsed line to the line-by-line reading */
                     }

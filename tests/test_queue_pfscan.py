@@ -562,3 +562,29 @@ def test_what_comes_before_the_first_message_reads_the_same(head: str) -> None:
     assert summary.messages == 10
     assert summary.unparsed_lines == head.startswith("postqueue:")
     assert assert_same_every_way((head + body).split("\n")) == summary
+
+
+@pytest.mark.parametrize(
+    ("reasons", "distinct", "taken"),
+    [
+        (16_000, True, True),  # up to 16,384 different texts: the C reading keeps them
+        (20_000, True, False),  # more: the region goes to Python
+        (70_000, False, False),  # one text, but past 65,536 lines held for one message
+    ],
+)
+def test_hostile_reason_lines_keep_the_c_reading_small(
+    reasons: int, distinct: bool, taken: bool
+) -> None:
+    # A panel that prints one message with a flood of reason lines: the C reading holds a
+    # str per distinct text and an item per line, so past its limits Python reads the
+    # region with one class mask per message.
+    pfscan = require_pfscan()
+    lines = "".join(f"  (said {i if distinct else 0})\n" for i in range(reasons))
+    text = "ABCDE12345  100 Tue Dec  1 17:05:48  a@b\n" + lines + "  r@x.example\n"
+    found = pfscan.scan(text, 0, len(text))
+    assert (found is not None) == taken
+    if found is not None:
+        assert len(found[7]) == reasons  # the last message's reasons, pending
+    with patched(_POSTFIX_SCAN_REGION_CHARS=len(text) + 1):
+        summary = assert_same_every_way(text)
+    assert summary.messages == 1 and summary.deferral_reasons[-1] == 1  # "other", once
