@@ -28,6 +28,7 @@ from brainycp.queue import (
     iter_messages,
     summarize,
 )
+from tests.queue_support import ODD_EXIM_HEADERS
 from tests.support import FIXTURES
 
 # The Postfix fixtures were captured on 2026-11-25 (UTC); their last arrival is 06:44:34.
@@ -1108,20 +1109,7 @@ def test_canonical_exim_output_takes_the_fast_path(name: str) -> None:
     assert acc.messages == summarize(fixture(name)).messages
 
 
-@pytest.mark.parametrize(
-    "header",
-    [
-        " 6m   350 1xW6VZ-0000xu-1S <>x>",
-        " 6m   350 1xW6VZ-0000xu-1S <x <>",
-        " 6m   350 1xW6VZ-0000xu-1S <> *** frozen ***>",
-        " 6m   350 1xW6VZ-0000xu-1S <a> (alice) *** frozen ***",
-        " 6m   350 1xW6VZ-0000xu-1S <a> *** frozen *** ",
-        " 6m  1.2.3 1xW6VZ-0000xu-1S <a>",
-        " 6m       1xW6VZ-0000xu-1S <a>",
-        " 6m   350 1xW6VZ-0000xu-1S <",
-        " 6m   350 1xW6VZ-0000xu-1S",
-    ],
-)
+@pytest.mark.parametrize("header", ODD_EXIM_HEADERS)
 def test_odd_headers_read_the_same_by_both_paths(header: str) -> None:
     text = fixture("exim-bp.txt") + header + "\n          bob@example.net\n\n"
     summary = assert_agrees(text)

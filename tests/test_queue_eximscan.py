@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import brainycp.queue as queue_module
 from brainycp.queue import QueueSummary, summarize
 from brainycp.simulator.render import exim_age, exim_size
+from tests.queue_support import ODD_EXIM_HEADERS
 from tests.support import FIXTURES, require_c_reader
 
 _ALNUM = string.ascii_letters + string.digits
@@ -88,15 +89,7 @@ def canonical_listings(draw: st.DrawFn) -> str:
 ODD_LINES = st.one_of(
     st.sampled_from(
         [
-            " 6m   350 1xW6VZ-0000xu-1S <>x>",
-            " 6m   350 1xW6VZ-0000xu-1S <x <>",
-            " 6m   350 1xW6VZ-0000xu-1S <> *** frozen ***>",
-            " 6m   350 1xW6VZ-0000xu-1S <a> (alice) *** frozen ***",
-            " 6m   350 1xW6VZ-0000xu-1S <a> *** frozen *** ",
-            " 6m  1.2.3 1xW6VZ-0000xu-1S <a>",
-            " 6m       1xW6VZ-0000xu-1S <a>",
-            " 6m   350 1xW6VZ-0000xu-1S <",
-            " 6m   350 1xW6VZ-0000xu-1S",
+            *ODD_EXIM_HEADERS,
             " 6m 9999G 1xW6VZ-0000xu-1S <a>",
             "1000d  350 1xW6VZ-0000xu-1S <a>",
             " 6m   350 1xW6VZ-0000xu-1S <a>\r",
