@@ -12,7 +12,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -914,6 +914,25 @@ class JournalConfig:
     """How long a replica's claim on an unfinished action lasts without renewal."""
 
 
+def _refuse_repeats(
+    what: str, names: list[str], check: Callable[[str], None] | None = None
+) -> None:
+    """ValueError naming the first of ``names`` used twice; ``check`` runs on each name
+    first seen, in order, and may refuse it too."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what} {name!r} is used twice")
+        if check is not None:
+            check(name)
+        seen.add(name)
+
+
+def _not_manual_name(name: str) -> None:
+    if name.startswith("("):
+        raise ValueError(f"rule name {name!r}: '(' starts names of manual actions")
+
+
 class _RemediatorInput(_Strict):
     listen: Listen = "127.0.0.1:9864"
     auth: AuthInput | None = None
@@ -951,11 +970,7 @@ class _RemediatorInput(_Strict):
     @field_validator("notify")
     @classmethod
     def _unique_targets(cls, targets: list[NotifyTargetInput]) -> list[NotifyTargetInput]:
-        seen: set[str] = set()
-        for target in targets:
-            if target.name in seen:
-                raise ValueError(f"target name {target.name!r} is used twice")
-            seen.add(target.name)
+        _refuse_repeats("target name", [target.name for target in targets])
         return targets
 
     @field_validator("journal_retention")
@@ -968,13 +983,7 @@ class _RemediatorInput(_Strict):
     @field_validator("rules")
     @classmethod
     def _unique_names(cls, rules: list[Rule]) -> list[Rule]:
-        seen: set[str] = set()
-        for rule in rules:
-            if rule.name in seen:
-                raise ValueError(f"rule name {rule.name!r} is used twice")
-            if rule.name.startswith("("):
-                raise ValueError(f"rule name {rule.name!r}: '(' starts names of manual actions")
-            seen.add(rule.name)
+        _refuse_repeats("rule name", [rule.name for rule in rules], _not_manual_name)
         return rules
 
 

@@ -97,3 +97,30 @@ def test_the_exporter_refuses_such_a_config_with_exit_2_not_a_traceback(tmp_path
     assert out.returncode == 2, out.stderr
     assert "panels.web01.url" in out.stderr and "exporter.interval" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _rule(name: str) -> dict[str, Any]:
+    return {"name": name, "matchers": ['alertname="X"'], "action": "delete_frozen"}
+
+
+@pytest.mark.parametrize(
+    ("names", "problem"),
+    [
+        (["a", "b", "a"], "remediator.rules: rule name 'a' is used twice"),
+        (["(a)"], "remediator.rules: rule name '(a)': '(' starts names of manual"),
+        # Checked in order: the repeat comes first here, so it is the one reported.
+        (["b", "b", "(c"], "remediator.rules: rule name 'b' is used twice"),
+    ],
+)
+def test_rule_names_are_unique_and_not_manual(names: list[str], problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(config_with(["remediator", "rules"], [_rule(name) for name in names]))
+    assert any(error.startswith(problem) for error in info.value.errors), info.value.errors
+
+
+def test_notify_target_names_are_unique() -> None:
+    target = {"name": "ops", "type": "webhook", "url": "https://hooks.example/x"}
+    with pytest.raises(ConfigError) as info:
+        parse_config(config_with(["remediator", "notify"], [target, dict(target)]))
+    expected = "remediator.notify: target name 'ops' is used twice"
+    assert any(error.startswith(expected) for error in info.value.errors), info.value.errors
