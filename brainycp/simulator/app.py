@@ -7,6 +7,7 @@ Starlette responses. Evolution of each panel's state happens lazily inside each 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import re
@@ -284,6 +285,11 @@ def _json_response(answer: dict[str, Any]) -> Response:
     return Response(_encode(answer), media_type="application/json")
 
 
+def panel_text(key: str, english: bool) -> str:
+    """A message of the panel's answers (TEXTS), in English or in Russian."""
+    return TEXTS[key][0 if english else 1]
+
+
 def contract_refusal(
     params: dict[str, str], operation: str | None, user: User, english: bool
 ) -> dict[str, Any] | None:
@@ -292,13 +298,12 @@ def contract_refusal(
     No ``mailserver`` module, a user who is not root, or no ``operation``; None when
     the call gets through. Shared by the simulated panel and the real-MTA panel.
     """
-    lang = 0 if english else 1
     if "mailserver" not in params:
-        return {"error": ERROR_NO_MODULE, "mess": TEXTS["no_module"][lang]}
+        return {"error": ERROR_NO_MODULE, "mess": panel_text("no_module", english)}
     if user.role != "root":
-        return {"error": 400, "mess": TEXTS["no_perm"][lang]}
+        return {"error": 400, "mess": panel_text("no_perm", english)}
     if operation is None:
-        return {"error": ERROR_NO_OPERATION, "mess": TEXTS["no_operation"][lang]}
+        return {"error": ERROR_NO_OPERATION, "mess": panel_text("no_operation", english)}
     return None
 
 
@@ -418,9 +423,7 @@ class SimulatorApp:
     ) -> dict[str, Any]:
         """The JSON answer of an authenticated call (the panel's logic, quirks included)."""
 
-        def text(key: str) -> str:
-            return TEXTS[key][0 if english else 1]
-
+        text = functools.partial(panel_text, english=english)
         refused = contract_refusal(params, operation, user, english)
         if refused is not None:
             return refused

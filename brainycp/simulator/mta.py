@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -38,13 +39,13 @@ from brainycp.simulator import render
 from brainycp.simulator.app import (
     CALL_LOG,
     OPERATIONS,
-    TEXTS,
     Receive,
     Scope,
     Send,
     User,
     _daemon_args,
     contract_refusal,
+    panel_text,
 )
 from brainycp.simulator.state import SCENARIO_TABLE, PanelState
 
@@ -300,9 +301,7 @@ class EximPanelApp:
     ) -> dict[str, Any]:
         """The JSON answer of an authenticated call; CommandFailed when a command failed."""
 
-        def text(key: str) -> str:
-            return TEXTS[key][0 if english else 1]
-
+        text = functools.partial(panel_text, english=english)
         refused = contract_refusal(params, operation, user, english)
         if refused is not None:
             return refused
