@@ -464,7 +464,7 @@ class ExporterConfig(_Strict):
         if parts.query or parts.fragment:
             raise ValueError("must be Grafana's base URL, without ?query or #fragment")
         if any(ord(c) < 0x21 or c in "<>\"'" for c in value):
-            raise ValueError("must not contain spaces, quotes, angle brackets or control characters")
+            raise ValueError("must not hold spaces, quotes, angle brackets or control characters")
         return value.rstrip("/")
 
 
