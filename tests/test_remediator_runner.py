@@ -40,7 +40,7 @@ def test_one_action_per_panel_at_a_time_and_a_global_ceiling(
     peak_per_panel: Counter[str] = Counter()
     peak_total = 0
 
-    async def fake_run(client: object, rule: Rule) -> actions.Outcome:
+    async def fake_run(client: object, rule: Rule, *confirmed: object) -> actions.Outcome:
         nonlocal peak_total
         name = client.panel.name  # type: ignore[attr-defined]
         running[name] += 1
@@ -72,7 +72,7 @@ def test_one_action_per_panel_at_a_time_and_a_global_ceiling(
 
 
 def test_action_timeout_fails_the_action(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def slow(client: object, rule: Rule) -> actions.Outcome:
+    async def slow(client: object, rule: Rule, *confirmed: object) -> actions.Outcome:
         await asyncio.sleep(10)
         return actions.Outcome("succeeded", "")
 
@@ -98,7 +98,7 @@ def test_action_timeout_fails_the_action(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_a_cancelled_row_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    async def fake_run(client: object, rule: Rule) -> actions.Outcome:
+    async def fake_run(client: object, rule: Rule, *confirmed: object) -> actions.Outcome:
         calls.append(rule.name)
         return actions.Outcome("succeeded", "")
 
@@ -122,7 +122,7 @@ def test_a_full_disk_that_clears_lets_the_pending_action_start(
 ) -> None:
     ran: list[str] = []
 
-    async def fake_run(client: object, rule: Rule) -> actions.Outcome:
+    async def fake_run(client: object, rule: Rule, *confirmed: object) -> actions.Outcome:
         ran.append(client.panel.name)  # type: ignore[attr-defined]
         return actions.Outcome("succeeded", "ok")
 
@@ -165,7 +165,10 @@ def test_a_full_disk_that_clears_lets_the_pending_action_start(
 def test_drain_keeps_queued_actions_pending_and_lets_running_ones_finish(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def fake_run(client: object, rule: Rule) -> actions.Outcome:
+    started = asyncio.Event()
+
+    async def fake_run(client: object, rule: Rule, *confirmed: object) -> actions.Outcome:
+        started.set()
         await asyncio.sleep(0.05)
         return actions.Outcome("succeeded", "ok")
 
@@ -177,8 +180,7 @@ def test_drain_keeps_queued_actions_pending_and_lets_running_ones_finish(
         runner = Runner(journal, {"a": panel("a")}, {}, Stats(), max_concurrent=1, action_timeout=5)
         for action_id in ids:
             runner.submit(action_id, RULE, "a", "X")
-        while journal.get(ids[0]).outcome != "running":  # type: ignore[union-attr]
-            await asyncio.sleep(0)
+        await started.wait()  # the first action is on its panel
         return journal, ids, await runner.drain(10)
 
     journal, ids, counts = asyncio.run(scenario())
