@@ -39,6 +39,8 @@ from remediator.manual import (
     MANUAL_RULE,
     ManualError,
     parse_request,
+    rule_for_row,
+    selection_params,
 )
 from remediator.metrics import Stats, registry
 from remediator.notify import Notifier, action_event, control_event
@@ -354,9 +356,10 @@ class Remediator:
                                          decision.reason, now)  # fmt: skip
                 out.opened_circuit = decision.reason
             if decision.record and rule is not None:
-                params = {}
-                if decision.select is not None and decision.select is not rule.select:
-                    params["select"] = decision.select.model_dump(mode="json")
+                # The exact selection of this request (labels filled in, the rule's limits
+                # of the day): an approval or a restart runs this, whatever the config
+                # says by then.
+                params = selection_params(rule, decision.select)
                 action_id = unit.insert(
                     rule=rule.name,
                     panel=decision.panel,
@@ -373,9 +376,8 @@ class Remediator:
                     params=params,
                 )
                 if decision.outcome == "pending":
-                    run = rule
-                    if decision.select is not None and decision.select is not rule.select:
-                        run = rule.model_copy(update={"select": decision.select})
+                    run = rule_for_row(rule.name, rule.action, params, {rule.name: rule})
+                    assert run is not None
                     out.to_run.append((action_id, run, decision.panel, alert.alertname))
                 else:
                     # An unknown panel name comes from the alert: keep it out of metric labels.
