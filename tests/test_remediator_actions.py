@@ -270,7 +270,12 @@ def test_a_failed_read_back_after_a_deletion_is_unverified_and_keeps_the_record(
         panel = ReadBackFails(queue=[Msg(mid(n), frozen=True) for n in range(3)])
         seen: list[tuple[str, int]] = []
 
-        async def confirmed(records: object, total: int | None, panel: FakePanel = panel) -> None:
+        async def confirmed(
+            records: object,
+            total: int | None,
+            panel: FakePanel = panel,
+            seen: list[tuple[str, int]] = seen,
+        ) -> None:
             seen.extend((r.id, len(panel.calls)) for r in records)  # type: ignore[attr-defined]
 
         extra = {"select": select} if select else {}
