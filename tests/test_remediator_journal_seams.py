@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -32,8 +33,8 @@ from tests.journal_seams_support import (
     until,
 )
 from tests.pg import PASSWORD, Cluster, cluster
-from tests.remediator_support import am_alert, notification
-from tests.support import wait_until
+from tests.remediator_support import RULES, TOKEN, am_alert, notification, start_sim, write_config
+from tests.support import PYTHON, free_port, running, wait_until
 
 T0 = 1_700_000_000.0
 _databases = iter(range(1, 10_000))
@@ -435,3 +436,65 @@ def test_sqlite_locked_by_another_process_is_a_bounded_503_and_the_health_says_w
     assert len(journal.list()) == 1
     other.close()
     journal.close()
+
+
+# ------------------------------------------------------------------ the daemon, end to end
+
+
+@pytest.mark.e2e
+def test_the_daemon_on_a_full_disk_answers_503s_with_reasons_and_acts_once_afterwards(
+    tmp_path: Path,
+) -> None:
+    """The real remediator with its SQLite journal on a real 2 MiB file system that fills
+    up: the webhook and POST /actions get JSON 503s (no traceback in the log), /healthz
+    says 503 and why within 3 s, journal_up is 0; once space is freed, Alertmanager's
+    retry is accepted and the action runs exactly once."""
+    with small_filesystem(2048) as disk:
+        sim_port, port = free_port(), free_port()
+        sim, url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
+        config = write_config(
+            tmp_path / "config.yml", sim_port, port, disk / "state.sqlite", RULES,
+            manual={"actions": ["delete_frozen"]},
+        )  # fmt: skip
+        log = tmp_path / "remediator.log"
+        alerts = [
+            am_alert("BrainyCPMailFrozenMessages", "frozen", starts_at=f"s{i}", note="x" * 400)
+            for i in range(300)
+        ]
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        with (
+            running(start_sim(tmp_path, sim_port), log=tmp_path / "sim.log",
+                    ready_url=f"{sim}/healthz"),
+            running([PYTHON, "-m", "remediator.cli", "--config", str(config)], log=log,
+                    ready_url=f"{url}/healthz"),
+            httpx.Client(headers=headers, timeout=30) as http,
+        ):  # fmt: skip
+            http.post(f"{sim}/panel/frozen/_sim/pause", json={"paused": True})
+            http.post(f"{sim}/panel/frozen/_sim/queue", json={"add": 3, "frozen": True})
+            filler = fill(disk)
+            refused = http.post(f"{url}/webhook", json=notification(*alerts))
+            asked = time.monotonic()
+            health = http.get(f"{url}/healthz")
+            health_took = time.monotonic() - asked
+            metrics = http.get(f"{url}/metrics").text
+            manual = http.post(
+                f"{url}/actions", json={"panel": "frozen", "action": "delete_frozen"}
+            )
+            filler.unlink()
+            accepted = http.post(f"{url}/webhook", json=notification(*alerts))
+            healthy = http.get(f"{url}/healthz")
+            action_id = accepted.json()["results"][0]["action_id"]
+            wait_until(
+                lambda: http.get(f"{url}/actions/{action_id}").json()["outcome"] == "succeeded",
+                what="the accepted action to run",
+            )
+            calls = [
+                c["operation"] for c in http.get(f"{sim}/panel/frozen/_sim/state").json()["calls"]
+            ]
+        assert refused.status_code == 503 and "journal" in refused.json()["error"]
+        assert health.status_code == 503 and "full" in health.text and health_took < 3
+        assert "brainycp_remediator_journal_up 0.0" in metrics
+        assert manual.status_code == 503 and "error" in manual.json()
+        assert accepted.status_code == 200 and healthy.status_code == 200
+        assert calls.count("delete_frozen_msg") == 1
+        assert "Traceback" not in log.read_text()

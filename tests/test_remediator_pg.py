@@ -4,6 +4,7 @@ the journal itself, then real remediator replicas sharing it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -11,6 +12,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -366,7 +368,12 @@ FLEET_RULES: list[dict[str, Any]] = [
 
 @contextmanager
 def fleet(
-    pg: Cluster, tmp: Path, replicas: int, lease: str = "30s", extra_args: tuple[str, ...] = ()
+    pg: Cluster,
+    tmp: Path,
+    replicas: int,
+    lease: str = "30s",
+    extra_args: tuple[str, ...] = (),
+    rules: list[dict[str, Any]] = FLEET_RULES,
 ) -> Iterator[Fleet]:
     """A simulator with 20 quiet panels and ``replicas`` remediators on one fresh database."""
     db_url = fresh_db(pg)
@@ -400,7 +407,7 @@ def fleet(
                     "max_concurrent_actions": 8,
                     "action_timeout": "60s",
                     "rate_limit": {"max_actions": 100000, "per": "1h"},
-                    "rules": FLEET_RULES,
+                    "rules": rules,
                 },
             }  # fmt: skip
             path = tmp / f"replica{n}.yml"
@@ -425,6 +432,23 @@ def fleet(
     for log in logs:
         text = log.read_text()
         assert PASSWORD not in text and TOKEN not in text, log
+
+
+def tcp_ports(pid: int) -> set[int]:
+    """The local ports of the TCP sockets process ``pid`` has open (IPv4 and IPv6)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def _answers(url: str) -> bool:
@@ -703,3 +727,82 @@ def test_replicas_act_on_one_panel_one_action_at_a_time(pg: Cluster, tmp_path: P
         assert {first[1], second[1]} == {"succeeded"}, (first, second)
         assert first[4] != second[4], "each replica ran the action it accepted"
         assert second[2] >= first[3], f"the two actions overlapped on p03: {first} {second}"
+
+
+@pytest.mark.e2e
+def test_a_frozen_replica_holding_the_fleet_lock_stops_no_one_for_longer_than_its_lease(
+    pg: Cluster, tmp_path: Path
+) -> None:
+    """Replica 0 is frozen (SIGSTOP, as a VM pause) while its group commit holds the
+    fleet lock. Replica 1 keeps answering /healthz within 3 s, and accepts notifications
+    again within the lease: the frozen replica's session ends (it waited on its replica
+    for more than half the lease). Thawed, replica 0 answers its notification 503
+    (rolled back: Alertmanager retries), serves again, and nothing is recorded twice."""
+    rules = [{"name": "preview", "matchers": ['alertname="Preview"'],
+              "action": "delete_frozen", "dry_run": True, "cooldown": "0s"}]  # fmt: skip
+    with fleet(pg, tmp_path, 2, lease="4s", rules=rules) as f:
+        frozen, peer = f.procs[0], f.urls[1]
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+
+        def holds_lock() -> bool:
+            """Replica 0's own connection (known by its client port) holds the fleet lock."""
+            with f.pg.connect(f.db) as conn:
+                ports = conn.execute(
+                    "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a "
+                    "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
+                ).fetchall()
+            return any(port in tcp_ports(frozen.pid) for (port,) in ports)
+
+        big_answers: list[int] = []
+        for attempt in range(20):
+            big = notification(
+                *[am_alert("Preview", FLEET_PANELS[i % 20], starts_at=f"big{attempt}-{i}")
+                  for i in range(3000)]
+            )  # fmt: skip
+            sender = threading.Thread(
+                target=lambda body=big: big_answers.append(
+                    httpx.post(f"{f.urls[0]}/webhook", json=body, headers=headers,
+                               timeout=120).status_code
+                )
+            )  # fmt: skip
+            sender.start()
+            wait_until(holds_lock, timeout=30, interval=0.002, what="replica 0 holding the lock")
+            os.kill(frozen.pid, signal.SIGSTOP)
+            if holds_lock():
+                break
+            os.kill(frozen.pid, signal.SIGCONT)  # it committed in between: try again
+            sender.join(120)
+        else:
+            pytest.fail("replica 0 was never frozen while holding the lock")
+        stopped = time.monotonic()
+        try:
+            accepted_at = None
+            slowest_health = 0.0
+            n = 0
+            while accepted_at is None:
+                asked = time.monotonic()
+                health = httpx.get(f"{peer}/healthz", timeout=10)
+                slowest_health = max(slowest_health, time.monotonic() - asked)
+                n += 1
+                answer = httpx.post(f"{peer}/webhook", headers=headers, timeout=30,
+                                    json=episode(n, "Preview"))  # fmt: skip
+                if answer.status_code == 200:
+                    accepted_at = time.monotonic() - stopped
+                else:
+                    assert answer.status_code == 503, answer.text
+                assert time.monotonic() - stopped < 30, "replica 1 never recovered"
+                assert health.status_code in (200, 503)
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+        assert accepted_at < 4.0, f"replica 1 accepted again only after {accepted_at:.1f}s"
+        assert slowest_health < 3.0, f"replica 1's /healthz took {slowest_health:.1f}s"
+        sender.join(120)
+        assert big_answers[-1] == 503  # its transaction was ended: nothing half-written
+        wait_until(lambda: httpx.get(f"{f.urls[0]}/healthz", timeout=5).status_code == 200,
+                   what="replica 0 healthy again")  # fmt: skip
+        again = httpx.post(f"{f.urls[0]}/webhook", headers=headers, json=episode(999, "Preview"))
+        assert again.status_code == 200, again.text
+        rows = f.rows()
+        keys = [r[1] for r in rows if r[2] == "dry_run"]
+        assert len(keys) == len(set(keys))
+        assert not any(k.split("\x1f")[2].startswith(f"big{attempt}-") for k in keys)
