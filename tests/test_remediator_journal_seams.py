@@ -7,6 +7,7 @@ app in process with its bounds made short (stall 1 s, lock wait 0.3 s)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import time
@@ -22,6 +23,7 @@ from remediator.app import HEALTH_TIMEOUT
 from remediator.journal import ADVISORY_LOCK, APPLICATION, Journal
 from tests.journal_seams_support import (
     Client,
+    Timed,
     config,
     fill,
     frozen,
@@ -498,3 +500,68 @@ def test_the_daemon_on_a_full_disk_answers_503s_with_reasons_and_acts_once_after
         assert accepted.status_code == 200 and healthy.status_code == 200
         assert calls.count("delete_frozen_msg") == 1
         assert "Traceback" not in log.read_text()
+
+
+# ------------------------------------------------------------------ outside text × journal
+
+
+def _journal_of(engine: str, pg: Cluster, tmp_path: Path) -> tuple[Journal, Any]:
+    if engine == "postgresql":
+        url, _ = fresh(pg)
+        return pg_journal(url), config(journal_url=url, dry_run=True)
+    return Journal(tmp_path / "j.sqlite"), config(tmp_path / "j.sqlite", dry_run=True)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_a_nul_in_alert_labels_fails_none_of_its_neighbours(
+    engine: str, pg: Cluster, tmp_path: Path
+) -> None:
+    """A NUL in a label (PostgreSQL text cannot hold U+0000): the notification's other
+    alerts are journaled with it in one 200; the label is kept exactly in the row's
+    labels (JSON), and text columns hold U+FFFD on PostgreSQL; both engines answer alike."""
+    journal, cfg = _journal_of(engine, pg, tmp_path)
+    rem = remediator_on(journal, cfg)
+    alerts = [am_alert("Frozen", "web00", starts_at="a"),
+              am_alert("Frozen", "web01", starts_at="b", note="nul\x00inside"),
+              am_alert("Frozen", "web\x0002", starts_at="c")]  # fmt: skip
+
+    async def scenario() -> tuple[Timed, dict[str, Any]]:
+        client = Client(rem)
+        try:
+            webhook = await client.request("POST", "/webhook", json=notification(*alerts))
+            return webhook, (await client.http.get("/actions/2")).json()
+        finally:
+            await client.close()
+
+    webhook, second = asyncio.run(scenario())
+    assert webhook.status == 200, webhook
+    outcomes = [r["outcome"] for r in json.loads(webhook.text)["results"]]
+    assert outcomes == ["dry_run", "dry_run", "rejected"]
+    assert second["labels"]["note"] == "nul\x00inside"
+    assert len(journal.list()) == 3 and journal.health.reason == ""
+    journal.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_a_lone_surrogate_or_a_nul_in_a_request_is_stored_not_a_500(
+    engine: str, pg: Cluster, tmp_path: Path
+) -> None:
+    """``by`` with U+0000 and a lone surrogate (a JSON escape no database can encode):
+    the manual request is journaled (U+FFFD in their place) and accepted."""
+    journal, cfg = _journal_of(engine, pg, tmp_path)
+    rem = remediator_on(journal, cfg)
+    body = b'{"panel": "web03", "action": "delete_frozen", "by": "ops\\u0000\\ud800"}'
+
+    async def scenario() -> Timed:
+        client = Client(rem)
+        try:
+            return await client.request(
+                "POST", "/actions", content=body, headers={"Content-Type": "application/json"}
+            )
+        finally:
+            await client.close()
+
+    answer = asyncio.run(scenario())
+    assert answer.status == 202, answer
+    assert len(journal.list()) == 1 and journal.health.reason == ""
+    journal.close()

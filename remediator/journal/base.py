@@ -41,6 +41,23 @@ def first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
+def storable(params: Sequence[Any], *, nul: bool) -> list[Any]:
+    """Parameters the database can store: a lone surrogate (from a JSON escape in a panel
+    answer or a request) becomes U+FFFD, the replacement character, as it cannot be
+    encoded; with ``nul`` (PostgreSQL, whose text cannot hold it) so does U+0000."""
+    out = list(params)
+    for index, value in enumerate(out):
+        if isinstance(value, str):
+            if nul and "\x00" in value:
+                value = out[index] = value.replace("\x00", "\ufffd")
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    out[index] = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return out
+
+
 class Health:
     """What the journal's own calls say about it, kept by the journal itself.
 

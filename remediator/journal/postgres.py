@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from remediator.journal.base import Cursor
+from remediator.journal.base import Cursor, storable
 
 log = logging.getLogger("remediator.journal")
 
@@ -64,22 +64,6 @@ class SessionLimits:
                 ("idle_in_transaction_session_timeout", self.hold),
             )
         )
-
-
-def storable(params: Sequence[Any]) -> list[Any]:
-    """Parameters PostgreSQL can store: text cannot hold U+0000 (it becomes U+FFFD, the
-    replacement character) nor lone surrogates (from JSON escapes; they become U+FFFD)."""
-    out = list(params)
-    for index, value in enumerate(out):
-        if isinstance(value, str):
-            if "\x00" in value:
-                value = out[index] = value.replace("\x00", "\ufffd")
-            if not value.isascii():
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    out[index] = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return out
 
 
 def _placeholders(sql: str) -> str:
@@ -193,7 +177,7 @@ class PostgresDialect:
         try:
             # Without parameters the text goes as is (and may hold several statements).
             if params:
-                cur = conn.execute(self._statement(sql), storable(params))
+                cur = conn.execute(self._statement(sql), storable(params, nul=True))
             else:
                 cur = conn.execute(sql)
         except BaseException:
@@ -300,7 +284,7 @@ class PostgresDialect:
             return []
         conn = self._connection()
         sql = "; ".join(self._statement(query) for query, _ in queries)
-        params = storable([value for _, values in queries for value in values])
+        params = storable([value for _, values in queries for value in values], nul=True)
         try:
             with psycopg.ClientCursor(conn) as cur:
                 cur.execute(sql, params)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from remediator.journal.base import Cursor
+from remediator.journal.base import Cursor, storable
 from remediator.journal.schema import SQLITE_TYPES, create_sqlite, open_sqlite
 
 BUSY_TIMEOUT_MS = 2000
@@ -42,7 +42,7 @@ class SqliteDialect:
         self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        cursor = self.db.execute(sql, params)
+        cursor = self.db.execute(sql, storable(params, nul=False))
         self.progress()
         return cursor
 
@@ -72,7 +72,7 @@ class SqliteDialect:
                 self.db.execute("PRAGMA synchronous=FULL")
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.db.executemany(sql, rows)
+        self.db.executemany(sql, [storable(row, nul=False) for row in rows])
         self.progress()
 
     def fetch_all(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
