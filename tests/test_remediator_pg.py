@@ -317,6 +317,9 @@ def test_journal_config_keys_and_secrets(tmp_path: Path) -> None:
     assert "s3cret-pg" not in repr(full)
     for bad, problem in (
         ("postgresql://remediator:hunter2@db/x", "password_file"),
+        ("postgresql://remediator@db/x?sslmode=require&password=hunter2", "'password'"),
+        ("postgresql://remediator@db/x?PASSWORD=hunter2", "'PASSWORD'"),
+        ("postgresql://remediator@db/x?sslpassword=hunter2", "'sslpassword'"),
         ("mysql://db/x", "postgresql://"),
         ("postgresql://remediator@db", "name the database"),
         ({"url": url, "lease": "1s"}, "from 2s"),
