@@ -128,6 +128,7 @@ class Remediator:
         self._gauges: tuple[dict[str, dict[str, Any]], int | None] = ({}, None)
         stats.controls = lambda: self._gauges[0]
         stats.awaiting = lambda: self._gauges[1]
+        stats.journal_failures = lambda: dict(self.journal.health.failures)
         runner.on_finish = self.notify_action
         self.registry = registry(stats)
         self._batch: list[tuple[Notification, asyncio.Future[_Planned | int]]] = []

@@ -152,6 +152,14 @@ def test_a_replica_frozen_between_statements_loses_the_fleet_lock_within_half_it
         j.close()
 
 
+def _sample(metrics: str, name: str) -> float:
+    """The value of ``brainycp_remediator_<name>`` in a /metrics text."""
+    for line in metrics.splitlines():
+        if line.startswith(f"brainycp_remediator_{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
 def _keys(pg: Cluster, db: str) -> list[tuple[str]]:
     with pg.connect(db) as conn:
         return conn.execute("SELECT dedupe_key FROM actions").fetchall()
@@ -247,6 +255,7 @@ def test_a_paused_backend_is_cut_off_while_healthz_and_the_webhook_keep_answerin
     assert out["webhook"].status == 200 and out["webhook"].seconds < 5, out["webhook"]
     assert out["after"].status == 200 and out["metrics"].seconds < HEALTH_TIMEOUT
     assert out["actions"].status == 200 and out["actions"].seconds < 5
+    assert _sample(out["metrics"].text, 'journal_failures_total{kind="cut_off"}') >= 1
     keys = [k for (k,) in _keys(pg, db)]
     assert len(keys) == len(set(keys)) == 2
     journal.close()
@@ -349,6 +358,7 @@ def test_sqlite_on_a_full_disk_says_so_everywhere_and_loses_nothing(tmp_path: Pa
         assert out["health"].status == 503 and "full" in out["health"].text
         assert out["health"].seconds < HEALTH_TIMEOUT
         assert "brainycp_remediator_journal_up 0.0" in out["metrics"].text
+        assert _sample(out["metrics"].text, 'journal_failures_total{kind="write"}') >= 1
         assert out["manual"].status == 503 and "Traceback" not in out["manual"].text
         assert out["retry"].status == 200 and out["health2"].status == 200
         assert "brainycp_remediator_journal_up 1.0" in out["metrics2"].text

@@ -68,11 +68,16 @@ class Health:
     (plain attribute writes).
     """
 
+    KINDS = ("write", "read", "cut_off")
+
     def __init__(self) -> None:
         self.write_error = ""
         self.write_failed_at = 0.0
         """``time.monotonic()`` of the last failed write."""
         self.read_error = ""
+        self.failures = dict.fromkeys(self.KINDS, 0)
+        """Failures so far by kind: a write or a read the database refused, a call cut off
+        because the database stopped answering (``brainycp_remediator_journal_failures_total``)."""
 
     @property
     def reason(self) -> str:
@@ -82,12 +87,17 @@ class Health:
     def write_failed(self, reason: str) -> None:
         self.write_error = reason or "a write failed"
         self.write_failed_at = time.monotonic()
+        self.failures["write"] += 1
 
     def wrote(self) -> None:
         self.write_error = self.read_error = ""
 
     def read_failed(self, reason: str) -> None:
         self.read_error = reason or "a read failed"
+        self.failures["read"] += 1
+
+    def cut_off(self) -> None:
+        self.failures["cut_off"] += 1
 
     def read(self) -> None:
         self.read_error = ""

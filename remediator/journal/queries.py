@@ -192,6 +192,7 @@ class Journal(Reads):
         return self.health.reason
 
     def _abort(self) -> None:
+        self.health.cut_off()
         self._dialect.abort()
 
     def close(self) -> None:
