@@ -430,6 +430,8 @@ class Remediator:
 
     def notify_action(self, action_id: int, outcome: str) -> None:
         """Queue the notification for a journaled outcome (its row is read off the loop)."""
+        if not self.notifier.wanted(outcome, None):
+            return  # no target wants it: do not even read the row
         task = asyncio.get_running_loop().create_task(self._notify_action(action_id, outcome))
         self._notifying.add(task)
         task.add_done_callback(self._notifying.discard)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,19 +22,19 @@ CLOSE_WAIT = 5.0
 class Worker:
     """Runs journal calls one at a time, in order, on its own thread.
 
-    The event loop never touches the database: it hands a call over and waits for it
+    The event loop never touches the database: it hands a call over and awaits it
     without blocking (so ``/healthz`` and every other request keep being answered).
-    Two bounds apply while it waits:
+    Two bounds apply:
 
     - the caller's ``deadline`` (``/healthz``, ``/metrics``): past it the caller gets
       :class:`~remediator.journal.JournalTimeout`; a call that had not started yet is
       dropped, one that had keeps running;
-    - the call's ``stall`` bound: a call whose database has not answered a single
-      statement for that long (a paused server, a frozen backend, a file system that
-      hangs) is aborted through ``abort`` (the connection is cut, or SQLite interrupted),
-      so the worker is free again and the call fails with the database's error. A
-      call that keeps getting answers is never cut, however long it runs (a big
-      notification's group commit).
+    - the call's ``stall`` bound, kept by a watchdog thread: a call whose database has
+      not answered a single statement for that long (a paused server, a frozen
+      backend, a file system that hangs) is aborted through ``abort`` (the connection
+      is cut, or SQLite interrupted), so it fails with the database's error and the
+      worker is free again. A call that keeps getting answers is never cut, however
+      long it runs (a big notification's group commit).
 
     ``progress`` is called by the dialect after each answered statement.
     """
@@ -44,10 +45,11 @@ class Worker:
         )
         self._abort = abort
         self._running = False
-        self._running_stall: float | None = None
+        self._stall: float | None = None
         self._answered = time.monotonic()
-        self._started = 0
-        self._aborted = 0
+        self._cut = False
+        self._wake = threading.Condition()
+        self._watchdog: threading.Thread | None = None
 
     def progress(self) -> None:
         """The database answered a statement (called from whatever thread made it)."""
@@ -66,14 +68,41 @@ class Worker:
         return self._running and self.silent_for() < within
 
     def _run(self, fn: Callable[[], T], stall: float | None) -> T:
-        self._running_stall = stall
-        self._answered = time.monotonic()
-        self._started += 1
-        self._running = True
+        with self._wake:
+            self._stall, self._cut = stall, False
+            self._answered = time.monotonic()
+            self._running = True
+            self._wake.notify()
         try:
             return fn()
         finally:
-            self._running = False
+            with self._wake:
+                self._running = False
+
+    def _watch(self) -> None:
+        """The watchdog thread: cut off the running call once it has been silent for its
+        stall bound (once per call)."""
+        while True:
+            with self._wake:
+                if self._executor is None:
+                    return
+                stall = self._stall
+                if not self._running or stall is None or self._cut:
+                    self._wake.wait()
+                    continue
+                left = stall - self.silent_for()
+                if left > 0:
+                    self._wake.wait(left)
+                    continue
+                self._cut = True
+                silent = self.silent_for()
+            log.error(
+                "journal: the database has not answered for %.1fs; cutting the call off", silent
+            )
+            try:
+                self._abort()
+            except Exception:  # the call then ends at the database's own timeout
+                log.exception("journal: cannot cut the stalled call off")
 
     async def run(
         self, fn: Callable[[], T], *, deadline: float | None = None, stall: float | None = None
@@ -82,67 +111,49 @@ class Worker:
         executor = self._executor
         if executor is None:
             raise JournalUnavailable("the journal is closed")
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(
+                target=self._watch, name="journal-watchdog", daemon=True
+            )
+            self._watchdog.start()
         try:
             future: Future[T] = executor.submit(self._run, fn, stall)
         except RuntimeError:  # shut down meanwhile
             raise JournalUnavailable("the journal is closed") from None
         waiter = asyncio.wrap_future(future)
-        loop = asyncio.get_running_loop()
-        give_up = None if deadline is None else loop.time() + deadline
         try:
-            while True:
-                done, _ = await asyncio.wait({waiter}, timeout=self._next_check(loop, give_up))
-                if done:
-                    return waiter.result()
-                if give_up is not None and loop.time() >= give_up:
-                    future.cancel()  # only takes effect if it has not started
-                    raise JournalTimeout(f"the journal did not answer within {deadline:g}s")
-                self._cut_if_stalled()
+            done, _ = await asyncio.wait({waiter}, timeout=deadline)
         finally:
             if not waiter.done():
                 waiter.add_done_callback(_consume)
-
-    def _next_check(self, loop: asyncio.AbstractEventLoop, give_up: float | None) -> float:
-        """Seconds until a waiter looks again: its deadline, the running call's stall
-        bound, and at least every half second (another call may have started)."""
-        waits = [0.5]
-        if give_up is not None:
-            waits.append(give_up - loop.time())
-        stall = self._running_stall
-        if self._running and stall is not None and self._aborted != self._started:
-            waits.append(stall - self.silent_for())
-        return max(0.01, min(waits))
-
-    def _cut_if_stalled(self) -> None:
-        stall = self._running_stall
-        if not self._running or stall is None or self._aborted == self._started:
-            return
-        silent = self.silent_for()
-        if silent < stall:
-            return
-        self._aborted = self._started
-        log.error("journal: the database has not answered for %.1fs; cutting the call off", silent)
-        try:
-            self._abort()
-        except Exception:  # the call then ends at the database's own timeout
-            log.exception("journal: cannot cut the stalled call off")
+        if not done:
+            future.cancel()  # only takes effect if it has not started
+            raise JournalTimeout(f"the journal did not answer within {deadline:g}s")
+        return waiter.result()
 
     def close(self, final: Callable[[], None]) -> None:
-        """Run ``final`` (close the connection) after the call in progress, then stop;
-        a call that does not end within :data:`CLOSE_WAIT` (even cut off) is left behind."""
-        executor, self._executor = self._executor, None
+        """Run ``final`` (close the connection) after the call in progress, then stop. A
+        call still running after half of :data:`CLOSE_WAIT` is cut off; one that does not
+        end even then is left behind (the process is about to end)."""
+        with self._wake:
+            executor, self._executor = self._executor, None
+            self._wake.notify()
         if executor is None:
             return
-        if self._running:
-            self._aborted = self._started
-            try:
-                self._abort()
-            except Exception:
-                log.exception("journal: cannot cut the call in progress off")
         closing = executor.submit(final)
         try:
-            closing.result(timeout=CLOSE_WAIT)
-        except Exception as exc:  # closing is best effort: the process is about to end
+            closing.result(timeout=CLOSE_WAIT / 2)
+        except TimeoutError:
+            if self._running:
+                try:
+                    self._abort()
+                except Exception:
+                    log.exception("journal: cannot cut the call in progress off")
+            try:
+                closing.result(timeout=CLOSE_WAIT / 2)
+            except Exception as exc:
+                log.warning("journal: did not close cleanly: %s", type(exc).__name__)
+        except Exception as exc:
             log.warning("journal: did not close cleanly: %s", type(exc).__name__)
         executor.shutdown(wait=False)
 
