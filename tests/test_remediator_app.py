@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -111,3 +112,34 @@ def test_a_huge_notification_is_journaled_off_the_loop_while_healthz_answers(
     assert newest.json()["actions"][0]["id"] >= 10_000  # the whole batch, or more
     assert copy.json()["results"][0]["outcome"] == "skipped_duplicate"
     assert rem.journal.list(limit=1)[0].id == 10_001  # every alert recorded, the copy last
+
+
+def test_the_documented_number_of_alerts_that_fit_in_the_body_is_what_fits() -> None:
+    """docs/remediation.md says how many alerts fit in the 1 MiB body; measured here on
+    Alertmanager's own (compact) encoding: typical alerts (3 labels, a summary, the
+    generator URL) and bare ones (2 labels, nothing else)."""
+
+    def fitting(alert: Callable[[int], dict[str, object]]) -> int:
+        low, high = 1, 100_000
+        while low < high:
+            middle = (low + high + 1) // 2
+            body = json.dumps(notification(*map(alert, range(middle))), separators=(",", ":"))
+            low, high = (
+                (middle, high)
+                if len(body.encode()) <= app_module.MAX_BODY_BYTES
+                else (low, middle - 1)
+            )
+        return low
+
+    typical = fitting(lambda i: am_alert("BrainyCPMailFrozenMessages", f"web{i:04d}"))
+    bare = fitting(
+        lambda i: {"status": "firing", "startsAt": "2026-11-25T08:00:00.000Z",
+                   "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "annotations": {},
+                   "fingerprint": "1f5dbc7c7cd88a88",
+                   "labels": {"alertname": "BrainyCPMailFrozenMessages", "panel": f"web{i:04d}"}}
+    )  # fmt: skip
+    docs = (Path(__file__).parent.parent / "docs" / "remediation.md").read_text()
+    sentence = " ".join(docs.split("(about ", 1)[1].split(")", 1)[0].split())
+    assert f"{round(typical, -2):,} typical" in sentence, (typical, sentence)
+    assert f"{round(bare, -2):,} bare" in sentence, (bare, sentence)
+    assert "10,000" not in sentence
