@@ -65,6 +65,9 @@ _DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also takes "²"
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_ACTION_ID = 2**63 - 1  # SQLite's INTEGER; a larger path id would overflow the binding
 HEALTH_TIMEOUT = 3.0
+"""/healthz and /metrics answer within this, whatever the journal does."""
+HEALTH_WAIT = 2.5
+"""How long of that they wait for the journal (the rest is for answering)."""
 log = logging.getLogger("remediator.webhook")
 
 
@@ -701,9 +704,12 @@ class Remediator:
     async def metrics(self, request: Request) -> Response:
         # Check the journal (bounded) so brainycp_remediator_journal_up is fresh at every
         # scrape, then read the brake gauges off the loop; the collector only reads them.
+        # Both within HEALTH_WAIT together.
+        started = time.monotonic()
         if not await self.journal_problem():
+            left = max(0.1, HEALTH_WAIT - (time.monotonic() - started))
             try:
-                self._gauges = await self.journal.call_within(HEALTH_TIMEOUT, _gauges, self.journal)
+                self._gauges = await self.journal.call_within(left, _gauges, self.journal)
             except JOURNAL_ERRORS as exc:  # a scrape must not fail: the gauges are left out
                 log.error("metrics: cannot read the brakes and the approvals: %s",
                           first_line(exc))  # fmt: skip
@@ -721,9 +727,9 @@ class Remediator:
         return PlainTextResponse("ok\n")
 
     async def journal_problem(self) -> str:
-        """How the journal is, learnt within :data:`HEALTH_TIMEOUT`: ``""`` when it works,
+        """How the journal is, learnt within :data:`HEALTH_WAIT`: ``""`` when it works,
         else why not (a write it refused counts until a write works again)."""
-        problem = await self.journal.check(HEALTH_TIMEOUT)
+        problem = await self.journal.check(HEALTH_WAIT)
         self._health()
         return problem
 
