@@ -300,9 +300,10 @@ class Remediator:
         """The transaction of one batch, on the journal's thread: each notification's
         planning, or the HTTP status that answers it. Touches nothing but the journal."""
         planned: list[_Planned | int] = []
+        settings = self.settings  # one batch, one config, even if a reload lands meanwhile
         try:
             with self.journal.transaction():
-                unit = self._unit(batch, now)
+                unit = self._unit(batch, now, settings)
                 for notification in batch:
                     if unit is not self.journal and any(
                         a.status == "resolved" for a in notification.alerts
@@ -310,7 +311,7 @@ class Remediator:
                         unit = unit.direct()  # cancels: the rest on the journal itself
                     try:
                         with unit.savepoint():
-                            planned.append(self._plan(notification, now, unit))
+                            planned.append(self._plan(notification, now, unit, settings))
                     except JOURNAL_ERRORS as exc:
                         log.error("webhook: cannot write the journal: %s", first_line(exc))
                         planned.append(503)
@@ -323,7 +324,7 @@ class Remediator:
             return [503] * len(batch)
         return planned
 
-    def _unit(self, batch: list[Notification], now: float) -> Journal | Batch:
+    def _unit(self, batch: list[Notification], now: float, settings: Settings) -> Journal | Batch:
         """Where a batch is planned: the journal itself (SQLite: each call is a local
         lookup), or a :class:`Batch` that reads everything up front (PostgreSQL: each
         call is a network round trip, made under the fleet-wide lock)."""
@@ -333,19 +334,21 @@ class Remediator:
         for notification in batch:
             for alert in notification.alerts:
                 alerts += 1
-                rule = first_matching_rule(self.settings.rules, alert.labels)
+                rule = first_matching_rule(settings.rules, alert.labels)
                 if rule is not None:
                     keys.append(dedupe_key(rule.name, alert))
-                    rule_panels.add((rule.name, alert.labels.get(self.settings.panel_label, "")))
-        limit = self.settings.rate_limit
+                    rule_panels.add((rule.name, alert.labels.get(settings.panel_label, "")))
+        limit = settings.rate_limit
         return self.journal.batch(
             keys, sorted(rule_panels), alerts, now - limit.per, limit.max_actions
         )
 
-    def _plan(self, notification: Notification, now: float, unit: Journal | Batch) -> _Planned:
+    def _plan(
+        self, notification: Notification, now: float, unit: Journal | Batch, settings: Settings
+    ) -> _Planned:
         out = _Planned()
         for alert in notification.alerts:
-            decision = plan(alert, self.settings, unit, now)
+            decision = plan(alert, settings, unit, now)
             rule = decision.rule
             action_id: int | None = None
             if decision.cancel_ids:
