@@ -575,3 +575,46 @@ def test_a_lone_surrogate_or_a_nul_in_a_request_is_stored_not_a_500(
     assert answer.status == 202, answer
     assert len(journal.list()) == 1 and journal.health.reason == ""
     journal.close()
+
+
+# ------------------------------------------------------------------ SQLite × a file that hangs
+
+
+def test_a_sqlite_call_the_file_never_answers_is_cut_off_and_the_loop_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    """A statement that gets no answer for the stall bound (here a query that runs for
+    minutes, standing in for a file system that hangs) is interrupted: its caller gets
+    the database's error, /healthz answered meanwhile, and the next call works."""
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.stall = 0.5
+    rem = remediator_on(journal, config(tmp_path / "j.sqlite", dry_run=True))
+    endless = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+        "SELECT COUNT(*) FROM n WHERE i < 0"
+    )
+
+    def hang() -> None:
+        with journal.transaction():
+            journal.fetch_all([(endless, ())])
+
+    async def scenario() -> tuple[BaseException | None, Timed, Timed, float]:
+        client = Client(rem)
+        try:
+            started = time.monotonic()
+            stuck = asyncio.create_task(journal.call(hang))
+            while not journal.busy:
+                await asyncio.sleep(0.001)
+            health = await client.request("GET", "/healthz")
+            error = (await asyncio.gather(stuck, return_exceptions=True))[0]
+            took = time.monotonic() - started
+            after = await client.request("POST", "/webhook", json=_firing(1))
+            return error, health, after, took
+        finally:
+            await client.close()
+
+    error, health, after, took = asyncio.run(scenario())
+    assert isinstance(error, sqlite3.OperationalError) and "interrupted" in str(error)
+    assert took < 5 and health.seconds < HEALTH_TIMEOUT
+    assert after.status == 200 and journal.health.failures["cut_off"] == 1
+    journal.close()
