@@ -226,8 +226,9 @@ def action_lines(event: Mapping[str, Any]) -> list[Line]:
         lines.append([ours("approve: "), Part(commands["approve"], "command")])
         lines.append([ours("deny: "), Part(commands["deny"], "command")])
         if isinstance(event.get("expires_at"), (int, float)):
-            left = max(0.0, float(event["expires_at"]) - float(event.get("at") or time.time()))
-            lines.append([ours(f"expires: in {_duration(left)} unless decided")])
+            at = float(event.get("at") or time.time())
+            left = max(0, round(float(event["expires_at"]) - at))
+            lines.append([ours(f"expires: in {_duration(float(left))} unless decided")])
     return lines
 
 
