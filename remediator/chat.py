@@ -26,10 +26,8 @@ Kind = Literal["ours", "quoted", "bold", "command"]
 VALUE_CAP = 120
 """Longest outside value shown (names, senders, labels), in characters after escaping."""
 TEXT_CAP = 300
-"""Longest outside sentence shown (a reason, a comment)."""
-LIMITS = {"slack": 3900, "telegram": 4096}
-"""What a message may hold: Telegram refuses more than 4,096 characters; a Slack
-message is cut by Slack at 40,000, and a phone screen much earlier."""
+"""Longest outside sentence shown (a reason, a comment). With these caps a message stays
+far below Telegram's 4,096 characters (it refuses longer ones) and a phone's screen."""
 
 # Categories that must not reach a chat as themselves: controls (Cc), invisible format
 # characters (Cf: bidi overrides, zero-width joiners), line and paragraph separators
@@ -50,7 +48,7 @@ _SYMBOL = {
 _DONE = {"delete_messages": "deleted", "reship_messages": "reshipped",
          "delete_frozen": "deleted", "delete_all": "deleted"}  # fmt: skip
 PREFIXES = (
-    "selection:", "service:", "matching now:", "messages:", "rule:", "alert:", "asked by",
+    "selection:", "service:", "matching now:", "messages:", "rule:", "alert:",
     "approved by", "denied by", "by:", "reason:", "open:", "approve:", "deny:", "expires:",
 )  # fmt: skip
 """How every line after the headline starts; nothing from outside starts a line."""

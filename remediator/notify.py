@@ -37,7 +37,7 @@ PARALLEL = 8
 FIRST_RETRY = 1.0
 MAX_RETRY = 60.0
 WARN_EVERY = 60.0
-"""At most one failure warning per target in this many seconds; the rest go to debug."""
+"""At most one failed-or-dropped warning per target in this many seconds; the rest: debug."""
 RESULTS = ("sent", "retried", "failed", "dropped")
 
 Event = dict[str, Any]
@@ -237,12 +237,8 @@ class Notifier:
                 self._queue.put_nowait((target.name, event))
             except asyncio.QueueFull:
                 self.counts[(target.name, "dropped")] += 1
-                log.warning(
-                    "notification to %s dropped: %d already queued",
-                    target.name,
-                    QUEUE_SIZE,
-                    extra={"target": target.name, "outcome": event.get("outcome")},
-                )
+                extra = {"target": target.name, "outcome": event.get("outcome")}
+                self._warn(target.name, f"dropped: {QUEUE_SIZE} already queued", extra)
 
     def prepare(self, making: Coroutine[Any, Any, None]) -> None:
         """Run ``making`` (reads what an event needs, then submits it) as a task that
@@ -320,7 +316,7 @@ class Notifier:
                 return
             if not retry or time.monotonic() + delay > give_up:
                 self.counts[(name, "failed")] += 1
-                self._warn_failed(name, attempt, problem, extra)
+                self._warn(name, f"failed after {attempt} attempts: {problem}", extra)
                 return
             self.counts[(name, "retried")] += 1
             log.info("notification to %s: %s; retrying in %.1fs", name, problem, delay,
@@ -353,18 +349,16 @@ class Notifier:
             response.status_code >= 500 or response.status_code == 429
         )
 
-    def _warn_failed(self, name: str, attempts: int, problem: str, extra: dict[str, Any]) -> None:
-        """A warning per target at most every :data:`WARN_EVERY` seconds; debug otherwise."""
+    def _warn(self, name: str, what: str, extra: dict[str, Any]) -> None:
+        """``notification to NAME WHAT`` as a warning at most every :data:`WARN_EVERY`
+        seconds per target (the next one says how many were left out); debug otherwise."""
         now = time.monotonic()
         last = self._warned.get(name)
         if last is not None and now - last < WARN_EVERY:
             self._quiet[name] += 1
-            log.debug("notification to %s failed after %d attempts: %s", name, attempts,
-                      problem, extra=extra)  # fmt: skip
+            log.debug("notification to %s %s", name, what, extra=extra)
             return
         self._warned[name] = now
         quiet, self._quiet[name] = self._quiet[name], 0
-        log.warning(
-            "notification to %s failed after %d attempts: %s%s", name, attempts, problem,
-            f" ({quiet} more failed since the last warning)" if quiet else "", extra=extra,
-        )  # fmt: skip
+        more = f" ({quiet} more failed or dropped since the last warning)" if quiet else ""
+        log.warning("notification to %s %s%s", name, what, more, extra=extra)

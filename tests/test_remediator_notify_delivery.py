@@ -119,3 +119,19 @@ def test_a_lone_surrogate_in_an_event_is_sent_as_a_json_escape(receiver: Receive
 
     assert asyncio.run(scenario())[("t", "sent")] == 1
     assert receiver.bodies("/x")[0]["reason"] == "half a pair: \ud800"
+
+
+def test_a_full_queue_warns_once_a_minute_not_once_an_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> dict[tuple[str, str], int]:
+        notifier = notify.Notifier([hook("t", "http://127.0.0.1:9/x")], "http://remediator")
+        for _ in range(notify.QUEUE_SIZE + 500):  # not started: nothing drains the queue
+            notifier.submit(paused())
+        return dict(notifier.counts)
+
+    with caplog.at_level(logging.DEBUG, logger="remediator.notify"):
+        counts = asyncio.run(scenario())
+    assert counts[("t", "dropped")] == 500
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["notification to t dropped: 1000 already queued"]
