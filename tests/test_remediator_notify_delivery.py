@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
-from brainycp.config import NotifyTarget
+from brainycp.config import NotifyTarget, parse_config
 from remediator import notify
+from remediator.app import Remediator
+from remediator.journal import Journal
+from remediator.metrics import Stats
+from remediator.runner import Runner
+from tests.remediator_support import am_alert, notification
 from tests.trust_support import Receiver
 
 
@@ -135,3 +144,51 @@ def test_a_full_queue_warns_once_a_minute_not_once_an_event(
     assert counts[("t", "dropped")] == 500
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["notification to t dropped: 1000 already queued"]
+
+
+def test_an_approval_request_goes_out_with_why_the_count_is_unknown(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A panel that does not answer the request's count: the notification still goes
+    out, within the (injectable) preview timeout, saying why the count is missing."""
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        config = parse_config({
+            "panels": {"web01": {"url": f"http://127.0.0.1:{silent.getsockname()[1]}",
+                                 "username": "a", "password_env": "HOME"}},
+            "remediator": {
+                "insecure_no_auth": True, "state_file": str(tmp_path / "s.sqlite"),
+                "notify": [{"name": "hook", "type": "webhook", "url": f"{receiver.url}/hook",
+                            "outcomes": ["awaiting_approval"]}],
+                "rules": [{"name": "ask", "matchers": ['alertname="Surge"'],
+                           "action": "delete_messages", "approval": "required",
+                           "select": {"sender": "{{ labels.sender }}"}}],
+            },
+        })  # fmt: skip
+        journal = Journal(config.remediator.state_file)
+        stats = Stats()
+        runner = Runner(journal, config.panels, {}, stats, max_concurrent=1, action_timeout=5)
+        rem = Remediator(config, journal, runner, stats)
+        rem.preview_timeout = 0.3
+
+        async def scenario() -> float:
+            rem.notifier.start()
+            transport = httpx.ASGITransport(app=rem.app())
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                alert = am_alert("Surge", "web01", sender="spam@example.com")
+                answer = await client.post("/webhook", json=notification(alert))
+                assert answer.json()["results"][0]["outcome"] == "awaiting_approval"
+            started = time.monotonic()
+            await rem.notifier.idle()
+            took = time.monotonic() - started
+            await rem.notifier.close()
+            await runner.close()
+            return took
+
+        took = asyncio.run(scenario())
+        journal.close()
+    (event,) = receiver.bodies("/hook")
+    assert event["matching"] is None and took < 5
+    assert event["matching_error"] == "the panel did not answer within 0.3s"
+    assert event["selection"]["sender"] == "spam@example.com"
