@@ -30,14 +30,21 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from brainycp.asgiguard import QueryGuard
-from brainycp.config import SERVICE_ACTIONS, Config, Rule, WebhookAuth
+from brainycp.config import Config, Rule, WebhookAuth
 from brainycp.errors import BrainyCPError
 from brainycp.lifecycle import AUTHENTICATED
 from remediator import actions as panel_actions
 from remediator.journal import JOURNAL_ERRORS, Batch, Journal
 from remediator.manual import MANUAL_RULE, ManualError, parse_request, rule_for_row
 from remediator.metrics import Stats, registry
-from remediator.notify import Notifier, action_event, control_event, operator_login, selection_of
+from remediator.notify import (
+    Notifier,
+    action_event,
+    control_event,
+    matching_now,
+    operator_login,
+    selection_of,
+)
 from remediator.payload import Notification, PayloadError, parse_notification_sliced
 from remediator.planner import (
     OUTCOMES,
@@ -508,23 +515,11 @@ class Remediator:
         self.notifier.submit(event, names)
 
     async def _count_matching(self, panel: str, rule: Rule | None) -> dict[str, Any]:
-        """``{"matching": N}`` now on ``panel`` (a dry run, bounded), or why not known."""
-        if rule is None or panel not in self.config.panels:
-            return {"matching": None, "matching_error": "its rule or panel left the config"}
-        if rule.action in SERVICE_ACTIONS:
-            return {}
+        """How many messages the request would act on now (see :func:`matching_now`)."""
+        known = rule is not None and panel in self.config.panels
         async with self._previews:
-            try:
-                preview = await asyncio.wait_for(
-                    panel_actions.preview(self.runner.client(panel), rule), self.preview_timeout
-                )
-            except TimeoutError:
-                problem = f"the panel did not answer within {self.preview_timeout:g}s"
-                return {"matching": None, "matching_error": problem}
-            except BrainyCPError as exc:
-                problem = f"{exc.reason}: {exc.operation}: {exc.detail}"[:300]
-                return {"matching": None, "matching_error": problem}
-        return {"matching": int(preview["matching"])}
+            client = self.runner.client(panel) if known else None
+            return await matching_now(client, rule, self.preview_timeout)
 
     # ------------------------------------------------------------------ people
 

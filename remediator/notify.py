@@ -27,7 +27,10 @@ from typing import Any, Literal
 import httpx
 
 from brainycp import __version__
+from brainycp.client import PanelClient
 from brainycp.config import SERVICE_ACTIONS, NotifyTarget, Rule, WebhookAuth
+from brainycp.errors import BrainyCPError
+from remediator import actions as panel_actions
 from remediator import chat
 
 log = logging.getLogger("remediator.notify")
@@ -154,6 +157,27 @@ def action_event(
         if expires_at is not None:
             event["expires_at"] = expires_at
     return event
+
+
+async def matching_now(
+    client: PanelClient | None, rule: Rule | None, timeout: float
+) -> dict[str, Any]:
+    """``{"matching": N}``: the messages an approval request would act on now, from a dry
+    run on the panel bounded to ``timeout``; ``{"matching": None, "matching_error": why}``
+    when it cannot be known (``client`` None: the rule or panel left the config); ``{}``
+    for a service action (nothing to count)."""
+    if rule is None or client is None:
+        return {"matching": None, "matching_error": "its rule or panel left the config"}
+    if rule.action in SERVICE_ACTIONS:
+        return {}
+    try:
+        preview = await asyncio.wait_for(panel_actions.preview(client, rule), timeout)
+    except TimeoutError:
+        return {"matching": None, "matching_error": f"the panel did not answer within {timeout:g}s"}
+    except BrainyCPError as exc:
+        problem = f"{exc.reason}: {exc.operation}: {exc.detail}"[:300]
+        return {"matching": None, "matching_error": problem}
+    return {"matching": int(preview["matching"])}
 
 
 def control_event(outcome: str, reason: str, by: str, external_url: str) -> Event:
