@@ -29,11 +29,13 @@ from typing import Any, TypeVar
 import httpx
 
 from brainycp import __version__
-from brainycp.client import PanelClient, QueueListing, _ssl_context
 from brainycp.config import ConfigError, PanelConfig, load_config
-from brainycp.errors import BrainyCPError
+from brainycp.panel.answers import QueueListing
+from brainycp.panel.client import PanelClient
+from brainycp.panel.errors import BrainyCPError
+from brainycp.panel.sockets import describe_os_error, is_ip_address
+from brainycp.panel.tls import format_fingerprint, pinning_context, shared_ssl_context
 from brainycp.queue import iter_messages, summarize
-from brainycp.transport import _is_ip, describe_os_error, format_fingerprint
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 T = TypeVar("T")
@@ -229,7 +231,7 @@ class Doctor:
         where = f"{self.host}:{self.port}"
         started = time.perf_counter()
         try:
-            if _is_ip(self.host):
+            if is_ip_address(self.host):
                 addresses = [self.host]
                 resolved = "an IP address, no lookup"
             else:
@@ -296,11 +298,8 @@ class Doctor:
             writer.close()
 
     async def tls(self) -> bool:
-        anything = ssl.create_default_context()
-        anything.check_hostname = False
-        anything.verify_mode = ssl.CERT_NONE
         try:
-            protocol, der = await self._handshake(anything)
+            protocol, der = await self._handshake(pinning_context())
         except TimeoutError:
             return self.report.add(
                 "tls",
@@ -331,7 +330,7 @@ class Doctor:
         lines.append(f"fingerprint {pin}")
         verified = "yes"
         try:
-            await self._handshake(_ssl_context(self.panel.tls_verify or True))
+            await self._handshake(shared_ssl_context(self.panel.tls_verify or True))
         except TimeoutError:
             verified = "no: the verifying handshake timed out"
         except OSError as exc:

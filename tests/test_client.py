@@ -2,7 +2,7 @@
 
 Transport faults are injected with respx. respx intercepts httpx's own transport
 (httpcore), so these tests hand the client that transport instead of its default
-:class:`~brainycp.transport.PanelTransport`; the same faults over real sockets, through
+:class:`~brainycp.panel.transport.PanelTransport`; the same faults over real sockets, through
 the default transport, are in tests/test_transport.py, and the client against the real
 simulator in tests/test_simulator.py.
 """
@@ -21,9 +21,9 @@ import httpx
 import pytest
 import respx
 
-from brainycp.client import PanelClient
 from brainycp.config import ConfigError, PanelConfig, parse_config
-from brainycp.errors import BrainyCPError, PanelAPIError
+from brainycp.panel.client import PanelClient
+from brainycp.panel.errors import BrainyCPError, PanelAPIError
 from tests.support import free_port, running, sim_args
 
 URL = "https://panel.test:8002/api/api.php"
