@@ -555,6 +555,11 @@ def _fix_for(error: BrainyCPError, doctor: Doctor) -> str:
         return f"the panel is slow or overloaded: raise {doctor.key('timeout')} or check it"
     if reason == "tls":
         return "run the doctor's tls step again: the certificate changed during the run?"
+    if reason == "protocol":
+        return (
+            f"the answer is not valid HTTP/1.1: check that {doctor.key('url')} points at the "
+            "panel's API port, and any proxy in between"
+        )
     if reason == "too_large":
         return f"raise {doctor.key('max_response_bytes')}, or clean the queue"
     if reason in ("http_status", "not_json"):

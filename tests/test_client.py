@@ -331,7 +331,7 @@ def test_reads_give_up_after_the_one_retry() -> None:
     ],
 )
 def test_state_changing_operations_are_never_retried(call: Callable[[PanelClient], Any]) -> None:
-    route = respx.post(URL).mock(side_effect=httpx.RemoteProtocolError("reset"))
+    route = respx.post(URL).mock(side_effect=httpx.ReadError("reset"))
     assert failure(call).reason == "connect"
     assert route.call_count == 1
 

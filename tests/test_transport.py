@@ -41,6 +41,7 @@ from tests.panel_support import (
     Server,
     always,
     answer,
+    in_turn,
     run,
     serving,
 )
@@ -263,36 +264,72 @@ def test_an_idle_connection_is_closed_when_it_expires_without_another_request() 
 # ---------------------------------------------------------------- faults
 
 
-@pytest.mark.parametrize(
-    ("reply", "message"),
-    [
-        (Reply(b"", close=True), "without answering"),
-        (Reply(b"HTTP/1.1 200 OK\r\nContent-Le", close=True), "mid-answer"),
-        (Reply(answer()[:-10], close=True), "bytes of the body still to come"),
-        (Reply(b"HELLO THERE\r\n\r\n"), "status line"),
-        (Reply(b"HTTP/1.1 20 OK\r\n\r\n"), "status line"),
-        (Reply(b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n"), "malformed header"),
-        (Reply(b"HTTP/1.1 200 OK\r\nX: 1\r\n folded\r\n\r\n"), "malformed header"),
-        (Reply(answer(headers="Content-Length: 1\r\nContent-Length: 2\r\n")), "conflicting"),
-        (Reply(answer(headers="Content-Length: -1\r\n")), "invalid Content-Length"),
-        (Reply(answer(b"zz\r\n", headers="Transfer-Encoding: chunked\r\n")), "chunk-size"),
-        (
-            Reply(answer(b"2\r\nabcd\r\n0\r\n\r\n", headers="Transfer-Encoding: chunked\r\n")),
-            "longer than its declared size",
-        ),
-        (
-            Reply(answer(b"5\r\nab", headers="Transfer-Encoding: chunked\r\n"), close=True),
-            "inside a chunk",
-        ),
-        (Reply(b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * MAX_HEAD_BYTES), "longer than"),
-        (Reply(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"), "switched protocols"),
-    ],
-)
+MALFORMED = [
+    pytest.param(Reply(b"HTTP/1.1 200 OK\r\nContent-Le", close=True), "mid-answer", id="cut-head"),
+    pytest.param(
+        Reply(answer()[:-10], close=True), "bytes of the body still to come", id="truncated-body"
+    ),
+    pytest.param(Reply(b"HELLO THERE\r\n\r\n"), "status line", id="no-status-line"),
+    pytest.param(Reply(b"HTTP/1.1 20 OK\r\n\r\n"), "status line", id="bad-status-code"),
+    pytest.param(
+        Reply(b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n"), "malformed header", id="bad-header"
+    ),
+    pytest.param(
+        Reply(b"HTTP/1.1 200 OK\r\nX: 1\r\n folded\r\n\r\n"), "malformed header", id="folded"
+    ),
+    pytest.param(
+        Reply(answer(headers="Content-Length: 1\r\nContent-Length: 2\r\n")),
+        "conflicting",
+        id="two-lengths",
+    ),
+    pytest.param(
+        Reply(answer(headers="Content-Length: -1\r\n")),
+        "invalid Content-Length",
+        id="negative-length",
+    ),
+    pytest.param(
+        Reply(answer(b"zz\r\n", headers="Transfer-Encoding: chunked\r\n")),
+        "chunk-size",
+        id="bad-chunk-size",
+    ),
+    pytest.param(
+        Reply(answer(b"2\r\nabcd\r\n0\r\n\r\n", headers="Transfer-Encoding: chunked\r\n")),
+        "longer than its declared size",
+        id="long-chunk",
+    ),
+    pytest.param(
+        Reply(answer(b"5\r\nab", headers="Transfer-Encoding: chunked\r\n"), close=True),
+        "inside a chunk",
+        id="cut-chunk",
+    ),
+    pytest.param(
+        Reply(b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * MAX_HEAD_BYTES),
+        "longer than",
+        id="oversized-head",
+    ),
+    pytest.param(
+        Reply(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"), "switched protocols", id="101"
+    ),
+]
+
+
+@pytest.mark.parametrize(("reply", "message"), MALFORMED)
 def test_malformed_or_cut_answers_are_protocol_errors(reply: Reply, message: str) -> None:
     async def go() -> None:
         async with serving(lambda _n, _c, _r: reply) as server:
             transport = PanelTransport()
             with pytest.raises(httpx.RemoteProtocolError, match=message):
+                await post(transport, server.url)
+            await transport.aclose()
+
+    run(go())
+
+
+def test_a_connection_closed_before_any_answer_is_a_read_error_not_a_protocol_error() -> None:
+    async def go() -> None:
+        async with serving(always(b"", close=True)) as server:
+            transport = PanelTransport()
+            with pytest.raises(httpx.ReadError, match="closed the connection without answering"):
                 await post(transport, server.url)
             await transport.aclose()
 
@@ -312,7 +349,7 @@ def test_a_reset_during_a_body_read_to_the_close_is_an_error_not_a_short_body() 
     run(go())
 
 
-def test_protocol_errors_reach_the_caller_as_connect_failures_and_reads_retry_once() -> None:
+def test_a_connection_closed_without_an_answer_is_connect_and_reads_retry_once() -> None:
     async def go() -> None:
         async with serving(always(b"", close=True)) as server, client_for(server.url) as client:
             with pytest.raises(BrainyCPError) as info:
@@ -324,6 +361,35 @@ def test_protocol_errors_reach_the_caller_as_connect_failures_and_reads_retry_on
             assert server.connections == 3  # never for a change
 
     run(go())
+
+
+@pytest.mark.parametrize(("reply", "message"), MALFORMED)
+def test_malformed_answers_reach_the_caller_as_protocol_and_reads_retry_once(
+    reply: Reply, message: str
+) -> None:
+    async def go() -> None:
+        async with serving(lambda _n, _c, _r: reply) as server, client_for(server.url) as client:
+            with pytest.raises(BrainyCPError) as info:
+                await client.count_msg()
+            assert (info.value.reason, info.value.operation) == ("protocol", "count_msg")
+            assert message in info.value.detail
+            assert len(server.requests) == 2  # one retry for a read
+            with pytest.raises(BrainyCPError) as info:
+                await client.delete_frozen_msg()
+            assert info.value.reason == "protocol"
+            assert len(server.requests) == 3  # never for a change
+
+    run(go())
+
+
+def test_a_read_succeeds_when_its_retry_gets_a_well_formed_answer() -> None:
+    script = in_turn(Reply(b"HELLO THERE\r\n\r\n", close=True), Reply(answer()))
+
+    async def go() -> int:
+        async with serving(script) as server, client_for(server.url) as client:
+            return await client.count_msg()
+
+    assert run(go()) == 42
 
 
 def test_no_answer_in_time_is_a_timeout() -> None:

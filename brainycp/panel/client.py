@@ -40,6 +40,7 @@ from brainycp.panel.errors import (
     PanelConnectError,
     PanelHTTPStatusError,
     PanelNotJSON,
+    PanelProtocolError,
     PanelResponseTooLarge,
     PanelTimeout,
     PanelTLSError,
@@ -207,6 +208,9 @@ class PanelClient:
             raise PanelTimeout(
                 name, operation, f"timed out after {limit:g}s while {phase}"
             ) from None
+        except httpx.RemoteProtocolError as exc:
+            # Malformed or cut short: the panel (or a proxy) answered, but not in HTTP/1.1.
+            raise PanelProtocolError(name, operation, _detail_of(exc)) from None
         except httpx.TransportError as exc:
             if _is_tls_failure(exc):
                 raise PanelTLSError(name, operation, _detail_of(exc)) from None
@@ -258,13 +262,13 @@ class PanelClient:
     ) -> tuple[int, dict[str, Any], int]:
         """POST one operation; ``(code, answer, body size)`` for code 0 and non-error codes.
 
-        Reads are retried once, after a jittered pause, when the connection failed;
-        operations that change state are never retried.
+        Reads are retried once, after a jittered pause, when the connection failed or the
+        answer broke HTTP; operations that change state are never retried.
         """
         params = params or {}
         try:
             answer, size = await self._post_once(operation, params, read=read)
-        except PanelConnectError:
+        except (PanelConnectError, PanelProtocolError):
             if not read:
                 raise
             await asyncio.sleep(random.uniform(*self._retry_delay))

@@ -3,7 +3,8 @@
 Bodies are framed by ``Content-Length``, ``chunked`` or the end of the connection,
 exactly as RFC 9112 section 6.3 orders them; conflicting or malformed framing is an
 error (``httpx.RemoteProtocolError``), never a guess. A response head is capped at
-64 KiB, a chunk-size line at 4 KiB.
+64 KiB, a chunk-size line at 4 KiB. A connection the peer closes before any byte of an
+answer is an ``httpx.ReadError`` instead: nothing was malformed, the connection ended.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ async def read_head(conn: Connection, timeout: float | None) -> ResponseHead:
                 raise httpx.ReadError(f"{describe_os_error(conn.error)} while reading the answer")
             if buffer:
                 raise httpx.RemoteProtocolError("the server closed the connection mid-answer")
-            raise httpx.RemoteProtocolError("the server closed the connection without answering")
+            # No byte of an answer: the connection ended (a restart, a stale keep-alive).
+            raise httpx.ReadError("the server closed the connection without answering")
         await conn.wait(timeout)
 
 
