@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from brainycp import __version__
 from brainycp.config import ConfigError, PanelConfig, load_config
@@ -95,76 +97,38 @@ class Report:
 # ------------------------------------------------------------------ certificates
 
 
-def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of value, end of value) of the DER element at ``pos``."""
-    tag, first = data[pos], data[pos + 1]
-    pos += 2
-    if first & 0x80:
-        count = first & 0x7F
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    else:
-        length = first
-    if pos + length > len(data):
-        raise ValueError("DER element runs past the end")
-    return tag, pos, pos + length
-
-
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    out = []
-    while start < end:
-        item = _tlv(data, start)
-        out.append(item)
-        start = item[2]
-    return out
-
-
+# The name attributes shown, in the order the certificate lists them.
 _NAME_KEYS = {
-    b"\x55\x04\x03": "CN",
-    b"\x55\x04\x0a": "O",
-    b"\x55\x04\x0b": "OU",
-    b"\x55\x04\x06": "C",
-    b"\x55\x04\x07": "L",
-    b"\x55\x04\x08": "ST",
+    NameOID.COMMON_NAME: "CN",
+    NameOID.ORGANIZATION_NAME: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.COUNTRY_NAME: "C",
+    NameOID.LOCALITY_NAME: "L",
+    NameOID.STATE_OR_PROVINCE_NAME: "ST",
 }
 
 
-def _name(data: bytes, start: int, end: int) -> str:
+def _name(name: x509.Name) -> str:
     parts = []
-    for _, set_start, set_end in _children(data, start, end):
-        for _, seq_start, seq_end in _children(data, set_start, set_end):
-            (_, oid_start, oid_end), (_, value_start, value_end) = _children(
-                data, seq_start, seq_end
-            )[:2]
-            key = _NAME_KEYS.get(data[oid_start:oid_end])
-            if key is not None:
-                value = data[value_start:value_end].decode("utf-8", "replace")
-                parts.append(f"{key}={value}")
+    for attribute in name:
+        key = _NAME_KEYS.get(attribute.oid)
+        if key is not None:
+            value = attribute.value
+            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+            parts.append(f"{key}={text}")
     return ", ".join(parts) or "(empty)"
-
-
-def _time(data: bytes, tag: int, start: int, end: int) -> datetime.datetime:
-    text = data[start:end].decode("ascii")
-    fmt = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"
-    return datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.UTC)
 
 
 def certificate_facts(der: bytes) -> tuple[str, str, datetime.datetime]:
     """(subject, issuer, not-after) of a DER certificate; ValueError when unreadable."""
     try:
-        _, cert_start, cert_end = _tlv(der, 0)
-        _, tbs_start, tbs_end = _children(der, cert_start, cert_end)[0]
-        fields = _children(der, tbs_start, tbs_end)
-        if fields and fields[0][0] == 0xA0:  # explicit version
-            fields = fields[1:]
-        _serial, _algorithm, issuer, validity, subject = fields[:5]
-        not_after = _children(der, validity[1], validity[2])[1]
+        certificate = x509.load_der_x509_certificate(der)
         return (
-            _name(der, subject[1], subject[2]),
-            _name(der, issuer[1], issuer[2]),
-            _time(der, *not_after),
+            _name(certificate.subject),
+            _name(certificate.issuer),
+            certificate.not_valid_after_utc,
         )
-    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise ValueError(f"unreadable certificate: {exc}") from None
 
 
