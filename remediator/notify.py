@@ -27,9 +27,9 @@ from typing import Any, Literal
 import httpx
 
 from brainycp import __version__
-from brainycp.client import PanelClient
 from brainycp.config import SERVICE_ACTIONS, NotifyTarget, Rule, WebhookAuth
-from brainycp.errors import BrainyCPError
+from brainycp.panel.client import PanelClient
+from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator import chat
 
