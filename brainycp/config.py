@@ -791,9 +791,7 @@ class NotifyTargetInput(_Strict):
     @field_validator("url", "api_url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
+        return None if value is None else check_notify_url(value)
 
     @field_validator("timeout")
     @classmethod
@@ -819,6 +817,33 @@ class NotifyTargetInput(_Strict):
         if self.bearer_token_file is not None and self.type != "webhook":
             raise ValueError("bearer_token_file: only webhook targets take a bearer token")
         return self
+
+
+def check_notify_url(value: str) -> str:
+    """``value`` when it is a URL a notification can be sent to; ValueError saying why not.
+
+    The messages never repeat the URL: a Slack webhook URL is itself a secret.
+    """
+    if any(not char.isprintable() or char.isspace() for char in value):
+        # A tab or newline (often the end of a pasted url_file) never reaches a server.
+        raise ValueError("must not contain spaces, tabs, newlines or control characters")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "must not carry a user or password (user:password@); "
+            "a webhook target takes bearer_token_file"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has an invalid port (must be 1 to 65535)") from None
+    if port == 0 or (port is None and parts.netloc.endswith(":")):
+        raise ValueError("has an invalid port (must be 1 to 65535)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -1358,29 +1383,50 @@ def _build_remediator(
     )
 
 
+def _target_secret(path: Path, check: Callable[[str], str]) -> SecretStr:
+    """A notify target's secret file, read and checked; ValueError naming the problem."""
+    try:
+        text = _read_secret_file(path)
+    except OSError as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        return SecretStr(check(text))
+    except ValueError as exc:  # the message never repeats the secret
+        raise ValueError(f"{str(path)!r}: {exc}") from None
+
+
+def _bearer(token: str) -> str:
+    if any(not char.isprintable() or char.isspace() for char in token):
+        raise ValueError("the token holds spaces, newlines or control characters")
+    return token
+
+
+def _bot_token(token: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9:_\-]+", token):
+        raise ValueError("the bot token holds characters a Bot API token never has")
+    return token
+
+
 def _resolve_targets(targets: list[NotifyTargetInput], errors: list[str]) -> list[NotifyTarget]:
     out = []
     for index, t in enumerate(targets):
-        prefix = f"remediator.notify[{index}]"
-        try:
-            url: SecretStr | None = None
-            if t.url is not None:
-                url = SecretStr(t.url)
-            elif t.url_file is not None:
-                text = _read_secret_file(t.url_file)
-                if not text.startswith(("http://", "https://")):
-                    raise ValueError(f"{str(t.url_file)!r} does not hold an http(s) URL")
-                url = SecretStr(text)
-            bearer = (
-                SecretStr(_read_secret_file(t.bearer_token_file)) if t.bearer_token_file else None
-            )
-            bot = SecretStr(_read_secret_file(t.bot_token_file)) if t.bot_token_file else None
-            if bot is not None and not re.fullmatch(r"[A-Za-z0-9:_\-]+", bot.get_secret_value()):
-                raise ValueError("the bot token holds characters a Bot API token never has")
-        except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            errors.append(f"{prefix}: cannot read a secret: {reason}")
+        secrets: dict[str, SecretStr | None] = {"url": None, "bearer": None, "bot": None}
+        files = (("url_file", "url", t.url_file, check_notify_url),
+                 ("bearer_token_file", "bearer", t.bearer_token_file, _bearer),
+                 ("bot_token_file", "bot", t.bot_token_file, _bot_token))  # fmt: skip
+        problems = []
+        for key, name, path, check in files:
+            if path is None:
+                continue
+            try:
+                secrets[name] = _target_secret(path, check)
+            except ValueError as exc:
+                problems.append(f"remediator.notify[{index}].{key}: {exc}")
+        if problems:
+            errors.extend(problems)
             continue
+        url = SecretStr(t.url) if t.url is not None else secrets["url"]
+        bearer, bot = secrets["bearer"], secrets["bot"]
         out.append(
             NotifyTarget(
                 name=t.name,

@@ -186,6 +186,7 @@ class Lifecycle(WebConfigHolder):
         self.web_path = web_path
         self.reloader = Reloader(self.reload)
         self.gate: OpsMiddleware | None = None
+        remediator.use_web_users(bool(self.auth.users))  # approve/deny lines: curl -u
 
     async def authorize(self, scope: Scope) -> bool:
         if self.web is not None and self.web.authenticates:
@@ -218,6 +219,7 @@ class Lifecycle(WebConfigHolder):
             log.warning("config: %s", warning)
         self.remediator.reconfigure(dataclasses.replace(config, remediator=pinned))
         self.use_web(web)
+        self.remediator.use_web_users(bool(self.auth.users))
         if self.gate is not None:
             self.gate.challenge = self.remediator.challenge
         log.info(
