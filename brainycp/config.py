@@ -130,19 +130,35 @@ ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Listen = Annotated[str, BeforeValidator(parse_listen)]
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-# Names a panel label must not take: the exporter's own labels on the info series.
-_RESERVED_LABELS = ("panel",)
+# Names a panel label must not take. In multi-target mode /sd puts a panel's labels on
+# every series of its target, where job or instance would replace Prometheus's own (the
+# alerts match on them) and le would corrupt the age histogram's buckets.
+_RESERVED_LABELS = {
+    "job": "set by Prometheus on every series it scrapes",
+    "instance": "set by Prometheus on every series it scrapes",
+    "le": "reserved for histogram buckets",
+    "panel": "set by the exporter (the panel's name)",
+}
+
+
+def _label_name_problem(name: str) -> str | None:
+    if not _LABEL_NAME.fullmatch(name):
+        return "not a Prometheus label name: it must match [a-zA-Z_][a-zA-Z0-9_]*"
+    if name.startswith("__"):
+        return "names starting with __ are reserved for Prometheus"
+    return _RESERVED_LABELS.get(name)
 
 
 def check_label_names(value: Mapping[str, str]) -> Mapping[str, str]:
-    """Label names by Prometheus's rules, not ``__``-prefixed (reserved), not ``panel``."""
-    for name in value:
-        if not _LABEL_NAME.fullmatch(name):
-            raise ValueError(f"label name {name!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
-        if name.startswith("__"):
-            raise ValueError(f"label name {name!r}: names starting with __ are reserved")
-        if name in _RESERVED_LABELS:
-            raise ValueError(f"label name {name!r} is set by the exporter")
+    """Label names by Prometheus's rules, not ``__``-prefixed, not job, instance, le or panel.
+
+    One problem is reported under the label's own key (``panels.web01.labels.job: ...``).
+    """
+    problems = [(name, why) for name in value if (why := _label_name_problem(name))]
+    if len(problems) == 1 and problems[0][0].isidentifier():
+        raise ValueError(f"{problems[0][0]}: {problems[0][1]}")
+    if problems:
+        raise ValueError("; ".join(f"label name {name!r}: {why}" for name, why in problems))
     for label, text in value.items():
         try:
             text.encode("utf-8")
