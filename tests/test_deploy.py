@@ -567,8 +567,8 @@ def rooted(text: str, root: Path, addresses: dict[str, str]) -> str:
     return text
 
 
-def prometheus_api(base: str, path: str) -> Any:
-    answer = httpx.get(f"{base}/api/v1/{path}", timeout=5)
+def prometheus_api(base: str, path: str, **params: str) -> Any:
+    answer = httpx.get(f"{base}/api/v1/{path}", params=params, timeout=5)
     answer.raise_for_status()
     return answer.json()["data"]
 
@@ -657,7 +657,7 @@ def test_prometheus_with_the_shipped_config_loads_every_rule_group_and_scrapes_e
             wait_until(lambda: pools() == jobs, timeout=30, what=f"targets of every job {jobs}")
 
             def value(expr: str) -> list[Any]:
-                return list(prometheus_api(base, f"query?query={expr}")["result"])
+                return list(prometheus_api(base, "query", query=expr)["result"])
 
             # The panel's series come once, from the job the alerts read.
             panel = wait_until(
