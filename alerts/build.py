@@ -11,7 +11,7 @@ Usage::
     python alerts/build.py                 # rewrite alerts/brainycp-mail.rules.yml
     python alerts/build.py --check         # exit 1 when the committed file is out of date
     python alerts/build.py --demo --stdout # the demo's rules (alerts/demo-overrides.yml)
-    python alerts/build.py --overrides site.yml --out /etc/brainycp-mail/alerts/rules.yml
+    python alerts/build.py --overrides site.yml --out /etc/prometheus/rules/brainycp-mail.rules.yml
 
 Needs only Python 3.11 and PyYAML.
 """

@@ -130,19 +130,35 @@ ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Listen = Annotated[str, BeforeValidator(parse_listen)]
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-# Names a panel label must not take: the exporter's own labels on the info series.
-_RESERVED_LABELS = ("panel",)
+# Names a panel label must not take. In multi-target mode /sd puts a panel's labels on
+# every series of its target, where job or instance would replace Prometheus's own (the
+# alerts match on them) and le would corrupt the age histogram's buckets.
+_RESERVED_LABELS = {
+    "job": "set by Prometheus on every series it scrapes",
+    "instance": "set by Prometheus on every series it scrapes",
+    "le": "reserved for histogram buckets",
+    "panel": "set by the exporter (the panel's name)",
+}
+
+
+def _label_name_problem(name: str) -> str | None:
+    if not _LABEL_NAME.fullmatch(name):
+        return "not a Prometheus label name: it must match [a-zA-Z_][a-zA-Z0-9_]*"
+    if name.startswith("__"):
+        return "names starting with __ are reserved for Prometheus"
+    return _RESERVED_LABELS.get(name)
 
 
 def check_label_names(value: Mapping[str, str]) -> Mapping[str, str]:
-    """Label names by Prometheus's rules, not ``__``-prefixed (reserved), not ``panel``."""
-    for name in value:
-        if not _LABEL_NAME.fullmatch(name):
-            raise ValueError(f"label name {name!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
-        if name.startswith("__"):
-            raise ValueError(f"label name {name!r}: names starting with __ are reserved")
-        if name in _RESERVED_LABELS:
-            raise ValueError(f"label name {name!r} is set by the exporter")
+    """Label names by Prometheus's rules, not ``__``-prefixed, not job, instance, le or panel.
+
+    One problem is reported under the label's own key (``panels.web01.labels.job: ...``).
+    """
+    problems = [(name, why) for name in value if (why := _label_name_problem(name))]
+    if len(problems) == 1 and problems[0][0].isidentifier():
+        raise ValueError(f"{problems[0][0]}: {problems[0][1]}")
+    if problems:
+        raise ValueError("; ".join(f"label name {name!r}: {why}" for name, why in problems))
     for label, text in value.items():
         try:
             text.encode("utf-8")
@@ -1176,8 +1192,14 @@ def _resolve_password(
 
 
 def _build_panels(
-    raw_defaults: object, raw_panels: object, errors: list[str], warnings: list[str]
+    raw_defaults: object,
+    raw_panels: object,
+    errors: list[str],
+    warnings: list[str],
+    panel_errors: dict[str, list[str]] | None = None,
 ) -> dict[str, PanelConfig]:
+    """The panels that validate. A panel's own problems go to ``errors``, or, when
+    ``panel_errors`` is given, to ``panel_errors[name]`` (every panel gets an entry)."""
     if raw_defaults is None:
         raw_defaults = {}
     if not isinstance(raw_defaults, dict):
@@ -1194,72 +1216,85 @@ def _build_panels(
         errors.append("panels: must be a mapping of panel name to its settings")
         return {}
     panels: dict[str, PanelConfig] = {}
-    for name, raw in raw_panels.items():
-        name = str(name)
-        prefix = f"panels.{name}"
-        if not _PANEL_NAME.match(name):
-            errors.append(f"{prefix}: a panel name may hold letters, digits, '_', '-' and '.'")
-            continue
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            errors.append(f"{prefix}: must be a mapping with at least url")
-            continue
-        merged = dict(raw_defaults)
-        if any(k in raw for k in _PASSWORD_KEYS):
-            for k in _PASSWORD_KEYS:
-                merged.pop(k, None)
-        merged.update(raw)
-        # Labels add up: a panel's own labels extend (and override) those of defaults.
-        default_labels, own_labels = raw_defaults.get("labels"), raw.get("labels")
-        if isinstance(default_labels, dict) and isinstance(own_labels, dict):
-            merged["labels"] = {**default_labels, **own_labels}
-        try:
-            panel = _PanelInput.model_validate(merged)
-        except ValidationError as exc:
-            errors.extend(_errors(prefix, exc))
-            continue
-        source = prefix if any(k in raw for k in _PASSWORD_KEYS) else "defaults"
-        password = _resolve_password(name, panel, source, errors, warnings)
-        if panel.username is None:
-            errors.append(f"{prefix}.username: is required (here or under defaults)")
-            continue
-        if password is None:
-            continue
-        tls: bool | str = (
-            panel.tls_verify if isinstance(panel.tls_verify, bool) else str(panel.tls_verify)
-        )
-        https = panel.url.startswith("https://")
-        if panel.tls_fingerprint is not None and not https:
-            errors.append(
-                f"{prefix}.tls_fingerprint: the url is http://, there is no certificate to pin;"
-                " use https:// (or tls_fingerprint: null for this panel)"
-            )
-            continue
-        if tls is False and https and panel.tls_fingerprint is None:
-            warnings.append(
-                f"{prefix}.tls_verify: false: the panel's certificate is not checked, so"
-                " anyone on the path can read the password; pin it with tls_fingerprint"
-                " (brainycp-mail-doctor prints the line)"
-            )
-        panels[name] = PanelConfig(
-            name=name,
-            url=api_url(panel.url),
-            username=panel.username,
-            password=password,
-            tls_verify=tls,
-            timeout=panel.timeout,
-            max_response_bytes=panel.max_response_bytes,
-            daemons=tuple(panel.daemons),
-            status_patterns=panel.status_patterns,
-            interval=panel.interval,
-            list_interval=panel.list_interval,
-            timezone=panel.timezone,
-            credentials_style=panel.credentials_style,
-            tls_fingerprint=panel.tls_fingerprint,
-            labels=tuple(sorted(panel.labels.items())),
-        )
+    for key, raw in raw_panels.items():
+        name = str(key)
+        own: list[str] = []
+        panel = _build_panel(name, raw, raw_defaults, own, warnings)
+        if panel_errors is not None:
+            panel_errors[name] = own
+        else:
+            errors.extend(own)
+        if panel is not None:
+            panels[name] = panel
     return panels
+
+
+def _build_panel(
+    name: str, raw: object, raw_defaults: dict[Any, Any], errors: list[str], warnings: list[str]
+) -> PanelConfig | None:
+    prefix = f"panels.{name}"
+    if not _PANEL_NAME.match(name):
+        errors.append(f"{prefix}: a panel name may hold letters, digits, '_', '-' and '.'")
+        return None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        errors.append(f"{prefix}: must be a mapping with at least url")
+        return None
+    merged = dict(raw_defaults)
+    if any(k in raw for k in _PASSWORD_KEYS):
+        for k in _PASSWORD_KEYS:
+            merged.pop(k, None)
+    merged.update(raw)
+    # Labels add up: a panel's own labels extend (and override) those of defaults.
+    default_labels, own_labels = raw_defaults.get("labels"), raw.get("labels")
+    if isinstance(default_labels, dict) and isinstance(own_labels, dict):
+        merged["labels"] = {**default_labels, **own_labels}
+    try:
+        panel = _PanelInput.model_validate(merged)
+    except ValidationError as exc:
+        errors.extend(_errors(prefix, exc))
+        return None
+    source = prefix if any(k in raw for k in _PASSWORD_KEYS) else "defaults"
+    password = _resolve_password(name, panel, source, errors, warnings)
+    if panel.username is None:
+        errors.append(f"{prefix}.username: is required (here or under defaults)")
+        return None
+    if password is None:
+        return None
+    tls: bool | str = (
+        panel.tls_verify if isinstance(panel.tls_verify, bool) else str(panel.tls_verify)
+    )
+    https = panel.url.startswith("https://")
+    if panel.tls_fingerprint is not None and not https:
+        errors.append(
+            f"{prefix}.tls_fingerprint: the url is http://, there is no certificate to pin;"
+            " use https:// (or tls_fingerprint: null for this panel)"
+        )
+        return None
+    if tls is False and https and panel.tls_fingerprint is None:
+        warnings.append(
+            f"{prefix}.tls_verify: false: the panel's certificate is not checked, so"
+            " anyone on the path can read the password; pin it with tls_fingerprint"
+            " (brainycp-mail-doctor prints the line)"
+        )
+    return PanelConfig(
+        name=name,
+        url=api_url(panel.url),
+        username=panel.username,
+        password=password,
+        tls_verify=tls,
+        timeout=panel.timeout,
+        max_response_bytes=panel.max_response_bytes,
+        daemons=tuple(panel.daemons),
+        status_patterns=panel.status_patterns,
+        interval=panel.interval,
+        list_interval=panel.list_interval,
+        timezone=panel.timezone,
+        credentials_style=panel.credentials_style,
+        tls_fingerprint=panel.tls_fingerprint,
+        labels=tuple(sorted(panel.labels.items())),
+    )
 
 
 class _AuthOnly(_Strict):
@@ -1448,7 +1483,11 @@ Daemon_ = Literal["exporter", "remediator"]
 
 
 def parse_config(
-    data: Any, *, require_remediator_auth: bool = False, daemon: Daemon_ | None = None
+    data: Any,
+    *,
+    require_remediator_auth: bool = False,
+    daemon: Daemon_ | None = None,
+    panel_errors: dict[str, list[str]] | None = None,
 ) -> Config:
     """Validate an already-loaded YAML document; raise :class:`ConfigError` with every problem.
 
@@ -1458,6 +1497,10 @@ def parse_config(
     exporter and a broken ``exporter:`` never stops the remediator. ``daemon`` None
     checks every section. The webhook's auth is only required for the remediator
     (``daemon="remediator"`` or ``require_remediator_auth=True``).
+
+    ``panel_errors`` (the doctor's): a dict that gets an entry for every configured
+    panel, its own problems or ``[]``; those problems are then left out of the
+    :class:`ConfigError`, and a panel that has any is left out of ``panels``.
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -1474,7 +1517,7 @@ def parse_config(
         raw_panels = data.get("panels")
         if raw_panels is None or raw_panels == {}:
             errors.append("panels: no panels configured; name at least one panel with its url")
-    panels = _build_panels(data.get("defaults"), data.get("panels"), errors, warnings)
+    panels = _build_panels(data.get("defaults"), data.get("panels"), errors, warnings, panel_errors)
 
     exporter_errors: list[str] = []
     exporter = ExporterConfig()
@@ -1652,7 +1695,13 @@ def load_config(
     *,
     require_remediator_auth: bool = False,
     daemon: Daemon_ | None = None,
+    panel_errors: dict[str, list[str]] | None = None,
 ) -> Config:
     """Read and validate the YAML config file at ``path`` (see :func:`parse_config`)."""
     data = load_yaml(read_config_text(path), str(path))
-    return parse_config(data, require_remediator_auth=require_remediator_auth, daemon=daemon)
+    return parse_config(
+        data,
+        require_remediator_auth=require_remediator_auth,
+        daemon=daemon,
+        panel_errors=panel_errors,
+    )

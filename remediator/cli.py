@@ -204,7 +204,8 @@ class Lifecycle(WebConfigHolder):
             return exc.errors
         running = self.remediator.rconfig
         new = config.remediator
-        for key in ("listen", "state_file", "journal_retention"):
+        # The journal (and so its URL and password_file) is opened once, at start.
+        for key in ("listen", "state_file", "journal", "journal_retention"):
             if getattr(new, key) != getattr(running, key):
                 log.warning(
                     "reload: remediator.%s changed; it takes effect at the next restart", key
@@ -213,6 +214,7 @@ class Lifecycle(WebConfigHolder):
             new,
             listen=running.listen,
             state_file=running.state_file,
+            journal=running.journal,
             journal_retention=running.journal_retention,
         )
         for warning in config.warnings:
