@@ -30,8 +30,8 @@ from starlette.routing import Route
 
 from brainycp.asgiguard import QueryGuard
 from brainycp.config import Config, Rule, WebhookAuth
-from brainycp.errors import BrainyCPError
 from brainycp.lifecycle import AUTHENTICATED
+from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator import operator
 from remediator.journal import JOURNAL_ERRORS, ActionRow, Batch, Journal, first_line
@@ -43,7 +43,14 @@ from remediator.manual import (
     selection_params,
 )
 from remediator.metrics import Stats, registry
-from remediator.notify import Notifier, action_event, control_event
+from remediator.notify import (
+    Notifier,
+    action_event,
+    control_event,
+    matching_now,
+    operator_login,
+    selection_of,
+)
 from remediator.payload import Notification, PayloadError, parse_notification_sliced
 from remediator.planner import (
     OUTCOMES,
@@ -68,6 +75,9 @@ HEALTH_TIMEOUT = 3.0
 """/healthz and /metrics answer within this, whatever the journal does."""
 HEALTH_WAIT = 2.5
 """How long of that they wait for the journal (the rest is for answering)."""
+PREVIEW_TIMEOUT = 10.0
+"""How long an approval request's notification waits for the panel to count the matches."""
+PREVIEWS_AT_ONCE = 4
 log = logging.getLogger("remediator.webhook")
 
 
@@ -124,6 +134,10 @@ class Remediator:
         self.journal = journal
         self.runner = runner
         self.stats = stats
+        self.web_users = False
+        """True while a web config's ``basic_auth_users`` guard the operator routes."""
+        self.preview_timeout = PREVIEW_TIMEOUT
+        self._previews = asyncio.Semaphore(PREVIEWS_AT_ONCE)
         self._use_config(config)
         self.notifier = notifier or Notifier(self.rconfig.notify, self.external_url)
         stats.notifier = self.notifier
@@ -138,7 +152,6 @@ class Remediator:
         self._flush_scheduled = False
         self._flush_lock = asyncio.Lock()
         self._flushes: set[asyncio.Task[None]] = set()
-        self._notifying: set[asyncio.Task[None]] = set()
 
     def _use_config(self, config: Config) -> None:
         """Derive settings, rules, external URL and auth challenge from ``config``.
@@ -168,8 +181,7 @@ class Remediator:
         live in the journal and the runner, so they carry over.
         """
         self._use_config(config)
-        self.notifier.targets = {t.name: t for t in self.rconfig.notify}
-        self.notifier.external_url = self.external_url
+        self.notifier.reconfigure(self.rconfig.notify, self.external_url)
         self.runner.reconfigure(
             config.panels,
             {rule.name: rule for rule in self.rconfig.rules},
@@ -434,30 +446,50 @@ class Remediator:
 
     # ------------------------------------------------------------------ notifications
 
+    def use_web_users(self, web_users: bool) -> None:
+        """Say whether web-config users guard the operator routes (start and reload): the
+        approve/deny lines in notifications then log in as one (``curl -u``)."""
+        self.web_users = web_users
+
     def notify_action(self, action_id: int, outcome: str) -> None:
-        """Queue the notification for a journaled outcome (its row is read off the loop)."""
+        """Queue the notification for a journaled outcome; its row is read (and, for an
+        approval request, the matching messages counted) in a task of its own."""
         if not self.notifier.wanted(outcome, None):
             return  # no target wants it: do not even read the row
-        task = asyncio.get_running_loop().create_task(self._notify_action(action_id, outcome))
-        self._notifying.add(task)
-        task.add_done_callback(self._notifying.discard)
+        self.notifier.prepare(self._notify_action(action_id, outcome))
 
     async def _notify_action(self, action_id: int, outcome: str) -> None:
         try:
-            found = await self.journal.call(_row_for_notification, self.journal, action_id)
+            row = await self.journal.call(self.journal.get, action_id)
+            if row is None:
+                return
+            rule = self.rules.get(row.rule)
+            names = rule.notify if rule is not None else None
+            if not self.notifier.wanted(outcome, names):
+                return
+            detail = await self.journal.call(self.journal.detail, action_id, max_messages=0)
         except JOURNAL_ERRORS as exc:
             log.error("action %d: cannot read it to notify %s: %s", action_id, outcome,
                       first_line(exc))  # fmt: skip
             return
-        if found is None:
-            return
-        row, detail = found
-        rule = self.rules.get(row.rule)
-        names = rule.notify if rule is not None else None
-        if not self.notifier.wanted(outcome, names):
-            return
-        event = action_event(row.as_json(), detail, self.external_url, outcome=outcome)
+        params = detail.get("params") or {}
+        runs = rule_for_row(row.rule, row.action, params, self.rules)
+        event = action_event(
+            row.as_json(), detail, self.external_url, outcome=outcome,
+            login=operator_login(self.rconfig.auth, self.web_users),
+            selection=selection_of(runs, params),
+            expires_at=row.received_at + self.rconfig.approval_timeout,
+        )  # fmt: skip
+        if outcome == "awaiting_approval":
+            event.update(await self._count_matching(row.panel, runs))
         self.notifier.submit(event, names)
+
+    async def _count_matching(self, panel: str, rule: Rule | None) -> dict[str, Any]:
+        """How many messages the request would act on now (see :func:`matching_now`)."""
+        known = rule is not None and panel in self.config.panels
+        async with self._previews:
+            client = self.runner.client(panel) if known else None
+            return await matching_now(client, rule, self.preview_timeout)
 
     # ------------------------------------------------------------------ people
 
@@ -839,13 +871,6 @@ def _row_and_detail(journal: Journal, action_id: int) -> dict[str, Any] | None:
     """``GET /actions/ID``'s answer, read in one journal call; None when there is no row."""
     row = journal.get(action_id)
     return None if row is None else {**row.as_json(), **journal.detail(action_id)}
-
-
-def _row_for_notification(
-    journal: Journal, action_id: int
-) -> tuple[ActionRow, dict[str, Any]] | None:
-    row = journal.get(action_id)
-    return None if row is None else (row, journal.detail(action_id, max_messages=0))
 
 
 def _gauges(journal: Journal) -> tuple[dict[str, dict[str, Any]], int]:

@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 from pydantic import SecretStr
 
-from brainycp.client import ActionResult, QueueListing
 from brainycp.config import PanelConfig, Rule, StatusPatterns
-from brainycp.errors import PanelTimeout
+from brainycp.panel.client import ActionResult, QueueListing
+from brainycp.panel.errors import PanelTimeout
 from remediator import actions
 from remediator import runner as runner_module
 from remediator.journal import Journal, MessageRecord
