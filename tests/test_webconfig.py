@@ -57,7 +57,7 @@ def test_a_valid_file_gives_tls_and_users() -> None:
     )
     assert web.tls is not None and web.tls.min_version == ssl.TLSVersion.TLSv1_3
     assert web.tls.client_auth == ssl.CERT_NONE
-    assert web.users == {USER: HASH.encode()} and web.authenticates
+    assert web.users == {USER: HASH.encode()}
 
 
 @pytest.mark.parametrize(
