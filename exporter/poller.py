@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
-from brainycp.client import PanelClient, QueueListing, ServiceStatus
 from brainycp.config import Config, PanelConfig
-from brainycp.errors import BrainyCPError
+from brainycp.panel.answers import QueueListing, ServiceStatus
+from brainycp.panel.client import PanelClient
+from brainycp.panel.errors import BrainyCPError
 from brainycp.queue import iter_messages, summarize
 from exporter.state import ExporterState, PanelState
 from exporter.values import BadValue, check_count, check_senders, check_summary
@@ -65,6 +66,7 @@ def initial_state(config: Config) -> ExporterState:
         top_senders=config.exporter.top_senders,
         shard=config.exporter.shard,
         top_recipient_domains=config.exporter.top_recipient_domains,
+        grafana_url=config.exporter.grafana_url,
     )
 
 
@@ -404,6 +406,7 @@ class Poller:
         state.top_senders = config.exporter.top_senders
         state.top_recipient_domains = config.exporter.top_recipient_domains
         state.shard = config.exporter.shard
+        state.grafana_url = config.exporter.grafana_url
         if config.exporter.max_concurrency != old.exporter.max_concurrency:
             self.semaphore = asyncio.Semaphore(config.exporter.max_concurrency)
         scheduled = self._scheduler is not None

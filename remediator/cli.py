@@ -32,6 +32,7 @@ from brainycp.config import (
     parse_listen,
     split_listen,
 )
+from brainycp.crossorigin import CrossOriginGuard
 from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader, header
 from brainycp.listener import Server, open_listener
 from brainycp.listener import server_config as listener_config
@@ -43,6 +44,7 @@ from brainycp.webconfig import (
     load_web_config,
 )
 from remediator.app import Remediator, authorized
+from remediator.console import Console, mount
 from remediator.journal import JOURNAL_ERRORS, SCHEMA_VERSION, Journal, JournalError
 from remediator.manual import rule_for_row
 from remediator.metrics import Stats
@@ -183,6 +185,7 @@ class Lifecycle(WebConfigHolder):
         self.reloader = Reloader(self.reload)
         self.gate: OpsMiddleware | None = None
         self.failures = AuthFailures("brainycp_remediator_http_auth_failures", "remediator")
+        remediator.use_web_users(bool(self.auth.users))  # approve/deny lines: curl -u
 
     async def authorize(self, scope: Scope) -> Identity | None:
         """Who sent the request: what the web config's users or this connection's client
@@ -225,6 +228,7 @@ class Lifecycle(WebConfigHolder):
         # --listen may differ from the file's listen; the running one stays.
         pinned = dataclasses.replace(new, listen=self.remediator.rconfig.listen)
         self.remediator.reconfigure(dataclasses.replace(config, remediator=pinned))
+        self.remediator.use_web_users(bool(self.auth.users))
         if self.gate is not None:
             self.gate.challenge = self.remediator.challenge
         log.info(
@@ -233,7 +237,8 @@ class Lifecycle(WebConfigHolder):
         return []
 
     def app(self) -> ASGIApp:
-        """The remediator's app behind reload, the state gate, basic auth and gzip."""
+        """The remediator's app behind reload, the state gate, the console, basic auth, the
+        cross-origin guard and gzip."""
         self.remediator.registry.register(self.reloader.collector())
         self.remediator.registry.register(self.failures.collector())
         self.gate = OpsMiddleware(
@@ -245,14 +250,19 @@ class Lifecycle(WebConfigHolder):
             open_paths=self.OPEN_PATHS,
             failures=self.failures,
         )
+        # The console's pages (/console/) sit beside the gate: they act only for a
+        # web-config user whom basic auth verified, whatever the gate accepts.
+        pages = mount(Console(self.remediator), self.gate)
         guarded = BasicAuthMiddleware(
-            self.gate,
+            pages,
             self.auth,
             realm="brainycp-mail-remediator",
             open_paths={"/webhook"},
             failures=self.failures,
         )
-        return GZipMiddleware(guarded, minimum_size=1024, compresslevel=GZIP_LEVEL)
+        same_site = CrossOriginGuard(guarded, trusted=lambda: (self.remediator.external_url,))
+        self.remediator.registry.register(same_site.collector())
+        return GZipMiddleware(same_site, minimum_size=1024, compresslevel=GZIP_LEVEL)
 
 
 async def serve(

@@ -145,7 +145,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     for ca in ("ca1", "ca2"):
         pki.files[ca] = make_ca(tmp, ca)
     for client, ca in CA_OF.items():
-        pki.files[client] = make_signed(tmp, pki.files[ca], client, f"/CN={client}")
+        pki.files[client] = make_signed(tmp, pki.files[ca], client, client)
     bundle = tmp / "ca1+ca2.pem"
     bundle.write_text(pki.path("ca1").read_text() + pki.path("ca2").read_text())
     pki.files["ca1+ca2"] = (bundle, bundle)
