@@ -55,8 +55,6 @@ _TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min
 MAX_CACHED = 1024
 MAX_PASSWORD_BYTES = 72
 """bcrypt hashes only 72 bytes; bcrypt 5 raises above that."""
-WEB_USER = "brainycp.web_user"
-"""Scope key: the ``basic_auth_users`` name :class:`BasicAuthMiddleware` verified."""
 
 
 @dataclass(frozen=True)
@@ -332,11 +330,6 @@ class BasicAuth:
         """True when ``header`` carries a configured user and its password."""
         return (await self.verify(header)).ok
 
-    async def verified_user(self, header: str | None) -> str | None:
-        """The configured user whose password ``header`` carries, or None."""
-        checked = await self.verify(header)
-        return checked.user if checked.ok else None
-
 
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
@@ -393,7 +386,6 @@ class BasicAuthMiddleware:
         checked = await self.auth.verify(header)
         if checked.ok and checked.user is not None:
             remember(scope, Identity(checked.user, BASIC_AUTH))
-            scope[WEB_USER] = checked.user  # the operator console records decisions under it
             await self.app(scope, receive, send)
             return
         if header is not None and self.failures is not None:
