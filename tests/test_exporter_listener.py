@@ -7,8 +7,10 @@ Both daemons build their listener with :mod:`brainycp.listener`.
 
 from __future__ import annotations
 
+import os
 import resource
 import selectors
+import signal
 import socket
 import subprocess
 import time
@@ -158,6 +160,26 @@ def test_a_request_beyond_the_connection_cap_gets_a_clear_503(tmp_path: Path) ->
             timeout=10,
             what="/metrics answering again once the idle sockets are gone",
         )
+
+
+def test_a_reload_changes_the_connection_cap_from_the_next_connection(tmp_path: Path) -> None:
+    """exporter.max_connections was read once, at start, and a reload ignored it."""
+    with exporter(tmp_path, max_connections=1000) as (port, proc):
+        config = tmp_path / "exporter.yml"
+        data = yaml.safe_load(config.read_text())
+        data["exporter"]["max_connections"] = 20
+        config.write_text(yaml.safe_dump(data))
+        os.kill(proc.pid, signal.SIGHUP)
+
+        def capped() -> bool:
+            idle = open_idle(port, 25)
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 503
+            finally:
+                for sock in idle:
+                    sock.close()
+
+        wait_until(capped, timeout=15, what="the reloaded cap of 20 connections")
 
 
 def _low_fd_limit() -> None:
