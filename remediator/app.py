@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -219,11 +219,14 @@ class Remediator:
         ):
             return _error(413, f"body over {MAX_BODY_BYTES} bytes")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                return _error(413, f"body over {MAX_BODY_BYTES} bytes")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            return _disconnected(request)
         try:
             data = json.loads(b"".join(chunks))
         except (ValueError, RecursionError):
@@ -536,11 +539,14 @@ class Remediator:
 
     async def _json_body(self, request: Request, *, optional: bool) -> dict[str, Any] | Response:
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_REQUEST_BYTES:
-                return _error(413, f"body over {MAX_REQUEST_BYTES} bytes")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_REQUEST_BYTES:
+                    return _error(413, f"body over {MAX_REQUEST_BYTES} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            return _disconnected(request)
         raw = b"".join(chunks)
         if not raw.strip() and optional:
             return {}
@@ -921,6 +927,17 @@ def _first_line(exc: BaseException) -> str:
     the journal's password is passed apart from the URL and no error quotes it)."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
+
+
+def _disconnected(request: Request) -> Response:
+    """The client left before its whole body came: one quiet line, an answer nobody reads."""
+    log.debug(
+        "%s %s: the client from %s disconnected before sending its whole body",
+        request.method,
+        request.url.path,
+        _client(request),
+    )
+    return _error(400, "the client disconnected before sending its whole body")
 
 
 def _client(request: Request) -> str:
