@@ -246,8 +246,8 @@ def big_notification(typical: bool) -> bytes:
 
 async def parse_once(raw: bytes) -> tuple[float, float, int]:
     """Seconds to decode and validate ``raw``, the longest hold of the loop, and alerts."""
-    from remediator.app import SLICE
     from remediator.payload import parse_notification_sliced
+    from remediator.routes.webhook import SLICE
 
     worst, ticking = 0.0, True
 

@@ -43,11 +43,12 @@ from brainycp.webconfig import (
     WebConfigHolder,
     load_web_config,
 )
-from remediator.app import Remediator, authorized
+from remediator.app import Remediator
 from remediator.console import Console, mount
 from remediator.journal import JOURNAL_ERRORS, SCHEMA_VERSION, Journal, JournalError
 from remediator.manual import rule_for_row
 from remediator.metrics import Stats
+from remediator.routes.common import authorized
 from remediator.runcmd import SUMMARY as RUN_SUMMARY
 from remediator.runcmd import run_command
 from remediator.runner import Runner

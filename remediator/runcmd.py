@@ -316,7 +316,7 @@ async def _run_alone(config: Config, request: dict[str, object]) -> tuple[int, d
     remediator = Remediator(config, journal, runner, stats)
     remediator.notifier.start()
     try:
-        status, body = await remediator.run_manual(request)
+        status, body = await remediator.operator.run_manual(request)
         if status == 202:
             await runner.idle()
             row = await journal.call(journal.get, int(body["action_id"]))

@@ -14,7 +14,7 @@ joins or reads another call's open transaction.
 Accepting notifications commits with ``synchronous=FULL`` (SQLite; PostgreSQL:
 ``synchronous_commit`` on): in WAL mode that fsyncs the log on every commit, so a
 notification answered 2xx survives a power loss, not just a crash. Notifications that
-arrive together share one commit (group commit, see :mod:`remediator.app`), each
+arrive together share one commit (group commit, see :mod:`remediator.routes.webhook`), each
 inside its own savepoint. Claiming an action (``pending`` -> ``running``) also commits
 durably, before its first panel call is sent: after any crash or power cut, a
 ``pending`` row is known never to have reached the panel (it is run at the next start)
