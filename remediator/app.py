@@ -122,6 +122,7 @@ class Remediator:
         stats.notifier = self.notifier
         stats.controls = self._controls
         stats.awaiting = self._awaiting
+        stats.oldest_awaiting = self._oldest_awaiting
         runner.on_finish = self.notify_action
         self.registry = registry(stats)
         self._batch: list[tuple[Notification, asyncio.Future[_Planned | int]]] = []
@@ -136,6 +137,7 @@ class Remediator:
         """
         self.config = config
         self.rconfig = config.remediator
+        self.stats.expect(config)  # counters of the configured panels and rules, at 0
         self.settings = Settings(
             rules=self.rconfig.rules,
             panels=frozenset(config.panels),
@@ -460,6 +462,13 @@ class Remediator:
             return self.journal.count("awaiting_approval")
         except JOURNAL_ERRORS as exc:
             log.error("metrics: cannot count approval requests: %s", exc)
+            return None
+
+    def _oldest_awaiting(self) -> float | None:
+        try:
+            return self.journal.oldest_received("awaiting_approval")
+        except JOURNAL_ERRORS as exc:
+            log.error("metrics: cannot read the oldest approval request: %s", exc)
             return None
 
     # ------------------------------------------------------------------ notifications
