@@ -79,10 +79,10 @@ def capacity() -> Json:
         bargauge(
             "Share of the fleet queue",
             "Each panel's part of all queued messages of its exporter job "
-            "(panel:brainycp_mail_queue_messages:fleet_share).",
+            "(panel:brainycp_mail_queue_messages:fleet_ratio).",
             [
                 target(
-                    f"topk(15, panel:brainycp_mail_queue_messages:fleet_share{{{PANEL}}})",
+                    f"topk(15, panel:brainycp_mail_queue_messages:fleet_ratio{{{PANEL}}})",
                     "{{panel}}",
                     instant=True,
                 )

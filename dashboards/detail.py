@@ -6,6 +6,7 @@ from grafana import (
     ACTIONS,
     DAEMON_MAPPINGS,
     DATASOURCE,
+    ORGANIZE_TABLE,
     PANEL,
     REMEDIATOR_PANEL,
     Json,
@@ -15,12 +16,31 @@ from grafana import (
     table,
     target,
     timeseries,
+    value_map,
     variables,
 )
 
 
 def panel_detail() -> Json:
+    """The panel dashboard."""
     L = Layout()
+    queue(L)
+    senders_and_reasons(L)
+    daemons_and_polls(L)
+    return dashboard(
+        "brainycp-mail-panel",
+        "BrainyCP mail / Panel",
+        "One panel (or a few) in detail: queue over time, message ages, senders, recipient "
+        "domains and deferral reasons, daemons, polls, and the remediator's actions as "
+        "annotations.",
+        L,
+        variables(),
+        annotations=[actions_annotation()],
+    )
+
+
+def queue(L: Layout) -> None:
+    """The queue's size and ages."""
     L.row("Queue")
     L.add(
         timeseries(
@@ -87,6 +107,11 @@ def panel_detail() -> Json:
         8,
         9,
     )
+
+
+def senders_and_reasons(L: Layout) -> None:
+    """Who fills the queue and why mail stays, and what the remediator did about it."""
+    L.row("Senders, domains and reasons")
     L.add(
         table(
             "Top senders",
@@ -99,6 +124,54 @@ def panel_detail() -> Json:
                     fmt="table",
                 )
             ],
+            "short",
+            transformations=[ORGANIZE_TABLE],
+        ),
+        8,
+        9,
+    )
+    L.add(
+        table(
+            "Top recipient domains",
+            "Recipient domains with the most queued messages (needs "
+            "exporter.top_recipient_domains > 0; a message counts once per domain it has a "
+            "pending recipient in).",
+            [
+                target(
+                    f"topk(20, brainycp_mail_queue_recipient_domain_messages{{{PANEL}}})",
+                    instant=True,
+                    fmt="table",
+                )
+            ],
+            "short",
+            transformations=[ORGANIZE_TABLE],
+        ),
+        8,
+        9,
+    )
+    L.add(
+        timeseries(
+            "Deferral reasons",
+            "Queued messages with a deferred recipient, by class of reason (Postfix panels; "
+            "Exim listings show no reasons).",
+            [
+                target(
+                    f"brainycp_mail_queue_deferral_reason_messages{{{PANEL}}}",
+                    "{{panel}} {{reason}}",
+                )
+            ],
+            "short",
+        ),
+        8,
+        9,
+    )
+    L.add(
+        timeseries(
+            "Unparsed listing lines",
+            "Lines (or objects) of the last listing the parser could not read: the counts "
+            "are short by what they held. Not 0 for long: see the runbook of "
+            "BrainyCPMailQueueUnparsedLines.",
+            [target(f"brainycp_mail_queue_unparsed_lines{{{PANEL}}}", "{{panel}}")],
             "short",
         ),
         12,
@@ -121,6 +194,10 @@ def panel_detail() -> Json:
         12,
         9,
     )
+
+
+def daemons_and_polls(L: Layout) -> None:
+    """The daemons' status and the exporter's polls."""
     L.row("Daemons and polls")
     L.add(
         panel(
@@ -131,6 +208,27 @@ def panel_detail() -> Json:
             [target(f"brainycp_mail_daemon_up{{{PANEL}}}", "{{panel}} {{daemon}}")],
             "none",
             mappings=DAEMON_MAPPINGS,
+            options={
+                "mergeValues": True,
+                "showValue": "auto",
+                "alignValue": "left",
+                "rowHeight": 0.9,
+                "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            },
+            extra={"interval": "1m"},
+        ),
+        24,
+        7,
+    )
+    L.add(
+        panel(
+            "state-timeline",
+            "Poll success",
+            "The last poll of each operation over time: ok (green), failed (red; Poll errors "
+            "below says why).",
+            [target(f"brainycp_poll_success{{{PANEL}}}", "{{panel}} {{operation}}")],
+            "none",
+            mappings=[value_map({"0": ("failed", "red"), "1": ("ok", "green")})],
             options={
                 "mergeValues": True,
                 "showValue": "auto",
@@ -185,29 +283,24 @@ def panel_detail() -> Json:
         8,
         8,
     )
+
+
+def actions_annotation() -> Json:
+    """The remediator's actions as annotations on every time panel."""
     actions = f"{ACTIONS}{{{REMEDIATOR_PANEL}}}"
-    annotation = {
+    return {
         "name": "Remediation actions",
         "datasource": DATASOURCE,
         "enable": True,
         "hide": False,
         "iconColor": "orange",
-        # A counter series that appears with its first action has no increase(); the
-        # `unless ... offset` part catches it.
+        # Skips appear with their first count, which increase() misses; the
+        # `unless ... offset` part catches such a new series (not those born at 0).
         "expr": f"(increase({actions}[$__interval]) > 0) or "
-        f"({actions} unless {actions} offset $__interval)",
+        f"(({actions} unless {actions} offset $__interval) > 0)",
         "step": "1m",
         "titleFormat": "{{action}} {{outcome}}",
         "textFormat": "{{panel}}",
         "tagKeys": "panel,action,outcome",
         "useValueForTime": False,
     }
-    return dashboard(
-        "brainycp-mail-panel",
-        "BrainyCP mail / Panel",
-        "One panel (or a few) in detail: queue over time, message ages, daemons, polls, "
-        "and the remediator's actions as annotations.",
-        L,
-        variables(),
-        annotations=[annotation],
-    )

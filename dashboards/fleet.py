@@ -7,6 +7,7 @@ from grafana import (
     DAEMON_MAPPINGS,
     EXPORTER,
     GREEN_RED,
+    ORGANIZE_TABLE,
     PANEL,
     REMEDIATOR,
     REMEDIATOR_PANEL,
@@ -18,12 +19,33 @@ from grafana import (
     table,
     target,
     timeseries,
+    value_map,
     variables,
 )
 
 
 def fleet() -> Json:
+    """The fleet dashboard."""
     L = Layout()
+    overview(L)
+    brakes(L)
+    outbreak(L)
+    top_panels(L)
+    polls(L)
+    remediation(L)
+    return dashboard(
+        "brainycp-mail-fleet",
+        "BrainyCP mail / Fleet",
+        "All BrainyCP panels: which answer, how full their mail queues are, who fills them "
+        "and why mail stays, which daemons are stopped, and what the remediator did and "
+        "whether its brakes are on.",
+        L,
+        variables(),
+    )
+
+
+def overview(L: Layout) -> None:
+    """Counts of the whole fleet."""
     L.row("Fleet")
     L.add(
         stat(
@@ -117,6 +139,10 @@ def fleet() -> Json:
         12,
         8,
     )
+
+
+def top_panels(L: Layout) -> None:
+    """The panels that stand out, and the daemons."""
     L.row("Top panels")
     L.add(
         bargauge(
@@ -192,26 +218,13 @@ def fleet() -> Json:
                 },
             ],
         ),
-        12,
+        24,
         9,
     )
-    L.add(
-        table(
-            "Poll errors by reason",
-            "Failed polls over the selected time range, by panel, operation and reason.",
-            [
-                target(
-                    "sum by (panel, operation, reason) (increase(brainycp_poll_errors_total"
-                    f"{{{PANEL}}}[$__range])) > 0",
-                    instant=True,
-                    fmt="table",
-                )
-            ],
-            "short",
-        ),
-        12,
-        9,
-    )
+
+
+def remediation(L: Layout) -> None:
+    """What the remediator did."""
     L.row("Remediation")
     L.add(
         timeseries(
@@ -277,12 +290,17 @@ def fleet() -> Json:
     L.add(
         timeseries(
             "Action duration (p90)",
-            "90th percentile of the time an action took, start to verified outcome.",
+            "90th percentile of the time an action took, start to verified outcome, for "
+            "the actions that ran in the window.",
             [
                 target(
                     "histogram_quantile(0.9, sum by (action, le) (rate("
                     f"brainycp_remediator_action_duration_seconds_bucket{{{REMEDIATOR}}}"
-                    "[$__rate_interval])))",
+                    "[$__rate_interval]))\n"
+                    # Actions that did not run in the window have no quantile (NaN).
+                    "  and on(action) sum by (action) (rate("
+                    f"brainycp_remediator_action_duration_seconds_count{{{REMEDIATOR}}}"
+                    "[$__rate_interval])) > 0)",
                     "{{action}}",
                 )
             ],
@@ -291,11 +309,237 @@ def fleet() -> Json:
         8,
         8,
     )
-    return dashboard(
-        "brainycp-mail-fleet",
-        "BrainyCP mail / Fleet",
-        "All BrainyCP panels: which answer, how full their mail queues are, which daemons "
-        "are stopped, and what the remediator did.",
-        L,
-        variables(),
+    L.add(
+        timeseries(
+            "Notifications to people",
+            "Approval requests and action reports sent to the notify targets, by target and "
+            "result: sent, retried (one per retry), failed (gave up), dropped (queue full).",
+            [
+                target(
+                    "sum by (target, result) (increase("
+                    f"brainycp_remediator_outbound_notifications_total{{{REMEDIATOR}}}"
+                    "[$__rate_interval]))",
+                    "{{target}} {{result}}",
+                )
+            ],
+            "short",
+            extra={"interval": "1m"},
+        ),
+        24,
+        8,
+    )
+
+
+def brakes(L: Layout) -> None:
+    """The remediator's brakes and its own health: what stops remediation."""
+    L.row("Remediation brakes")
+    L.add(
+        stat(
+            "Remediator paused",
+            "1 while someone paused the remediator (POST /pause): every remediated alert is "
+            "skipped_paused until POST /resume.",
+            [target(f"max(brainycp_remediator_paused{{{REMEDIATOR}}})", "paused")],
+            "none",
+            mappings=[value_map({"0": ("running", "green"), "1": ("paused", "orange")})],
+            thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
+        ),
+        4,
+        4,
+    )
+    L.add(
+        stat(
+            "Circuit breaker",
+            "Open when actions were about to start on too many panels at once: no action "
+            "starts until someone checks the fleet and sends POST /resume.",
+            [target(f"max(brainycp_remediator_circuit_open{{{REMEDIATOR}}})", "open")],
+            "none",
+            mappings=[value_map({"0": ("closed", "green"), "1": ("open", "red")})],
+            thresholds=GREEN_RED,
+        ),
+        4,
+        4,
+    )
+    L.add(
+        stat(
+            "Awaiting approval",
+            "Actions waiting for a person: POST /actions/ID/approve or /deny (or the console).",
+            [
+                target(
+                    f"max(brainycp_remediator_actions_awaiting_approval{{{REMEDIATOR}}})",
+                    "awaiting",
+                )
+            ],
+            "none",
+            thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
+        ),
+        4,
+        4,
+    )
+    L.add(
+        stat(
+            "Next approval expires in",
+            "Time until the oldest request awaiting approval expires (approval_timeout); "
+            "empty while none waits.",
+            [
+                target(
+                    "min(brainycp_remediator_oldest_approval_request_timestamp_seconds"
+                    f"{{{REMEDIATOR}}}\n  + brainycp_remediator_approval_timeout_seconds"
+                    f"{{{REMEDIATOR}}}) - time()",
+                    "expires in",
+                )
+            ],
+            "s",
+            thresholds=[
+                {"color": "red", "value": None},
+                {"color": "orange", "value": 600},
+                {"color": "green", "value": 1800},
+            ],
+        ),
+        4,
+        4,
+    )
+    L.add(
+        stat(
+            "Journal",
+            "Whether each remediator can read and write its journal; down, every webhook "
+            "is answered 503 and no action starts.",
+            [target(f"min(brainycp_remediator_journal_up{{{REMEDIATOR}}})", "journal")],
+            "none",
+            mappings=[value_map({"0": ("down", "red"), "1": ("up", "green")})],
+            thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}],
+        ),
+        4,
+        4,
+    )
+    L.add(
+        stat(
+            "Config reloads failing",
+            "Exporters and remediators whose last config reload was refused: they run "
+            "with their old config (their log names the problem).",
+            [
+                target(
+                    "count(brainycp_config_last_reload_successful"
+                    '{job=~"$job|$remediator_job"} == 0) or vector(0)',
+                    "failing",
+                )
+            ],
+            "none",
+            thresholds=GREEN_RED,
+        ),
+        4,
+        4,
+    )
+
+
+def outbreak(L: Layout) -> None:
+    """Who fills the queues and why mail stays: what an operator reads in an outbreak."""
+    L.row("Outbreak")
+    L.add(
+        table(
+            "Top senders",
+            "The senders with most queued messages on any selected panel (needs "
+            "exporter.top_senders > 0; <> is the bounce sender). One mailbox far ahead of "
+            "the rest is a compromised account or script.",
+            [
+                target(
+                    f"topk(20, brainycp_mail_queue_sender_messages{{{PANEL}}})",
+                    instant=True,
+                    fmt="table",
+                )
+            ],
+            "short",
+            transformations=[ORGANIZE_TABLE],
+        ),
+        8,
+        10,
+    )
+    L.add(
+        bargauge(
+            "Top recipient domains",
+            "Queued messages per recipient domain, summed over the selected panels (needs "
+            "exporter.top_recipient_domains > 0): a domain that refuses or delays mail.",
+            [
+                target(
+                    "topk(15, sum by (domain) (brainycp_mail_queue_recipient_domain_messages"
+                    f"{{{PANEL}}}))",
+                    "{{domain}}",
+                    instant=True,
+                )
+            ],
+            "short",
+        ),
+        8,
+        10,
+    )
+    L.add(
+        timeseries(
+            "Deferral reasons",
+            "Queued messages with a deferred recipient, by class of reason, over the "
+            "selected Postfix panels (Exim listings show no reasons). A rise of "
+            "blocklisted means the fleet's address is on a blocklist.",
+            [
+                target(
+                    f"sum by (reason) (brainycp_mail_queue_deferral_reason_messages{{{PANEL}}})",
+                    "{{reason}}",
+                )
+            ],
+            "short",
+        ),
+        8,
+        10,
+    )
+
+
+def polls(L: Layout) -> None:
+    """Whether the exporter can read the panels."""
+    L.row("Polls")
+    L.add(
+        timeseries(
+            "Poll success by operation",
+            "Share of the selected panels whose last poll of each operation succeeded.",
+            [
+                target(
+                    f"avg by (operation) (brainycp_poll_success{{{PANEL}}})",
+                    "{{operation}}",
+                )
+            ],
+            "percentunit",
+        ),
+        8,
+        9,
+    )
+    L.add(
+        bargauge(
+            "Panels with unparsed listing lines",
+            "Lines of the last listing the parser could not read, 10 panels with most; "
+            "their counts are short by what those lines held (runbook "
+            "BrainyCPMailQueueUnparsedLines).",
+            [
+                target(
+                    f"topk(10, brainycp_mail_queue_unparsed_lines{{{PANEL}}} > 0)",
+                    "{{panel}}",
+                    instant=True,
+                )
+            ],
+            "short",
+        ),
+        8,
+        9,
+    )
+    L.add(
+        table(
+            "Poll errors by reason",
+            "Failed polls over the selected time range, by panel, operation and reason.",
+            [
+                target(
+                    "sum by (panel, operation, reason) (increase(brainycp_poll_errors_total"
+                    f"{{{PANEL}}}[$__range])) > 0",
+                    instant=True,
+                    fmt="table",
+                )
+            ],
+            "short",
+        ),
+        8,
+        9,
     )

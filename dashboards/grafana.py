@@ -24,6 +24,20 @@ DAEMON_MAPPINGS = [
 ]
 
 Json = dict[str, Any]
+# A table of series: the time and the metric name are not worth a column.
+ORGANIZE_TABLE: Json = {
+    "id": "organize",
+    "options": {"excludeByName": {"Time": True, "__name__": True}},
+}
+
+
+def value_map(texts: dict[str, tuple[str, str]]) -> Json:
+    """A value mapping: each value shown as its text, in its colour."""
+    options = {
+        value: {"text": text, "color": color, "index": i}
+        for i, (value, (text, color)) in enumerate(texts.items())
+    }
+    return {"type": "value", "options": options}
 
 
 def target(expr: str, legend: str = "", *, instant: bool = False, fmt: str = "") -> Json:

@@ -38,13 +38,18 @@ EXPORTER_METRICS = {
     "brainycp_mail_queue_message_age_seconds_gcount",
     "brainycp_mail_queue_message_age_seconds_gsum",
     "brainycp_mail_queue_sender_messages",
+    "brainycp_mail_queue_recipient_domain_messages",
+    "brainycp_mail_queue_deferral_reason_messages",
+    "brainycp_mail_queue_unparsed_lines",
     "brainycp_mail_daemon_up",
     "brainycp_mail_daemon_status_unknown",
     "brainycp_poll_success",
     "brainycp_poll_duration_seconds",
     "brainycp_poll_last_success_timestamp_seconds",
+    "brainycp_polls_total",
     "brainycp_poll_errors_total",
     "brainycp_exporter_build_info",
+    "brainycp_config_last_reload_successful",
 }
 REMEDIATOR_METRICS = {
     "brainycp_remediator_notifications_total",
@@ -55,6 +60,13 @@ REMEDIATOR_METRICS = {
     "brainycp_remediator_action_duration_seconds_count",
     "brainycp_remediator_actions_in_progress",
     "brainycp_remediator_build_info",
+    "brainycp_remediator_paused",
+    "brainycp_remediator_circuit_open",
+    "brainycp_remediator_actions_awaiting_approval",
+    "brainycp_remediator_oldest_approval_request_timestamp_seconds",
+    "brainycp_remediator_approval_timeout_seconds",
+    "brainycp_remediator_journal_up",
+    "brainycp_remediator_outbound_notifications_total",
 }
 
 
@@ -124,6 +136,53 @@ def test_dashboards_show_what_the_issue_asks_for() -> None:
     assert notes and "brainycp_remediator_actions_total" in notes[0]["expr"]
     assert {"Queue growth per hour", "Queue now and forecast"} <= titles[FILES[2]]
     assert "Time until the queue-high threshold" in titles[FILES[2]]
+
+
+# What an operator reads during an outbreak: on the fleet dashboard, and per panel
+# where the metric is per panel.
+OUTBREAK_METRICS = {
+    "brainycp_mail_queue_sender_messages": FILES[:2],
+    "brainycp_mail_queue_recipient_domain_messages": FILES[:2],
+    "brainycp_mail_queue_deferral_reason_messages": FILES[:2],
+    "brainycp_mail_queue_unparsed_lines": FILES[:2],
+    "brainycp_poll_success": FILES[:2],
+    "brainycp_remediator_paused": FILES[:1],
+    "brainycp_remediator_circuit_open": FILES[:1],
+    "brainycp_remediator_actions_awaiting_approval": FILES[:1],
+    "brainycp_remediator_oldest_approval_request_timestamp_seconds": FILES[:1],
+}
+
+
+@pytest.mark.parametrize("metric", sorted(OUTBREAK_METRICS))
+def test_what_an_operator_needs_in_an_outbreak_is_on_the_dashboards(metric: str) -> None:
+    shown = {name for name, _, expr in raw_queries() if re.search(rf"\b{metric}\b", expr)}
+    assert set(OUTBREAK_METRICS[metric]) <= shown, f"{metric} is on {sorted(shown)} only"
+
+
+# Every metric that counts or shows a failure, and where an operator sees it.
+FAILURE_METRICS = (
+    "brainycp_up",
+    "brainycp_poll_success",
+    "brainycp_poll_errors_total",
+    "brainycp_mail_queue_unparsed_lines",
+    "brainycp_mail_daemon_status_unknown",
+    "brainycp_exporter_render_errors_total",
+    "brainycp_config_last_reload_successful",
+    "brainycp_remediator_journal_up",
+    "brainycp_remediator_notifications_total",
+    "brainycp_remediator_outbound_notifications_total",
+    "brainycp_remediator_actions_total",
+    "brainycp_remediator_circuit_open",
+    "brainycp_remediator_paused",
+)
+
+
+@pytest.mark.parametrize("metric", FAILURE_METRICS)
+def test_every_failure_metric_is_on_a_dashboard_or_in_an_alert(metric: str) -> None:
+    rules = yaml.safe_load(RULES.read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    exprs += [expr for _, _, expr in raw_queries()]
+    assert any(re.search(rf"\b{metric}\b", expr) for expr in exprs), metric
 
 
 def test_rates_use_grafana_intervals_not_fixed_windows() -> None:
