@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from brainycp.client import MessageCommand, PanelClient
 from brainycp.config import Rule, Selection
-from brainycp.errors import BrainyCPError, PanelAPIError
+from brainycp.panel.client import MessageCommand, PanelClient
+from brainycp.panel.errors import BrainyCPError, PanelAPIError
 from brainycp.queue import QueueMessage, iter_messages, summarize
 from remediator.journal import MessageRecord
 

@@ -46,6 +46,7 @@ EXPECTED_ALERTS = {
     "BrainyCPRemediationApprovalExpiring",
     "BrainyCPMailQueueUnparsedLines",
     "BrainyCPExporterRenderErrors",
+    "BrainyCPRemediatorOutboundNotificationsFailing",
 }
 # Alerts about a whole daemon rather than one panel.
 FLEET_ALERTS = {
@@ -58,6 +59,7 @@ FLEET_ALERTS = {
     "BrainyCPRemediatorNotificationsFailing",
     "BrainyCPRemediatorPaused",
     "BrainyCPRemediationApprovalExpiring",
+    "BrainyCPRemediatorOutboundNotificationsFailing",
 }
 # Alerts that the remediator's rules act on: their panel label is how it finds the panel.
 REMEDIATED = {
