@@ -24,7 +24,7 @@ from prometheus_client.openmetrics.parser import (
 )
 
 from exporter.app import build_registry, create_app
-from exporter.collector import render_text
+from exporter.collector import LINE_CACHE, render_text
 from exporter.state import ExporterState, PanelState
 from tests.golden_support import (
     CONFIGURED,
@@ -220,3 +220,24 @@ def test_exposition_passes_promtool_lint(case: str) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "", result.stdout
+
+
+def test_kept_lines_follow_changed_labels_and_stay_bounded() -> None:
+    state = exim_and_postfix(top=3)
+    first = {fmt: render_text(state, NOW, openmetrics=fmt) for fmt in (False, True)}
+    for _ in range(2):  # warm: the same bytes from kept lines, in either order
+        for fmt in (True, False):
+            assert render_text(state, NOW, openmetrics=fmt) == first[fmt]
+    # A changed label value is a new line, never an old one.
+    state.panels["exim01"].top_senders = (("new@example.org", 9),)
+    text = render_text(state, NOW)
+    assert 'panel="exim01",sender="new@example.org"} 9.0' in text
+    assert 'panel="exim01",sender="alice@example.org"' not in text
+    registry = build_registry(state, clock=lambda: NOW, process=False)
+    assert text == generate_latest(registry).decode()
+    # Panels that come and go (a reload, /probe of many targets) do not grow it for ever.
+    for round_ in range(1500):
+        churn = PanelState(name=f"p{round_}", daemons=("clamav",), created=CONFIGURED)
+        churn.record_failure("count_msg", NOW, 0.1, "timeout", "")
+        render_text(ExporterState.for_panels([churn]), NOW)
+    assert len(LINE_CACHE) <= 10_000 + 100
