@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
+from brainycp.config import Config, parse_config
 from brainycp.queue import AGE_BUCKETS, QueueSummary, summarize
 from exporter.app import build_registry
 from exporter.collector import ZERO_REASONS, build_families
-from exporter.poller import top_senders
+from exporter.poller import Poller, initial_state, top_senders
 from exporter.state import ExporterState, PanelState
 from tests.support import FIXTURES
 
@@ -305,3 +307,47 @@ def test_own_registry_has_process_metrics_and_no_global_state() -> None:
     assert "process_resident_memory_bytes" in text
     assert "python_info" in text
     assert "brainycp_up" not in generate_latest(REGISTRY).decode()
+
+
+def test_a_reload_gives_new_panels_and_daemons_their_counters_at_zero_and_drops_removed_ones() -> (
+    None
+):
+    def config(panels: dict[str, list[str]]) -> Config:
+        return parse_config(
+            {
+                "defaults": {"username": "a", "password_env": "HOME"},
+                "panels": {
+                    name: {"url": f"http://127.0.0.1:9/{name}", "daemons": daemons}
+                    for name, daemons in panels.items()
+                },
+            },
+            daemon="exporter",
+        )
+
+    async def reload() -> ExporterState:
+        first = config({"web01": ["clamav"], "web02": []})
+        state = initial_state(first)
+        poller = Poller(first, state)
+        state.panels["web01"].record_failure("clamav", NOW, 0.1, "timeout", "")
+        state.panels["web02"].record_failure("count_msg", NOW, 0.1, "timeout", "")
+        poller.apply(config({"web01": ["spamassassin"], "web03": ["clamav"]}))
+        await poller.aclose()
+        return state
+
+    s = scrape(asyncio.run(reload()))
+    polls = {
+        (dict(labels)["panel"], dict(labels)["operation"]): v
+        for (name, labels), v in s.items()
+        if name == "brainycp_polls_total"
+    }
+    assert polls == {
+        ("web01", "count_msg"): 0,
+        ("web01", "list_msg"): 0,
+        ("web01", "spamassassin"): 0,
+        ("web03", "count_msg"): 0,
+        ("web03", "list_msg"): 0,
+        ("web03", "clamav"): 0,
+    }
+    errors = {labels for (name, labels), _ in s.items() if name == "brainycp_poll_errors_total"}
+    assert len(errors) == 6 * len(ZERO_REASONS)
+    assert not any(dict(labels)["panel"] == "web02" for labels in errors)
