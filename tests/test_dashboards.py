@@ -494,6 +494,17 @@ def test_prometheus_reads_the_exporter_s_openmetrics(live: Live) -> None:
     # Buckets, _gcount and _gsum of one gauge histogram, all from the one family.
     assert live.value('brainycp_mail_queue_message_age_seconds_bucket{panel="web01",le="+Inf"}')
     assert live.value('brainycp_mail_queue_message_age_seconds_gsum{panel="web01"}') is not None
+
+    def scraped_type(family: str) -> str:
+        params = {"match_target": '{job="brainycp-mail-exporter"}', "metric": family}
+        answer = httpx.get(f"{live.prometheus}/api/v1/targets/metadata", params=params, timeout=5)
+        (meta,) = answer.json()["data"]
+        return str(meta["type"])
+
+    # What Prometheus parsed: only OpenMetrics can say gaugehistogram (the text format
+    # says histogram).
+    assert scraped_type("brainycp_mail_queue_message_age_seconds") == "gaugehistogram"
+    assert scraped_type("brainycp_polls") == "counter"
     # The answer to Prometheus's own Accept header is OpenMetrics.
     accept = (
         "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
