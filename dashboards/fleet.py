@@ -311,6 +311,49 @@ def remediation(L: Layout) -> None:
     )
     L.add(
         timeseries(
+            "Journal failures",
+            "Journal reads and writes the database refused, and calls cut off because it "
+            "stopped answering, by kind (BrainyCPRemediatorJournalDown fires while it is down).",
+            [
+                target(
+                    "sum by (kind) (increase(brainycp_remediator_journal_failures_total"
+                    f"{{{REMEDIATOR}}}[$__rate_interval]))",
+                    "{{kind}}",
+                )
+            ],
+            "short",
+            extra={"interval": "1m"},
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Refused requests",
+            "Requests to the exporters and remediators refused for wrong credentials (not "
+            "/webhook: Webhook notifications has those) or sent by a browser from another "
+            "site. Many: a client with an old password or token, or someone guessing.",
+            [
+                target(
+                    "sum by (job) (increase({__name__=~"
+                    '"brainycp_(exporter|remediator)_http_auth_failures_total",'
+                    ' job=~"$job|$remediator_job"}[$__rate_interval]))',
+                    "{{job}} wrong credentials",
+                ),
+                target(
+                    "sum by (job) (increase(brainycp_http_cross_origin_refused_total"
+                    '{job=~"$job|$remediator_job"}[$__rate_interval]))',
+                    "{{job}} cross-site",
+                ),
+            ],
+            "short",
+            extra={"interval": "1m"},
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
             "Notifications to people",
             "Approval requests and action reports sent to the notify targets, by target and "
             "result: sent, retried (one per retry), failed (gave up), dropped (queue full).",

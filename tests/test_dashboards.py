@@ -83,6 +83,8 @@ REMEDIATOR_METRICS = {
     "brainycp_remediator_approval_timeout_seconds",
     "brainycp_remediator_journal_up",
     "brainycp_remediator_outbound_notifications_total",
+    "brainycp_remediator_journal_failures_total",
+    "brainycp_http_cross_origin_refused_total",
 }
 
 
@@ -190,6 +192,10 @@ FAILURE_METRICS = (
     "brainycp_remediator_actions_total",
     "brainycp_remediator_circuit_open",
     "brainycp_remediator_paused",
+    "brainycp_remediator_journal_failures_total",
+    "brainycp_exporter_http_auth_failures_total",
+    "brainycp_remediator_http_auth_failures_total",
+    "brainycp_http_cross_origin_refused_total",
 )
 
 
