@@ -142,18 +142,27 @@ def test_a_reload_drops_a_removed_panels_and_rules_series_and_adds_new_ones_at_z
 
 def test_an_approval_request_shows_when_it_was_made(tmp_path: Path) -> None:
     rem = remediator(config(tmp_path, ("web01",), RULES))
-    assert ("brainycp_remediator_oldest_approval_request_timestamp_seconds", ()) not in scrape(rem)
 
-    async def post() -> httpx.Response:
+    async def exchange() -> tuple[str, httpx.Response, str]:
+        # Through the app: its /metrics reads the journal's gauges before the collector runs.
         transport = httpx.ASGITransport(app=rem.app())
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            before = (await client.get("/metrics")).text
             body = notification(am_alert("Surge", "web01", sender="spam@example.org"))
-            return await client.post("/webhook", json=body)
+            answer = await client.post("/webhook", json=body)
+            return before, answer, (await client.get("/metrics")).text
 
-    response = asyncio.run(post())
-    assert response.json()["results"][0]["outcome"] == "awaiting_approval"
+    before, answer, after = asyncio.run(exchange())
+    assert "brainycp_remediator_oldest_approval_request_timestamp_seconds" not in before
+    assert answer.json()["results"][0]["outcome"] == "awaiting_approval"
     row = rem.journal.list(outcome="awaiting_approval")[0]
-    samples = scrape(rem)
-    assert samples[("brainycp_remediator_actions_awaiting_approval", ())] == 1
-    oldest = samples[("brainycp_remediator_oldest_approval_request_timestamp_seconds", ())]
-    assert oldest == row.received_at
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(after)
+        for s in family.samples
+        if not s.labels
+    }
+    assert samples["brainycp_remediator_actions_awaiting_approval"] == 1
+    assert samples["brainycp_remediator_oldest_approval_request_timestamp_seconds"] == (
+        row.received_at
+    )
