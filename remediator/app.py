@@ -79,6 +79,7 @@ class Remediator:
         """
         self.config = config
         self.rconfig = config.remediator
+        self.stats.expect(config)  # counters of the configured panels and rules, at 0
         self.settings = Settings(
             rules=self.rconfig.rules,
             panels=frozenset(config.panels),

@@ -19,6 +19,8 @@ HEALTH_TIMEOUT = 3.0
 """/healthz and /metrics answer within this, whatever the journal does."""
 HEALTH_WAIT = 2.5
 """How long of that they wait for the journal (the rest is for answering)."""
+# What each scrape reads from the journal: brakes, approvals waiting, the oldest one's time.
+_Gauges = tuple[dict[str, dict[str, Any]], int | None, float | None]
 
 
 class Health:
@@ -29,9 +31,10 @@ class Health:
         self.rem = remediator
         stats = remediator.stats
         # Read from the journal by each scrape before the collector runs (see metrics()).
-        self._gauges: tuple[dict[str, dict[str, Any]], int | None] = ({}, None)
+        self._gauges: _Gauges = ({}, None, None)
         stats.controls = lambda: self._gauges[0]
         stats.awaiting = lambda: self._gauges[1]
+        stats.oldest_awaiting = lambda: self._gauges[2]
         stats.journal_failures = lambda: dict(remediator.journal.health.failures)
 
     async def metrics(self, request: Request) -> Response:
@@ -48,9 +51,9 @@ class Health:
             except JOURNAL_ERRORS as exc:  # a scrape must not fail: the gauges are left out
                 log.error("metrics: cannot read the brakes and the approvals: %s",
                           first_line(exc))  # fmt: skip
-                self._gauges = ({}, None)
+                self._gauges = ({}, None, None)
         else:
-            self._gauges = ({}, None)
+            self._gauges = ({}, None, None)
         self.update()
         return Response(generate_latest(self.rem.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -77,6 +80,8 @@ class Health:
             self.rem.stats.journal_ok()
 
 
-def _gauges(journal: Journal) -> tuple[dict[str, dict[str, Any]], int]:
-    """What the metrics read from the journal: the brakes and the approvals waiting."""
-    return journal.controls(), journal.count("awaiting_approval")
+def _gauges(journal: Journal) -> _Gauges:
+    """What the metrics read from the journal: the brakes, the approvals waiting and when
+    the oldest of them was requested."""
+    waiting = "awaiting_approval"
+    return journal.controls(), journal.count(waiting), journal.oldest_received(waiting)
