@@ -71,8 +71,7 @@ class Stats:
         the journal cannot say)."""
         self.approval_timeout = 3600.0
         self.journal_up = 1
-        self.journal_reason = ""
-        """Why the journal is down (``""`` while it is up)."""
+        """0 while the journal cannot be read or written (its health says why)."""
         self.journal_failures: Callable[[], dict[str, int]] | None = None
         """The journal's failures so far, by kind (read at scrape time)."""
 
@@ -113,12 +112,6 @@ class Stats:
         for action in timed:
             self.duration_buckets.setdefault(action, [0] * len(DURATION_BUCKETS))
             self.duration_sum.setdefault(action, 0.0)
-
-    def journal_ok(self) -> None:
-        self.journal_up, self.journal_reason = 1, ""
-
-    def journal_down(self, reason: str) -> None:
-        self.journal_up, self.journal_reason = 0, reason or "unreachable"
 
     def outcome(self, panel: str, action: str, outcome: str) -> None:
         self.actions[(panel, action, outcome)] += 1

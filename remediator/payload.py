@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
-STATUSES = ("firing", "resolved")
 MAX_TRUNCATED = 2**64 - 1
 """Alertmanager's ``truncatedAlerts`` is a uint64: anything larger is not from it."""
 

@@ -63,7 +63,6 @@ OUTCOMES = (
     "skipped_circuit_open",
     "skipped_exhausted",
 )
-FINAL_OUTCOMES = tuple(o for o in OUTCOMES if o not in ("pending", "running", "awaiting_approval"))
 # Rows that stand for an action accepted to run (or previewed): they hold cooldown and
 # rate limit. ``cancelled`` only closes the episode (it never reached the panel).
 COUNTING_OUTCOMES = (
@@ -81,15 +80,7 @@ COUNTING_OUTCOMES = (
 # episode) but, having never reached the panel, holds no cooldown or rate limit.
 EPISODE_OUTCOMES = (*COUNTING_OUTCOMES, "cancelled", "denied", "expired")
 # Rows that started (or will start) work on a panel: what the circuit breaker counts.
-STARTED_OUTCOMES = (
-    "pending",
-    "running",
-    "succeeded",
-    "failed",
-    "unverified",
-    "skipped_nothing_to_do",
-    "interrupted",
-)
+STARTED_OUTCOMES = tuple(o for o in COUNTING_OUTCOMES if o not in ("dry_run", "awaiting_approval"))
 
 
 @dataclass(frozen=True)

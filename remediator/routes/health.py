@@ -73,11 +73,7 @@ class Health:
 
     def update(self) -> None:
         """The journal's own health, into the metrics."""
-        reason = self.rem.journal.health.reason
-        if reason:
-            self.rem.stats.journal_down(reason)
-        else:
-            self.rem.stats.journal_ok()
+        self.rem.stats.journal_up = 0 if self.rem.journal.health.reason else 1
 
 
 def _gauges(journal: Journal) -> _Gauges:
