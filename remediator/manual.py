@@ -15,9 +15,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from brainycp.config import ManualSettings, Rule, Selection
+from remediator.actions import DESTRUCTIVE
 
 MANUAL_RULE = "(manual)"
-DESTRUCTIVE = ("delete_all", "delete_messages")
 _REQUEST_KEYS = {
     "panel", "action", "select", "daemon", "dry_run", "by", "max_messages", "limit", "force",
     "allow_destructive",

@@ -24,7 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from brainycp import __version__
-from remediator.journal import IDEMPOTENT_ACTIONS
+from remediator.actions import IDEMPOTENT
 
 if TYPE_CHECKING:
     from brainycp.config import Config, Rule
@@ -45,7 +45,7 @@ def rule_outcomes(rule: Rule, dry_run: bool) -> tuple[str, ...]:
     if dry_run or rule.dry_run:
         return ("dry_run",)
     outcomes: tuple[str, ...] = RUN_OUTCOMES
-    if rule.action not in IDEMPOTENT_ACTIONS:
+    if rule.action not in IDEMPOTENT:
         outcomes += ("interrupted",)
     if rule.approval == "required":
         outcomes += ("denied", "expired")

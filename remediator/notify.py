@@ -27,7 +27,7 @@ from typing import Any, Literal
 import httpx
 
 from brainycp import __version__
-from brainycp.config import SERVICE_ACTIONS, NotifyTarget, Rule, WebhookAuth
+from brainycp.config import NotifyTarget, Rule, WebhookAuth
 from brainycp.panel.client import PanelClient
 from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
@@ -105,9 +105,10 @@ def selection_of(rule: Rule | None, params: Mapping[str, Any]) -> dict[str, Any]
     if rule is None:
         select = params.get("select")
         return dict(select) if isinstance(select, dict) else {}
-    if rule.action in SERVICE_ACTIONS:
+    takes = panel_actions.ACTIONS[rule.action].takes
+    if "daemon" in takes:
         return {"daemon": rule.daemon}
-    if rule.action == "delete_all":
+    if "force" in takes:
         return {"force": rule.force}
     if rule.select is None:
         return {}
@@ -168,7 +169,7 @@ async def matching_now(
     for a service action (nothing to count)."""
     if rule is None or client is None:
         return {"matching": None, "matching_error": "its rule or panel left the config"}
-    if rule.action in SERVICE_ACTIONS:
+    if not panel_actions.ACTIONS[rule.action].on_messages:
         return {}
     try:
         preview = await asyncio.wait_for(panel_actions.preview(client, rule), timeout)

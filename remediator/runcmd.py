@@ -24,6 +24,7 @@ from brainycp.config import (
     read_config_text,
     split_listen,
 )
+from remediator.actions import ACTIONS, DESTRUCTIVE
 from remediator.app import Remediator
 from remediator.journal import Journal
 from remediator.metrics import Stats
@@ -56,8 +57,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--action",
         required=True,
-        help="what to do: delete_frozen, delete_messages, reship_messages, delete_all,"
-        " start_service, stop_service, restart_service (remediator.manual.actions allows them)",
+        help=f"what to do: {', '.join(ACTIONS)} (remediator.manual.actions allows them)",
     )
     parser.add_argument(
         "--select",
@@ -86,7 +86,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-destructive",
         action="store_true",
-        help="needed to really run delete_messages or delete_all",
+        help=f"needed to really run {' or '.join(DESTRUCTIVE)}",
     )
     parser.add_argument(
         "--by",

@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 from brainycp.config import PanelConfig, Rule
 from brainycp.panel.client import PanelClient
 from remediator import actions
-from remediator.journal import JOURNAL_ERRORS, Journal, MessageRecord, first_line
+from remediator.actions import MessageRecord
+from remediator.journal import JOURNAL_ERRORS, Journal, first_line
 from remediator.metrics import Stats
 
 log = logging.getLogger("remediator.runner")

@@ -19,16 +19,17 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from brainycp.config import MESSAGE_ACTIONS, SERVICE_ACTIONS, Rule
+from brainycp.config import Rule
 from brainycp.htmlpages import Pages, stylesheet_response
 from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
+from remediator.actions import ACTIONS, DESTRUCTIVE, taking
 from remediator.console.api import OperatorAPI
 from remediator.console.auth import PREFIX, signed_in_user
 from remediator.console.forms import FormError, read_form
 from remediator.console.manual_form import ManualForm
 from remediator.journal import JOURNAL_ERRORS, ActionRow
-from remediator.manual import DESTRUCTIVE, MANUAL_RULE, rule_for_row
+from remediator.manual import MANUAL_RULE, rule_for_row
 from remediator.planner import OUTCOMES
 
 if TYPE_CHECKING:
@@ -304,8 +305,8 @@ class Console:
             "max_messages": settings.max_messages,
             "panels": sorted(self.rem.config.panels),
             "destructive": DESTRUCTIVE,
-            "service_actions": SERVICE_ACTIONS,
-            "message_actions": MESSAGE_ACTIONS,
+            "service_actions": taking("daemon"),
+            "message_actions": taking("select"),
         }
 
     async def manual(self, request: Request, user: str, **extra: Any) -> Response:
@@ -344,12 +345,11 @@ def selection(row: ActionRow, rule: Rule | None) -> list[tuple[str, str]]:
     """What an action acts on, as ``(criterion, value)`` pairs for the page."""
     if rule is None:
         return []
-    if rule.action in SERVICE_ACTIONS:
+    kind = ACTIONS[rule.action]
+    if not kind.on_messages:
         return [("daemon", str(rule.daemon))]
-    if rule.action == "delete_frozen":
-        return [("messages", "every frozen message")]
-    if rule.action == "delete_all":
-        return [("messages", "every queued message" + (" (forced)" if rule.force else ""))]
+    if kind.everything:
+        return [("messages", kind.everything + (" (forced)" if rule.force else ""))]
     pairs = [
         (k, str(v))
         for k, v in (rule.select.model_dump() if rule.select else {}).items()

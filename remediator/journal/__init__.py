@@ -27,7 +27,6 @@ recovery treat the action as unfinished, which is safe.
 
 from remediator.journal.base import (
     CONTROLS,
-    IDEMPOTENT_ACTIONS,
     JOURNAL_ERRORS,
     MAX_MESSAGE_RECORDS,
     ActionRow,
@@ -35,7 +34,6 @@ from remediator.journal.base import (
     JournalError,
     JournalTimeout,
     JournalUnavailable,
-    MessageRecord,
     NewRow,
     first_line,
 )
@@ -48,7 +46,6 @@ __all__ = [
     "ADVISORY_LOCK",
     "APPLICATION",
     "CONTROLS",
-    "IDEMPOTENT_ACTIONS",
     "JOURNAL_ERRORS",
     "MAX_MESSAGE_RECORDS",
     "MIGRATIONS",
@@ -60,7 +57,6 @@ __all__ = [
     "JournalError",
     "JournalTimeout",
     "JournalUnavailable",
-    "MessageRecord",
     "NewRow",
     "SessionLimits",
     "first_line",
