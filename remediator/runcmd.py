@@ -24,7 +24,7 @@ from brainycp.config import (
     read_config_text,
     split_listen,
 )
-from remediator.actions import ACTIONS, DESTRUCTIVE
+from remediator.actions import ACTIONS, DESTRUCTIVE, taking
 from remediator.app import Remediator
 from remediator.journal import Journal
 from remediator.metrics import Stats
@@ -80,7 +80,9 @@ def run_parser() -> argparse.ArgumentParser:
         help="above --max-messages: refuse the action (default) or act on the oldest N",
     )
     parser.add_argument(
-        "--force", action="store_true", help="delete_all only: the panel's dellete_forse"
+        "--force",
+        action="store_true",
+        help=f"{' and '.join(taking('force'))} only: the panel's dellete_forse",
     )
     parser.add_argument("--dry-run", action="store_true", help="show what would be touched")
     parser.add_argument(

@@ -305,7 +305,6 @@ class Console:
             "max_messages": settings.max_messages,
             "panels": sorted(self.rem.config.panels),
             "destructive": DESTRUCTIVE,
-            "service_actions": taking("daemon"),
             "message_actions": taking("select"),
         }
 
