@@ -127,7 +127,13 @@ class RemediatorCollector(Collector):
         self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
-        s = self.stats
+        yield from self._work(self.stats)
+        yield from self._journal(self.stats)
+        yield from self._people(self.stats)
+
+    @staticmethod
+    def _work(s: Stats) -> Iterator[Metric]:
+        """Notifications received and actions by outcome, duration and in progress."""
         notes = CounterMetricFamily(
             "brainycp_remediator_notifications",
             "Webhook notifications received, by result.",
@@ -167,6 +173,10 @@ class RemediatorCollector(Collector):
             "Actions running on panels right now.",
             value=s.in_progress,
         )
+
+    @staticmethod
+    def _journal(s: Stats) -> Iterator[Metric]:
+        """The journal's health and what it holds: the brakes and approvals waiting."""
         yield GaugeMetricFamily(
             "brainycp_remediator_journal_up",
             "1 when the last journal read or write succeeded, 0 when the journal "
@@ -215,6 +225,10 @@ class RemediatorCollector(Collector):
             "remediator.approval_timeout: an approval request older than this expires.",
             value=s.approval_timeout,
         )
+
+    @staticmethod
+    def _people(s: Stats) -> Iterator[Metric]:
+        """Notifications sent to people, and the build."""
         sent = CounterMetricFamily(
             "brainycp_remediator_outbound_notifications",
             "Notifications to people (notify targets) by target and result: sent, retried "
