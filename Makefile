@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(wildcard brainycp/*.c brainycp/*.h)
+$(STAMP): pyproject.toml setup.py $(wildcard brainycp/queue/*.c brainycp/queue/*.h)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "brainycp-mail needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || \
