@@ -144,8 +144,12 @@ def _reasons(obj: Mapping[str, Any]) -> int:
     )
 
 
-def object_message(obj: Any, now: float) -> QueueMessage | None:
-    """The message an object stands for, or None when it is not one."""
+_Values = tuple[str, float, float | None, int, str, tuple[str, ...], bool, bool]
+# id, age, lowest age (None: exact), size, sender, recipients, frozen, held
+
+
+def _values(obj: Any, now: float) -> _Values | None:
+    """What a message object says, or None when it is not one."""
     if not isinstance(obj, dict) or not any(key in obj for key in _KNOWN):
         return None
     raw_id = obj.get("id", obj.get("queue_id", ""))
@@ -163,24 +167,35 @@ def object_message(obj: Any, now: float) -> QueueMessage | None:
         return None
     sender = "" if sender_value is None else _normal_sender(sender_value)
     held = held or obj.get("queue_name") == "hold"
-    return QueueMessage(str(raw_id), age[0], size, sender, recipients, frozen, held, age[1])
+    return str(raw_id), age[0], age[1], size, sender, recipients, frozen, held
+
+
+def object_message(obj: Any, now: float) -> QueueMessage | None:
+    """The message an object stands for, or None when it is not one."""
+    values = _values(obj, now)
+    if values is None:
+        return None
+    msg_id, age, low, size, sender, recipients, frozen, held = values
+    return QueueMessage(msg_id, age, size, sender, recipients, frozen, held, low)
 
 
 def add_object(tally: Tally, obj: Any) -> bool:
     """Tally one object; False (an unparsed one counted) when it is no message."""
-    message = object_message(obj, tally.now)
-    if message is None:
+    values = _values(obj, tally.now)
+    if values is None:
         tally.unparsed += 1
         return False
+    msg_id, age, low, size, sender, recipients, frozen, held = values
     tally.messages += 1
-    tally.bytes += message.size_bytes
-    tally.add_age(message.age_seconds)
-    tally.frozen += message.frozen
-    tally.held += message.held
-    tally.bounces += message.sender == "<>"
+    tally.bytes += size
+    tally.add_age(age)
+    tally.frozen += frozen
+    tally.held += held
+    tally.bounces += sender == "<>"
     tally.add_reasons(_reasons(obj))
-    tally.add_people(message.sender, message.recipients)
-    tally.add_record(message)
+    tally.add_people(sender, recipients)
+    if tally.records is not None:
+        tally.add_record(QueueMessage(msg_id, age, size, sender, recipients, frozen, held, low))
     return True
 
 
