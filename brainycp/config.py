@@ -437,6 +437,8 @@ class ExporterConfig(_Strict):
     """``(index, count)``: serve only the panels whose name hashes to ``index``."""
     max_connections: int = Field(default=1000, ge=1, le=1_000_000)
     """Concurrent HTTP connections; a request beyond them gets a 503."""
+    grafana_url: str = ""
+    """Grafana's base URL: the fleet view (``/``) links to the shipped dashboards there."""
 
     @field_validator("interval")
     @classmethod
@@ -444,6 +446,26 @@ class ExporterConfig(_Strict):
         if value < 1:
             raise ValueError("must be at least 1s")
         return value
+
+    @field_validator("grafana_url")
+    @classmethod
+    def _grafana_url(cls, value: str) -> str:
+        if not value:
+            return ""
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (raises on a port that is not a number or out of range)
+        except ValueError as exc:
+            raise ValueError(f"is not a URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://grafana.example.net")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials (the page shows it to every visitor)")
+        if parts.query or parts.fragment:
+            raise ValueError("must be Grafana's base URL, without ?query or #fragment")
+        if any(ord(c) < 0x21 or c in "<>\"'" for c in value):
+            raise ValueError("must not hold spaces, quotes, angle brackets or control characters")
+        return value.rstrip("/")
 
 
 # --------------------------------------------------------------------------- remediator

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -44,6 +45,10 @@ PANELS = {
 }
 PANEL_PASSWORD = "demo-panel-password"
 WEBHOOK_TOKEN = "demo-webhook-token"
+# The operator console signs people in with the web config's users (bcrypt): the demo's
+# remediator gets a web config with this one user, printed in the banner.
+CONSOLE_USER = "demo"
+CONSOLE_PASSWORD = "demo-console-password"
 # The spam-outbreak scene: a compromised mailbox on web01 floods the queue. The
 # exporter's top senders show it, BrainyCPMailSenderSurge fires with its address in
 # the `sender` label, and the contain-spam-sender rule asks for approval.
@@ -149,8 +154,11 @@ class Stack:
         w = self.workdir
         (w / "panel.pass").write_text(PANEL_PASSWORD + "\n")
         (w / "webhook.token").write_text(WEBHOOK_TOKEN + "\n")
-        for path in (w / "panel.pass", w / "webhook.token"):
+        (w / "console.pass").write_text(CONSOLE_PASSWORD + "\n")
+        for path in (w / "panel.pass", w / "webhook.token", w / "console.pass"):
             path.chmod(0o600)
+        hashed = bcrypt.hashpw(CONSOLE_PASSWORD.encode(), bcrypt.gensalt(10)).decode()
+        (w / "web.yml").write_text(yaml.safe_dump({"basic_auth_users": {CONSOLE_USER: hashed}}))
         t = self.timing
         config = {
             "defaults": {
@@ -245,6 +253,11 @@ class Stack:
                 {
                     "job_name": "brainycp-mail-remediator",
                     "static_configs": [{"targets": [f"127.0.0.1:{self.ports.remediator}"]}],
+                    # The remediator's web config has users: they guard /metrics too.
+                    "basic_auth": {
+                        "username": CONSOLE_USER,
+                        "password_file": str(w / "console.pass"),
+                    },
                 },
             ],
         }
@@ -288,13 +301,20 @@ class Stack:
 
     # ------------------------------------------------------------------ processes
 
-    def _start(self, name: str, args: list[str], ready: str | None, timeout: float = 30) -> None:
+    def _start(
+        self,
+        name: str,
+        args: list[str],
+        ready: str | None,
+        timeout: float = 30,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         log = self.workdir / f"{name}.log"
         # Its own session (brainycp.harness), so stop() reaches its children too.
         proc = self.processes[name] = harness.start(args, log=log, cwd=self.workdir)
         if ready:
             try:
-                harness.wait_ready(ready, timeout=timeout, proc=proc)
+                harness.wait_ready(ready, timeout=timeout, proc=proc, auth=auth)
             except harness.StartError as exc:
                 raise harness.StartError(f"{name}: {exc}:\n{harness.log_tail(log, 2000)}") from None
 
@@ -328,9 +348,11 @@ class Stack:
         on_step("remediator")
         self._start(
             "remediator",
-            [py, "-m", "remediator.cli", "--config", config],
+            [py, "-m", "remediator.cli", "--config", config,
+             "--web.config.file", str(self.workdir / "web.yml")],
             f"{self.url('remediator')}/healthz",
-        )
+            auth=(CONSOLE_USER, CONSOLE_PASSWORD),
+        )  # fmt: skip
         if not self.with_prometheus:
             return
         on_step("alertmanager")
@@ -365,9 +387,8 @@ class Stack:
     # ------------------------------------------------------------------ reading
 
     def get_json(self, url: str) -> Any:
-        # /actions takes the webhook's credentials; the other URLs ignore them.
-        headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
-        response = httpx.get(url, headers=headers, timeout=3)
+        # The remediator's web-config user; the other URLs ignore the credentials.
+        response = httpx.get(url, auth=(CONSOLE_USER, CONSOLE_PASSWORD), timeout=3)
         response.raise_for_status()
         return response.json()
 
@@ -393,7 +414,7 @@ class Stack:
         return httpx.post(
             f"{self.url('remediator')}{path}",
             json=body,
-            headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"},
+            auth=(CONSOLE_USER, CONSOLE_PASSWORD),
             timeout=10,
         )
 
@@ -593,11 +614,13 @@ class SpamScene:
                     self.seen[action_id] = time.monotonic()
                     detail = self.stack.action(action_id)
                     sender = detail.get("params", {}).get("select", {}).get("sender", "?")
+                    url = f"{self.stack.url('remediator')}/actions/{action_id}"
                     lines += [
                         f">>> approval requested: action #{action_id} delete_messages of "
                         f"{sender} on {row['panel']}",
-                        f"    curl -X POST -H 'Authorization: Bearer {WEBHOOK_TOKEN}' "
-                        f"{self.stack.url('remediator')}/actions/{action_id}/approve",
+                        f"    decide in a browser: {url} (user {CONSOLE_USER}, password "
+                        f"{CONSOLE_PASSWORD})",
+                        f"    or: curl -X POST -u {CONSOLE_USER}:{CONSOLE_PASSWORD} {url}/approve",
                     ]
                 elif self.approve_after and (
                     time.monotonic() - self.seen[action_id] >= self.approve_after
@@ -652,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=15,
         help="approve the spam rule's request through the API after N seconds "
-        "(0: never, approve it yourself with the printed curl line)",
+        "(0: never, approve it yourself in the operator console or with the printed curl line)",
     )
     args = parser.parse_args(argv)
 
@@ -682,8 +705,9 @@ def main(argv: list[str] | None = None) -> int:
             f"  panel simulator   {stack.url('simulator')}/panel/web02/_sim/state  (panels: "
             f"{', '.join(PANELS)})\n"
             f"  exporter          {stack.url('exporter')}/  and  {stack.url('exporter')}/metrics\n"
-            f"  remediator        {stack.url('remediator')}/  and  "
-            f"{stack.url('remediator')}/actions"
+            f"  remediator        {stack.url('remediator')}/actions  (JSON API)\n"
+            f"  operator console  {stack.url('remediator')}/console/  (sign in as "
+            f"{CONSOLE_USER}, password {CONSOLE_PASSWORD})"
         )
         if with_prometheus:
             print(

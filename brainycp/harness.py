@@ -50,16 +50,21 @@ def start(
 
 
 def wait_ready(
-    url: str, *, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None
+    url: str,
+    *,
+    timeout: float = 15.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    auth: tuple[str, str] | None = None,
 ) -> None:
-    """Wait until ``url`` answers 200; raise :class:`StartError` when ``proc`` exits first
-    or the deadline passes (a condition wait, not a sleep)."""
+    """Wait until ``url`` answers 200 (to basic ``auth`` when given); raise
+    :class:`StartError` when ``proc`` exits first or the deadline passes (a condition
+    wait, not a sleep)."""
     deadline = time.monotonic() + timeout
     while True:
         if proc is not None and proc.poll() is not None:
             raise StartError(f"process exited with {proc.returncode} before {url} was up")
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            if httpx.get(url, timeout=1.0, auth=auth).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

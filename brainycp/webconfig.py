@@ -52,6 +52,8 @@ _TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min
 # A hash of this shape stands in for an unknown user, so the answer takes as long.
 _DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(4))
 MAX_CACHED = 1024
+WEB_USER = "brainycp.web_user"
+"""Scope key: the ``basic_auth_users`` name :class:`BasicAuthMiddleware` verified."""
 
 
 @dataclass(frozen=True)
@@ -264,25 +266,29 @@ class BasicAuth:
 
     async def check(self, header: str | None) -> bool:
         """True when ``header`` carries a configured user and its password."""
+        return await self.verified_user(header) is not None
+
+    async def verified_user(self, header: str | None) -> str | None:
+        """The configured user whose password ``header`` carries, or None."""
         creds = basic_credentials(header)
         if creds is None:
-            return False
+            return None
         user, password = creds
         hashed = self.users.get(user)
         digest = self._digest(user, password, hashed or _DUMMY_HASH)
         if hashed is not None and digest in self._good:
-            return True
+            return user
         if len(password.encode()) > 72:
-            return False  # bcrypt hashes only 72 bytes; bcrypt 5 raises above that
+            return None  # bcrypt hashes only 72 bytes; bcrypt 5 raises above that
         async with self._checks:
             # CPU-bound (~0.1-0.3 s): a worker thread keeps the event loop answering.
             ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed or _DUMMY_HASH)
         if not ok or hashed is None or self.users.get(user) != hashed:
-            return False
+            return None
         if len(self._good) >= MAX_CACHED:
             self._good.clear()
         self._good.add(digest)
-        return True
+        return user
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -322,12 +328,12 @@ class BasicAuthMiddleware:
         self.open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or not self.auth.users
-            or scope["path"] in self.open_paths
-            or await self.auth.check(_header(scope, b"authorization"))
-        ):
+        if scope["type"] != "http" or not self.auth.users or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        user = await self.auth.verified_user(_header(scope, b"authorization"))
+        if user is not None:
+            scope[WEB_USER] = user  # the operator console records decisions under this name
             await self.app(scope, receive, send)
             return
         challenge = f'Basic realm="{self.realm}", charset="UTF-8"'.encode()

@@ -1,8 +1,7 @@
-"""The HTTP side: ``/metrics`` from the shared state, a landing page, ``/healthz``."""
+"""The HTTP side: ``/metrics`` from the shared state, the fleet view (``/``), ``/healthz``."""
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Callable
 
@@ -13,12 +12,13 @@ from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from brainycp import __version__
 from brainycp.asgiguard import QueryGuard
+from brainycp.htmlpages import stylesheet_response
 from exporter.collector import ExporterCollector, render_bytes
+from exporter.fleet import FleetView
 from exporter.state import ExporterState
 
 
@@ -43,45 +43,6 @@ def process_registry() -> CollectorRegistry:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
-
-
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m ago"
-    return f"{seconds / 3600:.1f}h ago"
-
-
-def landing_page(state: ExporterState, now: float) -> str:
-    """HTML table of the panels and the state and age of their last polls."""
-    shard = f" (shard {state.shard[0]}/{state.shard[1]})" if state.shard else ""
-    rows = []
-    for name in sorted(state.panels):
-        panel = state.panels[name]
-        cells = []
-        for operation in panel.operation_names():
-            op = panel.operations.get(operation)
-            if op is None or not op.attempted or op.last_attempt is None:
-                cells.append(f"<td>{operation}: not yet polled</td>")
-                continue
-            result = "ok" if op.success else html.escape(op.last_reason)
-            cells.append(
-                f'<td class="{"ok" if op.success else "fail"}">{operation}: {result}, '
-                f"{_age(max(0.0, now - op.last_attempt))}</td>"
-            )
-        rows.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
-    return (
-        '<!doctype html><html><head><meta charset="utf-8">'
-        "<title>brainycp-mail exporter</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}"
-        ".ok{color:#070}.fail{color:#b00}</style></head><body>"
-        f"<h1>brainycp-mail exporter {html.escape(__version__)}</h1>"
-        '<p><a href="/metrics">/metrics</a> &middot; <a href="/sd">/sd</a> &middot; '
-        '<a href="/healthz">/healthz</a> &middot; /probe?target=PANEL</p>'
-        f"<p>{len(state.panels)} panels{shard}; last poll of each operation:</p>"
-        f"<table>{''.join(rows)}</table></body></html>"
-    )
 
 
 def service_discovery(state: ExporterState, host: str) -> list[dict[str, object]]:
@@ -116,8 +77,7 @@ def create_app(
         # The classic 0.0.4 text format is what render_text writes and every Prometheus reads.
         return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
-    async def index(request: Request) -> Response:
-        return HTMLResponse(landing_page(state, clock()))
+    fleet = FleetView(state, clock)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -144,7 +104,8 @@ def create_app(
         middleware=[Middleware(QueryGuard)],
         routes=[
             Route("/metrics", metrics),
-            Route("/", index),
+            Route("/", fleet.page),
+            Route("/style.css", stylesheet_response),
             Route("/healthz", healthz),
             Route("/probe", probe),
             Route("/sd", sd),

@@ -25,6 +25,7 @@ from brainycp.config import (
     parse_shard,
     split_listen,
 )
+from brainycp.crossorigin import CrossOriginGuard
 from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader
 from brainycp.listener import Server, server_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
@@ -154,6 +155,10 @@ def build_app(state: ExporterState, reloader: Reloader, web: WebConfigHolder) ->
         " client certificates; send SIGHUP instead",
     )
     app = BasicAuthMiddleware(app, web.auth, realm="brainycp-mail-exporter")
+    # A browser's cross-site form must not reload (docs/operations.md).
+    same_site = CrossOriginGuard(app)
+    extra.register(same_site.collector())
+    app = same_site
     # Prometheus asks for gzip: 1,000 panels are ~2.8 MB of text, ~0.1 MB compressed.
     return GZipMiddleware(app, minimum_size=1024, compresslevel=GZIP_LEVEL)
 

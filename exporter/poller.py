@@ -67,6 +67,7 @@ def initial_state(config: Config) -> ExporterState:
         top_senders=config.exporter.top_senders,
         shard=config.exporter.shard,
         top_recipient_domains=config.exporter.top_recipient_domains,
+        grafana_url=config.exporter.grafana_url,
     )
 
 
@@ -394,6 +395,7 @@ class Poller:
         state.top_senders = config.exporter.top_senders
         state.top_recipient_domains = config.exporter.top_recipient_domains
         state.shard = config.exporter.shard
+        state.grafana_url = config.exporter.grafana_url
         if config.exporter.max_concurrency != old.exporter.max_concurrency:
             self.semaphore = asyncio.Semaphore(config.exporter.max_concurrency)
         scheduled = self._scheduler is not None

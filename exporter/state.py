@@ -106,6 +106,8 @@ class ExporterState:
     top_recipient_domains: int = 0
     shard: tuple[int, int] | None = None
     """``(index, count)`` when this replica serves one shard of the panels."""
+    grafana_url: str = ""
+    """``exporter.grafana_url``: where the fleet view links to the dashboards ("" = nowhere)."""
     render_errors: dict[str, int] = field(default_factory=dict)
     """Scrapes that left a panel out because its series could not be rendered, by panel."""
     info_labels: tuple[str, ...] = field(init=False)
@@ -128,6 +130,7 @@ class ExporterState:
         top_senders: int = 0,
         top_recipient_domains: int = 0,
         shard: tuple[int, int] | None = None,
+        grafana_url: str = "",
     ) -> ExporterState:
         """State for the given panels, keyed by name."""
         return cls(
@@ -136,4 +139,5 @@ class ExporterState:
             top_senders=top_senders,
             top_recipient_domains=top_recipient_domains,
             shard=shard,
+            grafana_url=grafana_url,
         )

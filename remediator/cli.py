@@ -36,6 +36,7 @@ from brainycp.config import (
     parse_listen,
     split_listen,
 )
+from brainycp.crossorigin import CrossOriginGuard
 from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader, header
 from brainycp.listener import Server
 from brainycp.listener import server_config as listener_config
@@ -47,6 +48,7 @@ from brainycp.webconfig import (
     load_web_config,
 )
 from remediator.app import Remediator, authorized
+from remediator.console import Console, mount
 from remediator.journal import JOURNAL_ERRORS, SCHEMA_VERSION, Journal, JournalError
 from remediator.manual import rule_for_row
 from remediator.metrics import Stats
@@ -224,7 +226,8 @@ class Lifecycle(WebConfigHolder):
         return []
 
     def app(self) -> ASGIApp:
-        """The remediator's app behind reload, the state gate, basic auth and gzip."""
+        """The remediator's app behind reload, the state gate, the console, basic auth, the
+        cross-origin guard and gzip."""
         self.remediator.registry.register(self.reloader.collector())
         self.gate = OpsMiddleware(
             self.remediator.app(),
@@ -234,10 +237,15 @@ class Lifecycle(WebConfigHolder):
             guard_all=True,
             open_paths=self.OPEN_PATHS,
         )
+        # The console's pages (/console/) sit beside the gate: they act only for a
+        # web-config user whom basic auth verified, whatever the gate accepts.
+        pages = mount(Console(self.remediator), self.gate)
         guarded = BasicAuthMiddleware(
-            self.gate, self.auth, realm="brainycp-mail-remediator", open_paths={"/webhook"}
+            pages, self.auth, realm="brainycp-mail-remediator", open_paths={"/webhook"}
         )
-        return GZipMiddleware(guarded, minimum_size=1024, compresslevel=GZIP_LEVEL)
+        same_site = CrossOriginGuard(guarded, trusted=lambda: (self.remediator.external_url,))
+        self.remediator.registry.register(same_site.collector())
+        return GZipMiddleware(same_site, minimum_size=1024, compresslevel=GZIP_LEVEL)
 
 
 async def serve(

@@ -1211,6 +1211,61 @@ class Journal:
         row = self._execute("SELECT labels FROM actions WHERE id = ?", (action_id,)).fetchone()
         return dict(json.loads(row[0])) if row else {}
 
+    # ------------------------------------------------------------------ console reads
+
+    def history(
+        self,
+        *,
+        panel: str | None = None,
+        rule: str | None = None,
+        outcome: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[ActionRow]:
+        """Rows newest first, filtered like :meth:`list` and by receipt time
+        (``since <= received_at < until``); ``before_id`` pages on (ids below it)."""
+        self._guard()
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("panel", panel), ("rule", rule), ("outcome", outcome)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        for clause, bound in (("received_at >= ?", since), ("received_at < ?", until),
+                              ("id < ?", before_id)):  # fmt: skip
+            if bound is not None:
+                where.append(clause)
+                args.append(bound)
+        sql = f"SELECT {_COLUMNS} FROM actions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [ActionRow(*r) for r in self._execute(sql, (*args, limit)).fetchall()]
+
+    def message_page(self, action_id: int, offset: int, limit: int) -> list[MessageRecord]:
+        """The message records of one action, in the order they were made, from ``offset``."""
+        self._guard()
+        rows = self._execute(
+            "SELECT message_id, sender, recipients, size_bytes, age_seconds, answer "
+            "FROM action_messages WHERE action_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+            (action_id, limit, offset),
+        ).fetchall()
+        return [MessageRecord(*r) for r in rows]
+
+    def control_log(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest changes of the pause switch and the breaker, newest first."""
+        self._guard()
+        rows = self._execute(
+            "SELECT at, name, value, changed_by, reason FROM control_log ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            {"at": at, "name": name, "value": bool(value), "changed_by": by, "reason": reason}
+            for at, name, value, by, reason in rows
+        ]
+
     def list(
         self,
         *,

@@ -81,3 +81,22 @@ def test_sighup_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None
             httpx.get(f"{url}/healthz", timeout=2)
     status = [line for line in text.splitlines() if not line.startswith(("  ", "brainycp"))]
     assert max(len(line) for line in status) <= WIDTH, max(status, key=len)
+
+
+def test_the_demo_remediator_has_a_console_user_and_prometheus_still_scrapes_it(
+    tmp_path: Path,
+) -> None:
+    import bcrypt
+    import yaml
+
+    from brainycp.demo import CONSOLE_PASSWORD, CONSOLE_USER, Ports, Stack
+    from brainycp.webconfig import load_web_config
+
+    Stack(tmp_path, ports=Ports.any_free()).write_configs()  # no process is started
+    web = load_web_config(tmp_path / "web.yml")
+    assert bcrypt.checkpw(CONSOLE_PASSWORD.encode(), web.users[CONSOLE_USER])
+    assert (tmp_path / "console.pass").stat().st_mode & 0o077 == 0
+    jobs = yaml.safe_load((tmp_path / "prometheus.yml").read_text())["scrape_configs"]
+    (job,) = [j for j in jobs if j["job_name"] == "brainycp-mail-remediator"]
+    assert job["basic_auth"]["username"] == CONSOLE_USER
+    assert Path(job["basic_auth"]["password_file"]).read_text().strip() == CONSOLE_PASSWORD

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from brainycp.queue import AGE_BUCKETS, QueueSummary, ReadOptions, read_listing, summarize
-from exporter.app import build_registry, landing_page
+from exporter.app import build_registry
 from exporter.collector import build_families
 from exporter.state import ExporterState, PanelState
 from tests.support import FIXTURES
@@ -245,12 +245,3 @@ def test_own_registry_has_process_metrics_and_no_global_state() -> None:
     assert "process_resident_memory_bytes" in text
     assert "python_info" in text
     assert "brainycp_up" not in generate_latest(REGISTRY).decode()
-
-
-def test_landing_page_shows_state_and_escapes_reasons() -> None:
-    panel = healthy_panel()
-    panel.record_failure("count_msg", NOW - 30, 1.0, "<timeout>", "")
-    page = landing_page(state_of(panel), NOW)
-    assert "web01" in page and "/metrics" in page
-    assert "count_msg: &lt;timeout&gt;, 30s ago" in page
-    assert "list_msg: ok" in page
