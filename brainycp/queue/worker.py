@@ -211,6 +211,7 @@ class ListingReaders:
             max_workers=max(1, self.processes), thread_name_prefix="listing-reader"
         )
         self._idle: list[_Worker] = []
+        self._workers: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
         self.started = 0
@@ -222,15 +223,17 @@ class ListingReaders:
         return max(1, self.processes)
 
     def worker_pids(self) -> list[int]:
-        """The process ids of the idle workers (for tests and the bench)."""
+        """The process ids of the workers running now, idle or reading (tests, the bench)."""
         with self._lock:
-            return [worker.process.pid for worker in self._idle]
+            return sorted(w.process.pid for w in self._workers if w.process.poll() is None)
 
     async def read(self, job: ReadJob, body: bytes | bytearray) -> Reading:
         """The :class:`Reading` of a ``list_msg`` body; raises what :func:`read_body` raises,
         or :class:`ReadingFailed`. Cancelling the caller stops the reading."""
         loop = asyncio.get_running_loop()
         turn = _Turn()
+        if self._closed:
+            raise ReadingFailed("internal", "the listing readers are stopped")
         future = loop.run_in_executor(self._threads, self._run, job, body, turn)
         try:
             answer = await asyncio.wait_for(asyncio.shield(future), self.deadline)
@@ -257,40 +260,50 @@ class ListingReaders:
             if turn.cancelled:
                 return "failed", ("internal", "cancelled")
             worker = turn.worker = self._take()
+        if worker is None:
+            return "failed", ("internal", "the listing readers are stopped")
         try:
             answer = worker.roundtrip(job, body)
         except (OSError, EOFError, pickle.UnpicklingError):
-            worker.stop()
+            self._retire(worker)
             return "failed", ("internal", "cancelled" if turn.cancelled else worker.how_it_ended())
         self._give_back(worker)
         return answer
 
-    def _take(self) -> _Worker:
+    def _take(self) -> _Worker | None:
         with self._lock:
             if self._closed:
-                raise OSError("the listing readers are closed")
+                return None
             while self._idle:
                 worker = self._idle.pop()
                 if worker.process.poll() is None:
                     return worker
+                self._workers.discard(worker)
                 worker.stop()
             self.started += 1
-        return _Worker(self._command)
+            worker = _Worker(self._command)
+            self._workers.add(worker)
+            return worker
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
             if not self._closed:
                 self._idle.append(worker)
                 return
+        self._retire(worker)
+
+    def _retire(self, worker: _Worker) -> None:
         worker.stop()
+        with self._lock:
+            self._workers.discard(worker)
 
     def close(self) -> None:
-        """Stop every worker process; readings after this fail."""
+        """Stop every worker process, reading or not; readings after this fail."""
         with self._lock:
             self._closed = True
-            idle, self._idle = self._idle, []
-        for worker in idle:
-            worker.stop()
+            workers, self._idle = list(self._workers), []
+        for worker in workers:
+            self._retire(worker)
         self._threads.shutdown(wait=False, cancel_futures=True)
 
 
