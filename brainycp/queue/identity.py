@@ -71,14 +71,16 @@ def sender_domain(sender: str) -> str:
 def label_value(key: str) -> str:
     """``key`` as a metric label value: itself when it has at most :data:`LABEL_LIMIT`
     characters; otherwise cut, with a hash of the whole key at the end. The domain of a
-    long address stays readable when it is short (``aaaa…@example.org[sha256:…]``)."""
+    long address stays readable when it is short (``aaaa…@example.org[sha256:…]``). A short
+    key that looks like a cut label is hashed too, so that no sender can take the label of
+    another (longer) one."""
     key = clean(key)
-    if len(key) <= LABEL_LIMIT:
+    if len(key) <= LABEL_LIMIT and not is_cut_label(key):
         return key
     tail = f"[sha256:{hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]}]"
     room = LABEL_LIMIT - len(tail) - 1
     local, at, domain = key.rpartition("@")
-    if at and len(domain) + 1 <= room // 2:
+    if at and len(domain) + 1 <= room // 2 and len(key) > room:
         return f"{local[: room - len(domain) - 1]}{_ELLIPSIS}@{domain}{tail}"
     return f"{key[:room]}{_ELLIPSIS}{tail}"
 
@@ -100,7 +102,7 @@ def sender_matches(sender: str, wanted: str) -> bool:
     brackets allowed; ``<>`` for bounces) or a label value the exporter exported."""
     key = sender_key(sender)
     if is_cut_label(wanted):
-        return len(key) > LABEL_LIMIT and label_value(key) == wanted
+        return label_value(key) == wanted
     return key == sender_key(_unbracket(wanted))
 
 
@@ -109,5 +111,5 @@ def domain_matches(domain: str | None, wanted: str) -> bool:
     if domain is None:
         return False
     if is_cut_label(wanted):
-        return len(domain) > LABEL_LIMIT and label_value(domain) == wanted
+        return label_value(domain) == wanted
     return domain == domain_key(wanted.strip())
