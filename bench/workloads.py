@@ -66,7 +66,7 @@ def _size(rng: random.Random) -> int:
 
 def _recipient_count(rng: random.Random) -> int:
     roll = rng.random()
-    return 1 if roll < 0.6 else rng.randint(2, 4) if roll < 0.95 else rng.randint(5, 30)
+    return 1 if roll < 0.7 else rng.randint(2, 3) if roll < 0.97 else rng.randint(4, 12)
 
 
 class _People:
@@ -88,7 +88,7 @@ class _People:
     def recipients_of(self, sender: str) -> list[str]:
         if sender == DOMINANT_SENDER:
             # The spam run: many recipients in the big providers' domains.
-            return [self.rng.choice(self.recipients) for _ in range(self.rng.randint(1, 6))]
+            return [self.rng.choice(self.recipients) for _ in range(self.rng.randint(1, 3))]
         return [self.rng.choice(self.recipients) for _ in range(_recipient_count(self.rng))]
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import math
 import random
 import re
 import ssl
@@ -26,17 +25,23 @@ from urllib.parse import urlencode
 import httpx
 
 from brainycp import __version__
+from brainycp.answers import (
+    ListingDetail,
+    QueueListing,
+    answer_code,
+    decode_answer,
+    integer_of,
+    listing_from_body,
+    message_of,
+)
 from brainycp.config import DAEMONS, PanelConfig
 from brainycp.errors import (
     BrainyCPError,
     PanelAPIError,
-    PanelAuthError,
     PanelBadDetail,
     PanelBadEncoding,
     PanelConnectError,
     PanelHTTPStatusError,
-    PanelNotJSON,
-    PanelPermissionError,
     PanelResponseTooLarge,
     PanelTimeout,
     PanelTLSError,
@@ -49,7 +54,6 @@ from brainycp.transport import (
     pinning_context,
 )
 
-ListingDetail = str | list[str] | list[dict[str, Any]]
 ServiceCommand = Literal["status", "on", "off"]
 MessageCommand = Literal["delete", "reship"]
 
@@ -57,17 +61,6 @@ MessageCommand = Literal["delete", "reship"]
 # digits and '-'. Anything else would be handed to a shell command on the panel, so it is
 # refused here; matched whole (fullmatch), so a trailing newline is refused too.
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{4,39}")
-
-
-@dataclass(frozen=True)
-class QueueListing:
-    """The answer of ``list_msg``: ``detail`` as the panel sent it (string, lines or objects)."""
-
-    detail: ListingDetail
-    empty: bool
-    """True for code 100 (the queue is empty) or an empty listing."""
-    body_bytes: int
-    """Size of the HTTP body, for logs and metrics."""
 
 
 @dataclass(frozen=True)
@@ -88,12 +81,6 @@ class ServiceStatus:
     daemon: str
     text: str
     state: Literal["running", "stopped", "unknown"]
-
-
-def _message_of(answer: dict[str, Any]) -> str:
-    # The vendor spells the key ``mess`` in some operations and ``message`` in others.
-    value = answer.get("mess", answer.get("message", ""))
-    return value if isinstance(value, str) else str(value)
 
 
 def _as_text(detail: object) -> str:
@@ -160,109 +147,6 @@ def credential_fields(panel: PanelConfig, style: str | None = None) -> dict[str,
 
 MAX_COUNT = 2**53
 """The largest message count believed: beyond it a float (and so a metric) is no longer exact."""
-
-
-def _integer(value: object, max_digits: int) -> int | None:
-    """An integer from a JSON int, an integral finite float, or a string of ASCII digits.
-
-    Anything else (a bool, 1.5, Infinity, NaN, "²", 5,000 digits) is None, never an exception.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if abs(value) < 10**max_digits else None
-    if isinstance(value, float):
-        if not math.isfinite(value) or not value.is_integer() or abs(value) >= 10**max_digits:
-            return None
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        digits = text.removeprefix("-")
-        if digits.isascii() and digits.isdigit() and len(digits) <= max_digits:
-            return int(text)
-    return None
-
-
-def _raise_for_code(name: str, operation: str, answer: dict[str, Any]) -> None:
-    """An answer of the panel's other API family (``code`` instead of ``error``), by value.
-
-    ``{"code": 1, "message": "Not perm2"}`` is the bad-credentials answer. ``code: 0`` is
-    that family's success: never an auth failure, but not a mail-module answer either
-    (the call reached some other part of the panel), so it is ``bad_detail``. Any other
-    code (``1000`` no administrator rights, ``1001`` no such user, ...) is ``api_error``.
-    """
-    raw = answer["code"]
-    code = _integer(raw, 10)
-    message = _message_of(answer)[:200]
-    if code == 1:
-        raise PanelAuthError(
-            name, operation, f"the panel rejected the login or password ({message or 'code 1'})"
-        )
-    if code == 0:
-        raise PanelBadDetail(
-            name, operation, "answer with code 0 and no mail-module error code (wrong endpoint?)"
-        )
-    if code is None:
-        raise PanelBadDetail(name, operation, f"code {str(raw)[:40]!r} is not a number")
-    raise PanelAPIError(name, operation, code, message)
-
-
-def decode_answer(name: str, operation: str, body: bytes | bytearray) -> dict[str, Any]:
-    """The JSON object of a panel's answer, or :class:`PanelNotJSON`."""
-    if not body.strip():
-        raise PanelNotJSON(name, operation, "empty body")
-    try:
-        answer = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        start = body.lstrip()[:1]
-        what = "HTML" if start == b"<" else "truncated or invalid JSON"
-        raise PanelNotJSON(name, operation, f"{what} ({len(body)} bytes)") from None
-    if not isinstance(answer, dict):
-        raise PanelNotJSON(name, operation, f"a JSON {type(answer).__name__}, not an object")
-    return answer
-
-
-def answer_code(name: str, operation: str, answer: dict[str, Any]) -> int:
-    """The mail module's code of an answer (0, or a code that means "nothing there");
-    the other codes raise their :class:`~brainycp.errors.BrainyCPError`."""
-    if "error" not in answer:
-        if "code" in answer:
-            _raise_for_code(name, operation, answer)
-        raise PanelBadDetail(name, operation, "the answer has no error code")
-    raw = answer["error"]
-    code = _integer(raw, 10)
-    if code is None:
-        shown = repr(raw)[:40]
-        raise PanelBadDetail(name, operation, f"error code {shown} is not a number")
-    if code == 400:
-        raise PanelPermissionError(
-            name, operation, "the mail module is not available to this login"
-        )
-    return code
-
-
-def listing_from_body(name: str, body: bytes | bytearray) -> QueueListing:
-    """The :class:`QueueListing` of a ``list_msg`` answer's raw body (see
-    :meth:`PanelClient.list_msg_body`); code 100 (empty queue) is an empty listing."""
-    answer = decode_answer(name, "list_msg", body)
-    code = answer_code(name, "list_msg", answer)
-    size = len(body)
-    if code == 100:
-        return QueueListing(detail="", empty=True, body_bytes=size)
-    if code != 0:
-        raise PanelAPIError(name, "list_msg", code, _message_of(answer))
-    detail = answer.get("detail")
-    if detail is None:
-        detail = ""
-    if isinstance(detail, str):
-        return QueueListing(detail=detail, empty=not detail.strip(), body_bytes=size)
-    if isinstance(detail, list) and (
-        all(isinstance(x, str) for x in detail) or all(isinstance(x, dict) for x in detail)
-    ):
-        return QueueListing(detail=detail, empty=not detail, body_bytes=size)
-    raise PanelBadDetail(
-        name, "list_msg", "detail is neither text, a list of lines nor a list of objects"
-    )
 
 
 class PanelClient:
@@ -454,8 +338,8 @@ class PanelClient:
         """Number of queued messages (the panel sends an integer or a numeric string)."""
         code, answer, _ = await self._call("count_msg", read=True)
         if code != 0:
-            raise PanelAPIError(self.panel.name, "count_msg", code, _message_of(answer))
-        value = _integer(answer.get("detail"), 16)
+            raise PanelAPIError(self.panel.name, "count_msg", code, message_of(answer))
+        value = integer_of(answer.get("detail"), 16)
         if value is None or not 0 <= value <= MAX_COUNT:
             raise PanelBadDetail(
                 self.panel.name, "count_msg", f"detail is not an integer from 0 to {MAX_COUNT}"
@@ -466,18 +350,18 @@ class PanelClient:
         """Remove frozen messages; code 100 (Postfix: no frozen state) is "not applicable"."""
         code, answer, _ = await self._call("delete_frozen_msg", read=False)
         if code == 100:
-            return ActionResult(False, _as_text(answer.get("detail")), _message_of(answer))
+            return ActionResult(False, _as_text(answer.get("detail")), message_of(answer))
         if code != 0:
-            raise PanelAPIError(self.panel.name, "delete_frozen_msg", code, _message_of(answer))
-        return ActionResult(True, _as_text(answer.get("detail")), _message_of(answer))
+            raise PanelAPIError(self.panel.name, "delete_frozen_msg", code, message_of(answer))
+        return ActionResult(True, _as_text(answer.get("detail")), message_of(answer))
 
     async def delete_all_msg(self, force: bool = False) -> ActionResult:
         """Empty the whole queue. Cannot be undone; callers gate it behind explicit config."""
         params = {"dellete_forse": "1"} if force else {}
         code, answer, _ = await self._call("delete_all_msg", params, read=False)
         if code != 0:
-            raise PanelAPIError(self.panel.name, "delete_all_msg", code, _message_of(answer))
-        return ActionResult(True, _as_text(answer.get("detail")), _message_of(answer))
+            raise PanelAPIError(self.panel.name, "delete_all_msg", code, message_of(answer))
+        return ActionResult(True, _as_text(answer.get("detail")), message_of(answer))
 
     async def controll_msg(self, message_id: str, command: MessageCommand) -> ActionResult:
         """Delete or resend (``reship``) one message by id."""
@@ -488,8 +372,8 @@ class PanelClient:
         params = {"id": message_id, "command": command}
         code, answer, _ = await self._call("controll_msg", params, read=False)
         if code != 0:
-            raise PanelAPIError(self.panel.name, "controll_msg", code, _message_of(answer))
-        return ActionResult(True, _as_text(answer.get("detail")), _message_of(answer))
+            raise PanelAPIError(self.panel.name, "controll_msg", code, message_of(answer))
+        return ActionResult(True, _as_text(answer.get("detail")), message_of(answer))
 
     async def service(self, daemon: str, command: ServiceCommand) -> ServiceStatus:
         """Run ``status``/``on``/``off`` on ``clamav`` or ``spamassassin``."""
@@ -499,11 +383,11 @@ class PanelClient:
             raise ValueError(f"command must be status, on or off, not {command!r}")
         code, answer, _ = await self._call(daemon, {"command": command}, read=command == "status")
         if code != 0:
-            raise PanelAPIError(self.panel.name, daemon, code, _message_of(answer))
+            raise PanelAPIError(self.panel.name, daemon, code, message_of(answer))
         detail = answer.get("detail")
         if detail is not None and not isinstance(detail, str | list):
             raise PanelBadDetail(self.panel.name, daemon, "status detail is not text")
-        text = _as_text(detail) or _message_of(answer)
+        text = _as_text(detail) or message_of(answer)
         return ServiceStatus(daemon, text, self.panel.status_patterns.classify(text))
 
     async def clamav(self, command: ServiceCommand) -> ServiceStatus:

@@ -36,7 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from brainycp.errors import BrainyCPError
+from brainycp.answers import body_text, decode_answer, listing_from_answer, listing_from_body
+from brainycp.errors import BrainyCPError, PanelNotJSON
 from brainycp.queue.model import Reading
 from brainycp.queue.reader import ReadOptions, read_listing
 
@@ -67,12 +68,22 @@ class ReadJob:
     options: ReadOptions = field(default_factory=ReadOptions)
 
 
-def read_body(job: ReadJob, body: bytes | bytearray) -> Reading:
+def read_body(job: ReadJob, holder: list[bytes | bytearray]) -> Reading:
     """Decode a ``list_msg`` answer and read its listing (what a worker runs); raises the
-    :class:`BrainyCPError` that :meth:`PanelClient.list_msg` would."""
-    from brainycp.client import listing_from_body  # the worker's only use of the client
-
-    listing = listing_from_body(job.panel, body)
+    :class:`BrainyCPError` that :meth:`PanelClient.list_msg` would. ``holder`` holds the
+    only reference to the body: it is let go as soon as it is text, so that a 40 MB answer
+    is not in memory three times (bytes, text, and the listing inside the JSON)."""
+    body = holder.pop()
+    size = len(body)
+    text = body_text(body)
+    if text is None:  # not text at all: the client's error for it
+        listing_from_body(job.panel, body)
+        raise PanelNotJSON(job.panel, "list_msg", f"truncated or invalid JSON ({size} bytes)")
+    del body
+    answer = decode_answer(job.panel, "list_msg", text, size)
+    del text
+    listing = listing_from_answer(job.panel, answer, size)
+    del answer
     return read_listing(listing.detail, job.now, zone=job.zone, options=job.options)
 
 
@@ -93,10 +104,10 @@ def _read_frame(source: IO[bytes]) -> bytes | None:
     return payload if len(payload) == size else None
 
 
-def _answer(job: ReadJob, body: bytes | bytearray) -> tuple[str, Any]:
+def _answer(job: ReadJob, holder: list[bytes | bytearray]) -> tuple[str, Any]:
     """``("ok", Reading)``, ``("error", BrainyCPError)`` or ``("failed", (reason, detail))``."""
     try:
-        return "ok", read_body(job, body)
+        return "ok", read_body(job, holder)
     except BrainyCPError as exc:
         return "error", exc
     except Exception as exc:
@@ -113,8 +124,9 @@ def serve(source: IO[bytes], out: IO[bytes]) -> None:
         body = _read_frame(source) if header is not None else None
         if header is None or body is None:
             return
-        answer = _answer(pickle.loads(header), body)
-        del body
+        holder: list[bytes | bytearray] = [body]
+        del body  # the reading lets go of it as soon as it can
+        answer = _answer(pickle.loads(header), holder)
         _write_frame(out, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
         out.flush()
 
@@ -255,7 +267,7 @@ class ListingReaders:
 
     def _run(self, job: ReadJob, body: bytes | bytearray, turn: _Turn) -> tuple[str, Any]:
         if self.processes == 0:
-            return _answer(job, body)
+            return _answer(job, [body])
         with turn.lock:
             if turn.cancelled:
                 return "failed", ("internal", "cancelled")
