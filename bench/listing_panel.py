@@ -29,9 +29,10 @@ def response(status: str, body: bytes) -> bytes:
     return (head + "\r\n\r\n").encode("ascii") + body
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid``, its live descendants and its reaped children."""
-    total = 0.0
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of ``pid`` alone, and of ``pid``, its live descendants
+    and its reaped children."""
+    own = total = 0.0
     todo, seen = [pid], set()
     while todo:
         current = todo.pop()
@@ -44,11 +45,12 @@ def tree_cpu(pid: int) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / _TICKS
         if current == pid:
+            own = total
             total += (int(fields[13]) + int(fields[14])) / _TICKS
         for task in Path(f"/proc/{current}/task").glob("*"):
             with contextlib.suppress(OSError):
                 todo += [int(c) for c in (task / "children").read_text().split()]
-    return total
+    return own, total
 
 
 class Panels:
@@ -66,8 +68,9 @@ class Panels:
             }
         self.status = response("200 OK", b'{"error": 0, "detail": "active (running)"}')
         self.watched: int | None = None
-        self.lists: dict[str, list[float]] = {name: [] for name in listings}
-        """Per panel: the watched tree's CPU seconds at each list_msg request."""
+        self.lists: dict[str, list[tuple[float, float]]] = {name: [] for name in listings}
+        """Per panel: the watched process's and its tree's CPU seconds at each list_msg
+        request."""
 
     def answer(self, request_line: bytes, body: bytes) -> bytes:
         method, path, _ = [*request_line.split(b" "), b"", b""][:3]

@@ -254,8 +254,10 @@ class Poller:
         job = ReadJob(name, 0.0, self.config.panels[name].zone, ReadOptions(top, top_domains))
 
         async def fetch_and_read() -> Reading:
-            body = await client.list_msg_body()
-            return await self.readers.read(replace(job, now=time.time()), body)
+            fetched = [await client.list_msg_body()]
+            # Ages count from when the listing arrived; the body leaves this frame with the
+            # call, so it is freed as soon as a worker has it.
+            return await self.readers.read(replace(job, now=time.time()), fetched.pop())
 
         def store_reading(reading: Reading) -> None:
             summary = check_summary(reading.summary)

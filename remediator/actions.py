@@ -101,12 +101,13 @@ async def read_queue(
 ) -> Reading:
     """The panel's queue, read once in a worker process (never on the event loop): the
     summary and, with ``select``, the matching messages (oldest first, at most ``limit``)."""
-    body = await client.list_msg_body()
     panel = client.panel
-    job = ReadJob(
-        panel.name, time.time(), panel.zone, ReadOptions(select=select, select_limit=limit)
-    )
-    return await shared_readers().read(job, body)
+    options = ReadOptions(select=select, select_limit=limit)
+    fetched = [await client.list_msg_body()]
+    # Ages count from when the listing arrived; the body leaves this frame with the call,
+    # so it is freed as soon as a worker has it.
+    job = ReadJob(panel.name, time.time(), panel.zone, options)
+    return await shared_readers().read(job, fetched.pop())
 
 
 async def _frozen_count(client: PanelClient) -> tuple[int, int]:

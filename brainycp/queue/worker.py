@@ -149,19 +149,27 @@ class _Worker:
     """One worker process and its pipes."""
 
     def __init__(self, command: Sequence[str]) -> None:
+        # glibc: allocations over 1 MiB (a listing, its text) come from mmap and go back to
+        # the system when freed, instead of staying in the worker's heap between readings.
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
         self.process = subprocess.Popen(
-            list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
+            list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=env
         )
         # A listing crosses the pipe in 1 MiB steps rather than 64 KiB ones (Linux).
         if self.process.stdin is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
             with contextlib.suppress(OSError):
                 fcntl.fcntl(self.process.stdin.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
 
-    def roundtrip(self, job: ReadJob, body: bytes | bytearray) -> tuple[str, Any]:
-        """Send a job, wait for its answer (blocking: run in a thread)."""
+    def roundtrip(self, job: ReadJob, holder: list[bytes | bytearray]) -> tuple[str, Any]:
+        """Send a job, wait for its answer (blocking: run in a thread). The body in
+        ``holder`` is let go once it is sent: a big listing is not kept in the daemon
+        while a worker reads it."""
         assert self.process.stdin is not None and self.process.stdout is not None
         _write_frame(self.process.stdin, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
-        _write_frame(self.process.stdin, memoryview(body))
+        body = holder.pop()
+        with memoryview(body) as view:
+            _write_frame(self.process.stdin, view)
+        del body
         self.process.stdin.flush()
         frame = _read_frame(self.process.stdout)
         if frame is None:
@@ -241,12 +249,16 @@ class ListingReaders:
 
     async def read(self, job: ReadJob, body: bytes | bytearray) -> Reading:
         """The :class:`Reading` of a ``list_msg`` body; raises what :func:`read_body` raises,
-        or :class:`ReadingFailed`. Cancelling the caller stops the reading."""
+        or :class:`ReadingFailed`. Cancelling the caller stops the reading. Pass the body
+        without keeping a reference (``await read(job, await client.list_msg_body())``) and
+        it is freed as soon as the worker has it."""
         loop = asyncio.get_running_loop()
         turn = _Turn()
         if self._closed:
             raise ReadingFailed("internal", "the listing readers are stopped")
-        future = loop.run_in_executor(self._threads, self._run, job, body, turn)
+        holder = [body]  # the reading lets go of the body as soon as it can
+        del body
+        future = loop.run_in_executor(self._threads, self._run, job, holder, turn)
         try:
             answer = await asyncio.wait_for(asyncio.shield(future), self.deadline)
         except TimeoutError:
@@ -265,9 +277,9 @@ class ListingReaders:
             raise value
         raise ReadingFailed(*value)
 
-    def _run(self, job: ReadJob, body: bytes | bytearray, turn: _Turn) -> tuple[str, Any]:
+    def _run(self, job: ReadJob, holder: list[bytes | bytearray], turn: _Turn) -> tuple[str, Any]:
         if self.processes == 0:
-            return _answer(job, [body])
+            return _answer(job, holder)
         with turn.lock:
             if turn.cancelled:
                 return "failed", ("internal", "cancelled")
@@ -275,7 +287,7 @@ class ListingReaders:
         if worker is None:
             return "failed", ("internal", "the listing readers are stopped")
         try:
-            answer = worker.roundtrip(job, body)
+            answer = worker.roundtrip(job, holder)
         except (OSError, EOFError, pickle.UnpicklingError):
             self._retire(worker)
             return "failed", ("internal", "cancelled" if turn.cancelled else worker.how_it_ended())
