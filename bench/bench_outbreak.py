@@ -168,10 +168,12 @@ class RssSampler:
 class Exporter:
     """An exporter process of ``tree`` on a config; its pid for the panel to watch."""
 
-    def __init__(self, tree: Path, config: Path, log: Path) -> None:
+    def __init__(self, tree: Path, config: Path, log: Path, pure: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(tree)}
+        if pure:
+            env["BRAINYCP_PURE_PYTHON"] = "1"
         args = [sys.executable, "-m", "exporter.cli", "--config", str(config)]
         args += ["--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]
         self.context = running(args, log=log, env=env, cwd=tree, ready_url=f"{self.url}/healthz")
@@ -194,13 +196,13 @@ def wait_for(condition: Any, timeout: float, what: str) -> Any:
 
 
 def cpu_per_poll(
-    tree: Path, tmp: Path, panel: str, panel_port: int, name: str, polls: int
+    tree: Path, tmp: Path, panel: str, panel_port: int, name: str, polls: int, pure: bool = False
 ) -> tuple[float, float, tuple[int, int, int]]:
     """Median exporter CPU seconds between consecutive list_msg requests of one panel, the
     exporter process's own share of it, and the peak RSS (exporter, workers)."""
     config = tmp / f"{name}.yml"
     write_config(config, panel_port, [name])
-    exporter = Exporter(tree, config, tmp / f"{name}.log")
+    exporter = Exporter(tree, config, tmp / f"{name}{'-pure' if pure else ''}.log", pure)
     with exporter.context as process, RssSampler(process.pid) as sampler:
         httpx.post(f"{panel}/watch/{process.pid}", timeout=5).raise_for_status()
         # The first poll starts workers and warms caches; count from the second request.
@@ -275,7 +277,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def table(results: dict[str, Figures], listing_bytes: dict[str, int]) -> str:
+def table(
+    results: dict[str, Figures], listing_bytes: dict[str, int], pure: dict[str, float]
+) -> str:
     rows = [
         "| | before | after | goal |",
         "|---|---|---|---|",
@@ -291,6 +295,13 @@ def table(results: dict[str, Figures], listing_bytes: dict[str, int]) -> str:
             f"{name.capitalize()} list poll: msg per CPU second (exporter's own share)",
             [f"{f.rates[name] / 1e6:.2f}M ({f.shares[name]:.0%})" for f in order],
             f">= {goal / 1e6:.1f}M",
+        )
+    for name, rate in pure.items():
+        after = results["after"].rates[name]
+        row(
+            f"{name.capitalize()} list poll without the compiled readers (BRAINYCP_PURE_PYTHON=1)",
+            ["", f"{rate / 1e6:.2f}M ({after / rate:.1f}x slower)"],
+            "compiled >= 3x faster",
         )
     for label, share in (("p50", 0.5), ("p99", 0.99)):
         row(
@@ -352,12 +363,17 @@ def main() -> int:
         for name in sizes:
             serve += ["--listing", f"{name}={tmp / f'{name}.txt'}:{sizes[name]}"]
         results: dict[str, Figures] = {}
+        pure: dict[str, float] = {}
         with running(serve, log=tmp / "panel.log", ready_url=f"{panel}/healthz", timeout=120):
             for label, tree in (("before", before), ("after", REPO)):
                 print(f"measuring {label} ...", flush=True)
                 results[label] = measure(tree, tmp / f"run-{label}", panel, port, sizes, args)
+            print("measuring after without the compiled readers ...", flush=True)
+            for name, messages in sizes.items():
+                cpu, _, _ = cpu_per_poll(REPO, tmp / "run-after", panel, port, name, 3, pure=True)
+                pure[name] = messages / cpu
         print()
-        print(table(results, listing_bytes))
+        print(table(results, listing_bytes, pure))
         print(json.dumps({k: {"rates": v.rates, "alone": v.alone} for k, v in results.items()}))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
