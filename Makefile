@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard brainycp/queue/*.c brainycp/queue/*
 	  { echo "python3 -m venv failed: on Debian/Ubuntu run: sudo apt-get install python3-venv"; exit 1; }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	@$(PY) -c 'from brainycp.queue import c_readers as c; print("queue parser C readers:", ", ".join(c()) or "not built (install gcc and python3-dev, then make clean install, to parse big listings 3-5x faster)")'
+	@$(PY) -c 'from brainycp.queue import c_readers as c; print("queue parser C readers:", ", ".join(c()) or "not built (install gcc and python3-dev, then make clean install, to read big listings 5-6x faster)")'
 	@touch $@
 
 test: install
@@ -27,6 +27,8 @@ lint: install
 	$(VENV)/bin/mypy brainycp
 
 bench: install
+	$(PY) bench/bench_readers.py
+	$(PY) bench/bench_outbreak.py
 	$(PY) bench/bench_queue_parse.py
 	$(PY) bench/bench_exporter.py
 	$(PY) bench/bench_remediator.py
