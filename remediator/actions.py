@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,6 @@ from brainycp.client import MessageCommand, PanelClient
 from brainycp.config import Rule, Selection
 from brainycp.errors import BrainyCPError, PanelAPIError
 from brainycp.queue import MessageFilter, QueueMessage, Reading, ReadOptions
-from brainycp.queue.select import oldest_first
 from brainycp.queue.worker import ReadJob, shared_readers
 from remediator.journal import MessageRecord
 
@@ -86,14 +85,6 @@ def selection_filter(select: Selection) -> MessageFilter:
 def selected(message: QueueMessage, select: Selection) -> bool:
     """True when ``message`` meets every criterion of ``select``."""
     return selection_filter(select).matches(message)
-
-
-def choose(messages: Iterable[QueueMessage], rule: Rule) -> tuple[list[QueueMessage], int]:
-    """The messages to act on (oldest first) and how many matched in all."""
-    assert rule.select is not None
-    wanted = selection_filter(rule.select)
-    chosen, total = oldest_first((m for m in messages if wanted.matches(m)), rule.max_messages)
-    return list(chosen), total
 
 
 async def read_queue(
