@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.workloads import exim_outbreak, postfix_outbreak  # noqa: E402
-from brainycp.answers import listing_from_body  # noqa: E402
+from brainycp.panel.answers import listing_from_body  # noqa: E402
 from brainycp.queue import Reading, ReadOptions, c_readers, read_listing  # noqa: E402
 
 REAL = REPO / "tests" / "fixtures" / "real"

@@ -27,13 +27,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from brainycp import __version__
-from brainycp.client import PanelClient, QueueListing, _ssl_context
 from brainycp.config import ConfigError, PanelConfig, load_config
-from brainycp.errors import BrainyCPError
+from brainycp.panel.answers import QueueListing
+from brainycp.panel.client import PanelClient
+from brainycp.panel.errors import BrainyCPError
+from brainycp.panel.sockets import describe_os_error, is_ip_address
+from brainycp.panel.tls import format_fingerprint, pinning_context, shared_ssl_context
 from brainycp.queue import iter_messages, summarize
-from brainycp.transport import _is_ip, describe_os_error, format_fingerprint
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 T = TypeVar("T")
@@ -93,76 +97,38 @@ class Report:
 # ------------------------------------------------------------------ certificates
 
 
-def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of value, end of value) of the DER element at ``pos``."""
-    tag, first = data[pos], data[pos + 1]
-    pos += 2
-    if first & 0x80:
-        count = first & 0x7F
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    else:
-        length = first
-    if pos + length > len(data):
-        raise ValueError("DER element runs past the end")
-    return tag, pos, pos + length
-
-
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    out = []
-    while start < end:
-        item = _tlv(data, start)
-        out.append(item)
-        start = item[2]
-    return out
-
-
+# The name attributes shown, in the order the certificate lists them.
 _NAME_KEYS = {
-    b"\x55\x04\x03": "CN",
-    b"\x55\x04\x0a": "O",
-    b"\x55\x04\x0b": "OU",
-    b"\x55\x04\x06": "C",
-    b"\x55\x04\x07": "L",
-    b"\x55\x04\x08": "ST",
+    NameOID.COMMON_NAME: "CN",
+    NameOID.ORGANIZATION_NAME: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.COUNTRY_NAME: "C",
+    NameOID.LOCALITY_NAME: "L",
+    NameOID.STATE_OR_PROVINCE_NAME: "ST",
 }
 
 
-def _name(data: bytes, start: int, end: int) -> str:
+def _name(name: x509.Name) -> str:
     parts = []
-    for _, set_start, set_end in _children(data, start, end):
-        for _, seq_start, seq_end in _children(data, set_start, set_end):
-            (_, oid_start, oid_end), (_, value_start, value_end) = _children(
-                data, seq_start, seq_end
-            )[:2]
-            key = _NAME_KEYS.get(data[oid_start:oid_end])
-            if key is not None:
-                value = data[value_start:value_end].decode("utf-8", "replace")
-                parts.append(f"{key}={value}")
+    for attribute in name:
+        key = _NAME_KEYS.get(attribute.oid)
+        if key is not None:
+            value = attribute.value
+            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+            parts.append(f"{key}={text}")
     return ", ".join(parts) or "(empty)"
-
-
-def _time(data: bytes, tag: int, start: int, end: int) -> datetime.datetime:
-    text = data[start:end].decode("ascii")
-    fmt = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"
-    return datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.UTC)
 
 
 def certificate_facts(der: bytes) -> tuple[str, str, datetime.datetime]:
     """(subject, issuer, not-after) of a DER certificate; ValueError when unreadable."""
     try:
-        _, cert_start, cert_end = _tlv(der, 0)
-        _, tbs_start, tbs_end = _children(der, cert_start, cert_end)[0]
-        fields = _children(der, tbs_start, tbs_end)
-        if fields and fields[0][0] == 0xA0:  # explicit version
-            fields = fields[1:]
-        _serial, _algorithm, issuer, validity, subject = fields[:5]
-        not_after = _children(der, validity[1], validity[2])[1]
+        certificate = x509.load_der_x509_certificate(der)
         return (
-            _name(der, subject[1], subject[2]),
-            _name(der, issuer[1], issuer[2]),
-            _time(der, *not_after),
+            _name(certificate.subject),
+            _name(certificate.issuer),
+            certificate.not_valid_after_utc,
         )
-    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise ValueError(f"unreadable certificate: {exc}") from None
 
 
@@ -229,7 +195,7 @@ class Doctor:
         where = f"{self.host}:{self.port}"
         started = time.perf_counter()
         try:
-            if _is_ip(self.host):
+            if is_ip_address(self.host):
                 addresses = [self.host]
                 resolved = "an IP address, no lookup"
             else:
@@ -296,11 +262,8 @@ class Doctor:
             writer.close()
 
     async def tls(self) -> bool:
-        anything = ssl.create_default_context()
-        anything.check_hostname = False
-        anything.verify_mode = ssl.CERT_NONE
         try:
-            protocol, der = await self._handshake(anything)
+            protocol, der = await self._handshake(pinning_context())
         except TimeoutError:
             return self.report.add(
                 "tls",
@@ -331,7 +294,7 @@ class Doctor:
         lines.append(f"fingerprint {pin}")
         verified = "yes"
         try:
-            await self._handshake(_ssl_context(self.panel.tls_verify or True))
+            await self._handshake(shared_ssl_context(self.panel.tls_verify or True))
         except TimeoutError:
             verified = "no: the verifying handshake timed out"
         except OSError as exc:
@@ -556,6 +519,11 @@ def _fix_for(error: BrainyCPError, doctor: Doctor) -> str:
         return f"the panel is slow or overloaded: raise {doctor.key('timeout')} or check it"
     if reason == "tls":
         return "run the doctor's tls step again: the certificate changed during the run?"
+    if reason == "protocol":
+        return (
+            f"the answer is not valid HTTP/1.1: check that {doctor.key('url')} points at the "
+            "panel's API port, and any proxy in between"
+        )
     if reason == "too_large":
         return f"raise {doctor.key('max_response_bytes')}, or clean the queue"
     if reason in ("http_status", "not_json"):

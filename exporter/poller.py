@@ -22,9 +22,10 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
-from brainycp.client import PanelClient, ServiceStatus
 from brainycp.config import Config, PanelConfig
-from brainycp.errors import BrainyCPError
+from brainycp.panel.answers import ServiceStatus
+from brainycp.panel.client import PanelClient
+from brainycp.panel.errors import BrainyCPError
 from brainycp.queue import Reading, ReadOptions
 from brainycp.queue.worker import ListingReaders, ReadingFailed, ReadJob, shared_readers
 from exporter.state import ExporterState, PanelState

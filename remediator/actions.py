@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from brainycp.client import MessageCommand, PanelClient
 from brainycp.config import Rule, Selection
-from brainycp.errors import BrainyCPError, PanelAPIError
+from brainycp.panel.client import MessageCommand, PanelClient
+from brainycp.panel.errors import BrainyCPError, PanelAPIError
 from brainycp.queue import MessageFilter, QueueMessage, Reading, ReadOptions
 from brainycp.queue.worker import ReadJob, shared_readers
 from remediator.journal import MessageRecord

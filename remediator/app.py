@@ -31,8 +31,8 @@ from starlette.routing import Route
 
 from brainycp.asgiguard import QueryGuard
 from brainycp.config import Config, Rule, WebhookAuth
-from brainycp.errors import BrainyCPError
 from brainycp.lifecycle import AUTHENTICATED
+from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator.journal import JOURNAL_ERRORS, Batch, Journal
 from remediator.manual import MANUAL_RULE, ManualError, parse_request, rule_for_row

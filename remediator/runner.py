@@ -27,8 +27,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from brainycp.client import PanelClient
 from brainycp.config import PanelConfig, Rule
+from brainycp.panel.client import PanelClient
 from remediator import actions
 from remediator.journal import JOURNAL_ERRORS, Journal
 from remediator.metrics import Stats

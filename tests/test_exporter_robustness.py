@@ -264,7 +264,7 @@ def test_a_panel_whose_series_cannot_render_is_left_out_and_counted(
 def test_an_exception_from_our_own_code_is_an_internal_failure_logged_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from brainycp.client import PanelClient
+    from brainycp.panel.client import PanelClient
 
     async def broken(self: PanelClient) -> int:
         raise RuntimeError("a bug")

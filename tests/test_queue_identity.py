@@ -23,8 +23,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from brainycp.client import PanelClient
 from brainycp.config import Rule, Selection, parse_config
+from brainycp.panel.client import PanelClient
 from brainycp.queue import QueueMessage, ReadOptions, read_listing
 from brainycp.queue.identity import (
     LABEL_LIMIT,

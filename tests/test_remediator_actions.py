@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from brainycp.client import ActionResult, QueueListing, ServiceStatus
 from brainycp.config import PanelConfig, Rule, parse_config
-from brainycp.errors import PanelAPIError, PanelResponseTooLarge, PanelTimeout
+from brainycp.panel.answers import ActionResult, QueueListing, ServiceStatus
+from brainycp.panel.errors import PanelAPIError, PanelResponseTooLarge, PanelTimeout
 from remediator import actions
 
 

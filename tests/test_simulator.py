@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from brainycp.client import PanelClient
 from brainycp.config import PanelConfig, parse_config
-from brainycp.errors import BrainyCPError
+from brainycp.panel.client import PanelClient
+from brainycp.panel.errors import BrainyCPError
 from brainycp.queue import summarize
 from brainycp.simulator import render
 from brainycp.simulator.state import (

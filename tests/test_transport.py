@@ -1,10 +1,9 @@
 """PanelTransport over real loopback sockets: framing, keep-alive, limits and every fault.
 
-Each test starts a scripted HTTP server on 127.0.0.1 inside its own event loop. The
-server reads each request whole, records it, and writes back the raw bytes the test
-chose, so malformed and hostile answers are exactly what goes over the wire. TLS uses
-the self-signed certificate in tests/fixtures/tls (127.0.0.1 and localhost, valid to
-2126).
+Each test starts a scripted HTTP server on 127.0.0.1 inside its own event loop
+(tests/panel_support.py), which writes back the raw bytes the test chose, so malformed and
+hostile answers are exactly what goes over the wire. TLS uses the self-signed certificate
+in tests/fixtures/tls (127.0.0.1 and localhost, valid to 2126).
 """
 
 from __future__ import annotations
@@ -18,148 +17,34 @@ import itertools
 import json
 import socket
 import ssl
-import struct
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brainycp.client import PanelClient
 from brainycp.config import parse_config
-from brainycp.errors import REASONS, BrainyCPError
-from brainycp.transport import (
-    DECODE_STEP,
-    MAX_HEAD_BYTES,
-    ContentDecoder,
-    DecodeError,
-    DecodeLimit,
-    PanelTransport,
-    _Connection,
+from brainycp.panel.client import PanelClient
+from brainycp.panel.connection import Connection
+from brainycp.panel.decoding import DECODE_STEP, ContentDecoder, DecodeError, DecodeLimit
+from brainycp.panel.errors import REASONS, BrainyCPError
+from brainycp.panel.framing import MAX_HEAD_BYTES
+from brainycp.panel.transport import PanelTransport
+from tests.panel_support import (
+    OK_JSON,
+    TLS,
+    Reply,
+    Server,
+    always,
+    answer,
+    in_turn,
+    run,
+    serving,
 )
-
-T = TypeVar("T")
-TLS = Path(__file__).parent / "fixtures" / "tls"
-OK_JSON = json.dumps({"error": 0, "message": "Number of messages", "detail": 42}).encode()
-
-
-def answer(body: bytes = OK_JSON, *, status: str = "200 OK", headers: str = "") -> bytes:
-    """A well-formed HTTP/1.1 answer with Content-Length, plus any extra header lines."""
-    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{headers}"
-    if "content-length" not in headers.lower() and "transfer-encoding" not in headers.lower():
-        head += f"Content-Length: {len(body)}\r\n"
-    return head.encode() + b"\r\n" + body
-
-
-@dataclass
-class Reply:
-    data: bytes = b""
-    close: bool = False
-    """Close the connection after writing ``data``."""
-    hang: bool = False
-    """Write ``data``, then never answer again (until the test ends)."""
-    piecewise: bool = False
-    """Write one byte at a time, yielding to the loop between them."""
-    reset: bool = False
-    """After writing, abort the connection with a TCP reset instead of an orderly close."""
-
-
-Script = Callable[[int, int, bytes], Reply | Awaitable[Reply]]
-"""(request number, connection number, raw request) -> what to write back."""
-
-
-@dataclass
-class Server:
-    url: str
-    connections: int = 0
-    requests: list[bytes] = field(default_factory=list)
-    open_now: int = 0
-    open_most: int = 0
-    closed_by_client: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-    length = 0
-    for line in head.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.lower() == b"content-length":
-            length = int(value)
-    return head + await reader.readexactly(length)
-
-
-@asynccontextmanager
-async def serving(
-    script: Script, *, tls: bool = False, host: str = "127.0.0.1"
-) -> AsyncIterator[Server]:
-    context = None
-    if tls:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
-    server_state = Server(url="")
-    hold = asyncio.Event()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        server_state.connections += 1
-        number = server_state.connections
-        server_state.open_now += 1
-        server_state.open_most = max(server_state.open_most, server_state.open_now)
-        try:
-            while True:
-                request = await _read_request(reader)
-                if request is None:
-                    server_state.closed_by_client.set()
-                    return
-                server_state.requests.append(request)
-                reply = script(len(server_state.requests), number, request)
-                if not isinstance(reply, Reply):
-                    reply = await reply
-                if reply.piecewise:
-                    for i in range(len(reply.data)):
-                        writer.write(reply.data[i : i + 1])
-                        await writer.drain()
-                        await asyncio.sleep(0)
-                else:
-                    writer.write(reply.data)
-                    await writer.drain()
-                if reply.reset:
-                    sock = writer.get_extra_info("socket")
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    writer.transport.abort()
-                    return
-                if reply.hang:
-                    await hold.wait()
-                if reply.close:
-                    return
-        except ConnectionError:
-            return
-        finally:
-            server_state.open_now -= 1
-            writer.close()
-
-    server = await asyncio.start_server(handle, host, 0, ssl=context)
-    port = server.sockets[0].getsockname()[1]
-    scheme = "https" if tls else "http"
-    server_state.url = f"{scheme}://{host}:{port}/api/api.php"
-    try:
-        yield server_state
-    finally:
-        hold.set()
-        server.close()
-
-
-def always(data: bytes, **flags: Any) -> Script:
-    return lambda _n, _c, _r: Reply(data, **flags)
 
 
 async def post(transport: PanelTransport, url: str, *, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -176,11 +61,6 @@ async def post(transport: PanelTransport, url: str, *, timeout: float = 5.0) -> 
     finally:
         await response.aclose()
     return response.status_code, body
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one test's coroutine under a deadline, so a hang fails instead of blocking."""
-    return asyncio.run(asyncio.wait_for(coro, 10))
 
 
 def client_for(url: str, **overrides: Any) -> PanelClient:
@@ -375,7 +255,7 @@ def test_an_idle_connection_is_closed_when_it_expires_without_another_request() 
             await post(transport, server.url)
             assert not server.closed_by_client.is_set()
             await server.closed_by_client.wait()  # our FIN, sent by the expiry timer
-            assert transport._idle == []
+            assert transport.idle_connections == 0
             await transport.aclose()
 
     run(go())
@@ -384,36 +264,72 @@ def test_an_idle_connection_is_closed_when_it_expires_without_another_request() 
 # ---------------------------------------------------------------- faults
 
 
-@pytest.mark.parametrize(
-    ("reply", "message"),
-    [
-        (Reply(b"", close=True), "without answering"),
-        (Reply(b"HTTP/1.1 200 OK\r\nContent-Le", close=True), "mid-answer"),
-        (Reply(answer()[:-10], close=True), "bytes of the body still to come"),
-        (Reply(b"HELLO THERE\r\n\r\n"), "status line"),
-        (Reply(b"HTTP/1.1 20 OK\r\n\r\n"), "status line"),
-        (Reply(b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n"), "malformed header"),
-        (Reply(b"HTTP/1.1 200 OK\r\nX: 1\r\n folded\r\n\r\n"), "malformed header"),
-        (Reply(answer(headers="Content-Length: 1\r\nContent-Length: 2\r\n")), "conflicting"),
-        (Reply(answer(headers="Content-Length: -1\r\n")), "invalid Content-Length"),
-        (Reply(answer(b"zz\r\n", headers="Transfer-Encoding: chunked\r\n")), "chunk-size"),
-        (
-            Reply(answer(b"2\r\nabcd\r\n0\r\n\r\n", headers="Transfer-Encoding: chunked\r\n")),
-            "longer than its declared size",
-        ),
-        (
-            Reply(answer(b"5\r\nab", headers="Transfer-Encoding: chunked\r\n"), close=True),
-            "inside a chunk",
-        ),
-        (Reply(b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * MAX_HEAD_BYTES), "longer than"),
-        (Reply(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"), "switched protocols"),
-    ],
-)
+MALFORMED = [
+    pytest.param(Reply(b"HTTP/1.1 200 OK\r\nContent-Le", close=True), "mid-answer", id="cut-head"),
+    pytest.param(
+        Reply(answer()[:-10], close=True), "bytes of the body still to come", id="truncated-body"
+    ),
+    pytest.param(Reply(b"HELLO THERE\r\n\r\n"), "status line", id="no-status-line"),
+    pytest.param(Reply(b"HTTP/1.1 20 OK\r\n\r\n"), "status line", id="bad-status-code"),
+    pytest.param(
+        Reply(b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n"), "malformed header", id="bad-header"
+    ),
+    pytest.param(
+        Reply(b"HTTP/1.1 200 OK\r\nX: 1\r\n folded\r\n\r\n"), "malformed header", id="folded"
+    ),
+    pytest.param(
+        Reply(answer(headers="Content-Length: 1\r\nContent-Length: 2\r\n")),
+        "conflicting",
+        id="two-lengths",
+    ),
+    pytest.param(
+        Reply(answer(headers="Content-Length: -1\r\n")),
+        "invalid Content-Length",
+        id="negative-length",
+    ),
+    pytest.param(
+        Reply(answer(b"zz\r\n", headers="Transfer-Encoding: chunked\r\n")),
+        "chunk-size",
+        id="bad-chunk-size",
+    ),
+    pytest.param(
+        Reply(answer(b"2\r\nabcd\r\n0\r\n\r\n", headers="Transfer-Encoding: chunked\r\n")),
+        "longer than its declared size",
+        id="long-chunk",
+    ),
+    pytest.param(
+        Reply(answer(b"5\r\nab", headers="Transfer-Encoding: chunked\r\n"), close=True),
+        "inside a chunk",
+        id="cut-chunk",
+    ),
+    pytest.param(
+        Reply(b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * MAX_HEAD_BYTES),
+        "longer than",
+        id="oversized-head",
+    ),
+    pytest.param(
+        Reply(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"), "switched protocols", id="101"
+    ),
+]
+
+
+@pytest.mark.parametrize(("reply", "message"), MALFORMED)
 def test_malformed_or_cut_answers_are_protocol_errors(reply: Reply, message: str) -> None:
     async def go() -> None:
         async with serving(lambda _n, _c, _r: reply) as server:
             transport = PanelTransport()
             with pytest.raises(httpx.RemoteProtocolError, match=message):
+                await post(transport, server.url)
+            await transport.aclose()
+
+    run(go())
+
+
+def test_a_connection_closed_before_any_answer_is_a_read_error_not_a_protocol_error() -> None:
+    async def go() -> None:
+        async with serving(always(b"", close=True)) as server:
+            transport = PanelTransport()
+            with pytest.raises(httpx.ReadError, match="closed the connection without answering"):
                 await post(transport, server.url)
             await transport.aclose()
 
@@ -433,7 +349,7 @@ def test_a_reset_during_a_body_read_to_the_close_is_an_error_not_a_short_body() 
     run(go())
 
 
-def test_protocol_errors_reach_the_caller_as_connect_failures_and_reads_retry_once() -> None:
+def test_a_connection_closed_without_an_answer_is_connect_and_reads_retry_once() -> None:
     async def go() -> None:
         async with serving(always(b"", close=True)) as server, client_for(server.url) as client:
             with pytest.raises(BrainyCPError) as info:
@@ -445,6 +361,35 @@ def test_protocol_errors_reach_the_caller_as_connect_failures_and_reads_retry_on
             assert server.connections == 3  # never for a change
 
     run(go())
+
+
+@pytest.mark.parametrize(("reply", "message"), MALFORMED)
+def test_malformed_answers_reach_the_caller_as_protocol_and_reads_retry_once(
+    reply: Reply, message: str
+) -> None:
+    async def go() -> None:
+        async with serving(lambda _n, _c, _r: reply) as server, client_for(server.url) as client:
+            with pytest.raises(BrainyCPError) as info:
+                await client.count_msg()
+            assert (info.value.reason, info.value.operation) == ("protocol", "count_msg")
+            assert message in info.value.detail
+            assert len(server.requests) == 2  # one retry for a read
+            with pytest.raises(BrainyCPError) as info:
+                await client.delete_frozen_msg()
+            assert info.value.reason == "protocol"
+            assert len(server.requests) == 3  # never for a change
+
+    run(go())
+
+
+def test_a_read_succeeds_when_its_retry_gets_a_well_formed_answer() -> None:
+    script = in_turn(Reply(b"HELLO THERE\r\n\r\n", close=True), Reply(answer()))
+
+    async def go() -> int:
+        async with serving(script) as server, client_for(server.url) as client:
+            return await client.count_msg()
+
+    assert run(go()) == 42
 
 
 def test_no_answer_in_time_is_a_timeout() -> None:
@@ -932,7 +877,7 @@ def test_any_split_of_a_valid_answer_gives_the_same_body(
 
     async def go() -> bytes:
         loop = asyncio.get_running_loop()
-        conn = _Connection(loop)
+        conn = Connection(loop)
         sock = _FakeSocket()
         conn.connection_made(sock)
         transport = PanelTransport()
@@ -946,7 +891,7 @@ def test_any_split_of_a_valid_answer_gives_the_same_body(
 
         feeder = asyncio.create_task(feed())
         request = httpx.Request("POST", "http://panel.test/api/api.php", content=b"x=1")
-        response = await transport._exchange(request, conn, b"POST / HTTP/1.1\r\n\r\n")
+        response = await transport.exchange(request, conn, b"POST / HTTP/1.1\r\n\r\n")
         received = b"".join([chunk async for chunk in response.aiter_raw()])
         await response.aclose()
         await feeder
@@ -967,8 +912,8 @@ class _ScriptedTransport(PanelTransport):
         self.pieces = [wire[a:b] for a, b in itertools.pairwise(points) if b > a]
         self.feeders: list[asyncio.Task[None]] = []
 
-    async def _open(self, request: httpx.Request) -> _Connection:
-        conn = _Connection(asyncio.get_running_loop())
+    async def _open(self, request: httpx.Request) -> Connection:
+        conn = Connection(asyncio.get_running_loop())
         conn.connection_made(_FakeSocket())
 
         async def feed() -> None:

@@ -36,8 +36,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from brainycp.answers import body_text, decode_answer, listing_from_answer, listing_from_body
-from brainycp.errors import BrainyCPError, PanelNotJSON
+from brainycp.panel.answers import (
+    answer_code,
+    body_text,
+    decode_answer,
+    listing_from_body,
+    queue_listing,
+)
+from brainycp.panel.errors import BrainyCPError, PanelNotJSON
 from brainycp.queue.model import Reading
 from brainycp.queue.reader import ReadOptions, read_listing
 
@@ -82,7 +88,7 @@ def read_body(job: ReadJob, holder: list[bytes | bytearray]) -> Reading:
     del body
     answer = decode_answer(job.panel, "list_msg", text, size)
     del text
-    listing = listing_from_answer(job.panel, answer, size)
+    listing = queue_listing(job.panel, answer_code(job.panel, "list_msg", answer), answer, size)
     del answer
     return read_listing(listing.detail, job.now, zone=job.zone, options=job.options)
 

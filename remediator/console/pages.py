@@ -20,8 +20,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from brainycp.config import MESSAGE_ACTIONS, SERVICE_ACTIONS, Rule
-from brainycp.errors import BrainyCPError
 from brainycp.htmlpages import Pages, stylesheet_response
+from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator.console.api import OperatorAPI
 from remediator.console.auth import PREFIX, signed_in_user

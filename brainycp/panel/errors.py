@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 REASONS = (
     "timeout",
     "connect",
+    "protocol",
     "tls",
     "http_status",
     "not_json",
@@ -56,12 +57,19 @@ class PanelTimeout(BrainyCPError):
 
 
 class PanelConnectError(BrainyCPError):
-    """No connection: refused, reset, DNS failure, connection closed mid-answer.
+    """No connection: refused, reset, DNS failure, or closed before any byte of an answer.
 
     ``detail`` names the cause in words ("connection refused", "name does not resolve").
     """
 
     reason = "connect"
+
+
+class PanelProtocolError(BrainyCPError):
+    """The answer broke HTTP/1.1: a malformed status line or header, bad chunking,
+    conflicting lengths, a head over 64 KiB, or a body the panel cut short by closing."""
+
+    reason = "protocol"
 
 
 class PanelTLSError(BrainyCPError):

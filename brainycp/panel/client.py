@@ -6,53 +6,46 @@ go into a URL) with ``language=en`` and the vendor's parameter names spelled
 exactly as the contract spells them. The credentials go as ``username`` /
 ``password`` and as ``login`` / ``pass`` unless ``credentials_style`` picks
 one pair: panel builds differ in which they read. Every failure raises a
-:class:`~brainycp.errors.BrainyCPError` subclass whose detail says what
-happened; codes that mean "nothing there" are results.
+:class:`~brainycp.panel.errors.BrainyCPError` subclass whose detail says what
+happened; :mod:`~brainycp.panel.answers` reads what the answers mean.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import random
 import re
 import ssl
-from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlencode
 
 import httpx
 
 from brainycp import __version__
-from brainycp.answers import (
-    ListingDetail,
+from brainycp.config import DAEMONS, PanelConfig
+from brainycp.panel.answers import (
+    ActionResult,
     QueueListing,
+    ServiceStatus,
+    action_result,
     answer_code,
     decode_answer,
-    integer_of,
     listing_from_body,
-    message_of,
+    message_count,
+    service_status,
 )
-from brainycp.config import DAEMONS, PanelConfig
-from brainycp.errors import (
-    BrainyCPError,
-    PanelAPIError,
-    PanelBadDetail,
+from brainycp.panel.decoding import ContentDecoder, DecodeError, DecodeLimit
+from brainycp.panel.errors import (
     PanelBadEncoding,
     PanelConnectError,
     PanelHTTPStatusError,
+    PanelProtocolError,
     PanelResponseTooLarge,
     PanelTimeout,
     PanelTLSError,
 )
-from brainycp.transport import (
-    ContentDecoder,
-    DecodeError,
-    DecodeLimit,
-    PanelTransport,
-    pinning_context,
-)
+from brainycp.panel.tls import shared_ssl_context
+from brainycp.panel.transport import PanelTransport
 
 ServiceCommand = Literal["status", "on", "off"]
 MessageCommand = Literal["delete", "reship"]
@@ -61,36 +54,6 @@ MessageCommand = Literal["delete", "reship"]
 # digits and '-'. Anything else would be handed to a shell command on the panel, so it is
 # refused here; matched whole (fullmatch), so a trailing newline is refused too.
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{4,39}")
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    """The answer of a state-changing operation."""
-
-    applicable: bool
-    """False when the panel said there is nothing to do (``delete_frozen_msg`` 100 on Postfix)."""
-    output: str
-    """The console output the panel returned in ``detail``."""
-    message: str
-
-
-@dataclass(frozen=True)
-class ServiceStatus:
-    """The answer of ``clamav``/``spamassassin``; ``state`` comes from the panel's patterns."""
-
-    daemon: str
-    text: str
-    state: Literal["running", "stopped", "unknown"]
-
-
-def _as_text(detail: object) -> str:
-    if detail is None:
-        return ""
-    if isinstance(detail, str):
-        return detail
-    if isinstance(detail, list) and all(isinstance(x, str) for x in detail):
-        return "\n".join(detail)
-    return json.dumps(detail, ensure_ascii=False)
 
 
 def _is_tls_failure(exc: BaseException) -> bool:
@@ -116,21 +79,6 @@ _TIMEOUT_PHASES = {
 }
 
 
-@functools.cache
-def _ssl_context(tls_verify: bool | str, pinned: bool = False) -> ssl.SSLContext:
-    """One SSL context per ``tls_verify`` setting, shared by every panel that uses it.
-
-    Building a context loads the CA bundle (about 20 ms and some memory each);
-    with hundreds of panels a context per client would dominate start-up. A pinned
-    panel gets a context that checks nothing: the transport compares the fingerprint.
-    """
-    if pinned:
-        return pinning_context()
-    if isinstance(tls_verify, str):
-        return ssl.create_default_context(cafile=tls_verify)
-    return httpx.create_ssl_context(verify=tls_verify)
-
-
 def credential_fields(panel: PanelConfig, style: str | None = None) -> dict[str, str]:
     """The credential fields of a form body for ``style`` (default: the panel's)."""
     style = style or panel.credentials_style
@@ -143,10 +91,6 @@ def credential_fields(panel: PanelConfig, style: str | None = None) -> dict[str,
         fields["login"] = panel.username
         fields["pass"] = password
     return fields
-
-
-MAX_COUNT = 2**53
-"""The largest message count believed: beyond it a float (and so a metric) is no longer exact."""
 
 
 class PanelClient:
@@ -164,7 +108,7 @@ class PanelClient:
         pin = panel.tls_fingerprint_bytes
         # A status poll sends count_msg and two service statuses at once: keep 4 alive.
         self._transport = transport or PanelTransport(
-            ssl_context=_ssl_context(panel.tls_verify, pin is not None),
+            ssl_context=shared_ssl_context(panel.tls_verify, pin is not None),
             max_connections=4,
             fingerprint=pin,
         )
@@ -261,6 +205,9 @@ class PanelClient:
             raise PanelTimeout(
                 name, operation, f"timed out after {limit:g}s while {phase}"
             ) from None
+        except httpx.RemoteProtocolError as exc:
+            # Malformed or cut short: the panel (or a proxy) answered, but not in HTTP/1.1.
+            raise PanelProtocolError(name, operation, _detail_of(exc)) from None
         except httpx.TransportError as exc:
             if _is_tls_failure(exc):
                 raise PanelTLSError(name, operation, _detail_of(exc)) from None
@@ -302,13 +249,13 @@ class PanelClient:
     ) -> bytearray:
         """POST one operation; the raw body of the answer.
 
-        Reads are retried once, after a jittered pause, when the connection failed;
-        operations that change state are never retried.
+        Reads are retried once, after a jittered pause, when the connection failed or the
+        answer broke HTTP; operations that change state are never retried.
         """
         params = params or {}
         try:
             return await self._post_once(operation, params, read=read)
-        except PanelConnectError:
+        except (PanelConnectError, PanelProtocolError):
             if not read:
                 raise
             await asyncio.sleep(random.uniform(*self._retry_delay))
@@ -330,38 +277,27 @@ class PanelClient:
         return listing_from_body(self.panel.name, await self.list_msg_body())
 
     async def list_msg_body(self) -> bytearray:
-        """The raw answer of ``list_msg``, for :func:`listing_from_body` to read elsewhere
-        (a big listing's JSON costs ~0.1 s of CPU per 40 MB: daemons decode it in a worker)."""
+        """The raw answer of ``list_msg``, for :func:`~brainycp.panel.answers.listing_from_body`
+        to read elsewhere (a big listing's JSON costs ~0.1 s of CPU per 40 MB: the daemons
+        decode it in a worker process, see brainycp.queue.worker)."""
         return await self._body("list_msg", read=True)
 
     async def count_msg(self) -> int:
         """Number of queued messages (the panel sends an integer or a numeric string)."""
         code, answer, _ = await self._call("count_msg", read=True)
-        if code != 0:
-            raise PanelAPIError(self.panel.name, "count_msg", code, message_of(answer))
-        value = integer_of(answer.get("detail"), 16)
-        if value is None or not 0 <= value <= MAX_COUNT:
-            raise PanelBadDetail(
-                self.panel.name, "count_msg", f"detail is not an integer from 0 to {MAX_COUNT}"
-            )
-        return value
+        return message_count(self.panel.name, code, answer)
 
     async def delete_frozen_msg(self) -> ActionResult:
         """Remove frozen messages; code 100 (Postfix: no frozen state) is "not applicable"."""
         code, answer, _ = await self._call("delete_frozen_msg", read=False)
-        if code == 100:
-            return ActionResult(False, _as_text(answer.get("detail")), message_of(answer))
-        if code != 0:
-            raise PanelAPIError(self.panel.name, "delete_frozen_msg", code, message_of(answer))
-        return ActionResult(True, _as_text(answer.get("detail")), message_of(answer))
+        name = self.panel.name
+        return action_result(name, "delete_frozen_msg", code, answer, not_applicable=True)
 
     async def delete_all_msg(self, force: bool = False) -> ActionResult:
         """Empty the whole queue. Cannot be undone; callers gate it behind explicit config."""
         params = {"dellete_forse": "1"} if force else {}
         code, answer, _ = await self._call("delete_all_msg", params, read=False)
-        if code != 0:
-            raise PanelAPIError(self.panel.name, "delete_all_msg", code, message_of(answer))
-        return ActionResult(True, _as_text(answer.get("detail")), message_of(answer))
+        return action_result(self.panel.name, "delete_all_msg", code, answer)
 
     async def controll_msg(self, message_id: str, command: MessageCommand) -> ActionResult:
         """Delete or resend (``reship``) one message by id."""
@@ -371,9 +307,7 @@ class PanelClient:
             raise ValueError(f"{message_id!r} is not a mail queue id")
         params = {"id": message_id, "command": command}
         code, answer, _ = await self._call("controll_msg", params, read=False)
-        if code != 0:
-            raise PanelAPIError(self.panel.name, "controll_msg", code, message_of(answer))
-        return ActionResult(True, _as_text(answer.get("detail")), message_of(answer))
+        return action_result(self.panel.name, "controll_msg", code, answer)
 
     async def service(self, daemon: str, command: ServiceCommand) -> ServiceStatus:
         """Run ``status``/``on``/``off`` on ``clamav`` or ``spamassassin``."""
@@ -382,27 +316,15 @@ class PanelClient:
         if command not in ("status", "on", "off"):
             raise ValueError(f"command must be status, on or off, not {command!r}")
         code, answer, _ = await self._call(daemon, {"command": command}, read=command == "status")
-        if code != 0:
-            raise PanelAPIError(self.panel.name, daemon, code, message_of(answer))
-        detail = answer.get("detail")
-        if detail is not None and not isinstance(detail, str | list):
-            raise PanelBadDetail(self.panel.name, daemon, "status detail is not text")
-        text = _as_text(detail) or message_of(answer)
-        return ServiceStatus(daemon, text, self.panel.status_patterns.classify(text))
+        return service_status(self.panel.name, daemon, code, answer, self.panel.status_patterns)
 
     async def clamav(self, command: ServiceCommand) -> ServiceStatus:
+        """``service("clamav", command)``."""
         return await self.service("clamav", command)
 
     async def spamassassin(self, command: ServiceCommand) -> ServiceStatus:
+        """``service("spamassassin", command)``."""
         return await self.service("spamassassin", command)
 
 
-__all__ = [
-    "ActionResult",
-    "BrainyCPError",
-    "ListingDetail",
-    "PanelClient",
-    "QueueListing",
-    "ServiceStatus",
-    "credential_fields",
-]
+__all__ = ["MessageCommand", "PanelClient", "ServiceCommand", "credential_fields"]
