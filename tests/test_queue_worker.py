@@ -339,3 +339,50 @@ def test_sigint_to_the_process_group_leaves_a_worker_reading(tmp_path: Path) -> 
         assert reading.summary.messages == 2000 and readers.worker_pids() == [pid]
     finally:
         readers.close()
+
+
+@pytest.mark.e2e
+def test_the_remediator_keeps_answering_while_an_action_reads_a_big_queue(
+    tmp_path: Path,
+) -> None:
+    """A delete_messages action on a 300,000-message queue: while its worker decodes and
+    reads the listing, /healthz and /webhook answer at once (the old remediator read the
+    listing on its event loop, for seconds)."""
+    from tests.remediator_support import TOKEN, am_alert, notification, only_result
+    from tests.remediator_support import write_config as remediator_config
+    from tests.support import PYTHON, free_port, running, sim_args
+
+    sim_port, port = free_port(), free_port()
+    sim, url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
+    rules = [
+        {"name": "contain", "matchers": ['alertname="Spam"'], "action": "delete_messages",
+         "select": {"sender": "nobody-sends-this@example.invalid"}},
+    ]  # fmt: skip
+    config = remediator_config(
+        tmp_path / "c.yml", sim_port, port, tmp_path / "s.sqlite", rules, panels=("big",)
+    )
+    sim_cmd = sim_args(sim_port, "--panel", "big:quiet:exim", "--messages", "0")
+    with running(sim_cmd, log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"):
+        fault = {"listing_messages": 300_000, "operations": ["list_msg"]}
+        httpx.post(f"{sim}/panel/big/_sim/fault", json=fault).raise_for_status()
+        remediator = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
+        with running(remediator, log=tmp_path / "rem.log", ready_url=f"{url}/healthz"):
+            client = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+            action = only_result(
+                client.post(f"{url}/webhook", json=notification(am_alert("Spam", "big")))
+            )["action_id"]
+            waits, during = [], 0
+            while True:
+                row = client.get(f"{url}/actions/{action}").json()
+                if row["outcome"] not in ("pending", "running"):
+                    break
+                began = time.perf_counter()
+                assert client.get(f"{url}/healthz").status_code == 200
+                other = notification(am_alert("Unmatched", "big", starts_at=str(during)))
+                assert client.post(f"{url}/webhook", json=other).status_code == 200
+                waits.append(time.perf_counter() - began)
+                during += row["outcome"] == "running"
+            client.close()
+    assert row["outcome"] == "skipped_nothing_to_do", row
+    assert during >= 3, "the reading was too quick to watch"
+    assert max(waits) < 0.5, waits  # the old remediator: 1.3 s
