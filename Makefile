@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard brainycp/queue/*.c brainycp/queue/*
 	  { echo "python3 -m venv failed: on Debian/Ubuntu run: sudo apt-get install python3-venv"; exit 1; }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	@$(PY) -c 'from brainycp.queue import c_readers as c; print("queue parser C readers:", ", ".join(c()) or "not built (install gcc and python3-dev, then make clean install, to read big listings 5-6x faster)")'
+	@$(PY) -c 'from brainycp.queue import c_readers as c; print("queue parser C readers:", ", ".join(c()) or "not built (install gcc and python3-dev, then make clean install, to build them)")'
 	@touch $@
 
 test: install

@@ -11,7 +11,7 @@ Usage::
     python alerts/build.py                 # rewrite alerts/brainycp-mail.rules.yml
     python alerts/build.py --check         # exit 1 when the committed file is out of date
     python alerts/build.py --demo --stdout # the demo's rules (alerts/demo-overrides.yml)
-    python alerts/build.py --overrides site.yml --out /etc/brainycp-mail/alerts/rules.yml
+    python alerts/build.py --overrides site.yml --out /etc/prometheus/rules/brainycp-mail.rules.yml
 
 Needs only Python 3.11 and PyYAML.
 """
@@ -166,6 +166,10 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
     notify_window = get(notify, "window")
     seconds(notify_window, f"alerts.{notify}.window")
     am_failed = 'alertmanager_notifications_failed_total{integration="webhook"}'
+    outbound = "BrainyCPRemediatorOutboundNotificationsFailing"
+    outbound_window = get(outbound, "window")
+    seconds(outbound_window, f"alerts.{outbound}.window")
+    undelivered = 'brainycp_remediator_outbound_notifications_total{result=~"failed|dropped"}'
     rejected = 'brainycp_remediator_notifications_total{result="unauthorized"}'
 
     exporter_job = label_value(get("BrainyCPExporterDown", "job"), "BrainyCPExporterDown.job")
@@ -361,6 +365,17 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             "{{ $value | humanize }} webhook notifications failed or were refused for bad "
             f"credentials at {{{{ $labels.instance }}}} in the last {notify_window}: alerts "
             "routed to the remediator are not being remediated.",
+        ),
+        Alert(
+            outbound,
+            # Per notify target: a failed delivery (after its retries, or refused) or an
+            # event dropped because the queue was full. Approval requests reach nobody.
+            f"sum by (job, instance, target) (increase({undelivered}[{outbound_window}])) > 0",
+            "The remediator's notifications to people are not delivered",
+            "{{ $value | humanize }} notifications to the notify target {{ $labels.target }} "
+            f"of the remediator at {{{{ $labels.instance }}}} failed or were dropped in the "
+            f"last {outbound_window}: approval requests and action reports do not reach "
+            "people. The remediator's log names the reason.",
         ),
     ]
 

@@ -132,19 +132,35 @@ ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Listen = Annotated[str, BeforeValidator(parse_listen)]
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-# Names a panel label must not take: the exporter's own labels on the info series.
-_RESERVED_LABELS = ("panel",)
+# Names a panel label must not take. In multi-target mode /sd puts a panel's labels on
+# every series of its target, where job or instance would replace Prometheus's own (the
+# alerts match on them) and le would corrupt the age histogram's buckets.
+_RESERVED_LABELS = {
+    "job": "set by Prometheus on every series it scrapes",
+    "instance": "set by Prometheus on every series it scrapes",
+    "le": "reserved for histogram buckets",
+    "panel": "set by the exporter (the panel's name)",
+}
+
+
+def _label_name_problem(name: str) -> str | None:
+    if not _LABEL_NAME.fullmatch(name):
+        return "not a Prometheus label name: it must match [a-zA-Z_][a-zA-Z0-9_]*"
+    if name.startswith("__"):
+        return "names starting with __ are reserved for Prometheus"
+    return _RESERVED_LABELS.get(name)
 
 
 def check_label_names(value: Mapping[str, str]) -> Mapping[str, str]:
-    """Label names by Prometheus's rules, not ``__``-prefixed (reserved), not ``panel``."""
-    for name in value:
-        if not _LABEL_NAME.fullmatch(name):
-            raise ValueError(f"label name {name!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
-        if name.startswith("__"):
-            raise ValueError(f"label name {name!r}: names starting with __ are reserved")
-        if name in _RESERVED_LABELS:
-            raise ValueError(f"label name {name!r} is set by the exporter")
+    """Label names by Prometheus's rules, not ``__``-prefixed, not job, instance, le or panel.
+
+    One problem is reported under the label's own key (``panels.web01.labels.job: ...``).
+    """
+    problems = [(name, why) for name in value if (why := _label_name_problem(name))]
+    if len(problems) == 1 and problems[0][0].isidentifier():
+        raise ValueError(f"{problems[0][0]}: {problems[0][1]}")
+    if problems:
+        raise ValueError("; ".join(f"label name {name!r}: {why}" for name, why in problems))
     for label, text in value.items():
         try:
             text.encode("utf-8")
@@ -797,9 +813,7 @@ class NotifyTargetInput(_Strict):
     @field_validator("url", "api_url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
+        return None if value is None else check_notify_url(value)
 
     @field_validator("timeout")
     @classmethod
@@ -825,6 +839,33 @@ class NotifyTargetInput(_Strict):
         if self.bearer_token_file is not None and self.type != "webhook":
             raise ValueError("bearer_token_file: only webhook targets take a bearer token")
         return self
+
+
+def check_notify_url(value: str) -> str:
+    """``value`` when it is a URL a notification can be sent to; ValueError saying why not.
+
+    The messages never repeat the URL: a Slack webhook URL is itself a secret.
+    """
+    if any(not char.isprintable() or char.isspace() for char in value):
+        # A tab or newline (often the end of a pasted url_file) never reaches a server.
+        raise ValueError("must not contain spaces, tabs, newlines or control characters")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "must not carry a user or password (user:password@); "
+            "a webhook target takes bearer_token_file"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has an invalid port (must be 1 to 65535)") from None
+    if port == 0 or (port is None and parts.netloc.endswith(":")):
+        raise ValueError("has an invalid port (must be 1 to 65535)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -1157,8 +1198,14 @@ def _resolve_password(
 
 
 def _build_panels(
-    raw_defaults: object, raw_panels: object, errors: list[str], warnings: list[str]
+    raw_defaults: object,
+    raw_panels: object,
+    errors: list[str],
+    warnings: list[str],
+    panel_errors: dict[str, list[str]] | None = None,
 ) -> dict[str, PanelConfig]:
+    """The panels that validate. A panel's own problems go to ``errors``, or, when
+    ``panel_errors`` is given, to ``panel_errors[name]`` (every panel gets an entry)."""
     if raw_defaults is None:
         raw_defaults = {}
     if not isinstance(raw_defaults, dict):
@@ -1175,72 +1222,85 @@ def _build_panels(
         errors.append("panels: must be a mapping of panel name to its settings")
         return {}
     panels: dict[str, PanelConfig] = {}
-    for name, raw in raw_panels.items():
-        name = str(name)
-        prefix = f"panels.{name}"
-        if not _PANEL_NAME.match(name):
-            errors.append(f"{prefix}: a panel name may hold letters, digits, '_', '-' and '.'")
-            continue
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            errors.append(f"{prefix}: must be a mapping with at least url")
-            continue
-        merged = dict(raw_defaults)
-        if any(k in raw for k in _PASSWORD_KEYS):
-            for k in _PASSWORD_KEYS:
-                merged.pop(k, None)
-        merged.update(raw)
-        # Labels add up: a panel's own labels extend (and override) those of defaults.
-        default_labels, own_labels = raw_defaults.get("labels"), raw.get("labels")
-        if isinstance(default_labels, dict) and isinstance(own_labels, dict):
-            merged["labels"] = {**default_labels, **own_labels}
-        try:
-            panel = _PanelInput.model_validate(merged)
-        except ValidationError as exc:
-            errors.extend(_errors(prefix, exc))
-            continue
-        source = prefix if any(k in raw for k in _PASSWORD_KEYS) else "defaults"
-        password = _resolve_password(name, panel, source, errors, warnings)
-        if panel.username is None:
-            errors.append(f"{prefix}.username: is required (here or under defaults)")
-            continue
-        if password is None:
-            continue
-        tls: bool | str = (
-            panel.tls_verify if isinstance(panel.tls_verify, bool) else str(panel.tls_verify)
-        )
-        https = panel.url.startswith("https://")
-        if panel.tls_fingerprint is not None and not https:
-            errors.append(
-                f"{prefix}.tls_fingerprint: the url is http://, there is no certificate to pin;"
-                " use https:// (or tls_fingerprint: null for this panel)"
-            )
-            continue
-        if tls is False and https and panel.tls_fingerprint is None:
-            warnings.append(
-                f"{prefix}.tls_verify: false: the panel's certificate is not checked, so"
-                " anyone on the path can read the password; pin it with tls_fingerprint"
-                " (brainycp-mail-doctor prints the line)"
-            )
-        panels[name] = PanelConfig(
-            name=name,
-            url=api_url(panel.url),
-            username=panel.username,
-            password=password,
-            tls_verify=tls,
-            timeout=panel.timeout,
-            max_response_bytes=panel.max_response_bytes,
-            daemons=tuple(panel.daemons),
-            status_patterns=panel.status_patterns,
-            interval=panel.interval,
-            list_interval=panel.list_interval,
-            timezone=panel.timezone,
-            credentials_style=panel.credentials_style,
-            tls_fingerprint=panel.tls_fingerprint,
-            labels=tuple(sorted(panel.labels.items())),
-        )
+    for key, raw in raw_panels.items():
+        name = str(key)
+        own: list[str] = []
+        panel = _build_panel(name, raw, raw_defaults, own, warnings)
+        if panel_errors is not None:
+            panel_errors[name] = own
+        else:
+            errors.extend(own)
+        if panel is not None:
+            panels[name] = panel
     return panels
+
+
+def _build_panel(
+    name: str, raw: object, raw_defaults: dict[Any, Any], errors: list[str], warnings: list[str]
+) -> PanelConfig | None:
+    prefix = f"panels.{name}"
+    if not _PANEL_NAME.match(name):
+        errors.append(f"{prefix}: a panel name may hold letters, digits, '_', '-' and '.'")
+        return None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        errors.append(f"{prefix}: must be a mapping with at least url")
+        return None
+    merged = dict(raw_defaults)
+    if any(k in raw for k in _PASSWORD_KEYS):
+        for k in _PASSWORD_KEYS:
+            merged.pop(k, None)
+    merged.update(raw)
+    # Labels add up: a panel's own labels extend (and override) those of defaults.
+    default_labels, own_labels = raw_defaults.get("labels"), raw.get("labels")
+    if isinstance(default_labels, dict) and isinstance(own_labels, dict):
+        merged["labels"] = {**default_labels, **own_labels}
+    try:
+        panel = _PanelInput.model_validate(merged)
+    except ValidationError as exc:
+        errors.extend(_errors(prefix, exc))
+        return None
+    source = prefix if any(k in raw for k in _PASSWORD_KEYS) else "defaults"
+    password = _resolve_password(name, panel, source, errors, warnings)
+    if panel.username is None:
+        errors.append(f"{prefix}.username: is required (here or under defaults)")
+        return None
+    if password is None:
+        return None
+    tls: bool | str = (
+        panel.tls_verify if isinstance(panel.tls_verify, bool) else str(panel.tls_verify)
+    )
+    https = panel.url.startswith("https://")
+    if panel.tls_fingerprint is not None and not https:
+        errors.append(
+            f"{prefix}.tls_fingerprint: the url is http://, there is no certificate to pin;"
+            " use https:// (or tls_fingerprint: null for this panel)"
+        )
+        return None
+    if tls is False and https and panel.tls_fingerprint is None:
+        warnings.append(
+            f"{prefix}.tls_verify: false: the panel's certificate is not checked, so"
+            " anyone on the path can read the password; pin it with tls_fingerprint"
+            " (brainycp-mail-doctor prints the line)"
+        )
+    return PanelConfig(
+        name=name,
+        url=api_url(panel.url),
+        username=panel.username,
+        password=password,
+        tls_verify=tls,
+        timeout=panel.timeout,
+        max_response_bytes=panel.max_response_bytes,
+        daemons=tuple(panel.daemons),
+        status_patterns=panel.status_patterns,
+        interval=panel.interval,
+        list_interval=panel.list_interval,
+        timezone=panel.timezone,
+        credentials_style=panel.credentials_style,
+        tls_fingerprint=panel.tls_fingerprint,
+        labels=tuple(sorted(panel.labels.items())),
+    )
 
 
 class _AuthOnly(_Strict):
@@ -1364,29 +1424,50 @@ def _build_remediator(
     )
 
 
+def _target_secret(path: Path, check: Callable[[str], str]) -> SecretStr:
+    """A notify target's secret file, read and checked; ValueError naming the problem."""
+    try:
+        text = _read_secret_file(path)
+    except OSError as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        return SecretStr(check(text))
+    except ValueError as exc:  # the message never repeats the secret
+        raise ValueError(f"{str(path)!r}: {exc}") from None
+
+
+def _bearer(token: str) -> str:
+    if any(not char.isprintable() or char.isspace() for char in token):
+        raise ValueError("the token holds spaces, newlines or control characters")
+    return token
+
+
+def _bot_token(token: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9:_\-]+", token):
+        raise ValueError("the bot token holds characters a Bot API token never has")
+    return token
+
+
 def _resolve_targets(targets: list[NotifyTargetInput], errors: list[str]) -> list[NotifyTarget]:
     out = []
     for index, t in enumerate(targets):
-        prefix = f"remediator.notify[{index}]"
-        try:
-            url: SecretStr | None = None
-            if t.url is not None:
-                url = SecretStr(t.url)
-            elif t.url_file is not None:
-                text = _read_secret_file(t.url_file)
-                if not text.startswith(("http://", "https://")):
-                    raise ValueError(f"{str(t.url_file)!r} does not hold an http(s) URL")
-                url = SecretStr(text)
-            bearer = (
-                SecretStr(_read_secret_file(t.bearer_token_file)) if t.bearer_token_file else None
-            )
-            bot = SecretStr(_read_secret_file(t.bot_token_file)) if t.bot_token_file else None
-            if bot is not None and not re.fullmatch(r"[A-Za-z0-9:_\-]+", bot.get_secret_value()):
-                raise ValueError("the bot token holds characters a Bot API token never has")
-        except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            errors.append(f"{prefix}: cannot read a secret: {reason}")
+        secrets: dict[str, SecretStr | None] = {"url": None, "bearer": None, "bot": None}
+        files = (("url_file", "url", t.url_file, check_notify_url),
+                 ("bearer_token_file", "bearer", t.bearer_token_file, _bearer),
+                 ("bot_token_file", "bot", t.bot_token_file, _bot_token))  # fmt: skip
+        problems = []
+        for key, name, path, check in files:
+            if path is None:
+                continue
+            try:
+                secrets[name] = _target_secret(path, check)
+            except ValueError as exc:
+                problems.append(f"remediator.notify[{index}].{key}: {exc}")
+        if problems:
+            errors.extend(problems)
             continue
+        url = SecretStr(t.url) if t.url is not None else secrets["url"]
+        bearer, bot = secrets["bearer"], secrets["bot"]
         out.append(
             NotifyTarget(
                 name=t.name,
@@ -1408,7 +1489,11 @@ Daemon_ = Literal["exporter", "remediator"]
 
 
 def parse_config(
-    data: Any, *, require_remediator_auth: bool = False, daemon: Daemon_ | None = None
+    data: Any,
+    *,
+    require_remediator_auth: bool = False,
+    daemon: Daemon_ | None = None,
+    panel_errors: dict[str, list[str]] | None = None,
 ) -> Config:
     """Validate an already-loaded YAML document; raise :class:`ConfigError` with every problem.
 
@@ -1418,6 +1503,10 @@ def parse_config(
     exporter and a broken ``exporter:`` never stops the remediator. ``daemon`` None
     checks every section. The webhook's auth is only required for the remediator
     (``daemon="remediator"`` or ``require_remediator_auth=True``).
+
+    ``panel_errors`` (the doctor's): a dict that gets an entry for every configured
+    panel, its own problems or ``[]``; those problems are then left out of the
+    :class:`ConfigError`, and a panel that has any is left out of ``panels``.
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -1434,7 +1523,7 @@ def parse_config(
         raw_panels = data.get("panels")
         if raw_panels is None or raw_panels == {}:
             errors.append("panels: no panels configured; name at least one panel with its url")
-    panels = _build_panels(data.get("defaults"), data.get("panels"), errors, warnings)
+    panels = _build_panels(data.get("defaults"), data.get("panels"), errors, warnings, panel_errors)
 
     exporter_errors: list[str] = []
     exporter = ExporterConfig()
@@ -1612,7 +1701,13 @@ def load_config(
     *,
     require_remediator_auth: bool = False,
     daemon: Daemon_ | None = None,
+    panel_errors: dict[str, list[str]] | None = None,
 ) -> Config:
     """Read and validate the YAML config file at ``path`` (see :func:`parse_config`)."""
     data = load_yaml(read_config_text(path), str(path))
-    return parse_config(data, require_remediator_auth=require_remediator_auth, daemon=daemon)
+    return parse_config(
+        data,
+        require_remediator_auth=require_remediator_auth,
+        daemon=daemon,
+        panel_errors=panel_errors,
+    )

@@ -705,9 +705,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  panel simulator   {stack.url('simulator')}/panel/web02/_sim/state  (panels: "
             f"{', '.join(PANELS)})\n"
             f"  exporter          {stack.url('exporter')}/  and  {stack.url('exporter')}/metrics\n"
-            f"  remediator        {stack.url('remediator')}/actions  (JSON API)\n"
             f"  operator console  {stack.url('remediator')}/console/  (sign in as "
-            f"{CONSOLE_USER}, password {CONSOLE_PASSWORD})"
+            f"{CONSOLE_USER}, password {CONSOLE_PASSWORD})\n"
+            # Every remediator page but /webhook and /healthz wants the web-config user;
+            # the webhook wants Alertmanager's bearer token, which the user does not open.
+            f"  remediator API    curl -u {CONSOLE_USER}:{CONSOLE_PASSWORD} "
+            f"{stack.url('remediator')}/actions  (and /metrics, /)\n"
+            f"  webhook           {stack.url('remediator')}/webhook  (Alertmanager's: "
+            f"Authorization: Bearer {WEBHOOK_TOKEN})"
         )
         if with_prometheus:
             print(

@@ -6,8 +6,10 @@ the login has the rights the mail module needs, every read operation, and a cloc
 A step that the next needs stops the panel's checks when it fails. Only read operations
 are sent: the doctor never changes anything on a panel, and never prints a secret.
 
-Exit codes: 0 every checked panel passed, 1 one failed, 2 the config (or a panel name)
-is wrong.
+Exit codes: 0 every checked panel passed, 1 one failed (a panel whose own config entry
+is broken fails with the reasons, and the others are still checked), 2 the config is
+broken as a whole (no file, not YAML, bad ``defaults`` or another section) or a panel
+name on the command line is not configured.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from brainycp import __version__
-from brainycp.config import ConfigError, PanelConfig, load_config
+from brainycp.config import Config, ConfigError, PanelConfig, load_config
 from brainycp.panel.answers import QueueListing
 from brainycp.panel.client import PanelClient
 from brainycp.panel.errors import BrainyCPError
@@ -542,7 +544,8 @@ def _fix_for(error: BrainyCPError, doctor: Doctor) -> str:
 def render_text(reports: Sequence[Report]) -> str:
     lines: list[str] = []
     for report in reports:
-        lines.append(f"{report.panel}  {report.url}  {'OK' if report.ok else 'FAILED'}")
+        url = report.url or "(no valid url)"
+        lines.append(f"{report.panel}  {url}  {'OK' if report.ok else 'FAILED'}")
         for check in report.checks:
             mark = "skip" if check.ok is None else ("ok" if check.ok else "FAIL")
             detail_lines = check.detail.splitlines() or [""]
@@ -587,30 +590,56 @@ async def check_panels(panels: Sequence[PanelConfig], concurrency: int = 8) -> l
     return list(await asyncio.gather(*(one(p) for p in panels)))
 
 
+def config_report(name: str, problems: Sequence[str], config_path: str) -> Report:
+    """The report of a panel whose config entry is broken: it fails with the reasons."""
+    report = Report(name, "")
+    report.add(
+        "config",
+        False,
+        "\n".join(problems),
+        f"fix panels.{name} in {config_path}; brainycp-mail-exporter --check-config"
+        " checks the whole file",
+    )
+    return report
+
+
+async def check_all(
+    names: Sequence[str], config: Config, problems: dict[str, list[str]], config_path: str
+) -> list[Report]:
+    """Reports in ``names`` order: a broken panel's config reasons, the others checked."""
+    checked = iter(await check_panels([config.panels[n] for n in names if n in config.panels]))
+    return [
+        next(checked) if name in config.panels else config_report(name, problems[name], config_path)
+        for name in names
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``brainycp-mail-doctor``."""
     args = build_parser().parse_args(argv)
+    # Each panel's own problems come back here, so the other panels are still checked.
+    problems: dict[str, list[str]] = {}
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, panel_errors=problems)
     except ConfigError as exc:
-        for line in exc.errors:
+        for line in [*exc.errors, *(e for errors in problems.values() for e in errors)]:
             print(line, file=sys.stderr)
         return EXIT_CONFIG
-    unknown = [name for name in args.panels if name not in config.panels]
+    unknown = [name for name in args.panels if name not in problems]
     if unknown:
-        known = ", ".join(config.panels) or "none"
+        known = ", ".join(problems) or "none"
         print(
             f"no panel named {', '.join(unknown)} in {args.config} (panels: {known})",
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    names = args.panels or list(config.panels)
+    names = args.panels or list(problems)
     if not names:
         print(f"{args.config}: no panels configured", file=sys.stderr)
         return EXIT_CONFIG
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    reports = asyncio.run(check_panels([config.panels[n] for n in names]))
+    reports = asyncio.run(check_all(names, config, problems, args.config))
     print(render_json(reports) if args.json else render_text(reports))
     return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
 

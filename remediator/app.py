@@ -37,7 +37,14 @@ from remediator import actions as panel_actions
 from remediator.journal import JOURNAL_ERRORS, Batch, Journal
 from remediator.manual import MANUAL_RULE, ManualError, parse_request, rule_for_row
 from remediator.metrics import Stats, registry
-from remediator.notify import Notifier, action_event, control_event
+from remediator.notify import (
+    Notifier,
+    action_event,
+    control_event,
+    matching_now,
+    operator_login,
+    selection_of,
+)
 from remediator.payload import Notification, PayloadError, parse_notification_sliced
 from remediator.planner import (
     OUTCOMES,
@@ -60,6 +67,9 @@ _DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also takes "²"
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_ACTION_ID = 2**63 - 1  # SQLite's INTEGER; a larger path id would overflow the binding
 HEALTH_TIMEOUT = 3.0
+PREVIEW_TIMEOUT = 10.0
+"""How long an approval request's notification waits for the panel to count the matches."""
+PREVIEWS_AT_ONCE = 4
 log = logging.getLogger("remediator.webhook")
 T = TypeVar("T")
 
@@ -117,6 +127,10 @@ class Remediator:
         self.journal = journal
         self.runner = runner
         self.stats = stats
+        self.web_users = False
+        """True while a web config's ``basic_auth_users`` guard the operator routes."""
+        self.preview_timeout = PREVIEW_TIMEOUT
+        self._previews = asyncio.Semaphore(PREVIEWS_AT_ONCE)
         self._use_config(config)
         self.notifier = notifier or Notifier(self.rconfig.notify, self.external_url)
         stats.notifier = self.notifier
@@ -157,8 +171,7 @@ class Remediator:
         live in the journal and the runner, so they carry over.
         """
         self._use_config(config)
-        self.notifier.targets = {t.name: t for t in self.rconfig.notify}
-        self.notifier.external_url = self.external_url
+        self.notifier.reconfigure(self.rconfig.notify, self.external_url)
         self.runner.reconfigure(
             config.panels,
             {rule.name: rule for rule in self.rconfig.rules},
@@ -464,20 +477,49 @@ class Remediator:
 
     # ------------------------------------------------------------------ notifications
 
+    def use_web_users(self, web_users: bool) -> None:
+        """Say whether web-config users guard the operator routes (start and reload): the
+        approve/deny lines in notifications then log in as one (``curl -u``)."""
+        self.web_users = web_users
+
     def notify_action(self, action_id: int, outcome: str) -> None:
-        """Queue the notification for a journaled outcome (cheap when nobody wants it)."""
-        row = self.journal.get(action_id)
-        if row is None:
+        """Queue the notification for a journaled outcome; its row is read (and, for an
+        approval request, the matching messages counted) in a task of its own."""
+        self.notifier.prepare(self._notify_action(action_id, outcome))
+
+    async def _notify_action(self, action_id: int, outcome: str) -> None:
+        await self.journal.quiet()  # not inside a big notification's open transaction
+        try:
+            row = await self.journal.call(self.journal.get, action_id)
+            if row is None:
+                return
+            rule = self.rules.get(row.rule)
+            names = rule.notify if rule is not None else None
+            if not self.notifier.wanted(outcome, names):
+                return
+            detail = await self.journal.call(self.journal.detail, action_id, max_messages=0)
+        except JOURNAL_ERRORS as exc:
+            log.error("action %d: cannot read it to notify %s: %s", action_id, outcome,
+                      _first_line(exc))  # fmt: skip
             return
-        rule = self.rules.get(row.rule)
-        names = rule.notify if rule is not None else None
-        if not self.notifier.wanted(outcome, names):
-            return
+        params = detail.get("params") or {}
+        runs = rule_for_row(row.rule, row.action, params, self.rules)
         event = action_event(
-            row.as_json(), self.journal.detail(action_id, max_messages=0), self.external_url,
-            outcome=outcome,
+            row.as_json(), detail, self.external_url, outcome=outcome,
+            login=operator_login(self.rconfig.auth, self.web_users),
+            selection=selection_of(runs, params),
+            expires_at=row.received_at + self.rconfig.approval_timeout,
         )  # fmt: skip
+        if outcome == "awaiting_approval":
+            event.update(await self._count_matching(row.panel, runs))
         self.notifier.submit(event, names)
+
+    async def _count_matching(self, panel: str, rule: Rule | None) -> dict[str, Any]:
+        """How many messages the request would act on now (see :func:`matching_now`)."""
+        known = rule is not None and panel in self.config.panels
+        async with self._previews:
+            client = self.runner.client(panel) if known else None
+            return await matching_now(client, rule, self.preview_timeout)
 
     # ------------------------------------------------------------------ people
 

@@ -186,6 +186,7 @@ class Lifecycle(WebConfigHolder):
         self.web_path = web_path
         self.reloader = Reloader(self.reload)
         self.gate: OpsMiddleware | None = None
+        remediator.use_web_users(bool(self.auth.users))  # approve/deny lines: curl -u
 
     async def authorize(self, scope: Scope) -> bool:
         if self.web is not None and self.web.authenticates:
@@ -203,7 +204,8 @@ class Lifecycle(WebConfigHolder):
             return exc.errors
         running = self.remediator.rconfig
         new = config.remediator
-        for key in ("listen", "state_file", "journal_retention"):
+        # The journal (and so its URL and password_file) is opened once, at start.
+        for key in ("listen", "state_file", "journal", "journal_retention"):
             if getattr(new, key) != getattr(running, key):
                 log.warning(
                     "reload: remediator.%s changed; it takes effect at the next restart", key
@@ -212,12 +214,14 @@ class Lifecycle(WebConfigHolder):
             new,
             listen=running.listen,
             state_file=running.state_file,
+            journal=running.journal,
             journal_retention=running.journal_retention,
         )
         for warning in config.warnings:
             log.warning("config: %s", warning)
         self.remediator.reconfigure(dataclasses.replace(config, remediator=pinned))
         self.use_web(web)
+        self.remediator.use_web_users(bool(self.auth.users))
         if self.gate is not None:
             self.gate.challenge = self.remediator.challenge
         log.info(

@@ -42,6 +42,7 @@ EXPECTED_ALERTS = {
     "BrainyCPRemediatorJournalDown",
     "BrainyCPConfigReloadFailed",
     "BrainyCPRemediatorNotificationsFailing",
+    "BrainyCPRemediatorOutboundNotificationsFailing",
 }
 # Alerts about a whole daemon rather than one panel.
 FLEET_ALERTS = {
@@ -52,6 +53,7 @@ FLEET_ALERTS = {
     "BrainyCPRemediatorJournalDown",
     "BrainyCPConfigReloadFailed",
     "BrainyCPRemediatorNotificationsFailing",
+    "BrainyCPRemediatorOutboundNotificationsFailing",
 }
 # Alerts that the remediator's rules act on: their panel label is how it finds the panel.
 REMEDIATED = {

@@ -309,3 +309,66 @@ def test_auth_errors_show_even_when_a_rule_is_broken_too() -> None:
     )
     assert any(e.startswith("remediator.rules[0].action:") for e in errors)
     assert any(e.startswith("remediator.auth: the webhook needs auth") for e in errors)
+
+
+def panel_with_labels(labels: object, where: str = "panel") -> dict[str, object]:
+    panel = {"url": "http://127.0.0.1:8002", "username": "u", "password_env": "HOME"}
+    if where == "defaults":
+        return {"defaults": {"labels": labels}, "panels": {"web01": panel}}
+    return {"panels": {"web01": {**panel, "labels": labels}}}
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        # Prometheus's target labels: in multi-target mode /sd puts panel labels on every
+        # series, and these would replace the ones the alerts match on.
+        ("job", "set by Prometheus"),
+        ("instance", "set by Prometheus"),
+        ("le", "histogram buckets"),
+        ("panel", "set by the exporter"),
+        ("__address__", "reserved for Prometheus"),
+        ("__x", "reserved for Prometheus"),
+        ("dc_é", "not a Prometheus label name"),
+        ("Dc", None),
+        ("_dc", None),
+        ("job_owner", None),
+    ],
+)
+def test_panel_label_names_that_prometheus_or_the_exporter_own_are_refused_naming_the_key(
+    name: str, reason: str | None
+) -> None:
+    data = panel_with_labels({name: "x"})
+    if reason is None:
+        assert parse_config(data).panels["web01"].labels == ((name, "x"),)
+        return
+    (line,) = errors_of(data)
+    assert line.startswith(f"panels.web01.labels.{name}: ") and reason in line, line
+
+
+def test_every_bad_label_name_is_listed_in_one_line() -> None:
+    (line,) = errors_of(panel_with_labels({"ok": "1", "1dc": "x", "d-c": "y", "le": "z"}))
+    assert line.startswith("panels.web01.labels: ")
+    for name in ("'1dc'", "'d-c'", "'le'"):
+        assert f"label name {name}" in line
+    assert "'ok'" not in line
+
+
+def test_a_reserved_label_under_defaults_is_refused_there() -> None:
+    assert errors_of(panel_with_labels({"instance": "x"}, where="defaults")) == [
+        "defaults.labels.instance: set by Prometheus on every series it scrapes"
+    ]
+
+
+@pytest.mark.parametrize("script", ["exporter.cli", "remediator.cli"])
+def test_check_config_refuses_a_job_label_naming_the_key(tmp_path: Path, script: str) -> None:
+    path = tmp_path / "labels.yml"
+    path.write_text(yaml.safe_dump(panel_with_labels({"job": "mail"})))
+    result = subprocess.run(
+        [PYTHON, "-m", script, "--config", str(path), "--check-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "panels.web01.labels.job: set by Prometheus" in result.stdout + result.stderr

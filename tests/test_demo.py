@@ -53,6 +53,22 @@ def test_each_finished_action_is_printed_once() -> None:
     ]
 
 
+def check_banner_credentials(banner: str) -> None:
+    """The credentials the banner prints open the remediator's pages and its webhook."""
+    found = re.search(r"curl -u (\S+):(\S+) (http://\S+/actions)", banner)
+    assert found, "the banner names no credentials for the remediator's API"
+    user, password, actions = found.groups()
+    assert httpx.get(actions, timeout=5).status_code == 401
+    assert httpx.get(actions, auth=(user, password), timeout=5).status_code == 200
+    hook = re.search(r"(http://\S+/webhook) .*Authorization: Bearer (\S+?)\)", banner)
+    assert hook, "the banner names no token for the webhook"
+    url, token = hook.groups()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.post(url, json={}, timeout=5).status_code == 401
+    # Authorized: the empty body is then refused for what it is, not for who sent it.
+    assert httpx.post(url, json={}, headers=headers, timeout=5).status_code == 422
+
+
 @pytest.mark.e2e
 def test_sighup_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
@@ -70,6 +86,7 @@ def test_sighup_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None
         wait_until(lambda: "--- t+" in log.read_text(), timeout=60, what="a status line")
         for url in urls[:3]:
             assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        check_banner_credentials(log.read_text())
         os.kill(proc.pid, signal.SIGHUP)  # the terminal closed
         assert proc.wait(60) == 0
     finally:

@@ -282,13 +282,68 @@ def test_named_panels_only_are_checked(sims: Sims) -> None:
     assert code == 0 and [r["panel"] for r in json.loads(out)] == ["web01"]
 
 
-def test_a_config_error_or_an_unknown_panel_exits_2(sims: Sims) -> None:
-    code, _ = doctor(sims, {"web01": {"url": "ftp://x"}})
-    assert code == 2
+def test_a_broken_panel_fails_with_its_reasons_and_the_others_are_still_checked(
+    sims: Sims,
+) -> None:
+    panels = {
+        "web01": {"url": f"{sims.http}/panel/web01/api/api.php"},
+        "bad-url": {"url": "ftp://x"},
+        "bad-pin": {"url": sims.http, "tls_fingerprint": "abc"},
+        "no-file": {"url": sims.http, "password_file": str(sims.tmp / "missing.pass")},
+        "pf": {"url": f"{sims.http}/panel/pf/api/api.php", "timezone": "Europe/Moscow"},
+    }
+    code, out = doctor(sims, panels, "--json")
+    assert code == 1
+    reports = json.loads(out)
+    assert [r["panel"] for r in reports] == list(panels)
+    by_name = {r["panel"]: r for r in reports}
+    for good in ("web01", "pf"):
+        assert by_name[good]["ok"], by_name[good]
+        assert checks_of(by_name[good])["login"]["ok"] is True
+    reasons = {
+        "bad-url": "panels.bad-url.url: must start with http:// or https://",
+        "bad-pin": "panels.bad-pin.tls_fingerprint:",
+        "no-file": "panels.no-file.password_file: cannot read the password: No such file",
+    }
+    for name, reason in reasons.items():
+        report = by_name[name]
+        assert report["ok"] is False and report["url"] == ""
+        (check,) = report["checks"]
+        assert check["name"] == "config" and check["ok"] is False
+        assert check["detail"].startswith(reason), check["detail"]
+        assert f"fix panels.{name} in " in check["fix"] and "--check-config" in check["fix"]
+    # The table says the same, and a broken panel can be named on the command line.
+    code, out = doctor(sims, panels, "bad-url", "web01")
+    assert code == 1
+    assert out.startswith("bad-url  (no valid url)  FAILED\n  FAIL  config ")
+    assert "web01  http://" in out
+
+
+def test_a_config_broken_as_a_whole_or_an_unknown_panel_exits_2(sims: Sims) -> None:
     code, _ = doctor(sims, {"web01": {"url": sims.http}}, "nope")
     assert code == 2
-    code, _ = doctor(sims, {"web01": {"url": sims.http, "tls_fingerprint": "abc"}})
+    code, _ = doctor(sims, {"web01": {"url": sims.http}}, timeout="soon")  # broken defaults
     assert code == 2
+    code, _ = doctor(sims, {"web01": {"url": sims.http}, "bad": {"url": "ftp://x"}}, color=1)
+    assert code == 2  # an unknown key under defaults breaks every panel
+    for text in ("panels: [", "panels:\n  web01: {url: a}\n  web01: {url: b}\n"):
+        path = sims.tmp / "broken.yml"
+        path.write_text(text)
+        proc = subprocess.run(
+            [PYTHON, "-m", "brainycp.doctor", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "broken.yml" in proc.stderr or "appears twice" in proc.stderr
+    proc = subprocess.run(
+        [PYTHON, "-m", "brainycp.doctor", "--config", str(sims.tmp / "no-such.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "cannot read the config file" in proc.stderr
 
 
 def test_the_doctor_sends_only_read_operations(sims: Sims) -> None:
