@@ -139,8 +139,11 @@ def serve(source: IO[bytes], out: IO[bytes]) -> None:
 
 def main() -> int:
     """The worker process: jobs on stdin, answers on stdout."""
-    # The daemon stops its workers; a terminal's Ctrl-C is for the daemon, not for them.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The daemon stops its workers (it closes their pipes, or kills them): a signal to the
+    # whole process group (Ctrl-C, a terminal hanging up, systemd's stop) is for the
+    # daemon, which then stops them itself rather than losing the readings in flight.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the answers
     with contextlib.suppress(BrokenPipeError):  # the daemon went away: so do we
