@@ -87,8 +87,10 @@ class Poller:
         self.state = state
         self.semaphore = asyncio.Semaphore(config.exporter.max_concurrency)
         self.readers = readers or shared_readers()
-        # Listings fetched or being read at once: each worker busy, and as many on the way.
-        self.listings = asyncio.Semaphore(2 * self.readers.slots)
+        # Listings fetched or being read at once (each up to max_response_bytes): every
+        # worker busy and as many on the way, and at least 4 so that slow panels' fetches
+        # do not hold up a big fleet's list polls.
+        self.listings = asyncio.Semaphore(max(4, 2 * self.readers.slots))
         self.clients: dict[str, PanelClient] = {
             name: PanelClient(
                 panel, transport=transport_factory(panel) if transport_factory else None

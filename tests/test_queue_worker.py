@@ -277,12 +277,12 @@ def test_a_crashing_reader_marks_only_its_panel_down_with_a_reason(
 
 def test_listings_fetched_or_read_at_once_are_bounded() -> None:
     """Each listing can be max_response_bytes: a fleet-wide outbreak must not hold all of
-    them at once. With one worker, at most two list polls fetch or read at a time."""
+    them at once. With one worker, at most four list polls fetch or read at a time."""
     config = parse_config(
         {
             "defaults": {"username": "a", "password": "b", "timeout": "5s"},
             "panels": {
-                f"p{i}": {"url": f"http://127.0.0.1:9/panel/p{i}/api/api.php"} for i in range(6)
+                f"p{i}": {"url": f"http://127.0.0.1:9/panel/p{i}/api/api.php"} for i in range(9)
             },
         }
     )
@@ -295,10 +295,10 @@ def test_listings_fetched_or_read_at_once_are_bounded() -> None:
         transport = httpx.MockTransport(panels.handle)
         poller = Poller(config, state, transport_factory=lambda _p: transport, readers=readers)
         polls = [asyncio.create_task(poller.poll_list(name)) for name in config.panels]
-        await until(lambda: panels.listing_in_flight == 2)
+        await until(lambda: panels.listing_in_flight == 4)
         for _ in range(20):
             await asyncio.sleep(0)
-        assert panels.listing_in_flight == 2
+        assert panels.listing_in_flight == 4
         panels.gate.set()
         results = await asyncio.gather(*polls)
         await poller.aclose()
@@ -308,7 +308,7 @@ def test_listings_fetched_or_read_at_once_are_bounded() -> None:
         results, state = asyncio.run(run())
     finally:
         readers.close()
-    assert all(results) and panels.most_listings == 2
+    assert all(results) and panels.most_listings == 4
     assert all(p.summary and p.summary.messages == 2000 for p in state.panels.values())
 
 

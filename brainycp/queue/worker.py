@@ -7,8 +7,9 @@ processes (``python -m brainycp.queue.worker``, started when first needed): the 
 hands a worker the raw body of the panel's answer and gets the :class:`Reading` back. The
 worker decodes the answer exactly as :meth:`PanelClient.list_msg` would (same errors).
 
-- At most ``processes`` readings run at once; more wait their turn. The caller bounds the
-  listings it fetches ahead (see the exporter's poller).
+- At most ``processes`` readings run at once (by default one core is left to the daemon);
+  more wait their turn. The caller bounds the listings it fetches ahead (see the
+  exporter's poller).
 - A reading that is cancelled (its panel was removed at reload) or that takes longer than
   ``deadline`` stops its worker process (SIGKILL); the next reading starts a new one.
 - A worker that dies (a crash, the OOM killer) fails that reading with
@@ -341,8 +342,9 @@ class ListingReaders:
 
 
 def default_processes() -> int:
-    """Worker processes by default: two, or one on a single core."""
-    return min(2, os.cpu_count() or 1)
+    """Worker processes by default: one core is left to the daemon's event loop (scrapes,
+    webhooks), so one worker on two cores, two from three cores on."""
+    return min(2, max(1, (os.cpu_count() or 1) - 1))
 
 
 _shared: ListingReaders | None = None
