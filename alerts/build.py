@@ -171,6 +171,10 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
     seconds(outbound_window, f"alerts.{outbound}.window")
     undelivered = 'brainycp_remediator_outbound_notifications_total{result=~"failed|dropped"}'
     rejected = 'brainycp_remediator_notifications_total{result="unauthorized"}'
+    refusing = "BrainyCPHTTPAuthFailures"
+    refusing_window = get(refusing, "window")
+    seconds(refusing_window, f"alerts.{refusing}.window")
+    refusing_above = number(get(refusing, "above"), f"alerts.{refusing}.above")
 
     exporter_job = label_value(get("BrainyCPExporterDown", "job"), "BrainyCPExporterDown.job")
     remediator_job = label_value(get("BrainyCPRemediatorDown", "job"), "BrainyCPRemediatorDown.job")
@@ -352,7 +356,22 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             "{{ $labels.job }} at {{ $labels.instance }} refused its config file at the last "
             "reload (SIGHUP or /-/reload; brainycp_config_last_reload_successful = "
             "{{ $value }}) and runs with the config it had before; its log "
-            "names every problem. A restart would fail with the same errors.",
+            "names every problem. A restart would fail with the same errors, unless the "
+            "problem is a setting that only a restart applies (the log says so).",
+        ),
+        Alert(
+            refusing,
+            # Requests that carried credentials and were refused (wrong password, unknown
+            # user, a webhook token on an operator endpoint); a challenge is not counted.
+            "sum by (job, instance) (increase(brainycp_exporter_http_auth_failures_total"
+            f"[{refusing_window}])) > {refusing_above}\n"
+            "or sum by (job, instance) (increase(brainycp_remediator_http_auth_failures_total"
+            f"[{refusing_window}])) > {refusing_above}",
+            "{{ $labels.job }} at {{ $labels.instance }} refuses many credentials.",
+            "{{ $value | humanize }} requests to {{ $labels.instance }} came with wrong "
+            f"credentials in the last {refusing_window}: a client whose password or token was "
+            "rotated on one side only (a scrape job, a script), or someone guessing. The "
+            "daemon's log names a user and an address every 10 s.",
         ),
         Alert(
             notify,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import re2  # type: ignore[import-untyped]
@@ -937,6 +937,10 @@ class ManualSettings(_Strict):
         return self
 
 
+# libpq connection parameters that carry a secret: never in a URL (logs, ps, errors).
+_JOURNAL_URL_SECRETS = frozenset({"password", "sslpassword"})
+
+
 class _JournalInput(_Strict):
     url: str = Field(min_length=1)
     password_file: Path | None = None
@@ -956,6 +960,13 @@ class _JournalInput(_Strict):
             raise ValueError(
                 "the URL holds a password; put it in journal.password_file (or PGPASSFILE) instead"
             )
+        for key, _ in parse_qsl(parts.query, keep_blank_values=True):
+            if key.strip().lower() in _JOURNAL_URL_SECRETS:
+                raise ValueError(
+                    f"the URL's query holds {key.strip()[:40]!r}, a secret that would show in "
+                    "logs and ps; keep it out of the URL (the password goes in "
+                    "journal.password_file or PGPASSFILE)"
+                )
         if not parts.path.strip("/"):
             raise ValueError("name the database: postgresql://user@host:5432/DATABASE")
         return value

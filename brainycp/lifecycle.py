@@ -20,7 +20,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from brainycp.webconfig import send_json
+from brainycp.access import AuthFailures, Identity, remember
+from brainycp.webconfig import basic_credentials, send_json
 
 log = logging.getLogger("brainycp.reload")
 
@@ -94,17 +95,20 @@ class _ReloadCollector(Collector):
         )
 
 
-Authorize = Callable[[Scope], Awaitable[bool]]
+Authorize = Callable[[Scope], Awaitable[Identity | None]]
+"""Who sent a request (:func:`brainycp.access.identity` and what a daemon adds), or None."""
 AUTHENTICATED = "brainycp.authenticated"
-"""Scope key set on a request that :class:`OpsMiddleware` authenticated."""
+"""Scope key set on a request that :class:`OpsMiddleware` authenticated (its
+:class:`~brainycp.access.Identity` is recorded too)."""
 
 
 class OpsMiddleware:
     """Serves ``POST /-/reload`` and guards the paths outside ``open_paths``.
 
-    ``authorize(scope)`` decides whether a request may reload or see a guarded
-    path; ``challenge`` is the ``WWW-Authenticate`` value of a 401. With
-    ``guard_all=False`` only ``/-/reload`` is guarded.
+    ``authorize(scope)`` says who may reload or see a guarded path (None: nobody);
+    ``challenge`` is the ``WWW-Authenticate`` value of a 401. With ``guard_all=False``
+    only ``/-/reload`` is guarded. A refused request that sent credentials is counted
+    on ``failures``.
     """
 
     def __init__(
@@ -117,14 +121,31 @@ class OpsMiddleware:
         refusal: str = "missing or wrong credentials",
         guard_all: bool = False,
         open_paths: Collection[str] = (),
+        failures: AuthFailures | None = None,
     ) -> None:
         self.app = app
+        self.failures = failures
         self.reloader = reloader
         self.authorize = authorize
         self.challenge = challenge
         self.refusal = refusal
         self.guard_all = guard_all
         self.open_paths = frozenset(open_paths)
+
+    async def _admit(self, scope: Scope, send: Send) -> bool:
+        """Record who sent ``scope``; else answer 401/403 (and count it) and say False."""
+        who = await self.authorize(scope)
+        if who is not None:
+            remember(scope, who)
+            # The app's own checks (the remediator's people endpoints) trust this mark.
+            scope[AUTHENTICATED] = True
+            return True
+        sent = header(scope, b"authorization")
+        if sent is not None and self.failures is not None:
+            creds = basic_credentials(sent)
+            self.failures.record(scope, creds[0] if creds else None, "not accepted here")
+        await self._refuse(send)
+        return False
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps({"error": self.refusal}).encode()
@@ -143,8 +164,7 @@ class OpsMiddleware:
                 body = b'{"error": "use POST /-/reload"}'
                 await send_json(send, 405, body, [(b"allow", b"POST, PUT")])
                 return
-            if not await self.authorize(scope):
-                await self._refuse(send)
+            if not await self._admit(scope, send):
                 return
             problems = await self.reloader.reload("/-/reload")
             if problems:
@@ -153,12 +173,8 @@ class OpsMiddleware:
             else:
                 await send_json(send, 200, b'{"status": "success"}', [])
             return
-        if self.guard_all and path not in self.open_paths:
-            if not await self.authorize(scope):
-                await self._refuse(send)
-                return
-            # The app's own checks (the remediator's people endpoints) trust this mark.
-            scope[AUTHENTICATED] = True
+        if self.guard_all and path not in self.open_paths and not await self._admit(scope, send):
+            return
         await self.app(scope, receive, send)
 
 

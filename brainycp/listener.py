@@ -8,7 +8,10 @@ that closes a connection whose request head has not arrived within
 body has not arrived within :data:`BODY_TIMEOUT`, and idle keep-alive connections after
 :data:`KEEP_ALIVE_TIMEOUT`; it answers 503 beyond ``max_connections`` open connections,
 caps a request head at :data:`MAX_HEAD_BYTES`, and rate-limits the log lines that an
-attack would otherwise repeat per connection.
+attack would otherwise repeat per connection. Each request's scope carries its
+connection's TLS state (the ASGI TLS extension, :func:`connection_tls`), so routes judge
+a client certificate by what this connection's handshake verified. :func:`open_listener`
+binds the socket before anything else starts, so a busy port is one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import h11
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEAD_TIMEOUT = 10.0
@@ -38,6 +44,104 @@ LOG_EVERY = 10.0
 """A repeated warning (failed accept, concurrency limit, bad request) at most this often."""
 
 log = logging.getLogger("brainycp.listener")
+
+
+# Short names of RFC 4514 for the attributes Python's ssl module names in a subject.
+_RDN_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+    "streetAddress": "STREET",
+    "domainComponent": "DC",
+    "userId": "UID",
+}
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+
+
+def _rdn_value(value: str) -> str:
+    out = [f"\\{c}" if c in '"+,;<>\\' else c for c in value]
+    if out and out[0] in ("#", " "):
+        out[0] = "\\" + out[0]
+    if out and out[-1] == " ":
+        out[-1] = "\\ "
+    return "".join(out)
+
+
+def subject_name(subject: Any) -> str:
+    """An RFC 4514 string (``CN=prometheus,O=Example``) from ``getpeercert()["subject"]``."""
+    parts = []
+    for rdn in reversed(subject or ()):
+        parts.append("+".join(f"{_RDN_NAMES.get(k, k)}={_rdn_value(str(v))}" for k, v in rdn))
+    return ",".join(parts)
+
+
+def connection_tls(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
+    """The ASGI TLS extension for a connection, or None when it is plain HTTP.
+
+    ``client_cert_chain`` holds the client's certificate only when this connection's
+    handshake verified it against the client CA (Python's ``ssl`` fails the handshake
+    on a certificate it cannot verify, and never asks for one under ``NoClientCert``).
+    """
+    ssl_object = transport.get_extra_info("ssl_object")
+    if not isinstance(ssl_object, ssl.SSLObject):
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    verified = ssl_object.getpeercert()  # {} when a certificate came but was not verified
+    return {
+        "server_cert": None,
+        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+        "client_cert_name": subject_name(verified["subject"]) if verified else None,
+        "client_cert_error": "not verified" if der and not verified else None,
+        "tls_version": _TLS_VERSIONS.get(ssl_object.version() or ""),
+        "cipher_suite": None,
+    }
+
+
+class _WithConnectionTls:
+    """Puts one connection's TLS state into the scope of each of its requests."""
+
+    def __init__(self, app: ASGIApp, tls: Mapping[str, Any]) -> None:
+        self.app = app
+        self.tls = tls
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["extensions"] = {**(scope.get("extensions") or {}), "tls": self.tls}
+        await self.app(scope, receive, send)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket for uvicorn (``sockets=[...]``); ``OSError`` if not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose
+    # proto says TCP; without it uvicorn's two writes per answer (head, body) meet Nagle
+    # and the client's delayed ACK, and every answer waits about 40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def open_listener(host: str, port: int, logger: logging.Logger) -> socket.socket | None:
+    """:func:`listen_socket`, or None after one error line on ``logger``
+    (``cannot listen on HOST:PORT: Address already in use``): the daemon then exits 1.
+
+    Bound by the daemon, not by uvicorn, which would raise ``SystemExit`` inside its task
+    with a traceback, and before the daemon touches anything else (the journal).
+    """
+    try:
+        return listen_socket(host, port)
+    except OSError as exc:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        logger.error("cannot listen on %s: %s", where, exc.strerror or exc)
+        return None
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -78,6 +182,10 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        tls = connection_tls(transport)
+        if tls is not None:
+            # Per connection: the handshake (and its client certificate) is done by now.
+            self.app = _WithConnectionTls(self.app, tls)
         self._arm(self.head_timeout, self._head_overdue)
 
     def data_received(self, data: bytes) -> None:

@@ -13,9 +13,11 @@ The file is the one every Prometheus Go exporter reads::
 
 :func:`load_web_config` validates it into a :class:`WebConfig`; :func:`apply_tls`
 sets up uvicorn's TLS from it; :class:`BasicAuthMiddleware` guards every path but
-the ones a daemon leaves open. A bcrypt check costs ~0.1-0.3 s of CPU, so a
-successful (user, password) pair is remembered by a SHA-256 digest, as
-exporter-toolkit does, and checks run in a worker thread, at most two at a time.
+the ones a daemon leaves open and records the user it checked (:mod:`brainycp.access`).
+A bcrypt check costs ~0.1-0.3 s of CPU, so a successful (user, password) pair is
+remembered by a SHA-256 digest, as exporter-toolkit does, and checks run in a worker
+thread, at most two at a time. :class:`WebConfigHolder` applies a reloaded file only
+when the running listener can take all of it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import bcrypt
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from brainycp.access import BASIC_AUTH, AuthFailures, Identity, identity, remember
 from brainycp.config import ConfigError, load_yaml, read_config_text
 
 CLIENT_AUTH_TYPES: Mapping[str, ssl.VerifyMode | None] = {
@@ -49,11 +52,9 @@ CLIENT_AUTH_TYPES: Mapping[str, ssl.VerifyMode | None] = {
 TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 _TOP_KEYS = ("tls_server_config", "basic_auth_users")
 _TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version")
-# A hash of this shape stands in for an unknown user, so the answer takes as long.
-_DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(4))
 MAX_CACHED = 1024
-WEB_USER = "brainycp.web_user"
-"""Scope key: the ``basic_auth_users`` name :class:`BasicAuthMiddleware` verified."""
+MAX_PASSWORD_BYTES = 72
+"""bcrypt hashes only 72 bytes; bcrypt 5 raises above that."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class TlsConfig:
     client_ca_file: Path | None
     client_auth: ssl.VerifyMode
     min_version: ssl.TLSVersion
+    client_cas: frozenset[bytes] = frozenset()
+    """The CA certificates (DER) of ``client_ca_file`` as validated."""
 
     @property
     def verifies_clients(self) -> bool:
@@ -77,11 +80,6 @@ class WebConfig:
     path: str
     tls: TlsConfig | None = None
     users: Mapping[str, bytes] = field(default_factory=dict)
-
-    @property
-    def authenticates(self) -> bool:
-        """True when a request that got through is known to come from a configured client."""
-        return bool(self.users) or (self.tls is not None and self.tls.verifies_clients)
 
 
 def _readable(path: object, key: str, errors: list[str]) -> Path | None:
@@ -139,14 +137,19 @@ def _tls(raw: object, errors: list[str]) -> TlsConfig | None:
     if cert is None or key_file is None or client_auth is None or version not in TLS_VERSIONS:
         return None
     try:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # A bare server context: no system CAs, so get_ca_certs() lists the file's only.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key_file)
         if ca is not None:
             context.load_verify_locations(ca)
     except (ssl.SSLError, OSError) as exc:
         errors.append(f"tls_server_config: cannot load the certificate, key or CA: {exc}")
         return None
-    return TlsConfig(cert, key_file, ca, client_auth, TLS_VERSIONS[version])
+    cas = frozenset(bytes(der) for der in context.get_ca_certs(binary_form=True))
+    if ca is not None and not cas:
+        errors.append(f"tls_server_config.client_ca_file: {ca} holds no CA certificate")
+        return None
+    return TlsConfig(cert, key_file, ca, client_auth, TLS_VERSIONS[version], cas)
 
 
 def _users(raw: object, errors: list[str]) -> dict[str, bytes]:
@@ -223,9 +226,10 @@ def apply_tls(context: ssl.SSLContext | None, web: WebConfig | None) -> None:
     tls = web.tls
     context.minimum_version = tls.min_version
     context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.client_cas:
+        # The certificates validated with the file, so the listener trusts what was checked.
+        context.load_verify_locations(cadata=b"".join(sorted(tls.client_cas)))
     context.verify_mode = tls.client_auth
-    if tls.client_ca_file is not None:
-        context.load_verify_locations(tls.client_ca_file)
 
 
 # --------------------------------------------------------------------------- basic auth
@@ -246,49 +250,85 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+def bcrypt_cost(hashed: bytes) -> int:
+    """The cost factor of a bcrypt hash (``$2b$10$...`` is 10: 2**10 rounds)."""
+    return int(hashed.split(b"$")[2])
+
+
+_STAND_INS: dict[int, bytes] = {}
+
+
+def stand_in_hash(cost: int) -> bytes:
+    """A hash of a random password at ``cost``, checked for an unknown user so that the
+    refusal takes as long as a known user's. Made once per cost (~70 ms at cost 10)."""
+    if cost not in _STAND_INS:
+        _STAND_INS[cost] = bcrypt.hashpw(os.urandom(18).hex().encode(), bcrypt.gensalt(cost))
+    return _STAND_INS[cost]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The outcome of a basic-auth check: the user name sent (if any), whether it passed,
+    and why it did not (for the log; never the password)."""
+
+    user: str | None
+    ok: bool
+    why: str = ""
+
+
 class BasicAuth:
-    """Checks credentials against the web config's users; remembers the good ones."""
+    """Checks credentials against the web config's users; remembers the good ones.
+
+    An unknown user is checked against :func:`stand_in_hash` at the highest cost among
+    the users (rebuilt at reload), so its refusal costs what a known user's does.
+    """
 
     def __init__(self, users: Mapping[str, bytes]) -> None:
-        self.users = dict(users)
-        self._good: set[bytes] = set()
         self._checks = asyncio.Semaphore(2)
+        self.replace(users)
 
     def replace(self, users: Mapping[str, bytes]) -> None:
         """New users (reload); remembered checks are forgotten."""
         self.users = dict(users)
-        self._good = set()
+        self._good: set[bytes] = set()
+        costs = [bcrypt_cost(hashed) for hashed in self.users.values()]
+        self.stand_in = stand_in_hash(max(costs)) if costs else b""
 
     def _digest(self, user: str, password: str, hashed: bytes) -> bytes:
         return hashlib.sha256(
             b"\0".join((user.encode(), password.encode(), hashed)), usedforsecurity=True
         ).digest()
 
-    async def check(self, header: str | None) -> bool:
-        """True when ``header`` carries a configured user and its password."""
-        return await self.verified_user(header) is not None
-
-    async def verified_user(self, header: str | None) -> str | None:
-        """The configured user whose password ``header`` carries, or None."""
+    async def verify(self, header: str | None) -> Checked:
+        """Whether ``header`` carries a configured user and its password."""
         creds = basic_credentials(header)
         if creds is None:
-            return None
+            return Checked(None, False, "no basic credentials" if header else "none sent")
         user, password = creds
         hashed = self.users.get(user)
-        digest = self._digest(user, password, hashed or _DUMMY_HASH)
+        against = hashed or self.stand_in
+        digest = self._digest(user, password, against)
         if hashed is not None and digest in self._good:
-            return user
-        if len(password.encode()) > 72:
-            return None  # bcrypt hashes only 72 bytes; bcrypt 5 raises above that
+            return Checked(user, True)
+        if not against:
+            return Checked(user, False, "no users configured")
+        if len(password.encode()) > MAX_PASSWORD_BYTES:
+            return Checked(user, False, f"password over {MAX_PASSWORD_BYTES} bytes")
         async with self._checks:
             # CPU-bound (~0.1-0.3 s): a worker thread keeps the event loop answering.
-            ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed or _DUMMY_HASH)
-        if not ok or hashed is None or self.users.get(user) != hashed:
-            return None
+            ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), against)
+        if hashed is None:
+            return Checked(user, False, "unknown user")
+        if not ok or self.users.get(user) != hashed:
+            return Checked(user, False, "wrong password")
         if len(self._good) >= MAX_CACHED:
             self._good.clear()
         self._good.add(digest)
-        return user
+        return Checked(user, True)
+
+    async def check(self, header: str | None) -> bool:
+        """True when ``header`` carries a configured user and its password."""
+        return (await self.verify(header)).ok
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -317,25 +357,39 @@ async def send_json(
 
 
 class BasicAuthMiddleware:
-    """401 for every HTTP request without valid basic auth, except on ``open_paths``."""
+    """401 for every HTTP request without valid basic auth, except on ``open_paths``.
+
+    A request that passes carries its user in the scope (:func:`brainycp.access.identity`);
+    a refused one that sent credentials is counted on ``failures``.
+    """
 
     def __init__(
-        self, app: ASGIApp, auth: BasicAuth, *, realm: str, open_paths: Collection[str] = ()
+        self,
+        app: ASGIApp,
+        auth: BasicAuth,
+        *,
+        realm: str,
+        open_paths: Collection[str] = (),
+        failures: AuthFailures | None = None,
     ) -> None:
         self.app = app
         self.auth = auth
         self.realm = realm
         self.open_paths = frozenset(open_paths)
+        self.failures = failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.auth.users or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
-        user = await self.auth.verified_user(_header(scope, b"authorization"))
-        if user is not None:
-            scope[WEB_USER] = user  # the operator console records decisions under this name
+        header = _header(scope, b"authorization")
+        checked = await self.auth.verify(header)
+        if checked.ok and checked.user is not None:
+            remember(scope, Identity(checked.user, BASIC_AUTH))
             await self.app(scope, receive, send)
             return
+        if header is not None and self.failures is not None:
+            self.failures.record(scope, checked.user, checked.why)
         challenge = f'Basic realm="{self.realm}", charset="UTF-8"'.encode()
         await send_json(
             send,
@@ -349,24 +403,64 @@ class WebConfigHolder:
     """The web config in force and the objects a reload changes in place.
 
     ``auth`` (the basic-auth users) and ``ssl_context`` (the listener's, set once it
-    is loaded) stay the same objects; :meth:`use_web` swaps what they hold. Turning
-    TLS on or off needs a restart, so it is only warned about on ``log``.
+    is loaded) stay the same objects; :meth:`use_web` swaps what they hold, but only
+    when the running listener can take the whole file (:meth:`problems`): TLS cannot
+    be turned on or off, and a CA the listener trusts cannot be forgotten, without a
+    restart. A request is authorized by what was verified on it (:meth:`authorize`).
     """
 
     def __init__(self, web: WebConfig | None, log: logging.Logger) -> None:
         self.web = web
         self.auth = BasicAuth(web.users if web else {})
         self.ssl_context: ssl.SSLContext | None = None
+        self.listener: uvicorn.Config | None = None
         self._log = log
 
-    def use_web(self, web: WebConfig | None) -> None:
-        if (web is None or web.tls is None) != (self.web is None or self.web.tls is None):
-            if self.ssl_context is not None or (web is not None and web.tls is not None):
-                self._log.warning("reload: turning TLS on or off takes effect at the next restart")
-        else:
+    async def authorize(self, scope: Scope) -> Identity | None:
+        """Who sent the request, as this daemon verified it (a web-config user, a client
+        certificate verified on this connection); None when nobody is known."""
+        return identity(scope)
+
+    def problems(self, web: WebConfig | None) -> list[str]:
+        """Why the running listener cannot take ``web`` as a whole ([] when it can)."""
+        serving_tls = self.ssl_context is not None
+        tls = web.tls if web is not None else None
+        if tls is not None and not serving_tls:
+            return [
+                "tls_server_config: the listener serves plain HTTP; turning TLS on needs a restart"
+            ]
+        if tls is None and serving_tls:
+            return ["tls_server_config: the listener serves TLS; turning it off needs a restart"]
+        if tls is not None and self.ssl_context is not None and tls.client_auth != ssl.CERT_NONE:
+            trusted = {bytes(der) for der in self.ssl_context.get_ca_certs(binary_form=True)}
+            dropped = len(trusted - tls.client_cas)
+            if dropped:
+                return [
+                    f"tls_server_config.client_ca_file: the listener trusts {dropped} client"
+                    " CA certificate(s) this file does not list, and cannot forget a CA"
+                    " while it runs; restart to drop one"
+                ]
+        return []
+
+    def use_web(self, web: WebConfig | None) -> list[str]:
+        """Apply ``web``, all of it, or nothing and the reasons why (see :meth:`problems`)."""
+        problems = self.problems(web)
+        if problems:
+            return problems
+        try:
             apply_tls(self.ssl_context, web)
+        except (ssl.SSLError, OSError) as exc:
+            # A file changed since it was validated: new connections keep the old files.
+            try:
+                apply_tls(self.ssl_context, self.web)
+            except (ssl.SSLError, OSError) as again:
+                self._log.error(
+                    "web config: the previous certificate cannot be reloaded: %s", again
+                )
+            return [f"tls_server_config: cannot load the certificate, key or CA: {exc}"]
         self.web = web
         self.auth.replace(web.users if web else {})
+        return []
 
     def load_listener(self, uconfig: uvicorn.Config) -> None:
         """Give ``uconfig`` this web config's TLS, load it, and keep its SSL context so a
@@ -376,3 +470,4 @@ class WebConfigHolder:
         uconfig.load()
         apply_tls(uconfig.ssl, self.web)
         self.ssl_context = uconfig.ssl
+        self.listener = uconfig

@@ -14,9 +14,10 @@ from datetime import UTC
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from prometheus_client import generate_latest
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.types import ASGIApp, Scope
+from starlette.types import ASGIApp
 
 from brainycp import __version__
+from brainycp.access import AuthFailures
 from brainycp.config import (
     Config,
     ConfigError,
@@ -27,7 +28,7 @@ from brainycp.config import (
 )
 from brainycp.crossorigin import CrossOriginGuard
 from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader
-from brainycp.listener import Server, server_config
+from brainycp.listener import Server, open_listener, server_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from brainycp.queue import c_readers
 from brainycp.webconfig import (
@@ -80,8 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--check-config", action="store_true", help="validate the config file and exit"
     )
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text (one line a record) or json (one object a line)",
+    )
     parser.add_argument(
         "--version", action="version", version=f"brainycp-mail-exporter {__version__}"
     )
@@ -108,9 +116,14 @@ def reload_config(
     web: WebConfigHolder,
     listen: str,
     cli_shard: tuple[int, int] | None = None,
+    *,
+    cli_listen: bool = False,
 ) -> list[str]:
-    """Re-read the config (and the web config) and apply them; the problems otherwise.
+    """Re-read the config (and the web config) and apply all of it; else apply nothing
+    and return the problems.
 
+    A change the running listener cannot take (TLS on or off, a dropped client CA,
+    ``exporter.listen`` when ``--listen`` does not pin it) fails the whole reload.
     ``cli_shard`` (``--shard``) pins the shard; without it the reloaded file's
     ``exporter.shard`` is used, so changing INDEX/COUNT there moves panels at once.
     """
@@ -121,12 +134,21 @@ def reload_config(
         return exc.errors
     # --shard wins over exporter.shard; either way the set is recomputed on the new panels.
     config = shard_config(config, cli_shard)
+    problems = []
+    if not cli_listen and config.exporter.listen != listen:
+        problems.append(
+            f"exporter.listen: the listener is on {listen}; moving it to"
+            f" {config.exporter.listen} needs a restart"
+        )
+    problems += web.problems(new_web)
+    if problems or (problems := web.use_web(new_web)):
+        return problems
     for warning in config.warnings:
         log.warning("config: %s", warning)
-    if config.exporter.listen != poller.config.exporter.listen and listen != config.exporter.listen:
-        log.warning("reload: exporter.listen changed; it takes effect at the next restart")
+    if web.listener is not None:
+        # uvicorn reads the limit per new connection: the new cap applies from the next.
+        web.listener.limit_concurrency = config.exporter.max_connections
     poller.apply(config)
-    web.use_web(new_web)
     return []
 
 
@@ -135,16 +157,14 @@ class WebConfigHolder(SharedWebConfigHolder):
 
     def __init__(self, web: WebConfig | None) -> None:
         super().__init__(web, log)
-
-    async def authorize(self, scope: Scope) -> bool:
-        """Reload over HTTP needs an authenticated client (basic auth already checked)."""
-        return self.web is not None and self.web.authenticates
+        self.failures = AuthFailures("brainycp_exporter_http_auth_failures", "exporter")
 
 
 def build_app(state: ExporterState, reloader: Reloader, web: WebConfigHolder) -> ASGIApp:
     """The exporter's app behind reload, basic auth and gzip (outermost first: gzip)."""
     extra = process_registry()
     extra.register(reloader.collector())
+    extra.register(web.failures.collector())
     app: ASGIApp = create_app(state, extra=extra)
     app = OpsMiddleware(
         app,
@@ -153,8 +173,9 @@ def build_app(state: ExporterState, reloader: Reloader, web: WebConfigHolder) ->
         challenge=None,
         refusal="reload over HTTP needs --web.config.file with basic_auth_users or verified"
         " client certificates; send SIGHUP instead",
+        failures=web.failures,
     )
-    app = BasicAuthMiddleware(app, web.auth, realm="brainycp-mail-exporter")
+    app = BasicAuthMiddleware(app, web.auth, realm="brainycp-mail-exporter", failures=web.failures)
     # A browser's cross-site form must not reload (docs/operations.md).
     same_site = CrossOriginGuard(app)
     extra.register(same_site.collector())
@@ -171,18 +192,25 @@ async def serve(
     web_path: str | None = None,
     web: WebConfig | None = None,
     cli_shard: tuple[int, int] | None = None,
+    cli_listen: bool = False,
 ) -> int:
     """Run the scheduler and the HTTP server on this loop until SIGTERM/SIGINT.
 
     SIGHUP (and an authorized ``POST /-/reload``) re-reads ``config_path`` and ``web_path``.
+    Returns 1 without starting anything when ``listen`` cannot be bound (one log line).
     """
     host, port = split_listen(listen)
+    listener = open_listener(host, port, log)
+    if listener is None:
+        return EXIT_POLL_FAILED
     state = initial_state(config)
     poller = Poller(config, state)
     holder = WebConfigHolder(web)
     reloader = Reloader(
         lambda: (
-            reload_config(config_path, poller, web_path, holder, listen, cli_shard)
+            reload_config(
+                config_path, poller, web_path, holder, listen, cli_shard, cli_listen=cli_listen
+            )
             if config_path
             else ["no config file to reload"]
         )
@@ -221,7 +249,7 @@ async def serve(
         },
     )
     try:
-        await server.serve()
+        await server.serve(sockets=[listener])
     finally:
         scheduler.shutdown(wait=False)
         await poller.aclose()
@@ -276,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 web_path=args.web_config,
                 web=web,
                 cli_shard=cli_shard,
+                cli_listen=args.listen is not None,
             )
         )
     except KeyboardInterrupt:

@@ -7,26 +7,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import fcntl
-import json
 import logging
 import os
 import signal
-import socket
-import ssl
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Scope
 
 from brainycp import __version__
+from brainycp.access import NO_AUTH, WEBHOOK_CREDENTIALS, AuthFailures, Identity, identity
 from brainycp.config import (
     Config,
     ConfigError,
@@ -38,7 +34,7 @@ from brainycp.config import (
 )
 from brainycp.crossorigin import CrossOriginGuard
 from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader, header
-from brainycp.listener import Server
+from brainycp.listener import Server, open_listener
 from brainycp.listener import server_config as listener_config
 from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
 from brainycp.webconfig import (
@@ -52,6 +48,8 @@ from remediator.console import Console, mount
 from remediator.journal import JOURNAL_ERRORS, SCHEMA_VERSION, Journal, JournalError
 from remediator.manual import rule_for_row
 from remediator.metrics import Stats
+from remediator.runcmd import SUMMARY as RUN_SUMMARY
+from remediator.runcmd import run_command
 from remediator.runner import Runner
 
 log = logging.getLogger("remediator")
@@ -102,8 +100,11 @@ def describe_rule(rule: Rule, global_dry_run: bool = False) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brainycp-mail-remediator",
-        description="Receive Alertmanager webhooks and run the configured actions on "
+        usage="%(prog)s [options]\n       %(prog)s run --panel PANEL --action ACTION [options]",
+        description="Receive Alertmanager webhooks and run the configured actions on\n"
         "BrainyCP panels, safely (dedupe, cooldown, rate limit, journal).",
+        epilog=f"commands:\n  run    {RUN_SUMMARY}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--config",
@@ -122,8 +123,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="validate the config, list each rule and what it would do, and exit",
     )
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text (one line a record) or json (one object a line)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -147,28 +155,15 @@ def lock_state_file(state_file: Path) -> int | None:
     return fd
 
 
-def listen_socket(host: str, port: int) -> socket.socket:
-    """A bound, listening TCP socket for uvicorn (``sockets=[...]``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose
-    # proto says TCP; without it uvicorn's two writes per answer (head, body) meet Nagle
-    # and the client's delayed ACK, and every answer waits about 40 ms.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+RESTART_ONLY = ("listen", "state_file", "journal_retention", "journal")
+"""``remediator`` keys read only at start: a reload that changes one is refused."""
 
 
 class Lifecycle(WebConfigHolder):
     """Reload and the gate in front of every path but ``/webhook``, ``/metrics``, ``/healthz``.
 
-    Without a web config that authenticates its clients, ``/actions``, the status page
-    and ``/-/reload`` take the webhook's own credentials.
+    A request there is let in for who it is (:meth:`authorize`): a web-config user or a
+    client certificate verified on its connection, else the webhook's own credentials.
     """
 
     OPEN_PATHS = frozenset({"/webhook", "/metrics", "/healthz"})
@@ -179,22 +174,44 @@ class Lifecycle(WebConfigHolder):
         config_path: str | None,
         web_path: str | None,
         web: WebConfig | None = None,
+        *,
+        cli_listen: bool = False,
     ) -> None:
         super().__init__(web, log)
         self.remediator = remediator
         self.config_path = config_path
         self.web_path = web_path
+        self.cli_listen = cli_listen
         self.reloader = Reloader(self.reload)
         self.gate: OpsMiddleware | None = None
+        self.failures = AuthFailures("brainycp_remediator_http_auth_failures", "remediator")
         remediator.use_web_users(bool(self.auth.users))  # approve/deny lines: curl -u
 
-    async def authorize(self, scope: Scope) -> bool:
-        if self.web is not None and self.web.authenticates:
-            return True  # basic auth (checked before) or a verified client certificate
-        return authorized(header(scope, b"authorization"), self.remediator.rconfig.auth)
+    async def authorize(self, scope: Scope) -> Identity | None:
+        """Who sent the request: what the web config's users or this connection's client
+        certificate proved, else the webhook's credentials; None when nothing did."""
+        who = identity(scope)
+        if who is not None:
+            return who
+        auth = self.remediator.rconfig.auth
+        if not authorized(header(scope, b"authorization"), auth):
+            return None
+        if auth is None:
+            return Identity("anyone", NO_AUTH)
+        return Identity(auth.basic_username or "webhook token", WEBHOOK_CREDENTIALS)
+
+    def _restart_only(self, new: RemediatorConfig) -> list[str]:
+        running = self.remediator.rconfig
+        return [
+            f"remediator.{key}: read only at start; the change needs a restart"
+            for key in RESTART_ONLY
+            if getattr(new, key) != getattr(running, key)
+            and not (key == "listen" and self.cli_listen)
+        ]
 
     def reload(self) -> list[str]:
-        """Re-read the config and the web config; apply them between notifications."""
+        """Re-read the config and the web config and apply all of it between
+        notifications; else apply nothing and return the problems."""
         if self.config_path is None:
             return ["no config file to reload"]
         try:
@@ -202,25 +219,15 @@ class Lifecycle(WebConfigHolder):
             web = load_web_config(self.web_path) if self.web_path else None
         except ConfigError as exc:
             return exc.errors
-        running = self.remediator.rconfig
         new = config.remediator
-        # The journal (and so its URL and password_file) is opened once, at start.
-        for key in ("listen", "state_file", "journal", "journal_retention"):
-            if getattr(new, key) != getattr(running, key):
-                log.warning(
-                    "reload: remediator.%s changed; it takes effect at the next restart", key
-                )
-        pinned = dataclasses.replace(
-            new,
-            listen=running.listen,
-            state_file=running.state_file,
-            journal=running.journal,
-            journal_retention=running.journal_retention,
-        )
+        problems = self._restart_only(new) + self.problems(web)
+        if problems or (problems := self.use_web(web)):
+            return problems
         for warning in config.warnings:
             log.warning("config: %s", warning)
+        # --listen may differ from the file's listen; the running one stays.
+        pinned = dataclasses.replace(new, listen=self.remediator.rconfig.listen)
         self.remediator.reconfigure(dataclasses.replace(config, remediator=pinned))
-        self.use_web(web)
         self.remediator.use_web_users(bool(self.auth.users))
         if self.gate is not None:
             self.gate.challenge = self.remediator.challenge
@@ -233,6 +240,7 @@ class Lifecycle(WebConfigHolder):
         """The remediator's app behind reload, the state gate, the console, basic auth, the
         cross-origin guard and gzip."""
         self.remediator.registry.register(self.reloader.collector())
+        self.remediator.registry.register(self.failures.collector())
         self.gate = OpsMiddleware(
             self.remediator.app(),
             self.reloader,
@@ -240,12 +248,17 @@ class Lifecycle(WebConfigHolder):
             challenge=self.remediator.challenge,
             guard_all=True,
             open_paths=self.OPEN_PATHS,
+            failures=self.failures,
         )
         # The console's pages (/console/) sit beside the gate: they act only for a
         # web-config user whom basic auth verified, whatever the gate accepts.
         pages = mount(Console(self.remediator), self.gate)
         guarded = BasicAuthMiddleware(
-            pages, self.auth, realm="brainycp-mail-remediator", open_paths={"/webhook"}
+            pages,
+            self.auth,
+            realm="brainycp-mail-remediator",
+            open_paths={"/webhook"},
+            failures=self.failures,
         )
         same_site = CrossOriginGuard(guarded, trusted=lambda: (self.remediator.external_url,))
         self.remediator.registry.register(same_site.collector())
@@ -260,6 +273,7 @@ async def serve(
     config_path: str | None = None,
     web_path: str | None = None,
     web: WebConfig | None = None,
+    cli_listen: bool = False,
 ) -> int:
     """Run until SIGTERM/SIGINT: recover the journal, serve, then drain the runner.
 
@@ -270,12 +284,8 @@ async def serve(
     code: 0 after a stop, 1 when the port cannot be bound, 2 when the journal is
     unfit (corrupt, empty, not a journal, or from a newer version).
     """
-    # Bound here, not by uvicorn: a busy port becomes one log line and exit 1 (uvicorn
-    # would raise SystemExit inside its task), and nothing in the journal is touched first.
-    try:
-        listener = listen_socket(host, port)
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
+    listener = open_listener(host, port, log)
+    if listener is None:
         return 1
     rconfig = config.remediator
     journal = await open_journal(rconfig)
@@ -305,7 +315,7 @@ async def serve(
     expiring = asyncio.create_task(remediator.expire_forever())
     # Built with the web config in force (not swapped in like a reload would, which
     # warned at every TLS start that turning TLS on needs a restart).
-    lifecycle = Lifecycle(remediator, config_path, web_path, web)
+    lifecycle = Lifecycle(remediator, config_path, web_path, web, cli_listen=cli_listen)
     pruning = (
         asyncio.create_task(prune_forever(journal, rconfig.journal_retention))
         if rconfig.journal_retention > 0
@@ -322,7 +332,7 @@ async def serve(
             log.info(
                 "%s: stopping; running actions get up to %gs to finish",
                 signame,
-                rconfig.shutdown_grace,
+                remediator.rconfig.shutdown_grace,
             )
         runner.stop_starting()
         server.should_exit = True
@@ -344,7 +354,7 @@ async def serve(
         )
         await adopt.resumed(resumed)
         if journal.shared:
-            leases = asyncio.create_task(keep_leases(journal, adopt, stats))
+            leases = asyncio.create_task(keep_leases(journal, adopt))
     try:
         await serving
     finally:
@@ -354,7 +364,8 @@ async def serve(
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        finished, cut_off = await runner.drain(rconfig.shutdown_grace)
+        # The value in force now: shutdown_grace applies at reload.
+        finished, cut_off = await runner.drain(remediator.rconfig.shutdown_grace)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await remediator.notifier.close()
@@ -393,7 +404,7 @@ async def open_journal(rconfig: RemediatorConfig) -> Journal | int:
     delay = 1.0
     while True:
         try:
-            before = await journal.call(journal.migrate)
+            before = await journal.call_patient(journal.migrate)
         except JournalError as exc:
             log.error("cannot use the journal %s: %s", where, exc)
             journal.close()
@@ -469,7 +480,7 @@ class Adopter:
             self.runner.submit(action_id, rule, row.panel, row.alertname)
 
 
-async def keep_leases(journal: Journal, adopt: Adopter, stats: Stats) -> None:
+async def keep_leases(journal: Journal, adopt: Adopter) -> None:
     """Shared journal: renew this replica's leases and take over expired ones, every
     third of the lease. A failure is logged and retried at the next turn."""
     while True:
@@ -478,8 +489,7 @@ async def keep_leases(journal: Journal, adopt: Adopter, stats: Stats) -> None:
         try:
             await journal.call(journal.renew, sorted(adopt.runner.active), now)
             resumed, interrupted = await journal.call(journal.take_over, now)
-        except JOURNAL_ERRORS as exc:
-            stats.journal_down(_first_line(exc))
+        except JOURNAL_ERRORS as exc:  # the journal's health says it too
             log.error("journal: cannot renew leases: %s", _first_line(exc))
             continue
         if resumed or interrupted:
@@ -497,7 +507,6 @@ PRUNE_EVERY = 3600.0
 async def prune_forever(journal: Journal, retention: float) -> None:
     """Prune the journal at start and then every hour; a failure is logged and retried."""
     while True:
-        await journal.quiet()  # not inside a big notification's open transaction
         try:
             removed = await journal.call(journal.prune, time.time() - retention)
         except JOURNAL_ERRORS as exc:
@@ -508,212 +517,11 @@ async def prune_forever(journal: Journal, retention: float) -> None:
         await asyncio.sleep(PRUNE_EVERY)
 
 
-def _run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="brainycp-mail-remediator run",
-        description="Run one action by hand with the remediator's safety: through the "
-        "running daemon (POST /actions) when it answers, else alone on the same journal.",
-    )
-    parser.add_argument("--config", default=os.environ.get("BRAINYCP_MAIL_CONFIG"))
-    parser.add_argument("--panel", required=True)
-    parser.add_argument("--action", required=True)
-    parser.add_argument(
-        "--select",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="selection criterion (sender, sender_domain, recipient_domain, bounce, frozen, "
-        "older_than, larger_than); repeatable, all must hold",
-    )
-    parser.add_argument("--daemon", help="clamav or spamassassin (service actions)")
-    parser.add_argument("--max-messages", type=int)
-    parser.add_argument("--limit", choices=("refuse", "first"))
-    parser.add_argument("--force", action="store_true", help="delete_all: dellete_forse")
-    parser.add_argument("--dry-run", action="store_true", help="show what would be touched")
-    parser.add_argument(
-        "--allow-destructive",
-        action="store_true",
-        help="needed to really run delete_messages or delete_all",
-    )
-    parser.add_argument("--by", default=os.environ.get("USER", ""), help="who asks (journaled)")
-    parser.add_argument("--url", help="the daemon's address (default: http://remediator.listen)")
-    parser.add_argument(
-        "--user",
-        help="a basic_auth_users name of the daemon's --web.config.file (default: send the"
-        " webhook credentials, which the daemon accepts when it has no web config)",
-    )
-    parser.add_argument(
-        "--password-file", help="file holding --user's password (default: $BRAINYCP_WEB_PASSWORD)"
-    )
-    parser.add_argument("--ca-file", help="CA bundle to verify an https --url")
-    return parser
-
-
-def _request_of(args: argparse.Namespace) -> dict[str, object] | str:
-    select: dict[str, object] = {}
-    for item in args.select:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            return f"--select {item!r}: use KEY=VALUE, e.g. sender=spam@example.com"
-        select[key.strip()] = {"true": True, "false": False}.get(value.lower(), value)
-    request: dict[str, object] = {
-        "panel": args.panel,
-        "action": args.action,
-        "dry_run": args.dry_run,
-        "by": args.by,
-        "allow_destructive": args.allow_destructive,
-    }
-    if select:
-        request["select"] = select
-    for key in ("daemon", "max_messages", "limit"):
-        if getattr(args, key) is not None:
-            request[key] = getattr(args, key)
-    if args.force:
-        request["force"] = True
-    return request
-
-
-def _web_user_headers(user: str, password_file: str | None) -> dict[str, str] | str:
-    """Basic auth for a web-config user; an error text when the password is missing."""
-    if password_file:
-        try:
-            password = Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            return f"--password-file {password_file}: cannot read it ({type(exc).__name__})"
-    else:
-        password = os.environ.get("BRAINYCP_WEB_PASSWORD", "")
-        if not password:
-            return "--user needs --password-file FILE or $BRAINYCP_WEB_PASSWORD"
-    pair = f"{user}:{password}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
-
-
-def _auth_headers(config: Config) -> dict[str, str]:
-    auth = config.remediator.auth
-    if auth is None:
-        return {}
-    if auth.bearer_token is not None:
-        return {"Authorization": f"Bearer {auth.bearer_token.get_secret_value()}"}
-    assert auth.basic_username is not None and auth.basic_password is not None
-    pair = f"{auth.basic_username}:{auth.basic_password.get_secret_value()}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
-
-
-FINAL_WAIT = 30.0
-
-
-def _print(answer: object) -> None:
-    print(json.dumps(answer, indent=2, ensure_ascii=False))
-
-
-def _exit_code(answer: dict[str, object]) -> int:
-    ok = ("succeeded", "skipped_nothing_to_do", "dry_run")
-    return 0 if answer.get("outcome") in ok else 1
-
-
-def run_command(argv: Sequence[str]) -> int:
-    """``brainycp-mail-remediator run ...``: returns the exit code."""
-    args = _run_parser().parse_args(argv)
-    if not args.config:
-        print("error: --config FILE is required (or set BRAINYCP_MAIL_CONFIG)", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args.config, require_remediator_auth=True)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
-        return 2
-    request = _request_of(args)
-    if isinstance(request, str):
-        print(f"error: {request}", file=sys.stderr)
-        return 2
-    host, port = split_listen(config.remediator.listen)
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    base = (args.url or f"http://{'[' + host + ']' if ':' in host else host}:{port}").rstrip("/")
-    if args.user:
-        web_headers = _web_user_headers(args.user, args.password_file)
-        if isinstance(web_headers, str):
-            print(f"error: {web_headers}", file=sys.stderr)
-            return 2
-        headers = web_headers
-    else:
-        headers = _auth_headers(config)
-    verify: str | bool = args.ca_file or True
-    timeout = config.remediator.action_timeout + 10
-    try:
-        with httpx.Client(timeout=timeout, trust_env=False, verify=verify) as http:
-            answer = http.post(f"{base}/actions", json=request, headers=headers)
-            body = answer.json()
-            if answer.status_code == 202:
-                action_id = body["action_id"]
-                deadline = time.monotonic() + config.remediator.action_timeout + FINAL_WAIT
-                while time.monotonic() < deadline:
-                    body = http.get(f"{base}/actions/{action_id}", headers=headers).json()
-                    if body["outcome"] not in ("pending", "running"):
-                        break
-                    time.sleep(0.2)
-            _print(body)
-            return _exit_code(body) if answer.status_code < 400 else 1
-    except httpx.ConnectError as exc:
-        if isinstance(exc.__cause__, ssl.SSLError) or "SSL" in str(exc):
-            print(f"error: TLS with {base} failed: {exc}; pass --ca-file", file=sys.stderr)
-            return 1
-        # nobody listens: run alone below
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        print(f"error: the remediator at {base} answered badly: {type(exc).__name__}",
-              file=sys.stderr)  # fmt: skip
-        return 1
-    if config.remediator.journal is not None:
-        # Alone on the shared journal it would hold no lease renewals: replicas could adopt
-        # its action mid-run. Ask a running replica instead.
-        print(f"error: no remediator answers at {base}; with a PostgreSQL journal, `run` talks "
-              "to a running replica (pass its --url)", file=sys.stderr)  # fmt: skip
-        return 1
-    lock = lock_state_file(config.remediator.state_file)
-    if lock is None:
-        print(f"error: a remediator holds {config.remediator.state_file} but does not answer at "
-              f"{base}; pass --url", file=sys.stderr)  # fmt: skip
-        return 1
-    try:
-        print(f"no remediator answers at {base}; running alone on its journal",
-              file=sys.stderr)  # fmt: skip
-        status, body = asyncio.run(_run_alone(config, request))
-        _print(body)
-        return _exit_code(body) if status < 400 else 1
-    finally:
-        os.close(lock)
-
-
-async def _run_alone(config: Config, request: dict[str, object]) -> tuple[int, dict[str, object]]:
-    rconfig = config.remediator
-    journal = Journal(rconfig.state_file)
-    stats = Stats()
-    runner = Runner(
-        journal, config.panels, {r.name: r for r in rconfig.rules}, stats,
-        max_concurrent=1, action_timeout=rconfig.action_timeout,
-    )  # fmt: skip
-    remediator = Remediator(config, journal, runner, stats)
-    remediator.notifier.start()
-    try:
-        status, body = await remediator.run_manual(request)
-        if status == 202:
-            await runner.idle()
-            row = journal.get(int(body["action_id"]))
-            assert row is not None
-            body = {**row.as_json(), **journal.detail(row.id)}
-        return status, body
-    finally:
-        await runner.close()
-        await remediator.notifier.close(grace=10.0)
-        journal.close()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code (2 for config errors)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:
-        return run_command(argv[1:])
+        return run_command(argv[1:], lock_state_file)
     args = _parser().parse_args(argv)
     if not args.config:
         print("error: --config FILE is required (or set BRAINYCP_MAIL_CONFIG)", file=sys.stderr)
@@ -756,7 +564,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(
                 serve(
-                    config, host, port, config_path=args.config, web_path=args.web_config, web=web
+                    config,
+                    host,
+                    port,
+                    config_path=args.config,
+                    web_path=args.web_config,
+                    web=web,
+                    cli_listen=args.listen is not None,
                 )
             )
         return 0
@@ -772,7 +586,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(
                 serve(
-                    config, host, port, config_path=args.config, web_path=args.web_config, web=web
+                    config,
+                    host,
+                    port,
+                    config_path=args.config,
+                    web_path=args.web_config,
+                    web=web,
+                    cli_listen=args.listen is not None,
                 )
             )
         return 0

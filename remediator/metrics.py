@@ -47,6 +47,8 @@ class Stats:
         self.journal_up = 1
         self.journal_reason = ""
         """Why the journal is down (``""`` while it is up)."""
+        self.journal_failures: Callable[[], dict[str, int]] | None = None
+        """The journal's failures so far, by kind (read at scrape time)."""
 
     def journal_ok(self) -> None:
         self.journal_up, self.journal_reason = 1, ""
@@ -114,6 +116,15 @@ class RemediatorCollector(Collector):
             "(SQLite file or PostgreSQL) could not be used; /healthz says why.",
             value=s.journal_up,
         )
+        failures = CounterMetricFamily(
+            "brainycp_remediator_journal_failures",
+            "Journal reads and writes the database refused, and calls cut off because the "
+            "database stopped answering, by kind (write, read, cut_off).",
+            labels=["kind"],
+        )
+        for kind, count in (s.journal_failures() if s.journal_failures else {}).items():
+            failures.add_metric([kind], count)
+        yield failures
         # Read from the journal at scrape time; left out (not 0) when it cannot be read.
         controls = s.controls() if s.controls is not None else {}
         if controls:

@@ -41,6 +41,7 @@ EXPECTED_ALERTS = {
     "BrainyCPMailBlocklisted",
     "BrainyCPRemediatorJournalDown",
     "BrainyCPConfigReloadFailed",
+    "BrainyCPHTTPAuthFailures",
     "BrainyCPRemediatorNotificationsFailing",
     "BrainyCPRemediatorOutboundNotificationsFailing",
 }
@@ -52,6 +53,7 @@ FLEET_ALERTS = {
     "BrainyCPRemediatorDown",
     "BrainyCPRemediatorJournalDown",
     "BrainyCPConfigReloadFailed",
+    "BrainyCPHTTPAuthFailures",
     "BrainyCPRemediatorNotificationsFailing",
     "BrainyCPRemediatorOutboundNotificationsFailing",
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,19 @@ def test_version_and_bad_listen(tmp_path: Path) -> None:
     path = write_config(tmp_path, panels_config(1))
     result = exporter("--config", str(path), "--listen", "nohost", env=_env())
     assert result.returncode == 2 and "--listen" in result.stderr
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """As the remediator: no traceback, no poll started, the address and the reason."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = write_config(tmp_path, panels_config(1))
+        result = exporter("--config", str(path), "--listen", f"127.0.0.1:{port}", env=_env())
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.endswith(f"exporter: cannot listen on 127.0.0.1:{port}: Address already in use")
 
 
 def _env(**extra: str) -> dict[str, str]:

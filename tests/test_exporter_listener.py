@@ -7,8 +7,10 @@ Both daemons build their listener with :mod:`brainycp.listener`.
 
 from __future__ import annotations
 
+import os
 import resource
 import selectors
+import signal
 import socket
 import subprocess
 import time
@@ -160,6 +162,26 @@ def test_a_request_beyond_the_connection_cap_gets_a_clear_503(tmp_path: Path) ->
         )
 
 
+def test_a_reload_changes_the_connection_cap_from_the_next_connection(tmp_path: Path) -> None:
+    """exporter.max_connections was read once, at start, and a reload ignored it."""
+    with exporter(tmp_path, max_connections=1000) as (port, proc):
+        config = tmp_path / "exporter.yml"
+        data = yaml.safe_load(config.read_text())
+        data["exporter"]["max_connections"] = 20
+        config.write_text(yaml.safe_dump(data))
+        os.kill(proc.pid, signal.SIGHUP)
+
+        def capped() -> bool:
+            idle = open_idle(port, 25)
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 503
+            finally:
+                for sock in idle:
+                    sock.close()
+
+        wait_until(capped, timeout=15, what="the reloaded cap of 20 connections")
+
+
 def _low_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 
@@ -218,8 +240,7 @@ def test_at_the_file_limit_failed_accepts_are_rate_limited_lines_not_tracebacks(
         stop(proc)
 
 
-def test_the_remediator_listener_closes_silent_connections_too(tmp_path: Path) -> None:
-    port = free_port()
+def remediator_config(tmp_path: Path, port: int) -> Path:
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
     secret = tmp_path / "pw"
@@ -245,6 +266,12 @@ def test_the_remediator_listener_closes_silent_connections_too(tmp_path: Path) -
             }
         )
     )
+    return config
+
+
+def test_the_remediator_listener_closes_silent_connections_too(tmp_path: Path) -> None:
+    port = free_port()
+    config = remediator_config(tmp_path, port)
     with running(
         [PYTHON, "-m", "remediator.cli", "--config", str(config)],
         log=tmp_path / "remediator.log",
@@ -258,3 +285,37 @@ def test_the_remediator_listener_closes_silent_connections_too(tmp_path: Path) -
         finally:
             for sock in idle:
                 sock.close()
+
+
+def test_a_client_leaving_mid_body_is_a_quiet_line_not_a_traceback(tmp_path: Path) -> None:
+    """The webhook, POST /actions and approve read a body: a client that sends half of it
+    and closes is one debug line each, and the remediator keeps answering."""
+    port = free_port()
+    config = remediator_config(tmp_path, port)
+    log = tmp_path / "remediator.log"
+    paths = ("/webhook", "/actions", "/actions/1/approve")
+    with running(
+        [PYTHON, "-m", "remediator.cli", "--config", str(config), "--log-level", "debug"],
+        log=log,
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        cwd=REPO,
+    ):
+        for path in paths:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(
+                    f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode()
+                    + b'{"alerts": ['
+                    + b" " * 488
+                )
+
+        def quiet_lines() -> list[str]:
+            text = log.read_text()
+            return [line for line in text.splitlines() if "before sending its whole body" in line]
+
+        lines = wait_until(lambda: len(quiet_lines()) == 3 and quiet_lines(), what="3 lines")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    assert sorted(line.split(" DEBUG   remediator.webhook: POST ")[1].split(":")[0]
+                  for line in lines) == sorted(paths)  # fmt: skip
+    text = log.read_text()
+    assert "Traceback" not in text and "Exception in ASGI application" not in text

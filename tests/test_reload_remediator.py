@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.remediator_support import (
     am_alert,
     notification,
     only_result,
+    slow_delete_scene,
     start_sim,
     write_config,
 )
@@ -144,3 +146,32 @@ def test_reload_applies_rules_and_auth_and_keeps_actions_cooldowns_and_dedupe(
     assert "reload (/-/reload): remediator.rules" in text
     assert "remediator stopped" in text
     assert "rotated-token" not in text and TOKEN not in text
+
+
+def test_a_reloaded_shutdown_grace_applies_to_the_next_stop(tmp_path: Path) -> None:
+    """shutdown_grace was read once, at start: a reload to 1s still waited the old 60s."""
+    with slow_delete_scene(tmp_path) as (env, args):
+        config = tmp_path / "config.yml"
+        data = yaml.safe_load(config.read_text())
+        data["remediator"]["shutdown_grace"] = "60s"
+        config.write_text(yaml.safe_dump(data))
+        with running(args, log=tmp_path / "r.log", ready_url=f"{env.url}/healthz") as proc:
+            deleting = only_result(
+                env.post(notification(am_alert("BrainyCPMailBouncesPiling", "bounce")))
+            )
+            wait_until(lambda: ("controll_msg", "delete") in env.calls("bounce"),
+                       what="the slow delete in flight")  # fmt: skip
+            assert env.action(deleting["action_id"])["outcome"] == "running"
+            data["remediator"]["shutdown_grace"] = "1s"
+            config.write_text(yaml.safe_dump(data))
+            assert env.client.post(f"{env.url}/-/reload").json() == {"status": "success"}
+            stopping = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+            # 1 s of grace plus the listener's close; the delete would take 10 s (its timeout).
+            assert time.monotonic() - stopping < 15
+    # With the old 60 s it would have finished (as failed): "1 ... finished, 0 cut off".
+    assert (
+        "0 running actions finished, 1 cut off at shutdown_grace"
+        in (tmp_path / "r.log").read_text()
+    )

@@ -4,9 +4,11 @@ client certificates, basic auth with bcrypt, what each daemon leaves open, and g
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,17 @@ import pytest
 import yaml
 
 from brainycp.config import ConfigError
-from brainycp.webconfig import BasicAuth, parse_web_config
+from brainycp.listener import subject_name
+from brainycp.webconfig import (
+    BasicAuth,
+    Checked,
+    WebConfigHolder,
+    apply_tls,
+    bcrypt_cost,
+    parse_web_config,
+)
 from tests.remediator_support import TOKEN, write_config
 from tests.support import (
-    FIXTURES,
     PYTHON,
     free_port,
     require_binary,
@@ -28,8 +37,8 @@ from tests.support import (
     sim_args,
     wait_until,
 )
+from tests.tls_support import TLS, client_context, make_ca, make_client_ca
 
-TLS = FIXTURES / "tls"
 USER, PASSWORD = "prometheus", "scrape-secret"
 CERT = {"cert_file": str(TLS / "cert.pem"), "key_file": str(TLS / "key.pem")}
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
@@ -57,7 +66,7 @@ def test_a_valid_file_gives_tls_and_users() -> None:
     )
     assert web.tls is not None and web.tls.min_version == ssl.TLSVersion.TLSv1_3
     assert web.tls.client_auth == ssl.CERT_NONE
-    assert web.users == {USER: HASH.encode()} and web.authenticates
+    assert web.users == {USER: HASH.encode()}
 
 
 @pytest.mark.parametrize(
@@ -149,34 +158,90 @@ def test_a_good_password_is_checked_by_bcrypt_once(monkeypatch: pytest.MonkeyPat
     assert asyncio.run(auth.check(good)) is False
 
 
+def test_an_unknown_user_costs_a_check_at_the_users_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timing must not tell users apart: an unknown user's password is checked against a
+    stand-in hash with the configured users' cost (rebuilt at reload), not a cheaper one."""
+    checked: list[bytes] = []
+    real = bcrypt.checkpw
+
+    def recording(password: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", recording)
+    auth = BasicAuth({USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(6))})
+    stranger = httpx.BasicAuth("mallory", PASSWORD)._auth_header
+    wrong = httpx.BasicAuth(USER, "wrong")._auth_header
+    assert asyncio.run(auth.check(stranger)) is False
+    assert asyncio.run(auth.check(wrong)) is False
+    assert [bcrypt_cost(h) for h in checked] == [6, 6]
+    assert checked[0] != auth.users[USER]
+    # A reload to users of another cost brings a stand-in of that cost.
+    auth.replace({"bob": bcrypt.hashpw(b"pw", bcrypt.gensalt(5))})
+    checked.clear()
+    assert asyncio.run(auth.check(stranger)) is False
+    assert [bcrypt_cost(h) for h in checked] == [5]
+
+
+def test_a_check_says_who_and_why_without_the_password() -> None:
+    auth = BasicAuth({USER: HASH.encode()})
+
+    def verify(header: str | None) -> Checked:
+        return asyncio.run(auth.verify(header))
+
+    assert verify(httpx.BasicAuth(USER, PASSWORD)._auth_header) == Checked(USER, True)
+    assert verify(httpx.BasicAuth(USER, "nope")._auth_header) == Checked(
+        USER, False, "wrong password"
+    )
+    assert verify(httpx.BasicAuth("eve", "x")._auth_header) == Checked("eve", False, "unknown user")
+    assert verify("Bearer abc") == Checked(None, False, "no basic credentials")
+    long = httpx.BasicAuth(USER, "x" * 73)._auth_header
+    assert verify(long) == Checked(USER, False, "password over 72 bytes")
+
+
+def test_a_reload_the_listener_cannot_take_changes_nothing(tmp_path: Path) -> None:
+    """TLS on or off, or a client CA the listener would have to forget: the holder keeps
+    its web config, users and certificates, and says why."""
+    (ca1, _), (ca2, _) = make_ca(tmp_path, "ca1"), make_ca(tmp_path, "ca2")
+    tls = {**CERT, "client_ca_file": str(ca1), "client_auth_type": "RequireAndVerifyClientCert"}
+    running = parse_web_config({"tls_server_config": tls, "basic_auth_users": {USER: HASH}})
+    holder = WebConfigHolder(running, logging.getLogger("test"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    apply_tls(context, running)
+    holder.ssl_context = context
+    other_ca = parse_web_config({"tls_server_config": {**tls, "client_ca_file": str(ca2)}})
+    plain = parse_web_config({"basic_auth_users": {"bob": HASH}})
+    for web, problem in [
+        (other_ca, "tls_server_config.client_ca_file: the listener trusts 1 client CA"),
+        (plain, "tls_server_config: the listener serves TLS; turning it off needs a restart"),
+        (None, "tls_server_config: the listener serves TLS; turning it off needs a restart"),
+    ]:
+        (said,) = holder.use_web(web)
+        assert said.startswith(problem), said
+        assert holder.web is running and set(holder.auth.users) == {USER}
+        assert len(context.get_ca_certs()) == 1
+    # Both CAs, or no client certificates at all, the listener can take.
+    both = tmp_path / "both.pem"
+    both.write_text(ca1.read_text() + ca2.read_text())
+    widened = parse_web_config({"tls_server_config": {**tls, "client_ca_file": str(both)}})
+    assert holder.use_web(widened) == [] and holder.web is widened and not holder.auth.users
+    assert len(context.get_ca_certs()) == 2 and context.verify_mode == ssl.CERT_REQUIRED
+    assert holder.use_web(parse_web_config({"tls_server_config": CERT})) == []
+    assert context.verify_mode == ssl.CERT_NONE
+    # On a plain listener, TLS cannot be turned on.
+    plain_holder = WebConfigHolder(plain, logging.getLogger("test"))
+    (said,) = plain_holder.use_web(running)
+    assert said.startswith("tls_server_config: the listener serves plain HTTP; turning TLS on")
+    assert plain_holder.web is plain and set(plain_holder.auth.users) == {"bob"}
+
+
+def test_a_certificate_subject_is_one_escaped_rfc4514_name() -> None:
+    subject = ((("countryName", "DE"),), (("organizationName", "Ex, \"Am\"+ple"),),
+               (("commonName", " prometheus "),))  # fmt: skip
+    assert subject_name(subject) == 'CN=\\ prometheus\\ ,O=Ex\\, \\"Am\\"\\+ple,C=DE'
+
+
 # --------------------------------------------------------------------------- real daemons
-
-
-def make_client_ca(tmp: Path) -> tuple[Path, Path, Path]:
-    """A client CA and a client certificate signed by it (openssl), for mTLS."""
-    openssl = require_binary("openssl", "apt-get install openssl")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, timeout=30, cwd=tmp)
-
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=brainycp-mail test client CA")  # fmt: skip
-    run("req", *ec, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=prometheus")
-    run("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "client.pem", "-days", "2")  # fmt: skip
-    return tmp / "ca.pem", tmp / "client.pem", tmp / "client.key"
-
-
-def client_context(
-    cert: Path | None = None, key: Path | None = None, max_version: ssl.TLSVersion | None = None
-) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(TLS / "cert.pem"))
-    if cert is not None:
-        context.load_cert_chain(cert, key)
-    if max_version is not None:
-        context.maximum_version = max_version
-    return context
 
 
 @pytest.fixture(scope="module")
@@ -441,3 +506,75 @@ def test_remediator_serves_tls_and_starts_without_a_restart_warning(tmp_path: Pa
         reloaded = client.post(f"{base}/-/reload", auth=(USER, PASSWORD))
         assert reloaded.status_code == 200, reloaded.text
     assert "takes effect at the next restart" not in log.read_text()
+
+
+# --------------------------------------------------------------------------- refused credentials
+
+
+def auth_failures(text: str, daemon: str) -> float:
+    name = f"brainycp_{daemon}_http_auth_failures_total"
+    (value,) = [float(line.split()[1]) for line in text.splitlines() if line.startswith(name)]
+    return value
+
+
+@pytest.mark.parametrize("daemon", ["exporter", "remediator"])
+def test_refused_credentials_are_counted_and_logged_once_per_interval(
+    daemon: str, sim: str, tmp_path: Path
+) -> None:
+    """Wrong passwords and unknown users count from 0; a burst is one log line per 10 s
+    naming the user and the client address, never the password. A request without
+    credentials (a challenge) is not a failed attempt."""
+    web = {"basic_auth_users": {USER: HASH}}
+    if daemon == "exporter":
+        args, port = exporter(tmp_path, sim, web)
+        guarded = "/metrics"
+    else:
+        port = free_port()
+        config = write_config(tmp_path / "config.yml", free_port(), port, tmp_path / "s.db", [])
+        (tmp_path / "web.yml").write_text(yaml.safe_dump(web))
+        args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
+        args += ["--web.config.file", str(tmp_path / "web.yml")]
+        guarded = "/actions"
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "daemon.log"
+    with running(args, log=log), httpx.Client(timeout=10) as client:
+        wait_until(lambda: client.get(f"{base}/healthz").status_code == 401, what="up")
+        assert auth_failures(client.get(f"{base}/metrics", auth=(USER, PASSWORD)).text, daemon) == 0
+        began = time.monotonic()
+        for attempt in range(12):
+            who = (USER, f"guess-{attempt}") if attempt % 3 else ("mallory", f"guess-{attempt}")
+            assert client.get(f"{base}{guarded}", auth=who).status_code == 401
+        assert (
+            client.get(f"{base}{guarded}", headers={"Authorization": "Bearer x"}).status_code == 401
+        )
+        assert client.get(f"{base}{guarded}").status_code == 401  # no credentials: not counted
+        elapsed = time.monotonic() - began
+        text = client.get(f"{base}/metrics", auth=(USER, PASSWORD)).text
+        assert auth_failures(text, daemon) == 13
+    lines = [line for line in log.read_text().splitlines() if "refused credentials" in line]
+    assert 1 <= len(lines) <= 1 + elapsed / 10, lines
+    assert f"{daemon}.auth: refused credentials from 127.0.0.1:" in lines[0]
+    assert f"for GET {guarded} (user 'mallory': unknown user)" in lines[0]
+    assert "guess-" not in log.read_text()
+
+
+def test_the_remediator_gate_counts_wrong_webhook_credentials_but_not_the_webhook(
+    tmp_path: Path,
+) -> None:
+    """Without a web config the operator endpoints take the webhook's credentials: a wrong
+    token there is a refused credential; on /webhook it is a refused notification."""
+    port = free_port()
+    config = write_config(tmp_path / "config.yml", free_port(), port, tmp_path / "s.db", [])
+    base = f"http://127.0.0.1:{port}"
+    wrong = {"Authorization": "Bearer not-the-token"}
+    args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
+    with (
+        running(args, log=tmp_path / "r.log", ready_url=f"{base}/healthz"),
+        httpx.Client(timeout=10) as client,
+    ):
+        assert client.get(f"{base}/actions", headers=wrong).status_code == 401
+        assert client.post(f"{base}/-/reload", headers=wrong).status_code == 401
+        assert client.post(f"{base}/webhook", headers=wrong, json={}).status_code == 401
+        text = client.get(f"{base}/metrics").text
+    assert auth_failures(text, "remediator") == 2
+    assert 'brainycp_remediator_notifications_total{result="unauthorized"} 1.0' in text

@@ -14,16 +14,17 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from brainycp.webconfig import WEB_USER
+from brainycp.access import BASIC_AUTH, identity
 
 PREFIX = "/console"
 _ACTION_PATH = re.compile(r"/actions/([0-9]{1,19})")
 
 
 def signed_in_user(scope: Scope) -> str | None:
-    """The web-config user the listener verified for this request, or None."""
-    user = scope.get(WEB_USER)
-    return user if isinstance(user, str) and user else None
+    """The web-config user basic auth verified for this request, or None (a client
+    certificate or the webhook's credentials do not sign anyone in)."""
+    who = identity(scope)
+    return who.name if who is not None and who.method == BASIC_AUTH and who.name else None
 
 
 def wants_html(scope: Scope) -> bool:
