@@ -79,6 +79,8 @@ PREVIEW_TIMEOUT = 10.0
 """How long an approval request's notification waits for the panel to count the matches."""
 PREVIEWS_AT_ONCE = 4
 log = logging.getLogger("remediator.webhook")
+# What each scrape reads from the journal: brakes, approvals waiting, the oldest one's time.
+_Gauges = tuple[dict[str, dict[str, Any]], int | None, float | None]
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -142,9 +144,10 @@ class Remediator:
         self.notifier = notifier or Notifier(self.rconfig.notify, self.external_url)
         stats.notifier = self.notifier
         # Read from the journal by each scrape before the collector runs (see metrics()).
-        self._gauges: tuple[dict[str, dict[str, Any]], int | None] = ({}, None)
+        self._gauges: _Gauges = ({}, None, None)
         stats.controls = lambda: self._gauges[0]
         stats.awaiting = lambda: self._gauges[1]
+        stats.oldest_awaiting = lambda: self._gauges[2]
         stats.journal_failures = lambda: dict(self.journal.health.failures)
         runner.on_finish = self.notify_action
         self.registry = registry(stats)
@@ -160,6 +163,7 @@ class Remediator:
         """
         self.config = config
         self.rconfig = config.remediator
+        self.stats.expect(config)  # counters of the configured panels and rules, at 0
         self.settings = Settings(
             rules=self.rconfig.rules,
             panels=frozenset(config.panels),
@@ -754,9 +758,9 @@ class Remediator:
             except JOURNAL_ERRORS as exc:  # a scrape must not fail: the gauges are left out
                 log.error("metrics: cannot read the brakes and the approvals: %s",
                           first_line(exc))  # fmt: skip
-                self._gauges = ({}, None)
+                self._gauges = ({}, None, None)
         else:
-            self._gauges = ({}, None)
+            self._gauges = ({}, None, None)
         self._health()
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -879,9 +883,11 @@ def _row_and_detail(journal: Journal, action_id: int) -> dict[str, Any] | None:
     return None if row is None else {**row.as_json(), **journal.detail(action_id)}
 
 
-def _gauges(journal: Journal) -> tuple[dict[str, dict[str, Any]], int]:
-    """What the metrics read from the journal: the brakes and the approvals waiting."""
-    return journal.controls(), journal.count("awaiting_approval")
+def _gauges(journal: Journal) -> _Gauges:
+    """What the metrics read from the journal: the brakes, the approvals waiting and when
+    the oldest of them was requested."""
+    waiting = "awaiting_approval"
+    return journal.controls(), journal.count(waiting), journal.oldest_received(waiting)
 
 
 def _disconnected(request: Request) -> Response:

@@ -53,6 +53,12 @@ class Reads:
         row = self._execute("SELECT COUNT(*) FROM actions WHERE outcome = ?", (outcome,))
         return int(row.fetchone()[0])
 
+    def oldest_received(self, outcome: str) -> float | None:
+        """``received_at`` of the oldest row with ``outcome`` now; None when there is none."""
+        row = self._execute("SELECT MIN(received_at) FROM actions WHERE outcome = ?", (outcome,))
+        oldest = row.fetchone()[0]
+        return None if oldest is None else float(oldest)
+
     def params(self, action_id: int) -> dict[str, Any]:
         row = self._execute("SELECT params FROM actions WHERE id = ?", (action_id,)).fetchone()
         return dict(json.loads(row[0])) if row else {}
