@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from brainycp.queue.identity import is_cut_label
+
 DAEMONS = ("clamav", "spamassassin")
 Daemon = Literal["clamav", "spamassassin"]
 
@@ -658,8 +660,9 @@ class Selection(_Strict):
         """This selection with every label template replaced by the label's value.
 
         Raises ValueError naming the label when it is missing, empty, or not a
-        plausible address (``sender``) or domain (the domain fields): a label value
-        comes from an alert and is matched exactly, never as a pattern.
+        plausible address (``sender``) or domain (the domain fields), or a cut label with
+        its hash (brainycp.queue.identity): a label value comes from an alert and is matched
+        exactly, never as a pattern.
         """
         update: dict[str, str] = {}
         for name, label in self.templates().items():
@@ -667,8 +670,11 @@ class Selection(_Strict):
             if not value:
                 raise ValueError(f"select.{name} needs the alert label {label!r}, which is empty")
             pattern = _ADDRESS if name == "sender" else _DOMAIN
-            if len(value) > 320 or not pattern.match(
-                value.strip("<>") if name == "sender" else value
+            # A label the exporter cut (a value over 256 characters) carries a hash of the
+            # whole value, which selects exactly that sender or domain.
+            if len(value) > 320 or not (
+                pattern.match(value.strip("<>") if name == "sender" else value)
+                or is_cut_label(value)
             ):
                 what = "an e-mail address" if name == "sender" else "a domain"
                 raise ValueError(f"select.{name}: label {label!r} is not {what}")

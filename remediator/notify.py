@@ -29,7 +29,6 @@ import httpx
 from brainycp import __version__
 from brainycp.config import NotifyTarget, Rule, WebhookAuth
 from brainycp.panel.client import PanelClient
-from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator import chat
 
@@ -175,9 +174,8 @@ async def matching_now(
         preview = await asyncio.wait_for(panel_actions.preview(client, rule), timeout)
     except TimeoutError:
         return {"matching": None, "matching_error": f"the panel did not answer within {timeout:g}s"}
-    except BrainyCPError as exc:
-        problem = f"{exc.reason}: {exc.operation}: {exc.detail}"[:300]
-        return {"matching": None, "matching_error": problem}
+    except panel_actions.ReadFailed as exc:
+        return {"matching": None, "matching_error": panel_actions.why(exc)[:300]}
     return {"matching": int(preview["matching"])}
 
 

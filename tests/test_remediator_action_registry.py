@@ -6,18 +6,27 @@ from __future__ import annotations
 import asyncio
 import copy
 import re
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
-from brainycp.config import ManualSettings, Rule
+from brainycp.config import ManualSettings, Rule, parse_config
 from brainycp.panel.answers import QueueListing, ServiceStatus
 from brainycp.panel.errors import PanelTimeout
+from brainycp.queue.worker import ReadingFailed
 from remediator.actions import ACTIONS, DESTRUCTIVE, IDEMPOTENT, taking
+from remediator.actions import base as actions_base
 from remediator.actions.base import EXCLUSIVE, PARAMS, Outcome
+from remediator.app import Remediator
 from remediator.console.manual_form import ManualForm
+from remediator.journal import Journal
 from remediator.manual import ManualError, parse_request
+from remediator.metrics import Stats
+from remediator.notify import matching_now
+from remediator.runner import Runner
 from tests.support import REPO
 from tests.test_remediator_actions import FakePanel, Msg, mid, rule
 
@@ -156,3 +165,43 @@ def test_only_idempotent_actions_are_resumed_after_a_crash() -> None:
 def test_a_rule_for_an_unknown_action_is_refused() -> None:
     with pytest.raises(ValidationError):
         Rule.model_validate({"name": "r", "matchers": ['alertname="X"'], "action": "nuke"})
+
+
+class DeadReaders:
+    """The listing readers' pool after its worker died: every reading fails."""
+
+    async def read(self, job: object, body: bytes) -> None:
+        raise ReadingFailed("internal", "the reader's process died")
+
+
+def test_a_listing_no_reader_can_read_is_a_reason_in_every_preview(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manual dry run answers 502 with the reason, an approval request's notification says
+    the count is unknown and why: neither turns into a 500 or a lost notification."""
+    monkeypatch.setattr(actions_base, "shared_readers", DeadReaders)
+    config = parse_config(
+        {
+            "panels": {"web01": {"url": "http://127.0.0.1:9", "username": "a", "password": "b"}},
+            "remediator": {"insecure_no_auth": True, "state_file": str(tmp_path / "s.sqlite")},
+        }
+    )
+    journal = Journal(config.remediator.state_file)
+    runner = Runner(journal, config.panels, {}, Stats(), max_concurrent=1, action_timeout=5)
+    rem = Remediator(config, journal, runner, Stats())
+    monkeypatch.setattr(runner, "client", lambda panel: FakePanel())
+    why = "internal: list_msg: the reader's process died"
+
+    async def scenario() -> httpx.Response:
+        transport = httpx.ASGITransport(app=rem.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            body = {"panel": "web01", "action": "delete_frozen", "dry_run": True}
+            return await client.post("/actions", json=body)
+
+    try:
+        answer = asyncio.run(scenario())
+        assert answer.status_code == 502 and answer.json() == {"error": why}
+        counted = asyncio.run(matching_now(FakePanel(), rule("delete_frozen"), 5.0))  # type: ignore[arg-type]
+        assert counted == {"matching": None, "matching_error": why}
+    finally:
+        journal.close()

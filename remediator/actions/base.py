@@ -1,19 +1,22 @@
 """What every action module declares and shares: :class:`ActionKind`, :class:`Outcome`,
-the journal's record of a touched message, and the read-back that failed."""
+the journal's record of a touched message, the queue read once in a worker, and the
+read-back that failed."""
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from brainycp.panel.errors import BrainyCPError
+from brainycp.queue import MessageFilter, QueueMessage, Reading, ReadOptions
+from brainycp.queue.worker import ReadingFailed, ReadJob, shared_readers
 
 if TYPE_CHECKING:
     from brainycp.config import Rule
     from brainycp.panel.client import PanelClient
-    from brainycp.queue import QueueMessage
 
 PARAMS = ("daemon", "force", "select", "max_messages", "limit")
 """What a rule or a manual request may set for an action, beyond the action's name."""
@@ -97,10 +100,46 @@ class ActionKind:
     """What it did to the messages it records (``deleted``), for people's messages."""
 
 
-def unverified(done: str, exc: BrainyCPError, **kept: Any) -> Outcome:
+ReadFailed = (BrainyCPError, ReadingFailed)
+"""What a panel read can raise: the panel's errors, or a listing its reader could not read."""
+
+
+def why(exc: BrainyCPError | ReadingFailed) -> str:
+    """A panel error, or a listing its reader could not read, as one line."""
+    if isinstance(exc, ReadingFailed):
+        return f"{exc.reason}: list_msg: {exc.detail}"
+    return f"{exc.reason}: {exc.operation}: {exc.detail}"
+
+
+def unverified(done: str, exc: BrainyCPError | ReadingFailed, **kept: Any) -> Outcome:
     """The change was made but the read-back that verifies it failed."""
-    why = f"{exc.reason}: {exc.operation}: {exc.detail}"
-    return Outcome("unverified", f"{done}; the read-back failed: {why}"[:300], **kept)
+    return Outcome("unverified", f"{done}; the read-back failed: {why(exc)}"[:300], **kept)
+
+
+async def read_queue(
+    client: PanelClient, select: MessageFilter | None = None, limit: int | None = None
+) -> Reading:
+    """The panel's queue, read once in a worker process (never on the event loop): the
+    summary and, with ``select``, the matching messages (oldest first, at most ``limit``).
+    Raises the panel's errors, or :class:`ReadingFailed` when the listing's reader failed."""
+    panel = client.panel
+    options = ReadOptions(select=select, select_limit=limit)
+    fetched = [await client.list_msg_body()]
+    # Ages count from when the listing arrived; the body leaves this frame with the call,
+    # so it is freed as soon as a worker has it.
+    job = ReadJob(panel.name, time.time(), panel.zone, options)
+    return await shared_readers().read(job, fetched.pop())
+
+
+def preview_of(reading: Reading, verdict: str = "") -> dict[str, Any]:
+    """A preview of the messages ``reading`` selected: how many match, the verdict
+    (``would act`` or ``nothing to do`` unless given) and the first ones."""
+    total = reading.selected_total
+    return {
+        "matching": total,
+        "verdict": verdict or ("would act" if total else "nothing to do"),
+        "messages": [record(m, "").as_json() | {"answer": None} for m in reading.selected],
+    }
 
 
 def record(message: QueueMessage, answer: str) -> MessageRecord:

@@ -13,6 +13,7 @@ from remediator.actions.base import (
     MessageRecord,
     Outcome,
     removed_answers,
+    unrecorded,
     unverified,
 )
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 _DELETED_COUNT = re.compile(r"postsuper: Deleted: (\d+) message")
 
 
-async def run(client: PanelClient, rule: Rule, confirmed: Confirmed) -> Outcome:
+async def run(client: PanelClient, rule: Rule, confirmed: Confirmed = unrecorded) -> Outcome:
     """Count, delete all, record what the panel names, count again."""
     # count_msg, not list_msg: delete_all is for a queue so large that its listing may
     # exceed max_response_bytes or time out, and the count is all this action needs.

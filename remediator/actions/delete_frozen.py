@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from brainycp.panel.errors import BrainyCPError
-from brainycp.queue import iter_messages, summarize
+from brainycp.queue import MessageFilter
 from remediator.actions.base import (
     ActionKind,
     Confirmed,
     MessageRecord,
     Outcome,
+    ReadFailed,
+    preview_of,
+    read_queue,
     record,
     removed_answers,
+    unrecorded,
     unverified,
 )
 
@@ -21,17 +24,12 @@ if TYPE_CHECKING:
     from brainycp.config import Rule
     from brainycp.panel.client import PanelClient
 
-
-async def frozen_count(client: PanelClient) -> int:
-    """The read-back: how many frozen messages the queue holds now."""
-    listing = await client.list_msg()
-    return summarize(listing.detail).frozen
+FROZEN = MessageFilter(frozen=True)
 
 
-async def run(client: PanelClient, rule: Rule, confirmed: Confirmed) -> Outcome:
+async def run(client: PanelClient, rule: Rule, confirmed: Confirmed = unrecorded) -> Outcome:
     """List the frozen messages, delete them, record each removal, read the count back."""
-    listing = await client.list_msg()
-    frozen = [m for m in iter_messages(listing.detail, zone=client.panel.zone) if m.frozen]
+    frozen = (await read_queue(client, FROZEN)).selected
     before = len(frozen)
     if before == 0:
         return Outcome("skipped_nothing_to_do", "no frozen messages in the queue")
@@ -45,8 +43,9 @@ async def run(client: PanelClient, rule: Rule, confirmed: Confirmed) -> Outcome:
     await confirmed(records, None)
     kept: dict[str, Any] = {"messages": records, "messages_total": len(records)}
     try:
-        after = await frozen_count(client)
-    except BrainyCPError as exc:
+        # The read-back: how many frozen messages the queue holds now.
+        after = (await read_queue(client)).summary.frozen
+    except ReadFailed as exc:
         done = f"frozen messages deleted (were {before})"
         return unverified(done, exc, state={"before": {"frozen": before}}, **kept)
     kept["state"] = {"before": {"frozen": before}, "after": {"frozen": after}}
@@ -57,16 +56,7 @@ async def run(client: PanelClient, rule: Rule, confirmed: Confirmed) -> Outcome:
 
 async def preview(client: PanelClient, rule: Rule) -> dict[str, Any]:
     """The frozen messages it would delete now, oldest first (at most ``max_messages``)."""
-    listing = await client.list_msg()
-    queued = iter_messages(listing.detail, zone=client.panel.zone)
-    frozen = sorted((m for m in queued if m.frozen), key=lambda m: -m.age_seconds)
-    return {
-        "matching": len(frozen),
-        "verdict": "would act" if frozen else "nothing to do",
-        "messages": [
-            record(m, "").as_json() | {"answer": None} for m in frozen[: rule.max_messages]
-        ],
-    }
+    return preview_of(await read_queue(client, FROZEN, rule.max_messages))
 
 
 KIND = ActionKind(

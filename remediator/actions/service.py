@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from brainycp.panel.errors import BrainyCPError
-from remediator.actions.base import ActionKind, Confirmed, Outcome, unverified
+from remediator.actions.base import ActionKind, Confirmed, Outcome, unrecorded, unverified
 
 if TYPE_CHECKING:
     from brainycp.config import Rule
     from brainycp.panel.client import PanelClient
 
 
-async def run(client: PanelClient, rule: Rule, confirmed: Confirmed) -> Outcome:
+async def run(client: PanelClient, rule: Rule, confirmed: Confirmed = unrecorded) -> Outcome:
     """Read the status, switch the daemon (off, then on for a restart), read it back."""
     daemon = rule.daemon
     assert daemon is not None

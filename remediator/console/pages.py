@@ -21,7 +21,6 @@ from starlette.routing import Route
 
 from brainycp.config import Rule
 from brainycp.htmlpages import Pages, stylesheet_response
-from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator.actions import ACTIONS, DESTRUCTIVE, taking
 from remediator.console.api import OperatorAPI
@@ -153,8 +152,8 @@ class Console:
             return await asyncio.wait_for(panel_actions.preview(client, rule), self.preview_timeout)
         except TimeoutError:
             return {"error": f"the panel did not answer within {self.preview_timeout:g}s"}
-        except BrainyCPError as exc:
-            return {"error": f"{exc.reason}: {exc.operation}: {exc.detail}"[:300]}
+        except panel_actions.ReadFailed as exc:
+            return {"error": panel_actions.why(exc)[:300]}
 
     async def _request(self, row: ActionRow, preview: bool) -> dict[str, Any]:
         """An action with its detail, the rule it runs with, its selection and a preview."""

@@ -16,7 +16,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from brainycp.lifecycle import AUTHENTICATED
-from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator import operator
 from remediator.journal import JOURNAL_ERRORS, Journal, first_line
@@ -227,8 +226,8 @@ class OperatorRoutes:
         if req.dry_run:
             try:
                 preview = await panel_actions.preview(rem.runner.client(req.panel), req.rule)
-            except BrainyCPError as exc:
-                return 502, {"error": f"{exc.reason}: {exc.operation}: {exc.detail}"[:300]}
+            except panel_actions.ReadFailed as exc:
+                return 502, {"error": panel_actions.why(exc)[:300]}
             action_id = await rem.journal.call(
                 rem.journal.insert, outcome="dry_run",
                 reason=f"manual preview: {preview['verdict']}",
