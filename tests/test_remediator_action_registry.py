@@ -27,8 +27,8 @@ from remediator.manual import ManualError, parse_request
 from remediator.metrics import Stats
 from remediator.notify import matching_now
 from remediator.runner import Runner
+from tests.actions_support import FakePanel, Msg, mid, rule
 from tests.support import REPO
-from tests.test_remediator_actions import FakePanel, Msg, mid, rule
 
 DOCS = REPO / "docs"
 
@@ -71,30 +71,29 @@ def test_every_registered_action_has_a_run_and_verify_scenario_here() -> None:
     assert set(SCENARIOS) == set(ACTIONS)
 
 
+def scenario(name: str, panel_type: type[FakePanel] = FakePanel) -> tuple[FakePanel, Rule]:
+    """A fresh panel on which ``name`` has work to do, and its rule."""
+    extra, state = SCENARIOS[name]
+    return panel_type(**copy.deepcopy(state)), rule(name, **extra)
+
+
 @pytest.mark.parametrize("name", list(ACTIONS))
 def test_every_registered_action_runs_and_its_read_back_verifies_it(name: str) -> None:
-    extra, state = SCENARIOS[name]
-    panel = FakePanel(**copy.deepcopy(state))
-    out: Outcome = asyncio.run(ACTIONS[name].run(panel, rule(name, **extra), _nothing))  # type: ignore[arg-type]
+    panel, asked = scenario(name)
+    out: Outcome = asyncio.run(ACTIONS[name].run(panel, asked, _nothing))  # type: ignore[arg-type]
     assert out.outcome == "succeeded", (name, out)
     # The last call is the read-back that verified the change.
     assert panel.calls[-1][0] in ("list_msg", "count_msg") or panel.calls[-1][1] == "status"
-
-
-@pytest.mark.parametrize("name", list(ACTIONS))
-def test_every_registered_action_is_unverified_when_its_read_back_fails(name: str) -> None:
-    extra, state = SCENARIOS[name]
-    panel = ReadBackFails(**copy.deepcopy(state))
-    out: Outcome = asyncio.run(ACTIONS[name].run(panel, rule(name, **extra), _nothing))  # type: ignore[arg-type]
+    failing, asked = scenario(name, ReadBackFails)
+    out = asyncio.run(ACTIONS[name].run(failing, asked, _nothing))  # type: ignore[arg-type]
     assert out.outcome == "unverified", (name, out)
     assert "the read-back failed: timeout" in out.reason
 
 
 @pytest.mark.parametrize("name", list(ACTIONS))
 def test_every_registered_action_previews_without_changing_anything(name: str) -> None:
-    extra, state = SCENARIOS[name]
-    panel = FakePanel(**copy.deepcopy(state))
-    seen: dict[str, Any] = asyncio.run(ACTIONS[name].preview(panel, rule(name, **extra)))  # type: ignore[arg-type]
+    panel, asked = scenario(name)
+    seen: dict[str, Any] = asyncio.run(ACTIONS[name].preview(panel, asked))  # type: ignore[arg-type]
     assert seen["verdict"]
     assert not [c for c in panel.calls if c[0] in WRITES or c[-1] in WRITES], panel.calls
 

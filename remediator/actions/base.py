@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from brainycp.panel.errors import BrainyCPError
@@ -37,14 +37,7 @@ class MessageRecord:
     answer: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "sender": self.sender,
-            "recipients": self.recipients,
-            "size_bytes": self.size_bytes,
-            "age_seconds": self.age_seconds,
-            "answer": self.answer,
-        }
+        return asdict(self)
 
 
 Confirmed = Callable[[Sequence[MessageRecord], "int | None"], Awaitable[None]]

@@ -4,6 +4,7 @@ read-back that none of them is still queued. ``delete_messages`` is destructive.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from brainycp.panel.errors import PanelAPIError
@@ -11,7 +12,6 @@ from brainycp.queue import MessageFilter, QueueMessage
 from remediator.actions.base import (
     ActionKind,
     Confirmed,
-    MessageRecord,
     Outcome,
     ReadFailed,
     preview_of,
@@ -24,20 +24,14 @@ from remediator.actions.base import (
 if TYPE_CHECKING:
     from brainycp.config import Rule, Selection
     from brainycp.panel.client import MessageCommand, PanelClient
+    from remediator.actions.base import MessageRecord
 
 
 def selection_filter(select: Selection) -> MessageFilter:
-    """The message filter of a rule's ``select``: senders and domains compare as the
-    exporter counts them (exact local part, ASCII-folded domain; see docs/remediation.md)."""
-    return MessageFilter(
-        sender=select.sender,
-        sender_domain=select.sender_domain,
-        recipient_domain=select.recipient_domain,
-        bounce=select.bounce,
-        frozen=select.frozen,
-        older_than=select.older_than,
-        larger_than=select.larger_than,
-    )
+    """The message filter of a rule's ``select`` (same criteria, same names): senders and
+    domains compare as the exporter counts them (exact local part, ASCII-folded domain;
+    see docs/remediation.md)."""
+    return MessageFilter(**select.model_dump())
 
 
 def selected(message: QueueMessage, select: Selection) -> bool:
@@ -105,10 +99,9 @@ async def preview(client: PanelClient, rule: Rule) -> dict[str, Any]:
     return preview_of(reading, verdict if refuses else "")
 
 
-_PARAMS = ("select", "max_messages", "limit")
 DELETE = ActionKind(
     names=("delete_messages",),
-    takes=_PARAMS,
+    takes=("select", "max_messages", "limit"),
     needs=("select",),
     destructive=True,
     idempotent=False,
@@ -116,13 +109,4 @@ DELETE = ActionKind(
     preview=preview,
     done="deleted",
 )
-RESHIP = ActionKind(
-    names=("reship_messages",),
-    takes=_PARAMS,
-    needs=("select",),
-    destructive=False,
-    idempotent=False,
-    run=run,
-    preview=preview,
-    done="reshipped",
-)
+RESHIP = replace(DELETE, names=("reship_messages",), destructive=False, done="reshipped")
