@@ -42,13 +42,10 @@ from typing import Protocol
 from brainycp.config import CircuitBreaker, RateLimit, Rule, Selection
 from remediator.payload import Alert
 
+# An action accepted to run (or previewed), from its acceptance to its end.
+_ACCEPTED = ("pending", "running", "succeeded", "failed", "unverified", "dry_run")
 OUTCOMES = (
-    "pending",
-    "running",
-    "succeeded",
-    "failed",
-    "unverified",
-    "dry_run",
+    *_ACCEPTED,
     "skipped_duplicate",
     "skipped_cooldown",
     "skipped_rate_limit",
@@ -65,17 +62,7 @@ OUTCOMES = (
 )
 # Rows that stand for an action accepted to run (or previewed): they hold cooldown and
 # rate limit. ``cancelled`` only closes the episode (it never reached the panel).
-COUNTING_OUTCOMES = (
-    "pending",
-    "running",
-    "succeeded",
-    "failed",
-    "unverified",
-    "dry_run",
-    "skipped_nothing_to_do",
-    "interrupted",
-    "awaiting_approval",
-)
+COUNTING_OUTCOMES = (*_ACCEPTED, "skipped_nothing_to_do", "interrupted", "awaiting_approval")
 # A denied or expired request closes its episode (nobody is asked twice for one
 # episode) but, having never reached the panel, holds no cooldown or rate limit.
 EPISODE_OUTCOMES = (*COUNTING_OUTCOMES, "cancelled", "denied", "expired")
