@@ -55,9 +55,7 @@ class Remediator:
         stats: Stats,
         notifier: Notifier | None = None,
     ) -> None:
-        self.journal = journal
-        self.runner = runner
-        self.stats = stats
+        self.journal, self.runner, self.stats = journal, runner, stats
         self.web_users = False
         """True while a web config's ``basic_auth_users`` guard the operator routes."""
         self.preview_timeout = PREVIEW_TIMEOUT

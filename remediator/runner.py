@@ -94,11 +94,8 @@ class Runner:
         max_concurrent: int,
         action_timeout: float,
     ) -> None:
-        self.journal = journal
-        self.panels = panels
-        self.rules = rules
-        self.stats = stats
-        self.action_timeout = action_timeout
+        self.journal, self.stats = journal, stats
+        self.panels, self.rules, self.action_timeout = panels, rules, action_timeout
         self._slots = asyncio.Semaphore(max_concurrent)
         self._max_concurrent = max_concurrent
         self._retired: list[PanelClient] = []
