@@ -27,12 +27,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import exporter.cli  # noqa: E402
-from brainycp.config import parse_config  # noqa: E402
 from brainycp.lifecycle import Reloader  # noqa: E402
 from brainycp.simulator.cli import build_app as build_sim  # noqa: E402
 from brainycp.simulator.cli import build_parser as sim_parser  # noqa: E402
 from exporter.cli import WebConfigHolder, build_app  # noqa: E402
 from exporter.poller import Poller, initial_state  # noqa: E402
+from exporter.settings import parse_config  # noqa: E402
 
 
 async def measure(panels: int, scrapes: int) -> None:

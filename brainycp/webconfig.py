@@ -39,7 +39,8 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from brainycp.access import BASIC_AUTH, AuthFailures, Identity, identity, remember
-from brainycp.config import ConfigError, load_yaml, read_config_text
+from brainycp.config.errors import ConfigError
+from brainycp.config.yamlguard import load_yaml, read_config_text
 
 CLIENT_AUTH_TYPES: Mapping[str, ssl.VerifyMode | None] = {
     "NoClientCert": ssl.CERT_NONE,

@@ -18,14 +18,8 @@ from starlette.types import ASGIApp
 
 from brainycp import __version__
 from brainycp.access import AuthFailures
-from brainycp.config import (
-    Config,
-    ConfigError,
-    load_config,
-    parse_listen,
-    parse_shard,
-    split_listen,
-)
+from brainycp.config.errors import ConfigError
+from brainycp.config.values import parse_listen, parse_shard, split_listen
 from brainycp.crossorigin import CrossOriginGuard
 from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader
 from brainycp.listener import Server, open_listener, server_config
@@ -39,6 +33,7 @@ from brainycp.webconfig import (
 from brainycp.webconfig import WebConfigHolder as SharedWebConfigHolder
 from exporter.app import build_registry, create_app, process_registry
 from exporter.poller import Poller, initial_state
+from exporter.settings import Config, load_config
 from exporter.shard import shard_config
 from exporter.state import ExporterState
 
@@ -128,7 +123,7 @@ def reload_config(
     ``exporter.shard`` is used, so changing INDEX/COUNT there moves panels at once.
     """
     try:
-        config = load_config(path, daemon="exporter")
+        config = load_config(path)
         new_web = load_web_config(web_path) if web_path else None
     except ConfigError as exc:
         return exc.errors
@@ -269,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no config file: pass --config FILE or set {CONFIG_ENV}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        config = load_config(args.config, daemon="exporter")
+        config = load_config(args.config)
         listen = parse_listen(args.listen) if args.listen else config.exporter.listen
         web = load_web_config(args.web_config) if args.web_config else None
     except ConfigError as exc:

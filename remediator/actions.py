@@ -12,11 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from brainycp.config import Rule, Selection
 from brainycp.panel.client import MessageCommand, PanelClient
 from brainycp.panel.errors import BrainyCPError, PanelAPIError
 from brainycp.queue import QueueMessage, iter_messages, summarize
 from remediator.journal import MessageRecord
+from remediator.settings.rules import Rule, Selection
 
 
 @dataclass(frozen=True)

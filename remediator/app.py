@@ -30,7 +30,6 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from brainycp.asgiguard import QueryGuard
-from brainycp.config import Config, Rule, WebhookAuth
 from brainycp.lifecycle import AUTHENTICATED
 from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
@@ -55,6 +54,9 @@ from remediator.planner import (
     plan,
 )
 from remediator.runner import Runner
+from remediator.settings.config import Config
+from remediator.settings.rules import Rule
+from remediator.settings.webhook import WebhookAuth
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_LIMIT = 10000

@@ -23,15 +23,8 @@ from starlette.types import ASGIApp, Scope
 
 from brainycp import __version__
 from brainycp.access import NO_AUTH, WEBHOOK_CREDENTIALS, AuthFailures, Identity, identity
-from brainycp.config import (
-    Config,
-    ConfigError,
-    RemediatorConfig,
-    Rule,
-    load_config,
-    parse_listen,
-    split_listen,
-)
+from brainycp.config.errors import ConfigError
+from brainycp.config.values import parse_listen, split_listen
 from brainycp.crossorigin import CrossOriginGuard
 from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader, header
 from brainycp.listener import Server, open_listener
@@ -51,6 +44,8 @@ from remediator.metrics import Stats
 from remediator.runcmd import SUMMARY as RUN_SUMMARY
 from remediator.runcmd import run_command
 from remediator.runner import Runner
+from remediator.settings.config import Config, RemediatorConfig, load_config
+from remediator.settings.rules import Rule
 
 log = logging.getLogger("remediator")
 
@@ -215,7 +210,7 @@ class Lifecycle(WebConfigHolder):
         if self.config_path is None:
             return ["no config file to reload"]
         try:
-            config = load_config(self.config_path, daemon="remediator")
+            config = load_config(self.config_path)
             web = load_web_config(self.web_path) if self.web_path else None
         except ConfigError as exc:
             return exc.errors
@@ -529,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --config FILE is required (or set BRAINYCP_MAIL_CONFIG)", file=sys.stderr)
         return 2
     try:
-        config = load_config(args.config, daemon="remediator")
+        config = load_config(args.config)
         if args.listen:
             parse_listen(args.listen)
         web = load_web_config(args.web_config) if args.web_config else None

@@ -27,11 +27,13 @@ from typing import Any, Literal
 import httpx
 
 from brainycp import __version__
-from brainycp.config import SERVICE_ACTIONS, NotifyTarget, Rule, WebhookAuth
 from brainycp.panel.client import PanelClient
 from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator import chat
+from remediator.settings.rules import SERVICE_ACTIONS, Rule
+from remediator.settings.targets import NotifyTarget
+from remediator.settings.webhook import WebhookAuth
 
 log = logging.getLogger("remediator.notify")
 

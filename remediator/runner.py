@@ -27,11 +27,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from brainycp.config import PanelConfig, Rule
+from brainycp.config.panels import PanelConfig
 from brainycp.panel.client import PanelClient
 from remediator import actions
 from remediator.journal import JOURNAL_ERRORS, Journal
 from remediator.metrics import Stats
+from remediator.settings.rules import Rule
 
 log = logging.getLogger("remediator.runner")
 T = TypeVar("T")

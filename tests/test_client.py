@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from brainycp.config import ConfigError, PanelConfig, parse_config
+from brainycp.config.errors import ConfigError
+from brainycp.config.loader import parse_config
+from brainycp.config.panels import PanelConfig
 from brainycp.panel.client import PanelClient
 from brainycp.panel.connection import READ_HIGH_WATER
 from brainycp.panel.errors import BrainyCPError, PanelAPIError

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from brainycp.config import PanelConfig, Rule, parse_config
+from brainycp.config.loader import parse_config
+from brainycp.config.panels import PanelConfig
 from brainycp.panel.answers import ActionResult, QueueListing, ServiceStatus
 from brainycp.panel.errors import PanelAPIError, PanelResponseTooLarge, PanelTimeout
 from remediator import actions
+from remediator.settings.rules import Rule
 
 
 @dataclass

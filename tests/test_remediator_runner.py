@@ -9,11 +9,12 @@ from collections import Counter
 import pytest
 from pydantic import SecretStr
 
-from brainycp.config import PanelConfig, Rule, StatusPatterns
+from brainycp.config.panels import PanelConfig, StatusPatterns
 from remediator import actions
 from remediator.journal import Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
+from remediator.settings.rules import Rule
 
 RULE = Rule.model_validate({"name": "r", "matchers": ['alertname="X"'], "action": "delete_frozen"})
 

@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from brainycp.config import parse_config
 from remediator import notify
 from remediator.app import Remediator
 from remediator.journal import Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
+from remediator.settings.config import parse_config
 from tests.remediator_support import am_alert, notification
 from tests.trust_support import Receiver
 
@@ -201,8 +201,8 @@ def test_the_status_page_shows_the_brakes_and_what_awaits_approval(tmp_path: Pat
 
 
 def test_check_config_says_which_rules_need_approval() -> None:
-    from brainycp.config import Rule
     from remediator.cli import describe_rule
+    from remediator.settings.rules import Rule
 
     rule = Rule.model_validate(
         {"name": "contain-spam-sender", "matchers": ['alertname="BrainyCPMailSenderSurge"'],

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from brainycp.config import PanelConfig, parse_config
+from brainycp.config.loader import parse_config
+from brainycp.config.panels import PanelConfig
 from brainycp.panel.client import PanelClient
 from brainycp.panel.errors import BrainyCPError
 from brainycp.queue import summarize

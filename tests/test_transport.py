@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brainycp.config import parse_config
+from brainycp.config.loader import parse_config
 from brainycp.panel.client import PanelClient
 from brainycp.panel.connection import Connection
 from brainycp.panel.decoding import DECODE_STEP, ContentDecoder, DecodeError, DecodeLimit

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from brainycp.config import ConfigError
+from brainycp.config.errors import ConfigError
 from brainycp.listener import subject_name
 from brainycp.webconfig import (
     BasicAuth,

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import httpx
 
 from brainycp import __version__
-from brainycp.config import DAEMONS, PanelConfig
+from brainycp.config.panels import DAEMONS, PanelConfig
 from brainycp.panel.answers import (
     ActionResult,
     QueueListing,

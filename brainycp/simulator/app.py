@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from brainycp.config import zone_of
+from brainycp.config.values import zone_of
 from brainycp.simulator import render
 from brainycp.simulator.state import DAEMONS, PanelState
 

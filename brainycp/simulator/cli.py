@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from brainycp import __version__
-from brainycp.config import split_listen, zone_of
+from brainycp.config.values import split_listen, zone_of
 from brainycp.logsetup import setup_logging
 from brainycp.simulator import mta
 from brainycp.simulator.app import Panel, SimSettings, SimulatorApp, User

@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from brainycp.config import MESSAGE_ACTIONS, SERVICE_ACTIONS, Rule
 from brainycp.htmlpages import Pages, stylesheet_response
 from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
@@ -28,8 +27,9 @@ from remediator.console.auth import PREFIX, signed_in_user
 from remediator.console.forms import FormError, read_form
 from remediator.console.manual_form import ManualForm
 from remediator.journal import JOURNAL_ERRORS, ActionRow
-from remediator.manual import DESTRUCTIVE, MANUAL_RULE, rule_for_row
+from remediator.manual import MANUAL_RULE, rule_for_row
 from remediator.planner import OUTCOMES
+from remediator.settings.rules import DESTRUCTIVE_ACTIONS, MESSAGE_ACTIONS, SERVICE_ACTIONS, Rule
 
 if TYPE_CHECKING:
     from remediator.app import Remediator
@@ -305,7 +305,7 @@ class Console:
             "manual_actions": list(settings.actions),
             "max_messages": settings.max_messages,
             "panels": sorted(self.rem.config.panels),
-            "destructive": DESTRUCTIVE,
+            "destructive": DESTRUCTIVE_ACTIONS,
             "service_actions": SERVICE_ACTIONS,
             "message_actions": MESSAGE_ACTIONS,
         }
