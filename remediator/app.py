@@ -29,8 +29,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from brainycp.asgiguard import QueryGuard
-from brainycp.lifecycle import AUTHENTICATED
+from brainycp.daemon.asgiguard import QueryGuard
+from brainycp.daemon.reload import AUTHENTICATED
 from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator.journal import JOURNAL_ERRORS, Batch, Journal

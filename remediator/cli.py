@@ -7,35 +7,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import fcntl
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Scope
 
 from brainycp import __version__
-from brainycp.access import NO_AUTH, WEBHOOK_CREDENTIALS, AuthFailures, Identity, identity
-from brainycp.config.errors import ConfigError
-from brainycp.config.values import parse_listen, split_listen
-from brainycp.crossorigin import CrossOriginGuard
-from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader, header
-from brainycp.listener import Server, open_listener
-from brainycp.listener import server_config as listener_config
-from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
-from brainycp.webconfig import (
-    BasicAuthMiddleware,
-    WebConfig,
-    WebConfigHolder,
-    load_web_config,
+from brainycp.config.values import split_listen
+from brainycp.daemon.access import NO_AUTH, WEBHOOK_CREDENTIALS, AuthFailures, Identity, identity
+from brainycp.daemon.listener import open_listener
+from brainycp.daemon.logsetup import setup_logging
+from brainycp.daemon.reload import OpsMiddleware, Reloader, reload_files
+from brainycp.daemon.responses import header
+from brainycp.daemon.server import HttpService, guarded
+from brainycp.daemon.startup import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_daemon_flags,
+    load_at_start,
+    run_daemon,
 )
+from brainycp.daemon.webconfig import WebConfig, WebConfigHolder
 from remediator.app import Remediator, authorized
 from remediator.console import Console, mount
 from remediator.journal import JOURNAL_ERRORS, SCHEMA_VERSION, Journal, JournalError
@@ -101,33 +99,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"commands:\n  run    {RUN_SUMMARY}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--config",
-        default=os.environ.get("BRAINYCP_MAIL_CONFIG"),
-        help="YAML config file (default: $BRAINYCP_MAIL_CONFIG)",
+    add_daemon_flags(
+        parser,
+        section="remediator",
+        web_config_help="TLS and basic auth for every endpoint but /webhook (exporter-toolkit"
+        " format)",
+        check_config_help="validate the config, list each rule and what it would do, and exit",
     )
-    parser.add_argument("--listen", help="HOST:PORT to serve on (default: remediator.listen)")
-    parser.add_argument(
-        "--web.config.file",
-        dest="web_config",
-        metavar="FILE",
-        help="TLS and basic auth for every endpoint but /webhook (exporter-toolkit format)",
-    )
-    parser.add_argument(
-        "--check-config",
-        action="store_true",
-        help="validate the config, list each rule and what it would do, and exit",
-    )
-    parser.add_argument(
-        "--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged"
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        default="text",
-        help="text (one line a record) or json (one object a line)",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
@@ -172,14 +150,14 @@ class Lifecycle(WebConfigHolder):
         *,
         cli_listen: bool = False,
     ) -> None:
-        super().__init__(web, log)
+        failures = AuthFailures("brainycp_remediator_http_auth_failures", "remediator")
+        super().__init__(web, log, path=web_path, failures=failures)
         self.remediator = remediator
         self.config_path = config_path
-        self.web_path = web_path
         self.cli_listen = cli_listen
         self.reloader = Reloader(self.reload)
         self.gate: OpsMiddleware | None = None
-        self.failures = AuthFailures("brainycp_remediator_http_auth_failures", "remediator")
+        self.failures: AuthFailures = failures
         remediator.use_web_users(bool(self.auth.users))  # approve/deny lines: curl -u
 
     async def authorize(self, scope: Scope) -> Identity | None:
@@ -207,19 +185,17 @@ class Lifecycle(WebConfigHolder):
     def reload(self) -> list[str]:
         """Re-read the config and the web config and apply all of it between
         notifications; else apply nothing and return the problems."""
-        if self.config_path is None:
-            return ["no config file to reload"]
-        try:
-            config = load_config(self.config_path)
-            web = load_web_config(self.web_path) if self.web_path else None
-        except ConfigError as exc:
-            return exc.errors
+        return reload_files(
+            self.config_path,
+            load_config,
+            self,
+            refuse=lambda config: self._restart_only(config.remediator),
+            apply=self._apply,
+            logger=log,
+        )
+
+    def _apply(self, config: Config) -> None:
         new = config.remediator
-        problems = self._restart_only(new) + self.problems(web)
-        if problems or (problems := self.use_web(web)):
-            return problems
-        for warning in config.warnings:
-            log.warning("config: %s", warning)
         # --listen may differ from the file's listen; the running one stays.
         pinned = dataclasses.replace(new, listen=self.remediator.rconfig.listen)
         self.remediator.reconfigure(dataclasses.replace(config, remediator=pinned))
@@ -229,7 +205,6 @@ class Lifecycle(WebConfigHolder):
         log.info(
             "%d rules, %d panels", len(new.rules), len(config.panels), extra={"trigger": "reload"}
         )
-        return []
 
     def app(self) -> ASGIApp:
         """The remediator's app behind reload, the state gate, the console, basic auth, the
@@ -248,16 +223,14 @@ class Lifecycle(WebConfigHolder):
         # The console's pages (/console/) sit beside the gate: they act only for a
         # web-config user whom basic auth verified, whatever the gate accepts.
         pages = mount(Console(self.remediator), self.gate)
-        guarded = BasicAuthMiddleware(
+        return guarded(
             pages,
-            self.auth,
+            self,
+            self.remediator.registry,
             realm="brainycp-mail-remediator",
             open_paths={"/webhook"},
-            failures=self.failures,
+            trusted=lambda: (self.remediator.external_url,),
         )
-        same_site = CrossOriginGuard(guarded, trusted=lambda: (self.remediator.external_url,))
-        self.remediator.registry.register(same_site.collector())
-        return GZipMiddleware(same_site, minimum_size=1024, compresslevel=GZIP_LEVEL)
 
 
 async def serve(
@@ -281,7 +254,7 @@ async def serve(
     """
     listener = open_listener(host, port, log)
     if listener is None:
-        return 1
+        return EXIT_FAILED
     rconfig = config.remediator
     journal = await open_journal(rconfig)
     if isinstance(journal, int):
@@ -316,55 +289,52 @@ async def serve(
         if rconfig.journal_retention > 0
         else None
     )
-    uconfig = listener_config(lifecycle.app(), host=host, port=port, timeout_graceful_shutdown=5)
-    lifecycle.load_listener(uconfig)
-    server = Server(uconfig)
-    loop = asyncio.get_running_loop()
-    lifecycle.reloader.install(loop)
 
     def stop(signame: str) -> None:
-        if not server.should_exit:
+        if not http.stopping:
             log.info(
                 "%s: stopping; running actions get up to %gs to finish",
                 signame,
                 remediator.rconfig.shutdown_grace,
             )
         runner.stop_starting()
-        server.should_exit = True
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop, sig.name)
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
-    leases: asyncio.Task[None] | None = None
-    while not server.started and not serving.done():
-        await asyncio.sleep(0.01)
-    if server.started:
-        log.info(
-            "remediator %s listening on %s:%d, %d rules, %d panels",
-            __version__,
-            host,
-            port,
-            len(rules),
-            len(config.panels),
-        )
-        await adopt.resumed(resumed)
-        if journal.shared:
-            leases = asyncio.create_task(keep_leases(journal, adopt, stats))
-    try:
-        await serving
-    finally:
-        expiring.cancel()
-        await asyncio.gather(expiring, return_exceptions=True)
-        for task in (pruning, leases):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        # The value in force now: shutdown_grace applies at reload.
-        finished, cut_off = await runner.drain(remediator.rconfig.shutdown_grace)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        await remediator.notifier.close()
-        journal.close()
+    http = HttpService(
+        lifecycle.app(),
+        listener,
+        lifecycle,
+        lifecycle.reloader,
+        host=host,
+        port=port,
+        shutdown_seconds=5,
+        on_stop=stop,
+    )
+    async with http:
+        serving = asyncio.create_task(http.serve())
+        leases: asyncio.Task[None] | None = None
+        if await http.wait_started(serving):
+            log.info(
+                "remediator %s listening on %s:%d, %d rules, %d panels",
+                __version__,
+                host,
+                port,
+                len(rules),
+                len(config.panels),
+            )
+            await adopt.resumed(resumed)
+            if journal.shared:
+                leases = asyncio.create_task(keep_leases(journal, adopt, stats))
+        try:
+            await serving
+        finally:
+            for task in (expiring, pruning, leases):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+            # The value in force now: shutdown_grace applies at reload.
+            finished, cut_off = await runner.drain(remediator.rconfig.shutdown_grace)
+            await remediator.notifier.close()
+            journal.close()
     if finished or cut_off:
         log.info(
             "stopped: %d running actions finished, %d cut off at shutdown_grace "
@@ -520,21 +490,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["run"]:
         return run_command(argv[1:], lock_state_file)
     args = _parser().parse_args(argv)
-    if not args.config:
-        print("error: --config FILE is required (or set BRAINYCP_MAIL_CONFIG)", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args.config)
-        if args.listen:
-            parse_listen(args.listen)
-        web = load_web_config(args.web_config) if args.web_config else None
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"--listen: {exc}", file=sys.stderr)
-        return 2
+    start = load_at_start(args, load_config, lambda config: config.remediator.listen)
+    if isinstance(start, int):
+        return start
+    config = start.config
     rconfig = config.remediator
     if args.check_config:
         print(f"config OK: {len(config.panels)} panels, {len(rconfig.rules)} rules")
@@ -544,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("warning: remediator.insecure_no_auth: the webhook accepts anyone")
         for rule in rconfig.rules:
             print(describe_rule(rule, rconfig.dry_run))
-        return 0
+        return EXIT_OK
     setup_logging(args.log_level, args.log_format)
     for warning in config.warnings:
         log.warning("config: %s", warning)
@@ -555,44 +514,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if rconfig.dry_run:
         log.warning("dry_run is on: no action changes anything on a panel")
-    host, port = split_listen(args.listen or rconfig.listen)
+    host, port = split_listen(start.listen)
+
+    def run() -> int:
+        return run_daemon(
+            serve(
+                config,
+                host,
+                port,
+                config_path=args.config,
+                web_path=args.web_config,
+                web=start.web,
+                cli_listen=args.listen is not None,
+            )
+        )
+
     if rconfig.journal is not None:
         # PostgreSQL: replicas share the journal; leases, not a lock file, keep them apart.
-        with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(
-                serve(
-                    config,
-                    host,
-                    port,
-                    config_path=args.config,
-                    web_path=args.web_config,
-                    web=web,
-                    cli_listen=args.listen is not None,
-                )
-            )
-        return 0
+        return run()
     try:
         lock = lock_state_file(rconfig.state_file)
     except OSError as exc:
         log.error("cannot lock the journal %s: %s", rconfig.state_file, exc.strerror or exc)
-        return 1
+        return EXIT_FAILED
     if lock is None:
         log.error("cannot lock the journal %s: another remediator is using it", rconfig.state_file)
-        return 1
+        return EXIT_FAILED
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(
-                serve(
-                    config,
-                    host,
-                    port,
-                    config_path=args.config,
-                    web_path=args.web_config,
-                    web=web,
-                    cli_listen=args.listen is not None,
-                )
-            )
-        return 0
+        return run()
     finally:
         os.close(lock)
 

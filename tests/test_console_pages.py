@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from brainycp.config.errors import ConfigError
-from brainycp.crossorigin import cross_origin_reason
-from brainycp.htmlpages import CONTENT_SECURITY_POLICY
-from brainycp.webconfig import WebConfig
+from brainycp.daemon.crossorigin import cross_origin_reason
+from brainycp.daemon.htmlpages import CONTENT_SECURITY_POLICY
+from brainycp.daemon.webconfig import WebConfig
 from exporter.fleet import FleetView
 from exporter.settings import parse_config
 from exporter.state import ExporterState, PanelState

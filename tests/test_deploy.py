@@ -278,7 +278,7 @@ def test_the_wheel_built_from_the_sdist_holds_the_packages_and_their_files(dists
         names = set(wheel.namelist())
     assert not [n for n in names if n.startswith("tests/")]
     for needed in (
-        "brainycp/templates/base.html",
+        "brainycp/daemon/templates/base.html",
         "exporter/templates/fleet.html",
         "brainycp/py.typed",
         "remediator/cli.py",

@@ -90,7 +90,7 @@ def doctor(sims: Sims, panels: dict[str, Any], *args: str, **defaults: Any) -> t
     path = sims.tmp / f"config-{len(list(sims.tmp.iterdir()))}.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     proc = subprocess.run(
-        [PYTHON, "-m", "brainycp.doctor", "--config", str(path), *args],
+        [PYTHON, "-m", "brainycp.tools.doctor", "--config", str(path), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -330,7 +330,7 @@ def test_a_config_broken_as_a_whole_or_an_unknown_panel_exits_2(sims: Sims) -> N
         path = sims.tmp / "broken.yml"
         path.write_text(text)
         proc = subprocess.run(
-            [PYTHON, "-m", "brainycp.doctor", "--config", str(path)],
+            [PYTHON, "-m", "brainycp.tools.doctor", "--config", str(path)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -338,7 +338,7 @@ def test_a_config_broken_as_a_whole_or_an_unknown_panel_exits_2(sims: Sims) -> N
         assert proc.returncode == 2, proc.stderr
         assert "broken.yml" in proc.stderr or "appears twice" in proc.stderr
     proc = subprocess.run(
-        [PYTHON, "-m", "brainycp.doctor", "--config", str(sims.tmp / "no-such.yml")],
+        [PYTHON, "-m", "brainycp.tools.doctor", "--config", str(sims.tmp / "no-such.yml")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from brainycp.config.loader import parse_config
-from brainycp.doctor import Doctor, Report, certificate_facts
+from brainycp.tools.doctor import Doctor, Report, certificate_facts
 from tests.panel_support import TLS, Script, always, answer, run, serving
 
 UTC = datetime.UTC

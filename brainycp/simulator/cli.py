@@ -14,7 +14,7 @@ import uvicorn
 
 from brainycp import __version__
 from brainycp.config.values import split_listen, zone_of
-from brainycp.logsetup import setup_logging
+from brainycp.daemon.logsetup import setup_logging
 from brainycp.simulator import mta
 from brainycp.simulator.app import Panel, SimSettings, SimulatorApp, User
 from brainycp.simulator.state import (

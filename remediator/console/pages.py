@@ -1,6 +1,6 @@
 """The operator console's pages: waiting for a decision, brakes, history, an action, manual.
 
-Every page is rendered on the server (:mod:`brainycp.htmlpages`); every change goes
+Every page is rendered on the server (:mod:`brainycp.daemon.htmlpages`); every change goes
 through the JSON API's own handlers (:mod:`remediator.console.api`) with the signed-in
 user as ``by``; reads go to the journal, off the event loop where it has its own thread.
 """
@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from brainycp.htmlpages import Pages, stylesheet_response
+from brainycp.daemon.htmlpages import Pages, stylesheet_response
 from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator.console.api import OperatorAPI

@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from brainycp.webconfig import send_json
+from brainycp.daemon.responses import send_json
 
 log = logging.getLogger("brainycp.crossorigin")
 
