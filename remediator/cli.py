@@ -327,14 +327,24 @@ async def serve(
         try:
             await serving
         finally:
-            for task in (expiring, pruning, leases):
-                if task is not None:
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
-            # The value in force now: shutdown_grace applies at reload.
-            finished, cut_off = await runner.drain(remediator.rconfig.shutdown_grace)
-            await remediator.notifier.close()
-            journal.close()
+            await wind_down(remediator, journal, (expiring, pruning, leases))
+    log.info("remediator stopped")
+    return EXIT_OK
+
+
+async def wind_down(
+    remediator: Remediator, journal: Journal, tasks: Sequence[asyncio.Task[None] | None]
+) -> None:
+    """After the listener closed: cancel the background ``tasks``, give running actions
+    ``shutdown_grace`` (the value in force now) to finish, send what notifications can
+    still go, and close the journal."""
+    for task in tasks:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finished, cut_off = await remediator.runner.drain(remediator.rconfig.shutdown_grace)
+    await remediator.notifier.close()
+    journal.close()
     if finished or cut_off:
         log.info(
             "stopped: %d running actions finished, %d cut off at shutdown_grace "
@@ -342,8 +352,6 @@ async def serve(
             finished,
             cut_off,
         )
-    log.info("remediator stopped")
-    return 0
 
 
 async def open_journal(rconfig: RemediatorConfig) -> Journal | int:

@@ -346,6 +346,28 @@ def test_a_config_broken_as_a_whole_or_an_unknown_panel_exits_2(sims: Sims) -> N
     assert proc.returncode == 2 and "cannot read the config file" in proc.stderr
 
 
+def test_a_broken_daemon_section_does_not_stop_the_doctor(sims: Sims) -> None:
+    """The doctor reads only the shared sections: a daemon's own section is that
+    daemon's to check (its --check-config), not a reason to leave the panels unchecked."""
+    config = {
+        "defaults": {"username": "admin", "password_file": str(sims.password_file)},
+        "panels": {"web01": {"url": f"{sims.http}/panel/web01/api/api.php"}},
+        "exporter": {"interval": "soon"},
+        "remediator": {"rules": [{"name": "r", "action": "nope"}]},
+    }
+    path = sims.tmp / "daemon-sections.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = subprocess.run(
+        [PYTHON, "-m", "brainycp.tools.doctor", "--config", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (report,) = json.loads(proc.stdout)
+    assert report["panel"] == "web01" and report["ok"] is True
+
+
 def test_the_doctor_sends_only_read_operations(sims: Sims) -> None:
     before = httpx.get(f"{sims.http}/panel/web01/_sim/state").json()
     code, _ = doctor(sims, {"web01": {"url": f"{sims.http}/panel/web01/api/api.php"}})

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from brainycp.config.errors import ConfigError
-from brainycp.daemon.listener import subject_name
 from brainycp.daemon.basicauth import BasicAuth, Checked, bcrypt_cost
+from brainycp.daemon.listener import subject_name
 from brainycp.daemon.webconfig import WebConfigHolder, apply_tls, parse_web_config
 from tests.remediator_support import TOKEN, write_config
 from tests.support import (

@@ -472,36 +472,7 @@ class SimulatorApp:
             return {"error": 0, "message": text("all_deleted"), "detail": output}
 
         if operation == "controll_msg":
-            message_id = params.get("id", "").strip()
-            command = params.get("command", "")
-            if not message_id:
-                return {"error": 101, "mess": text("no_id")}
-            if command not in ("delete", "reship"):
-                return {"error": 100, "mess": text("bad_command")}
-            if command == "reship":
-                if self.settings.no_relay:
-                    return {"error": 102, "mess": text("no_relay")}
-                found = state.reship(message_id)
-                output = ""
-                if not found and flavour == "exim":
-                    output = f"Spool read error for {message_id}-H: No such file or directory\n"
-                return {"error": 0, "mess": text("msg_reshipped"), "detail": output}
-            found = state.delete(message_id)
-            if flavour == "exim":
-                if found:
-                    output = render.removed_lines("exim", [message_id])
-                elif not _EXIM_ID.fullmatch(message_id):
-                    # tests/fixtures/exim-Mrm-malformed.txt: exim refuses the id outright.
-                    output = f"exim: malformed message id {message_id} after -Mrm option\n"
-                else:
-                    output = render.exim_missing(message_id)
-            else:
-                output = (
-                    render.removed_lines("postfix", [message_id])
-                    if found
-                    else render.postsuper_total(0)
-                )
-            return {"error": 0, "mess": text("msg_deleted"), "detail": output}
+            return self.control_message(state, params, text)
 
         # clamav / spamassassin
         command = params.get("command", "")
@@ -518,6 +489,42 @@ class SimulatorApp:
             "mess": text(key),
             "detail": render.daemon_status(operation, daemon, state, wall_now),
         }
+
+    def control_message(
+        self, state: PanelState, params: dict[str, str], text: Callable[[str], str]
+    ) -> dict[str, Any]:
+        """``controll_msg``: delete or reship one message, with what the MTA prints."""
+        flavour = state.flavour
+        message_id = params.get("id", "").strip()
+        command = params.get("command", "")
+        if not message_id:
+            return {"error": 101, "mess": text("no_id")}
+        if command not in ("delete", "reship"):
+            return {"error": 100, "mess": text("bad_command")}
+        if command == "reship":
+            if self.settings.no_relay:
+                return {"error": 102, "mess": text("no_relay")}
+            found = state.reship(message_id)
+            output = ""
+            if not found and flavour == "exim":
+                output = f"Spool read error for {message_id}-H: No such file or directory\n"
+            return {"error": 0, "mess": text("msg_reshipped"), "detail": output}
+        found = state.delete(message_id)
+        if flavour == "exim":
+            if found:
+                output = render.removed_lines("exim", [message_id])
+            elif not _EXIM_ID.fullmatch(message_id):
+                # tests/fixtures/exim-Mrm-malformed.txt: exim refuses the id outright.
+                output = f"exim: malformed message id {message_id} after -Mrm option\n"
+            else:
+                output = render.exim_missing(message_id)
+        else:
+            output = (
+                render.removed_lines("postfix", [message_id])
+                if found
+                else render.postsuper_total(0)
+            )
+        return {"error": 0, "mess": text("msg_deleted"), "detail": output}
 
     # ------------------------------------------------------------------ control API
 
@@ -552,7 +559,7 @@ class SimulatorApp:
                 added = state.add_messages(**_queue_args(data))
                 return JSONResponse({"added": added, "queue": state.summary()})
             if what == "daemon" and method == "POST":
-                for name, value in _daemon_args(data).items():
+                for name, value in daemon_args(data).items():
                     state.set_daemon(name, value)
                 return JSONResponse({"daemons": _daemons(state)})
             if what == "pause" and method == "POST":
@@ -623,7 +630,7 @@ def _queue_args(data: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def _daemon_args(data: dict[str, Any]) -> dict[str, bool]:
+def daemon_args(data: dict[str, Any]) -> dict[str, bool]:
     out: dict[str, bool] = {}
     for name, value in data.items():
         if name not in DAEMONS:

@@ -14,7 +14,7 @@ import uvicorn
 
 from brainycp import __version__
 from brainycp.config.values import split_listen, zone_of
-from brainycp.daemon.logsetup import setup_logging
+from brainycp.daemon.logsetup import LOG_LEVELS, setup_logging
 from brainycp.simulator import mta
 from brainycp.simulator.app import Panel, SimSettings, SimulatorApp, User
 from brainycp.simulator.state import (
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="brainycp-panel-sim",
         description="A fake BrainyCP panel (mail API) for tests and demos.",
     )
-    parser.add_argument("--version", action="version", version=f"brainycp-panel-sim {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--listen",
         type=_listen,
@@ -154,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="delay added to every API call (default 0)",
     )
+    _add_panel_flags(parser)
+    parser.add_argument(
+        "--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)"
+    )
+    parser.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    _add_mta_flags(parser)
+    return parser
+
+
+def _add_panel_flags(parser: argparse.ArgumentParser) -> None:
+    """Which panels to serve and how their API behaves."""
     parser.add_argument(
         "--panel",
         type=parse_panel,
@@ -195,13 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="credential fields the panels read: username/password, login/pass, or either "
         "(default both)",
     )
-    parser.add_argument(
-        "--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)"
-    )
-    parser.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
-    parser.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
-    )
+
+
+def _add_mta_flags(parser: argparse.ArgumentParser) -> None:
+    """``--mta exim`` and how to run this machine's Exim."""
     real = parser.add_argument_group(
         "real MTA", "--mta exim: one panel whose mail operations run this machine's Exim"
     )
@@ -237,7 +246,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"limit for each Exim command (default {mta.DEFAULT_TIMEOUT:g})",
     )
-    return parser  # fmt: skip
 
 
 def build_app(args: argparse.Namespace) -> SimulatorApp:

@@ -43,8 +43,8 @@ from brainycp.simulator.app import (
     Scope,
     Send,
     User,
-    _daemon_args,
     contract_refusal,
+    daemon_args,
     panel_text,
 )
 from brainycp.simulator.state import SCENARIO_TABLE, PanelState
@@ -387,7 +387,7 @@ class EximPanelApp:
                 data = json.loads(await request.body() or b"{}")
                 if not isinstance(data, dict):
                     raise ValueError("the body must be a JSON object")
-                for name, running in _daemon_args(data).items():
+                for name, running in daemon_args(data).items():
                     self.daemons.set_daemon(name, running)
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
