@@ -187,7 +187,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
         Alert(
             "BrainyCPPanelDown",
             "brainycp_up == 0",
-            "BrainyCP panel {{ $labels.panel }} does not answer the exporter",
+            "BrainyCP panel {{ $labels.panel }} does not answer the exporter.",
             "The exporter cannot read the mail queue of panel {{ $labels.panel }} "
             "(brainycp_up = {{ $value }}): its count_msg poll fails. Queue alerts for this "
             'panel are held back while it is down; brainycp_poll_errors_total{panel="'
@@ -197,7 +197,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             "BrainyCPExporterPollStale",
             f"time() - brainycp_poll_last_success_timestamp_seconds > {number(stale, 'max_age')}"
             f"\n{PANEL_UP}",
-            "The {{ $labels.operation }} poll of panel {{ $labels.panel }} is stale",
+            "A poll of panel {{ $labels.panel }} is stale.",
             "The last successful {{ $labels.operation }} poll of panel {{ $labels.panel }} "
             "was {{ $value | humanizeDuration }} ago although the panel answers count_msg; "
             "the metrics that come from it are old or gone.",
@@ -207,7 +207,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             # absent(): no target of the job at all (removed, or the job renamed) is as
             # blind as a failing scrape.
             f'up{{job="{exporter_job}"}} == 0\nor absent(up{{job="{exporter_job}"}})',
-            "Prometheus cannot scrape the brainycp-mail exporter",
+            "Prometheus cannot scrape the brainycp-mail exporter.",
             f"Prometheus has no successful scrape of job {exporter_job} ("
             "{{ if $labels.instance }}up = {{ $value }} at {{ $labels.instance }}"
             "{{ else }}no target of the job is left{{ end }}): the panels it polls get no "
@@ -218,7 +218,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             # Not absent(): the remediator is optional; only a configured target that
             # fails counts.
             f'up{{job="{remediator_job}"}} == 0',
-            "Prometheus cannot scrape the brainycp-mail remediator",
+            "Prometheus cannot scrape the brainycp-mail remediator.",
             f"Prometheus has no successful scrape of job {remediator_job} at "
             "{{ $labels.instance }} (up = {{ $value }}): alerts routed to the remediator "
             "are not being remediated.",
@@ -226,7 +226,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
         Alert(
             "BrainyCPMailQueueHigh",
             f"brainycp_mail_queue_messages > {queue_high}\n{PANEL_UP}",
-            "Mail queue of {{ $labels.panel }} is high",
+            "Mail queue of {{ $labels.panel }} is high.",
             "Panel {{ $labels.panel }} has {{ $value | humanize }} queued messages "
             f"(threshold {queue_high}).",
         ),
@@ -234,7 +234,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             growing,
             f"predict_linear(brainycp_mail_queue_messages[{window}], {number(horizon, 'h')})"
             f" > {queue_high}\nand brainycp_mail_queue_messages <= {queue_high}\n{PANEL_UP}",
-            "Mail queue of {{ $labels.panel }} will be high within " + human(horizon),
+            "Mail queue of {{ $labels.panel }} will be high within " + human(horizon) + ".",
             "At the rate of the last "
             + str(window)
             + ", the queue of panel {{ $labels.panel }} is forecast at "
@@ -245,7 +245,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
         Alert(
             "BrainyCPMailFrozenMessages",
             f"brainycp_mail_queue_frozen_messages > {frozen}\n{PANEL_UP}",
-            "Frozen messages on {{ $labels.panel }}",
+            "Frozen messages on {{ $labels.panel }}.",
             "Panel {{ $labels.panel }} has {{ $value | humanize }} frozen messages in its "
             f"Exim queue (threshold {frozen}).",
         ),
@@ -254,14 +254,14 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             "brainycp_mail_queue_message_age_seconds_gcount\n"
             "  - ignoring(le) brainycp_mail_queue_message_age_seconds_bucket"
             f'{{le="{float(older_than)!r}"}}\n> {old_above}\n{PANEL_UP}',
-            f"Messages older than {old_label} in the queue of " + "{{ $labels.panel }}",
+            f"Messages older than {old_label} in the queue of " + "{{ $labels.panel }}.",
             "Panel {{ $labels.panel }} has {{ $value | humanize }} messages queued for more "
             f"than {old_label} (threshold {old_above}).",
         ),
         Alert(
             "BrainyCPMailBouncesPiling",
             f"brainycp_mail_queue_bounce_messages > {bounces}\n{PANEL_UP}",
-            "Bounces are piling up on {{ $labels.panel }}",
+            "Bounces are piling up on {{ $labels.panel }}.",
             "Panel {{ $labels.panel }} has {{ $value | humanize }} queued bounces "
             f"(sender <>; threshold {bounces}).",
         ),
@@ -272,7 +272,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             f"and {sender_messages}\n"
             f"  / on(panel, job, instance) group_left() brainycp_mail_queue_messages"
             f" > {surge_share_text}\n{PANEL_UP}",
-            "One sender fills the queue of {{ $labels.panel }}",
+            "One sender fills the queue of {{ $labels.panel }}.",
             "Sender {{ $labels.sender }} has {{ $value | humanize }} messages in the queue of "
             f"panel {{{{ $labels.panel }}}}, more than {surge_above} and more than "
             f"{float(surge_share):.0%} of it: a compromised mailbox or script sending spam?",
@@ -281,7 +281,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             listed,
             f"{blocklisted} > {listed_above}\n"
             f"and delta({blocklisted}[{listed_window}]) > {listed_rise}\n{PANEL_UP}",
-            "Mail from {{ $labels.panel }} is refused as spam or by policy",
+            "Mail from {{ $labels.panel }} is refused as spam or by policy.",
             "Panel {{ $labels.panel }} has {{ $value | humanize }} queued messages deferred for "
             "a blocklist or policy reason, up by more than "
             f"{listed_rise} in {listed_window} (threshold {listed_above}): its address is "
@@ -290,21 +290,21 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
         Alert(
             "BrainyCPClamAVDown",
             f'brainycp_mail_daemon_up{{daemon="clamav"}} == 0\n{PANEL_UP}',
-            "ClamAV is stopped on {{ $labels.panel }}",
+            "ClamAV is stopped on {{ $labels.panel }}.",
             "The ClamAV status of panel {{ $labels.panel }} reads stopped "
             "(brainycp_mail_daemon_up = {{ $value }}); mail that Exim scans is deferred.",
         ),
         Alert(
             "BrainyCPSpamAssassinDown",
             f'brainycp_mail_daemon_up{{daemon="spamassassin"}} == 0\n{PANEL_UP}',
-            "SpamAssassin is stopped on {{ $labels.panel }}",
+            "SpamAssassin is stopped on {{ $labels.panel }}.",
             "The SpamAssassin status of panel {{ $labels.panel }} reads stopped "
             "(brainycp_mail_daemon_up = {{ $value }}); mail is not spam-checked.",
         ),
         Alert(
             "BrainyCPMailDaemonStatusUnknown",
             f"brainycp_mail_daemon_status_unknown == 1\n{PANEL_UP}",
-            "Status of {{ $labels.daemon }} on {{ $labels.panel }} cannot be read",
+            "A daemon status on {{ $labels.panel }} cannot be read.",
             "The {{ $labels.daemon }} status text of panel {{ $labels.panel }} matches neither "
             "the running nor the stopped patterns (brainycp_mail_daemon_status_unknown = "
             "{{ $value }}), so a stopped daemon would go unnoticed.",
@@ -317,7 +317,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             f"  (increase({failed}[{fail_window}]) > 0)\n"
             f"  or ({failed} unless {failed} offset {fail_window})\n"
             f") > {fail_above}",
-            "Remediation actions fail on {{ $labels.panel }}",
+            "Remediation actions fail on {{ $labels.panel }}.",
             "{{ $value | humanize }} {{ $labels.action }} actions on panel "
             "{{ $labels.panel }} ended failed, unverified or interrupted in the last "
             f"{fail_window}.",
@@ -328,14 +328,14 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             f"  (increase({limited}[{limit_window}]) > 0)\n"
             f"  or ({limited} unless {limited} offset {limit_window})\n"
             f") > {limit_above}",
-            "The remediator's global rate limit is skipping actions",
+            "The remediator's global rate limit is skipping actions.",
             "{{ $value | humanize }} actions were skipped by the remediator's global rate "
             f"limit in the last {limit_window}; alerts are going unremediated.",
         ),
         Alert(
             "BrainyCPRemediationCircuitOpen",
             "brainycp_remediator_circuit_open > 0",
-            "The remediator's circuit breaker is open: no action starts",
+            "The remediator's circuit breaker is open: no action starts.",
             "The remediator at {{ $labels.instance }} saw actions about to start on too many "
             "panels at once (circuit_open = {{ $value }}) and stopped starting any; every "
             "remediated alert is skipped_circuit_open until someone checks the fleet and "
@@ -344,7 +344,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
         Alert(
             "BrainyCPRemediatorJournalDown",
             "brainycp_remediator_journal_up == 0",
-            "The remediator at {{ $labels.instance }} cannot write its journal",
+            "A remediator cannot write its journal.",
             "The remediator at {{ $labels.instance }} cannot reach or write its journal "
             "(brainycp_remediator_journal_up = {{ $value }}): every webhook is answered 503, "
             "so Alertmanager keeps retrying and no action starts. /healthz says why.",
@@ -352,7 +352,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
         Alert(
             "BrainyCPConfigReloadFailed",
             "brainycp_config_last_reload_successful == 0",
-            "The last config reload of {{ $labels.job }} at {{ $labels.instance }} failed",
+            "A brainycp-mail daemon refused its config file at reload.",
             "{{ $labels.job }} at {{ $labels.instance }} refused its config file at the last "
             "reload (SIGHUP or /-/reload; brainycp_config_last_reload_successful = "
             "{{ $value }}) and runs with the config it had before; its log "
@@ -367,7 +367,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             f"[{refusing_window}])) > {refusing_above}\n"
             "or sum by (job, instance) (increase(brainycp_remediator_http_auth_failures_total"
             f"[{refusing_window}])) > {refusing_above}",
-            "{{ $labels.job }} at {{ $labels.instance }} refuses many credentials.",
+            "A brainycp-mail daemon refuses many credentials.",
             "{{ $value | humanize }} requests to {{ $labels.instance }} came with wrong "
             f"credentials in the last {refusing_window}: a client whose password or token was "
             "rotated on one side only (a scrape job, a script), or someone guessing. The "
@@ -380,7 +380,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             # requests it refused for missing or wrong credentials.
             f"sum by (job, instance) (increase({am_failed}[{notify_window}])) > 0\n"
             f"or sum by (job, instance) (increase({rejected}[{notify_window}])) > 0",
-            "Alertmanager notifications do not reach the remediator ({{ $labels.job }})",
+            "Alertmanager notifications do not reach the remediator.",
             "{{ $value | humanize }} webhook notifications failed or were refused for bad "
             f"credentials at {{{{ $labels.instance }}}} in the last {notify_window}: alerts "
             "routed to the remediator are not being remediated.",
@@ -390,11 +390,75 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
             # Per notify target: a failed delivery (after its retries, or refused) or an
             # event dropped because the queue was full. Approval requests reach nobody.
             f"sum by (job, instance, target) (increase({undelivered}[{outbound_window}])) > 0",
-            "The remediator's notifications to people are not delivered",
+            "The remediator's notifications to people are not delivered.",
             "{{ $value | humanize }} notifications to the notify target {{ $labels.target }} "
             f"of the remediator at {{{{ $labels.instance }}}} failed or were dropped in the "
             f"last {outbound_window}: approval requests and action reports do not reach "
             "people. The remediator's log names the reason.",
+        ),
+    ]
+
+
+def attention_alerts(t: dict[str, Any]) -> list[Alert]:
+    """Alerts that something needs a person: remediation held back, an approval about to
+    expire unseen, a listing or a scrape the exporter cannot fully read."""
+    a = t["alerts"]
+
+    def get(alert: str, key: str) -> Any:
+        try:
+            return a[alert][key]
+        except (KeyError, TypeError):
+            raise BuildError(f"alerts.{alert}.{key}: is required") from None
+
+    expiring = "BrainyCPRemediationApprovalExpiring"
+    share = get(expiring, "share")
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share < 1:
+        raise BuildError(f"alerts.{expiring}.share: {share!r} must be between 0 and 1")
+    unparsed = "BrainyCPMailQueueUnparsedLines"
+    unparsed_above = number(get(unparsed, "above"), f"alerts.{unparsed}.above")
+    render = "BrainyCPExporterRenderErrors"
+    render_window = get(render, "window")
+    seconds(render_window, f"alerts.{render}.window")
+    render_errors = "brainycp_exporter_render_errors_total"
+    return [
+        Alert(
+            "BrainyCPRemediatorPaused",
+            "brainycp_remediator_paused == 1",
+            "The remediator has been paused for long.",
+            "The remediator at {{ $labels.instance }} was paused (POST /pause; paused = "
+            "{{ $value }}) and is still: every remediated alert is journaled skipped_paused "
+            "and nothing acts on it until POST /resume.",
+        ),
+        Alert(
+            expiring,
+            "time() - brainycp_remediator_oldest_approval_request_timestamp_seconds\n"
+            f"> {number(share, f'alerts.{expiring}.share')}"
+            " * brainycp_remediator_approval_timeout_seconds",
+            "An approval request is about to expire without a decision.",
+            "The oldest action awaiting approval at {{ $labels.instance }} has waited "
+            "{{ $value | humanizeDuration }}, more than "
+            f"{float(share):.0%} of approval_timeout: approve or deny it "
+            "(POST /actions/ID/approve or /deny, or the console) before it expires unrun.",
+        ),
+        Alert(
+            unparsed,
+            f"brainycp_mail_queue_unparsed_lines > {unparsed_above}\n{PANEL_UP}",
+            "The queue listing of {{ $labels.panel }} is only partly readable.",
+            "{{ $value | humanize }} lines of the last queue listing of panel "
+            "{{ $labels.panel }} could not be read (threshold "
+            f"{unparsed_above}): the queue's counts, ages, senders and domains are short by "
+            "what those lines held.",
+        ),
+        Alert(
+            render,
+            # The counter appears with the first error: the `unless ... offset` part counts it.
+            f"(increase({render_errors}[{render_window}]) > 0)\n"
+            f"or ({render_errors} unless {render_errors} offset {render_window})",
+            "The exporter leaves panel {{ $labels.panel }} out of its scrapes.",
+            "The exporter could not write the series of panel {{ $labels.panel }} "
+            f'(about {{{{ $value | printf "%.0f" }}}} times in the last {render_window}) and left '
+            "the "
+            "panel out of /metrics, so its alerts cannot fire. Its log has the traceback.",
         ),
     ]
 
@@ -435,7 +499,7 @@ def recording_rules(t: dict[str, Any]) -> list[dict[str, str]]:
             "expr": f"({high} - {queue}) / (deriv({queue}[{growth}]) > 0)\nand {queue} <= {high}",
         },
         {
-            "record": "panel:brainycp_mail_queue_messages:fleet_share",
+            "record": "panel:brainycp_mail_queue_messages:fleet_ratio",
             "expr": f"{queue}\n/ on(job) group_left() (sum by (job) ({queue}) > 0)",
         },
         {
@@ -466,7 +530,7 @@ def render(t: dict[str, Any]) -> str:
     if not base.startswith(("http://", "https://")):
         raise BuildError("runbook_base: must be an http(s) URL")
     alerts = []
-    for alert in alert_definitions(t):
+    for alert in alert_definitions(t) + attention_alerts(t):
         settings = t["alerts"][alert.name]
         severity = settings.get("severity")
         if severity not in SEVERITIES:

@@ -173,6 +173,7 @@ class Stack:
                 "list_interval": t.list_interval,
                 "max_staleness": "1m",
                 "top_senders": 5,
+                "top_recipient_domains": 5,
             },
             "remediator": {
                 "listen": f"127.0.0.1:{self.ports.remediator}",

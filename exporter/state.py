@@ -6,6 +6,7 @@ and leaves the last good values alone: a queue that cannot be read is unknown, n
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,12 @@ class OperationState:
     last_detail: str = ""
     errors: dict[str, int] = field(default_factory=dict)
     """Failed polls so far, by error reason."""
+    polls: int = 0
+    """Finished polls so far, successful or not."""
+    created: float = field(default_factory=time.time)
+    """Unix time the operation entered the config: its counters count from here."""
+    error_created: dict[str, float] = field(default_factory=dict)
+    """Unix time of the first failure, by error reason."""
 
     def is_fresh(self, now: float, max_staleness: float) -> bool:
         """True while the last good value is young enough to export."""
@@ -56,6 +63,23 @@ class PanelState:
     """``running`` / ``stopped`` / ``unknown`` per daemon, from its last good status."""
     labels: tuple[tuple[str, str], ...] = ()
     """The panel's configured labels (``labels:``), sorted by name; they go on its info series."""
+    created: float = field(default_factory=time.time)
+    """Unix time the panel entered the config."""
+
+    def __post_init__(self) -> None:
+        self._add_operations(self.created)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        # A reload that adds a daemon (or turns list_msg on) adds its operation at once, so
+        # its counters exist at 0 before its first poll.
+        if name in ("daemons", "list_enabled") and "created" in self.__dict__:
+            self._add_operations(time.time())
+
+    def _add_operations(self, now: float) -> None:
+        for name in self.operation_names():
+            if name not in self.operations:
+                self.operations[name] = OperationState(created=now)
 
     def operation(self, name: str) -> OperationState:
         """The state of ``name``, created on first use."""
@@ -68,6 +92,7 @@ class PanelState:
         """Mark a successful poll; the caller stores the value it read."""
         op = self.operation(operation)
         op.attempted = True
+        op.polls += 1
         op.success = True
         op.duration_seconds = duration
         op.last_attempt = finished_at
@@ -81,11 +106,14 @@ class PanelState:
         """Mark a failed poll; the last good value of the operation is left as it was."""
         op = self.operation(operation)
         op.attempted = True
+        op.polls += 1
         op.success = False
         op.duration_seconds = duration
         op.last_attempt = finished_at
         op.last_reason = reason
         op.last_detail = detail
+        if reason not in op.errors:
+            op.error_created[reason] = finished_at
         op.errors[reason] = op.errors.get(reason, 0) + 1
 
     def operation_names(self) -> tuple[str, ...]:
@@ -110,6 +138,8 @@ class ExporterState:
     """``exporter.grafana_url``: where the fleet view links to the dashboards ("" = nowhere)."""
     render_errors: dict[str, int] = field(default_factory=dict)
     """Scrapes that left a panel out because its series could not be rendered, by panel."""
+    render_errors_created: dict[str, float] = field(default_factory=dict)
+    """Unix time of each panel's first render error."""
     info_labels: tuple[str, ...] = field(init=False)
     """Every label name any panel sets, sorted: the label set of ``brainycp_panel_info``."""
 

@@ -1,14 +1,19 @@
-"""Each remediation action against one panel: re-read the live state, act, verify.
+"""Each remediation action against one panel: re-read the live state, act, record, verify.
 
 Every action returns an :class:`Outcome` (``succeeded``, ``failed``,
 ``unverified`` or ``skipped_nothing_to_do`` with a reason); panel errors become
-``failed`` with the error's reason word and operation, never a secret.
+``failed`` with the error's reason word and operation, never a secret. A panel
+error after the change was made (the read-back that verifies it) is
+``unverified``, not ``failed``: the change happened and is kept in the record.
+The messages a deletion (or reship) touched are handed to ``confirmed`` as the
+panel answers for them, before anything is verified, so the journal holds them
+even when the verification fails or the process dies.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +22,14 @@ from brainycp.panel.errors import BrainyCPError, PanelAPIError
 from brainycp.queue import QueueMessage, iter_messages, summarize
 from remediator.journal import MessageRecord
 from remediator.settings.rules import Rule, Selection
+
+Confirmed = Callable[[Sequence[MessageRecord], "int | None"], Awaitable[None]]
+"""Called with the messages the panel just answered for (and, when the panel names no
+ids, the count it reported): the caller records them before the action verifies."""
+
+
+async def _unrecorded(records: Sequence[MessageRecord], total: int | None) -> None:
+    """The default :data:`Confirmed`: nothing is recorded before the outcome."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +43,12 @@ class Outcome:
     """Exact number of messages acted on (``messages`` may hold fewer)."""
     state: dict[str, Any] = field(default_factory=dict)
     """``{"before": ..., "after": ...}``: the live state read around the action."""
+
+
+def _unverified(done: str, exc: BrainyCPError, **kept: Any) -> Outcome:
+    """The change was made but the read-back that verifies it failed."""
+    why = f"{exc.reason}: {exc.operation}: {exc.detail}"
+    return Outcome("unverified", f"{done}; the read-back failed: {why}"[:300], **kept)
 
 
 def record(message: QueueMessage, answer: str) -> MessageRecord:
@@ -109,7 +128,9 @@ async def _frozen_count(client: PanelClient) -> tuple[int, int]:
     return summary.frozen, summary.messages
 
 
-async def delete_frozen(client: PanelClient, rule: Rule) -> Outcome:
+async def delete_frozen(
+    client: PanelClient, rule: Rule, confirmed: Confirmed = _unrecorded
+) -> Outcome:
     listing = await client.list_msg()
     frozen = [m for m in iter_messages(listing.detail, zone=client.panel.zone) if m.frozen]
     before = len(frozen)
@@ -122,15 +143,22 @@ async def delete_frozen(client: PanelClient, rule: Rule) -> Outcome:
     records = [record(m, answers.pop(m.id, "not in the panel's answer")) for m in frozen]
     # Frozen since our listing: the panel removed them too; we know only their id.
     records += [MessageRecord(id=i, answer=line) for i, line in answers.items()]
-    after, _ = await _frozen_count(client)
-    state = {"before": {"frozen": before}, "after": {"frozen": after}}
-    kept: dict[str, Any] = {"messages": records, "messages_total": len(records), "state": state}
+    await confirmed(records, None)
+    kept: dict[str, Any] = {"messages": records, "messages_total": len(records)}
+    try:
+        after, _ = await _frozen_count(client)
+    except BrainyCPError as exc:
+        done = f"frozen messages deleted (were {before})"
+        return _unverified(done, exc, state={"before": {"frozen": before}}, **kept)
+    kept["state"] = {"before": {"frozen": before}, "after": {"frozen": after}}
     if after == 0 or after < before:
         return Outcome("succeeded", f"frozen messages {before} -> {after}", **kept)
     return Outcome("unverified", f"frozen messages still {after} (were {before})", **kept)
 
 
-async def delete_all(client: PanelClient, rule: Rule) -> Outcome:
+async def delete_all(
+    client: PanelClient, rule: Rule, confirmed: Confirmed = _unrecorded
+) -> Outcome:
     # count_msg, not list_msg: delete_all is for a queue so large that its listing may
     # exceed max_response_bytes or time out, and the count is all this action needs.
     before = await client.count_msg()
@@ -142,14 +170,21 @@ async def delete_all(client: PanelClient, rule: Rule) -> Outcome:
         if rule.force and str(exc.code) == "100":
             return Outcome("failed", "forced deletion is not supported by this mail server")
         raise
-    after = await client.count_msg()
     # No listing before (see above): the record is what the panel's answer names. Exim
     # prints one line per id; Postfix only "Deleted: N messages", so ids are unknown.
     answers = removed_answers(result.output)
     records = [MessageRecord(id=i, answer=line) for i, line in answers.items()]
     counted = _DELETED_COUNT.search(result.output)
-    total = len(records) if records else int(counted.group(1)) if counted else before - after
-    kept: dict[str, Any] = {
+    named = len(records) if records else int(counted.group(1)) if counted else None
+    await confirmed(records, named)
+    try:
+        after = await client.count_msg()
+    except BrainyCPError as exc:
+        kept: dict[str, Any] = {"messages": records, "messages_total": named}
+        done = f"queued messages deleted (were {before})"
+        return _unverified(done, exc, state={"before": {"messages": before}}, **kept)
+    total = named if named is not None else before - after
+    kept = {
         "messages": records,
         "messages_total": max(total, 0),
         "state": {"before": {"messages": before}, "after": {"messages": after}},
@@ -175,7 +210,10 @@ async def service(client: PanelClient, rule: Rule) -> Outcome:
             await client.service(daemon, "off")
         await client.service(daemon, "on")
         want = "running"
-    after = (await client.service(daemon, "status")).state
+    try:
+        after = (await client.service(daemon, "status")).state
+    except BrainyCPError as exc:
+        return _unverified(f"{daemon} was {state}; {rule.action} sent", exc)
     if after == want:
         return Outcome("succeeded", f"{daemon} was {state}, now {after}")
     if after == "unknown":
@@ -183,7 +221,7 @@ async def service(client: PanelClient, rule: Rule) -> Outcome:
     return Outcome("failed", f"{daemon} still reads {after} after {rule.action}")
 
 
-async def messages(client: PanelClient, rule: Rule) -> Outcome:
+async def messages(client: PanelClient, rule: Rule, confirmed: Confirmed = _unrecorded) -> Outcome:
     command: MessageCommand = "delete" if rule.action == "delete_messages" else "reship"
     listing = await client.list_msg()
     # Ages decide "oldest first" and older_than: Postfix times are read in the panel's zone.
@@ -207,17 +245,18 @@ async def messages(client: PanelClient, rule: Rule) -> Outcome:
             errors += 1
             text = f"error: {exc}"[:300]
         records.append(record(message, text))
-    ids = {m.id for m in chosen}
-    after = await client.list_msg()
-    left = sum(1 for m in iter_messages(after.detail) if m.id in ids)
+        await confirmed(records[-1:], None)
     done = f"{command} {len(chosen)} of {total} matching"
-    kept: dict[str, Any] = {
-        "messages": records,
-        "messages_total": len(records),
-        "state": {"before": {"matching": total}, "after": {"still_queued": left}},
-    }
+    kept: dict[str, Any] = {"messages": records, "messages_total": len(records)}
     if errors == len(chosen):
         return Outcome("failed", f"{done}: every controll_msg call failed", **kept)
+    ids = {m.id for m in chosen}
+    try:
+        after = await client.list_msg()
+    except BrainyCPError as exc:
+        return _unverified(done, exc, state={"before": {"matching": total}}, **kept)
+    left = sum(1 for m in iter_messages(after.detail) if m.id in ids)
+    kept["state"] = {"before": {"matching": total}, "after": {"still_queued": left}}
     if left == 0:
         return Outcome("succeeded", done + (f" ({errors} calls failed)" if errors else ""), **kept)
     return Outcome("unverified", f"{done}: {left} still queued", **kept)
@@ -255,15 +294,16 @@ async def preview(client: PanelClient, rule: Rule) -> dict[str, Any]:
     return {"service": daemon, "state": state, "verdict": f"{daemon} reads {state}"}
 
 
-async def run(client: PanelClient, rule: Rule) -> Outcome:
-    """Run ``rule``'s action on the panel behind ``client``; panel errors become ``failed``."""
+async def run(client: PanelClient, rule: Rule, confirmed: Confirmed = _unrecorded) -> Outcome:
+    """Run ``rule``'s action on the panel behind ``client``; panel errors become ``failed``
+    (``unverified`` once the change was made); ``confirmed`` records as it goes."""
     try:
         if rule.action == "delete_frozen":
-            return await delete_frozen(client, rule)
+            return await delete_frozen(client, rule, confirmed)
         if rule.action == "delete_all":
-            return await delete_all(client, rule)
+            return await delete_all(client, rule, confirmed)
         if rule.action in ("start_service", "stop_service", "restart_service"):
             return await service(client, rule)
-        return await messages(client, rule)
+        return await messages(client, rule, confirmed)
     except BrainyCPError as exc:
         return Outcome("failed", f"{exc.reason}: {exc.operation}: {exc.detail}"[:300])

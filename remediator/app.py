@@ -17,9 +17,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -33,8 +32,15 @@ from brainycp.daemon.asgiguard import QueryGuard
 from brainycp.daemon.reload import AUTHENTICATED
 from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
-from remediator.journal import JOURNAL_ERRORS, Batch, Journal
-from remediator.manual import MANUAL_RULE, ManualError, parse_request, rule_for_row
+from remediator import operator
+from remediator.journal import JOURNAL_ERRORS, ActionRow, Batch, Journal, first_line
+from remediator.manual import (
+    MANUAL_RULE,
+    ManualError,
+    parse_request,
+    rule_for_row,
+    selection_params,
+)
 from remediator.metrics import Stats, registry
 from remediator.notify import (
     Notifier,
@@ -48,7 +54,6 @@ from remediator.payload import Notification, PayloadError, parse_notification_sl
 from remediator.planner import (
     OUTCOMES,
     Settings,
-    breaker_verdict,
     dedupe_key,
     first_matching_rule,
     plan,
@@ -69,11 +74,15 @@ _DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also takes "²"
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_ACTION_ID = 2**63 - 1  # SQLite's INTEGER; a larger path id would overflow the binding
 HEALTH_TIMEOUT = 3.0
+"""/healthz and /metrics answer within this, whatever the journal does."""
+HEALTH_WAIT = 2.5
+"""How long of that they wait for the journal (the rest is for answering)."""
 PREVIEW_TIMEOUT = 10.0
 """How long an approval request's notification waits for the panel to count the matches."""
 PREVIEWS_AT_ONCE = 4
 log = logging.getLogger("remediator.webhook")
-T = TypeVar("T")
+# What each scrape reads from the journal: brakes, approvals waiting, the oldest one's time.
+_Gauges = tuple[dict[str, dict[str, Any]], int | None, float | None]
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -136,8 +145,12 @@ class Remediator:
         self._use_config(config)
         self.notifier = notifier or Notifier(self.rconfig.notify, self.external_url)
         stats.notifier = self.notifier
-        stats.controls = self._controls
-        stats.awaiting = self._awaiting
+        # Read from the journal by each scrape before the collector runs (see metrics()).
+        self._gauges: _Gauges = ({}, None, None)
+        stats.controls = lambda: self._gauges[0]
+        stats.awaiting = lambda: self._gauges[1]
+        stats.oldest_awaiting = lambda: self._gauges[2]
+        stats.journal_failures = lambda: dict(self.journal.health.failures)
         runner.on_finish = self.notify_action
         self.registry = registry(stats)
         self._batch: list[tuple[Notification, asyncio.Future[_Planned | int]]] = []
@@ -152,6 +165,7 @@ class Remediator:
         """
         self.config = config
         self.rconfig = config.remediator
+        self.stats.expect(config)  # counters of the configured panels and rules, at 0
         self.settings = Settings(
             rules=self.rconfig.rules,
             panels=frozenset(config.panels),
@@ -269,15 +283,9 @@ class Remediator:
         all, and a failure answers 503 for it alone; a failed COMMIT answers 503
         for the whole batch. Nothing is answered before the COMMIT returns.
 
-        Batches are flushed one at a time. SQLite (inline on the loop): a batch of
-        more than :data:`SLICE` alerts is planned in slices, yielding to the event
-        loop between them so ``/healthz`` and other requests keep being answered;
-        its transaction stays open across the slices (still one commit, still
-        whole-or-nothing per notification), and meanwhile every other journal user
-        waits for it (:meth:`Journal.quiet`) or gets
-        :class:`~remediator.journal.JournalBusy`, so nothing else joins or reads the
-        open transaction. PostgreSQL: the whole batch runs on the journal's thread
-        (the loop is never blocked), planned from a :class:`Batch`.
+        Batches are flushed one at a time, each whole on the journal's thread (the
+        loop is never blocked, however big the batch); PostgreSQL plans it from a
+        :class:`Batch`.
         """
         async with self._flush_lock:
             await self._flush_batch()
@@ -287,23 +295,16 @@ class Remediator:
         self._flush_scheduled = False
         if not batch:
             return
-        now = time.time()
+        notifications = [notification for notification, _ in batch]
         try:
-            if self.journal.shared:
-                steps = self._journal_batch(batch, now, sliced=False)
-                planned, problem = await self.journal.call(_run_steps, steps)
-            else:
-                sliced = sum(len(notification.alerts) for notification, _ in batch) > SLICE
-                planned, problem = await _run_steps_yielding(
-                    self._journal_batch(batch, now, sliced)
-                )
+            planned = await self.journal.call(self._journal_batch, notifications, time.time())
+        except JOURNAL_ERRORS as exc:  # not run: the journal is closed or did not answer
+            log.error("webhook: cannot write the journal: %s", first_line(exc))
+            planned = [503] * len(batch)
         except Exception:  # never leave a request hanging
             log.exception("webhook: journaling a batch failed")
-            planned, problem = [500] * len(batch), ""
-        if problem:
-            self.stats.journal_down(problem)
-        elif any(not isinstance(done, int) for done in planned):
-            self.stats.journal_ok()
+            planned = [500] * len(batch)
+        self._health()
         for (_, future), done in zip(batch, planned, strict=True):
             if isinstance(done, int):
                 self.stats.notifications["journal_error"] += done == 503
@@ -316,73 +317,59 @@ class Remediator:
             if not future.done():
                 future.set_result(done)
 
-    def _journal_batch(
-        self,
-        batch: list[tuple[Notification, asyncio.Future[_Planned | int]]],
-        now: float,
-        sliced: bool,
-    ) -> Generator[None, None, tuple[list[_Planned | int], str]]:
-        """The transaction of one batch, as steps: it yields where a slice ends (the
-        caller may let the loop run there) and returns each notification's planning
-        (or HTTP status) and why the journal failed (``""`` when it did not).
-        Touches nothing but the journal: on PostgreSQL it runs on the journal's thread.
-        """
+    def _journal_batch(self, batch: list[Notification], now: float) -> list[_Planned | int]:
+        """The transaction of one batch, on the journal's thread: each notification's
+        planning, or the HTTP status that answers it. Touches nothing but the journal."""
         planned: list[_Planned | int] = []
-        problem = ""
+        settings = self.settings  # one batch, one config, even if a reload lands meanwhile
         try:
-            with self.journal.transaction(sliced=sliced):
-                unit = self._unit(batch, now)
-                for notification, _ in batch:
+            with self.journal.transaction():
+                unit = self._unit(batch, now, settings)
+                for notification in batch:
                     if unit is not self.journal and any(
                         a.status == "resolved" for a in notification.alerts
                     ):
                         unit = unit.direct()  # cancels: the rest on the journal itself
                     try:
                         with unit.savepoint():
-                            planned.append((yield from self._plan(notification, now, unit)))
+                            planned.append(self._plan(notification, now, unit, settings))
                     except JOURNAL_ERRORS as exc:
-                        problem = _first_line(exc)
-                        log.error("webhook: cannot write the journal: %s", problem)
+                        log.error("webhook: cannot write the journal: %s", first_line(exc))
                         planned.append(503)
                     except Exception:  # a bug must answer, not leave the request hanging
                         log.exception("webhook: planning a notification failed")
                         planned.append(500)
                 unit.flush()
         except JOURNAL_ERRORS as exc:
-            problem = _first_line(exc)
-            log.error("webhook: cannot commit the journal: %s", problem)
-            return [503] * len(batch), problem
-        return planned, problem
+            log.error("webhook: cannot commit the journal: %s", first_line(exc))
+            return [503] * len(batch)
+        return planned
 
-    def _unit(
-        self, batch: list[tuple[Notification, asyncio.Future[_Planned | int]]], now: float
-    ) -> Journal | Batch:
+    def _unit(self, batch: list[Notification], now: float, settings: Settings) -> Journal | Batch:
         """Where a batch is planned: the journal itself (SQLite: each call is a local
         lookup), or a :class:`Batch` that reads everything up front (PostgreSQL: each
         call is a network round trip, made under the fleet-wide lock)."""
         if not self.journal.shared:
             return self.journal
         keys, rule_panels, alerts = [], set(), 0
-        for notification, _ in batch:
+        for notification in batch:
             for alert in notification.alerts:
                 alerts += 1
-                rule = first_matching_rule(self.settings.rules, alert.labels)
+                rule = first_matching_rule(settings.rules, alert.labels)
                 if rule is not None:
                     keys.append(dedupe_key(rule.name, alert))
-                    rule_panels.add((rule.name, alert.labels.get(self.settings.panel_label, "")))
-        limit = self.settings.rate_limit
+                    rule_panels.add((rule.name, alert.labels.get(settings.panel_label, "")))
+        limit = settings.rate_limit
         return self.journal.batch(
             keys, sorted(rule_panels), alerts, now - limit.per, limit.max_actions
         )
 
     def _plan(
-        self, notification: Notification, now: float, unit: Journal | Batch
-    ) -> Generator[None, None, _Planned]:
+        self, notification: Notification, now: float, unit: Journal | Batch, settings: Settings
+    ) -> _Planned:
         out = _Planned()
-        for index, alert in enumerate(notification.alerts):
-            if index % SLICE == SLICE - 1:
-                yield  # a slice ends: the loop may run (SQLite, > SLICE alerts only)
-            decision = plan(alert, self.settings, unit, now)
+        for alert in notification.alerts:
+            decision = plan(alert, settings, unit, now)
             rule = decision.rule
             action_id: int | None = None
             if decision.cancel_ids:
@@ -397,9 +384,10 @@ class Remediator:
                                          decision.reason, now)  # fmt: skip
                 out.opened_circuit = decision.reason
             if decision.record and rule is not None:
-                params = {}
-                if decision.select is not None and decision.select is not rule.select:
-                    params["select"] = decision.select.model_dump(mode="json")
+                # The exact selection of this request (labels filled in, the rule's limits
+                # of the day): an approval or a restart runs this, whatever the config
+                # says by then.
+                params = selection_params(rule, decision.select)
                 action_id = unit.insert(
                     rule=rule.name,
                     panel=decision.panel,
@@ -416,9 +404,8 @@ class Remediator:
                     params=params,
                 )
                 if decision.outcome == "pending":
-                    run = rule
-                    if decision.select is not None and decision.select is not rule.select:
-                        run = rule.model_copy(update={"select": decision.select})
+                    run = rule_for_row(rule.name, rule.action, params, {rule.name: rule})
+                    assert run is not None
                     out.to_run.append((action_id, run, decision.panel, alert.alertname))
                 else:
                     # An unknown panel name comes from the alert: keep it out of metric labels.
@@ -466,20 +453,6 @@ class Remediator:
             if result["action_id"] is not None and result["outcome"] != "ignored":
                 self.notify_action(result["action_id"], result["outcome"])
 
-    def _controls(self) -> dict[str, dict[str, Any]]:
-        try:
-            return self.journal.controls()
-        except JOURNAL_ERRORS as exc:  # a scrape must not fail: the gauges are left out
-            log.error("metrics: cannot read the pause switch and breaker: %s", exc)
-            return {}
-
-    def _awaiting(self) -> int | None:
-        try:
-            return self.journal.count("awaiting_approval")
-        except JOURNAL_ERRORS as exc:
-            log.error("metrics: cannot count approval requests: %s", exc)
-            return None
-
     # ------------------------------------------------------------------ notifications
 
     def use_web_users(self, web_users: bool) -> None:
@@ -490,10 +463,11 @@ class Remediator:
     def notify_action(self, action_id: int, outcome: str) -> None:
         """Queue the notification for a journaled outcome; its row is read (and, for an
         approval request, the matching messages counted) in a task of its own."""
+        if not self.notifier.wanted(outcome, None):
+            return  # no target wants it: do not even read the row
         self.notifier.prepare(self._notify_action(action_id, outcome))
 
     async def _notify_action(self, action_id: int, outcome: str) -> None:
-        await self.journal.quiet()  # not inside a big notification's open transaction
         try:
             row = await self.journal.call(self.journal.get, action_id)
             if row is None:
@@ -505,7 +479,7 @@ class Remediator:
             detail = await self.journal.call(self.journal.detail, action_id, max_messages=0)
         except JOURNAL_ERRORS as exc:
             log.error("action %d: cannot read it to notify %s: %s", action_id, outcome,
-                      _first_line(exc))  # fmt: skip
+                      first_line(exc))  # fmt: skip
             return
         params = detail.get("params") or {}
         runs = rule_for_row(row.rule, row.action, params, self.rules)
@@ -592,44 +566,31 @@ class Remediator:
         by, comment = who
         approve = request.url.path.endswith("/approve")
         raw_id = request.path_params["action_id"]
-        await self.journal.quiet()  # not inside a big notification's open transaction
-        row = self.journal.get(raw_id) if raw_id <= MAX_ACTION_ID else None
-        if row is None:
+        if raw_id > MAX_ACTION_ID:
             return _error(404, f"no action {raw_id}")
-        if row.outcome != "awaiting_approval":
-            return _error(409, f"action {raw_id} is {row.outcome}, not awaiting_approval")
-        now = time.time()
-        if now - row.received_at > self.rconfig.approval_timeout:
-            self.expire(now)
-            return _error(409, f"action {raw_id} expired (approval_timeout)")
-        rule: Rule | None = None
-        if approve:
-            if self.journal.paused():
-                return _error(409, "the remediator is paused; POST /resume first")
-            verdict = breaker_verdict(self.settings, self.journal, row.panel, now)
-            if verdict is not None:
-                if verdict[1]:
-                    self.journal.set_control("circuit_open", True, "circuit_breaker",
-                                             verdict[0], now)  # fmt: skip
-                    self.notifier.submit(
-                        control_event(
-                            "circuit_open", verdict[0], "circuit_breaker", self.external_url
-                        )
-                    )
-                return _error(409, verdict[0])
-            rule = rule_for_row(row.rule, row.action, self.journal.params(raw_id), self.rules)
-            if rule is None or row.panel not in self.config.panels:
-                return _error(409, "its rule or panel left the config; it cannot run")
-        if not self.journal.decide(raw_id, approve, by, comment, now):
-            return _error(409, f"action {raw_id} is no longer awaiting_approval")
-        outcome = "approved" if approve else "denied"
+        done = await self.journal.call(
+            operator.decide, self.journal, raw_id, approve, by=by, comment=comment,
+            now=time.time(), settings=self.settings, rules=self.rules,
+            approval_timeout=self.rconfig.approval_timeout,
+        )  # fmt: skip
+        self._expired(done.expired)
+        if done.opened_circuit:
+            log.warning("circuit breaker open: %s", done.opened_circuit)
+            self.notifier.submit(
+                control_event(
+                    "circuit_open", done.opened_circuit, "circuit_breaker", self.external_url
+                )
+            )
+        if done.row is None:
+            return _error(done.status, done.error)
+        row, outcome = done.row, "approved" if approve else "denied"
         log.info(
             "action %d %s by %s", raw_id, outcome, by or "someone",
             extra={"action_id": raw_id, "rule": row.rule, "panel": row.panel,
                    "outcome": outcome, "reason": comment},
         )  # fmt: skip
-        if rule is not None:
-            self.runner.submit(raw_id, rule, row.panel, row.alertname)
+        if done.rule is not None:
+            self.runner.submit(raw_id, done.rule, row.panel, row.alertname)
         else:
             self.stats.outcome(row.panel, row.action, "denied")
         self.notify_action(raw_id, outcome)
@@ -641,28 +602,28 @@ class Remediator:
             }
         )
 
-    def expire(self, now: float) -> list[int]:
+    async def expire(self, now: float) -> list[int]:
         """Approval requests older than ``approval_timeout`` become ``expired``."""
-        expired = self.journal.expire(now - self.rconfig.approval_timeout, now)
-        for action_id in expired:
-            row = self.journal.get(action_id)
-            if row is not None:
-                self.stats.outcome(row.panel, row.action, "expired")
-                log.warning("action %d expired: nobody approved or denied it", action_id,
-                            extra={"action_id": action_id, "rule": row.rule,
-                                   "panel": row.panel, "outcome": "expired"})  # fmt: skip
-            self.notify_action(action_id, "expired")
-        return expired
+        before = now - self.rconfig.approval_timeout
+        return self._expired(await self.journal.call(operator.expire, self.journal, before, now))
+
+    def _expired(self, rows: list[ActionRow]) -> list[int]:
+        for row in rows:
+            self.stats.outcome(row.panel, row.action, "expired")
+            log.warning("action %d expired: nobody approved or denied it", row.id,
+                        extra={"action_id": row.id, "rule": row.rule,
+                               "panel": row.panel, "outcome": "expired"})  # fmt: skip
+            self.notify_action(row.id, "expired")
+        return [row.id for row in rows]
 
     async def expire_forever(self) -> None:
         """Expire stale approval requests, checking every 5s (or a quarter of the timeout)."""
         every = max(0.2, min(5.0, self.rconfig.approval_timeout / 4))
         while True:
             try:
-                await self.journal.quiet()
-                self.expire(time.time())
+                await self.expire(time.time())
             except JOURNAL_ERRORS as exc:
-                log.error("cannot expire approval requests: %s", exc)
+                log.error("cannot expire approval requests: %s", first_line(exc))
             await asyncio.sleep(every)
 
     async def brake(self, request: Request) -> Response:
@@ -671,12 +632,10 @@ class Remediator:
         if isinstance(who, Response):
             return who
         by, comment = who
-        await self.journal.quiet()
-        now = time.time()
         pause = request.url.path == "/pause"
-        changed = self.journal.set_control("paused", pause, by, comment, now)
-        if not pause and self.journal.set_control("circuit_open", False, by, comment, now):
-            changed = True
+        changed, controls = await self.journal.call(
+            operator.set_brake, self.journal, pause, by, comment, time.time()
+        )
         if changed:
             what = "paused" if pause else "resumed"
             log.warning("remediator %s by %s%s", what, by or "someone",
@@ -685,11 +644,10 @@ class Remediator:
                 control_event(what, f"{what} by {by or 'someone'}"
                               + (f": {comment}" if comment else ""), by, self.external_url)
             )  # fmt: skip
-        return JSONResponse(self.journal.controls())
+        return JSONResponse(controls)
 
     async def control(self, request: Request) -> Response:
-        await self.journal.quiet()
-        return JSONResponse(self.journal.controls())
+        return JSONResponse(await self.journal.call(self.journal.controls))
 
     async def manual(self, request: Request) -> Response:
         """``POST /actions``: run (or preview) one action by hand."""
@@ -707,7 +665,6 @@ class Remediator:
             req = parse_request(data, self.rconfig.manual, self.config.panels)
         except ManualError as exc:
             return exc.status, {"error": str(exc)}
-        await self.journal.quiet()
         now = time.time()
         common: dict[str, Any] = {
             "rule": MANUAL_RULE, "panel": req.panel, "action": req.rule.action,
@@ -720,26 +677,22 @@ class Remediator:
                 preview = await panel_actions.preview(self.runner.client(req.panel), req.rule)
             except BrainyCPError as exc:
                 return 502, {"error": f"{exc.reason}: {exc.operation}: {exc.detail}"[:300]}
-            await self.journal.quiet()  # the preview awaited the panel
-            action_id = self.journal.insert(
-                outcome="dry_run", reason=f"manual preview: {preview['verdict']}",
+            action_id = await self.journal.call(
+                self.journal.insert, outcome="dry_run",
+                reason=f"manual preview: {preview['verdict']}",
                 dedupe_key=f"manual\x1fpreview\x1f{now}", counts=False, **common,
             )  # fmt: skip
             return 200, {"action_id": action_id, "outcome": "dry_run", **preview}
-        limit = self.rconfig.rate_limit
-        if self.journal.accepted_since(now - limit.per) >= limit.max_actions:
+        common["reason"] = f"manual: {req.rule.action} by {req.by or 'someone'}"
+        action_id, outcome = await self.journal.call(
+            operator.accept_manual, self.journal, common, self.rconfig.rate_limit, now
+        )
+        if outcome != "pending":
+            limit = self.rconfig.rate_limit
             reason = f"{limit.max_actions} actions already accepted in the last {limit.per:g}s"
-            action_id = self.journal.insert(
-                outcome="skipped_rate_limit", reason=reason,
-                dedupe_key=f"manual\x1f{now}", **common,
-            )  # fmt: skip
-            self.stats.outcome(req.panel, req.rule.action, "skipped_rate_limit")
-            self.notify_action(action_id, "skipped_rate_limit")
-            return 429, {"action_id": action_id, "outcome": "skipped_rate_limit", "error": reason}
-        action_id = self.journal.insert(
-            outcome="pending", reason=f"manual: {req.rule.action} by {req.by or 'someone'}",
-            dedupe_key=f"manual\x1f{now}", **common,
-        )  # fmt: skip
+            self.stats.outcome(req.panel, req.rule.action, outcome)
+            self.notify_action(action_id, outcome)
+            return 429, {"action_id": action_id, "outcome": outcome, "error": reason}
         log.info(
             "manual action %d: %s on %s by %s", action_id, req.rule.action, req.panel,
             req.by or "someone",
@@ -772,7 +725,6 @@ class Remediator:
         raw_limit = query.get("limit", "100")
         if _DIGITS.fullmatch(raw_limit) is None or not 1 <= int(raw_limit) <= MAX_LIMIT:
             return _error(400, f"limit must be a number from 1 to {MAX_LIMIT}")
-        await self.journal.quiet()  # a big notification's open transaction is not read
         try:
             rows = await self.journal.call(
                 self.journal.list,
@@ -782,44 +734,59 @@ class Remediator:
                 limit=int(raw_limit),
             )
         except JOURNAL_ERRORS as exc:
-            log.error("actions: cannot read the journal: %s", _first_line(exc))
+            log.error("actions: cannot read the journal: %s", first_line(exc))
             return _error(503, "the action journal cannot be read; see the remediator's log")
         return JSONResponse({"actions": [row.as_json() for row in rows]})
 
     async def action(self, request: Request) -> Response:
         """``GET /actions/ID``: the summary plus labels, params, approval and messages."""
         action_id = request.path_params["action_id"]
-        await self.journal.quiet()
-        row = self.journal.get(action_id) if action_id <= MAX_ACTION_ID else None
-        if row is None:
+        found = None
+        if action_id <= MAX_ACTION_ID:
+            found = await self.journal.call(_row_and_detail, self.journal, action_id)
+        if found is None:
             return _error(404, f"no action {action_id}")
-        return JSONResponse({**row.as_json(), **self.journal.detail(action_id)})
+        return JSONResponse(found)
 
     async def metrics(self, request: Request) -> Response:
-        # Ping the journal (bounded) so brainycp_remediator_journal_up is fresh at every
-        # scrape, not only when a webhook or /healthz happened to touch it.
-        await self.journal_problem()
-        await self.journal.quiet()  # the brake gauges read the journal
+        # Check the journal (bounded) so brainycp_remediator_journal_up is fresh at every
+        # scrape, then read the brake gauges off the loop; the collector only reads them.
+        # Both within HEALTH_WAIT together.
+        started = time.monotonic()
+        if not await self.journal_problem():
+            left = max(0.1, HEALTH_WAIT - (time.monotonic() - started))
+            try:
+                self._gauges = await self.journal.call_within(left, _gauges, self.journal)
+            except JOURNAL_ERRORS as exc:  # a scrape must not fail: the gauges are left out
+                log.error("metrics: cannot read the brakes and the approvals: %s",
+                          first_line(exc))  # fmt: skip
+                self._gauges = ({}, None, None)
+        else:
+            self._gauges = ({}, None, None)
+        self._health()
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: Request) -> Response:
-        """200 ``ok``; 503 with the reason when the journal cannot be reached."""
+        """200 ``ok``; 503 with the reason when the journal cannot be read or written."""
         problem = await self.journal_problem()
         if problem:
             return PlainTextResponse(f"journal ({self.journal.engine}): {problem}\n", 503)
         return PlainTextResponse("ok\n")
 
     async def journal_problem(self) -> str:
-        """Ping the journal (bounded in time); ``""`` when it answers, else why not."""
-        try:
-            await asyncio.wait_for(self.journal.call(self.journal.ping), HEALTH_TIMEOUT)
-        except TimeoutError:
-            self.stats.journal_down(f"no answer within {HEALTH_TIMEOUT:g}s")
-        except JOURNAL_ERRORS as exc:
-            self.stats.journal_down(_first_line(exc))
+        """How the journal is, learnt within :data:`HEALTH_WAIT`: ``""`` when it works,
+        else why not (a write it refused counts until a write works again)."""
+        problem = await self.journal.check(HEALTH_WAIT)
+        self._health()
+        return problem
+
+    def _health(self) -> None:
+        """The journal's own health, into the metrics."""
+        reason = self.journal.health.reason
+        if reason:
+            self.stats.journal_down(reason)
         else:
             self.stats.journal_ok()
-        return self.stats.journal_reason
 
     async def index(self, request: Request) -> Response:
         esc = html.escape
@@ -830,7 +797,6 @@ class Remediator:
             "</td></tr>"
             for r in self.rconfig.rules
         )
-        await self.journal.quiet()
         try:
             latest = await self.journal.call(self.journal.list, limit=20)
             controls = await self.journal.call(self.journal.controls)
@@ -838,7 +804,7 @@ class Remediator:
                 self.journal.list, outcome="awaiting_approval", limit=50
             )
         except JOURNAL_ERRORS as exc:
-            log.error("status page: cannot read the journal: %s", _first_line(exc))
+            log.error("status page: cannot read the journal: %s", first_line(exc))
             return _error(503, "the action journal cannot be read; see the remediator's log")
         brakes = "".join(
             f"<p><strong>{label}</strong> since {_when(c['changed_at'] or 0)} UTC by "
@@ -879,8 +845,9 @@ class Remediator:
         return HTMLResponse(page)
 
     def app(self) -> Starlette:
+        journal_errors = dict.fromkeys(JOURNAL_ERRORS, _journal_error)
         return Starlette(
-            exception_handlers={HTTPException: _http_error},
+            exception_handlers={HTTPException: _http_error, **journal_errors},
             middleware=[Middleware(QueryGuard)],
             routes=[
                 Route("/webhook", self.webhook, methods=["POST"]),
@@ -905,30 +872,24 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status_code, exc.detail, dict(exc.headers or {}))
 
 
-def _run_steps(steps: Generator[None, None, T]) -> T:
-    """Run :meth:`Remediator._journal_batch`'s steps to the end, in one go."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+async def _journal_error(request: Request, exc: Exception) -> Response:
+    """Any route the journal failed under: a JSON 503 and a log line, never a traceback."""
+    log.error("%s %s: the journal failed: %s", request.method, request.url.path,
+              first_line(exc))  # fmt: skip
+    return _error(503, "the action journal cannot be used right now; see the remediator's log")
 
 
-async def _run_steps_yielding(steps: Generator[None, None, T]) -> T:
-    """The same, letting the event loop run at each step (a slice of a big batch)."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        await asyncio.sleep(0)
+def _row_and_detail(journal: Journal, action_id: int) -> dict[str, Any] | None:
+    """``GET /actions/ID``'s answer, read in one journal call; None when there is no row."""
+    row = journal.get(action_id)
+    return None if row is None else {**row.as_json(), **journal.detail(action_id)}
 
 
-def _first_line(exc: BaseException) -> str:
-    """A database error for logs and /healthz: its first line, bounded (never a password:
-    the journal's password is passed apart from the URL and no error quotes it)."""
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+def _gauges(journal: Journal) -> _Gauges:
+    """What the metrics read from the journal: the brakes, the approvals waiting and when
+    the oldest of them was requested."""
+    waiting = "awaiting_approval"
+    return journal.controls(), journal.count(waiting), journal.oldest_received(waiting)
 
 
 def _disconnected(request: Request) -> Response:

@@ -323,7 +323,7 @@ async def serve(
             )
             await adopt.resumed(resumed)
             if journal.shared:
-                leases = asyncio.create_task(keep_leases(journal, adopt, stats))
+                leases = asyncio.create_task(keep_leases(journal, adopt))
         try:
             await serving
         finally:
@@ -377,7 +377,7 @@ async def open_journal(rconfig: RemediatorConfig) -> Journal | int:
     delay = 1.0
     while True:
         try:
-            before = await journal.call(journal.migrate)
+            before = await journal.call_patient(journal.migrate)
         except JournalError as exc:
             log.error("cannot use the journal %s: %s", where, exc)
             journal.close()
@@ -453,7 +453,7 @@ class Adopter:
             self.runner.submit(action_id, rule, row.panel, row.alertname)
 
 
-async def keep_leases(journal: Journal, adopt: Adopter, stats: Stats) -> None:
+async def keep_leases(journal: Journal, adopt: Adopter) -> None:
     """Shared journal: renew this replica's leases and take over expired ones, every
     third of the lease. A failure is logged and retried at the next turn."""
     while True:
@@ -462,8 +462,7 @@ async def keep_leases(journal: Journal, adopt: Adopter, stats: Stats) -> None:
         try:
             await journal.call(journal.renew, sorted(adopt.runner.active), now)
             resumed, interrupted = await journal.call(journal.take_over, now)
-        except JOURNAL_ERRORS as exc:
-            stats.journal_down(_first_line(exc))
+        except JOURNAL_ERRORS as exc:  # the journal's health says it too
             log.error("journal: cannot renew leases: %s", _first_line(exc))
             continue
         if resumed or interrupted:
@@ -481,7 +480,6 @@ PRUNE_EVERY = 3600.0
 async def prune_forever(journal: Journal, retention: float) -> None:
     """Prune the journal at start and then every hour; a failure is logged and retried."""
     while True:
-        await journal.quiet()  # not inside a big notification's open transaction
         try:
             removed = await journal.call(journal.prune, time.time() - retention)
         except JOURNAL_ERRORS as exc:

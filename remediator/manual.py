@@ -145,6 +145,22 @@ def rule_for_row(
     if rule is None or rule.action != action:
         return None
     select = params.get("select")
-    if rule.select is not None and isinstance(select, dict):
-        return rule.model_copy(update={"select": Selection.model_validate(select)})
-    return rule
+    if rule.select is None or not isinstance(select, dict):
+        return rule
+    update: dict[str, Any] = {"select": Selection.model_validate(select)}
+    for key in ("max_messages", "limit"):
+        if key in params:
+            update[key] = params[key]
+    return rule.model_copy(update=update)
+
+
+def selection_params(rule: Rule, select: Selection | None) -> dict[str, Any]:
+    """What a journal row keeps of the selection it runs with (see :func:`rule_for_row`):
+    ``select`` (label values filled in), ``max_messages`` and ``limit``, as requested."""
+    if select is None:
+        return {}
+    return {
+        "select": select.model_dump(mode="json"),
+        "max_messages": rule.max_messages,
+        "limit": rule.limit,
+    }

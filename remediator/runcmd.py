@@ -315,9 +315,9 @@ async def _run_alone(config: Config, request: dict[str, object]) -> tuple[int, d
         status, body = await remediator.run_manual(request)
         if status == 202:
             await runner.idle()
-            row = journal.get(int(body["action_id"]))
+            row = await journal.call(journal.get, int(body["action_id"]))
             assert row is not None
-            body = {**row.as_json(), **journal.detail(row.id)}
+            body = {**row.as_json(), **await journal.call(journal.detail, row.id)}
         return status, body
     finally:
         await runner.close()

@@ -13,9 +13,12 @@ Stopping (:meth:`Runner.drain`): actions not yet claimed stay ``pending`` for
 the next start; claimed ones get ``shutdown_grace`` seconds to finish; what is
 still running then is cancelled and left ``running`` for recovery to judge.
 
-Journal calls go through :meth:`Journal.call` (on the journal's thread for
-PostgreSQL). :attr:`Runner.active` holds the ids this replica is queueing or
-running, whose leases it renews (shared journal).
+The messages a deletion touched are recorded as the panel confirms them
+(:class:`MessageLog`), before the action verifies: a failed read-back, a
+timeout or a crash never leaves deleted mail out of the journal. Journal calls
+go through :meth:`Journal.call` (on the journal's thread). :attr:`Runner.active`
+holds the ids this replica is queueing or running, whose leases it renews
+(shared journal).
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from brainycp.config.panels import PanelConfig
 from brainycp.panel.client import PanelClient
 from remediator import actions
-from remediator.journal import JOURNAL_ERRORS, Journal
+from remediator.journal import JOURNAL_ERRORS, Journal, MessageRecord, first_line
 from remediator.metrics import Stats
 from remediator.settings.rules import Rule
 
@@ -40,6 +43,44 @@ JOURNAL_RETRY_MAX = 5.0
 """Longest wait between two attempts at a journal write the journal refused."""
 # Shared journal: how often an action re-tries a panel another replica is acting on.
 PANEL_BUSY_RETRY, PANEL_BUSY_RETRY_MAX = 0.2, 2.0
+
+
+class MessageLog:
+    """The messages one running action touched, written to the journal as the panel
+    confirms them (:data:`remediator.actions.Confirmed`), before the action verifies.
+
+    A write the journal refuses is not retried here (the action goes on; the panel
+    has already acted): what is not written yet goes with the outcome, which is.
+    """
+
+    def __init__(self, journal: Journal, action_id: int) -> None:
+        self.journal = journal
+        self.action_id = action_id
+        self.records: list[MessageRecord] = []
+        self.written = 0
+        """How many of :attr:`records` the journal holds."""
+        self._total: int | None = None
+        self._failing = False
+
+    async def add(self, records: Sequence[MessageRecord], total: int | None) -> None:
+        self.records.extend(records)
+        self._total = total if total is not None else self._total
+        count = max(len(self.records), self._total or 0)
+        try:
+            await self.journal.call(
+                self.journal.record_messages,
+                self.action_id,
+                self.written,
+                self.records[self.written :],
+                count,
+            )
+        except JOURNAL_ERRORS as exc:
+            if not self._failing:
+                log.error("journal: cannot record the messages of action %d yet: %s",
+                          self.action_id, first_line(exc))  # fmt: skip
+                self._failing = True
+            return
+        self.written, self._failing = len(self.records), False
 
 
 class Runner:
@@ -65,6 +106,7 @@ class Runner:
         self._clients: dict[str, PanelClient] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._claimed: set[asyncio.Task[Any]] = set()
+        self._claiming: set[asyncio.Task[Any]] = set()
         self.active: set[int] = set()
         """Ids submitted here and not finished: this replica holds (and renews) their lease."""
         self._stopping = False
@@ -140,59 +182,24 @@ class Runner:
         async with self._panel_locks[panel], self._slots:
             if self._stopping:
                 return  # stays pending: the next start runs it
-            await self.journal.quiet()  # a big notification's transaction is open
-            claimed = await self._journal(
-                lambda: self.journal.claim(action_id, time.time()), f"start action {action_id}"
-            )
-            delay = PANEL_BUSY_RETRY
-            while (
-                not claimed
-                and self.journal.shared
-                and not self._stopping
-                and await self._journal(
-                    lambda: self.journal.waits_for_panel(action_id), f"check action {action_id}"
-                )
-            ):
-                # Another replica runs an action on this panel: wait for it (its lease
-                # bounds the wait if it dies), then claim again.
-                await asyncio.sleep(delay)  # a retry interval, not synchronisation
-                delay = min(delay * 2, PANEL_BUSY_RETRY_MAX)
-                claimed = await self._journal(
-                    lambda: self.journal.claim(action_id, time.time()),
-                    f"start action {action_id}",
-                )
-            if self._stopping and not claimed:
-                return  # stays pending: the next start (or another replica) runs it
-            if not claimed:
-                # Cancelled meanwhile, or (shared journal) taken over by another replica
-                # after this one's lease on it expired.
-                log.info("action %d no longer pending (or no longer ours); not run", action_id)
-                return
-            if self._stopping:
-                # Stopped while the claim was being retried: nothing was sent yet.
-                await self._journal(
-                    lambda: self.journal.unclaim(action_id), f"re-queue action {action_id}"
-                )
-                return
             current = asyncio.current_task()
             assert current is not None
+            self._claiming.add(current)
+            try:
+                if not await self._claim(action_id):
+                    return
+            finally:
+                self._claiming.discard(current)
             self._claimed.add(current)
             self.stats.in_progress += 1
             started = time.monotonic()
+            recorded = MessageLog(self.journal, action_id)
             try:
-                async with asyncio.timeout(self.action_timeout):
-                    result = await actions.run(self._client(panel), rule)
-            except TimeoutError:
-                result = actions.Outcome(
-                    "failed", f"timeout: not finished within {self.action_timeout:g}s"
-                )
+                result = await self._act(action_id, rule, panel, recorded)
             except asyncio.CancelledError:
                 # Shutdown: the row stays ``running``; recovery decides at the next start.
                 self.stats.in_progress -= 1
                 raise
-            except Exception as exc:  # a bug must not kill the daemon or leave the row open
-                log.exception("action %d crashed", action_id)
-                result = actions.Outcome("failed", f"internal error: {type(exc).__name__}")
             elapsed = time.monotonic() - started
             self.stats.in_progress -= 1
             self.stats.outcome(panel, rule.action, result.outcome)
@@ -213,31 +220,95 @@ class Runner:
                     "seconds": round(elapsed, 3),
                 },
             )
-            await self.journal.quiet()
-            ours = await self._journal(
-                lambda: self.journal.finish(
-                    action_id,
-                    result.outcome,
-                    result.reason,
-                    time.time(),
-                    state=result.state or None,
-                    messages=result.messages,
-                    messages_total=result.messages_total,
-                ),
-                f"record the outcome of action {action_id}",
+            await self._finish(action_id, result, recorded)
+
+    async def _claim(self, action_id: int) -> bool:
+        """``pending`` -> ``running``, retried while the journal refuses it; False when the
+        action must not run here (cancelled, taken over, or stopping)."""
+        claimed = await self._journal(
+            lambda: self.journal.claim(action_id, time.time()), f"start action {action_id}"
+        )
+        delay = PANEL_BUSY_RETRY
+        while (
+            not claimed
+            and self.journal.shared
+            and not self._stopping
+            and await self._journal(
+                lambda: self.journal.waits_for_panel(action_id), f"check action {action_id}"
             )
-            if not ours:
-                log.warning(
-                    "action %d: its lease expired and another replica took it over; "
-                    "this outcome (%s) is not recorded",
-                    action_id,
-                    result.outcome,
-                )
-            if self.on_finish is not None:
-                try:
-                    self.on_finish(action_id, result.outcome)
-                except Exception:  # telling people must never break acting
-                    log.exception("action %d: cannot queue its notification", action_id)
+        ):
+            # Another replica runs an action on this panel: wait for it (its lease
+            # bounds the wait if it dies), then claim again.
+            await asyncio.sleep(delay)  # a retry interval, not synchronisation
+            delay = min(delay * 2, PANEL_BUSY_RETRY_MAX)
+            claimed = await self._journal(
+                lambda: self.journal.claim(action_id, time.time()),
+                f"start action {action_id}",
+            )
+        if self._stopping and not claimed:
+            return False  # stays pending: the next start (or another replica) runs it
+        if not claimed:
+            # Cancelled meanwhile, or (shared journal) taken over by another replica
+            # after this one's lease on it expired.
+            log.info("action %d no longer pending (or no longer ours); not run", action_id)
+            return False
+        if self._stopping:
+            # Stopped while the claim was being retried: nothing was sent yet.
+            await self._journal(
+                lambda: self.journal.unclaim(action_id), f"re-queue action {action_id}"
+            )
+            return False
+        return True
+
+    async def _act(
+        self, action_id: int, rule: Rule, panel: str, recorded: MessageLog
+    ) -> actions.Outcome:
+        """The action on the panel, bounded by ``action_timeout``; never raises but for
+        cancellation. Cut off after it touched messages: ``unverified``, not ``failed``."""
+        try:
+            async with asyncio.timeout(self.action_timeout):
+                return await actions.run(self._client(panel), rule, recorded.add)
+        except TimeoutError:
+            why = f"timeout: not finished within {self.action_timeout:g}s"
+        except Exception as exc:  # a bug must not kill the daemon or leave the row open
+            log.exception("action %d crashed", action_id)
+            why = f"internal error: {type(exc).__name__}"
+        if recorded.records:
+            why += f" after acting on {len(recorded.records)} messages"
+            return actions.Outcome("unverified", why)
+        return actions.Outcome("failed", why)
+
+    async def _finish(self, action_id: int, result: actions.Outcome, recorded: MessageLog) -> None:
+        """Record the outcome (retried while the journal refuses it), then tell people."""
+        messages, first, total = result.messages, 0, result.messages_total
+        if recorded.records:  # recorded as they came: only what is not in the journal yet
+            messages, first = recorded.records[recorded.written :], recorded.written
+            total = max(total or 0, len(recorded.records))
+        ours = await self._journal(
+            lambda: self.journal.finish(
+                action_id,
+                result.outcome,
+                result.reason,
+                time.time(),
+                state=result.state or None,
+                messages=messages,
+                messages_total=total,
+                first_seq=first,
+            ),
+            f"record the outcome of action {action_id}",
+        )
+        if not ours:
+            log.warning(
+                "action %d: its lease expired and another replica took it over; "
+                "this outcome (%s) is not recorded",
+                action_id,
+                result.outcome,
+            )
+        if self.on_finish is not None:
+            try:
+                self.on_finish(action_id, result.outcome)
+            except Exception:  # telling people must never break acting
+                log.exception("action %d: cannot queue its notification", action_id)
 
     async def idle(self) -> None:
         """Wait until every submitted action has ended (tests and benchmarks)."""
@@ -251,18 +322,21 @@ class Runner:
     async def drain(self, grace: float) -> tuple[int, int]:
         """Stop: let running actions finish for up to ``grace`` seconds, cancel the rest.
 
-        Actions not yet started are cancelled at once and stay ``pending``.
-        Returns ``(finished, cut_off)``: running actions that ended within the grace
-        and those still running at its end (left ``running`` for recovery).
+        Actions not yet started are cancelled at once and stay ``pending``; one whose
+        claim is in the journal's hands is let finish it (it then sees the stop and
+        puts the row back to ``pending``), so no row is left ``running`` by a claim
+        nobody acts on. Returns ``(finished, cut_off)``: running actions that ended
+        within the grace and those still running at its end (left ``running`` for
+        recovery).
         """
         self._stopping = True
-        running = set(self._claimed)
-        for task in self._tasks - running:
+        running, claiming = set(self._claimed), set(self._claiming)
+        for task in self._tasks - running - claiming:
             task.cancel()
         finished, cut_off = 0, 0
-        if running:
-            done, pending = await asyncio.wait(running, timeout=grace)
-            finished, cut_off = len(done), len(pending)
+        if running or claiming:
+            done, pending = await asyncio.wait(running | claiming, timeout=grace)
+            finished, cut_off = len(done & running), len(pending & running)
             for task in pending:
                 task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)

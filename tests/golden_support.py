@@ -9,11 +9,13 @@ from tests.support import FIXTURES
 
 # 2026-11-25 06:45:00 UTC, a few minutes after the fixtures were captured.
 NOW = 1_795_675_500.0
+# When the panels entered the config (their counters' OpenMetrics _created).
+CONFIGURED = NOW - 3600
 
 
 def _listed(name: str, fixture: str, daemons: dict[str, str], top: int) -> PanelState:
     detail = (FIXTURES / fixture).read_text()
-    panel = PanelState(name=name, daemons=tuple(daemons))
+    panel = PanelState(name=name, daemons=tuple(daemons), created=CONFIGURED)
     summary = summarize(detail, NOW)
     panel.record_success("count_msg", NOW - 20, 0.031)
     panel.queue_messages = summary.messages

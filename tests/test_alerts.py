@@ -43,6 +43,10 @@ EXPECTED_ALERTS = {
     "BrainyCPConfigReloadFailed",
     "BrainyCPHTTPAuthFailures",
     "BrainyCPRemediatorNotificationsFailing",
+    "BrainyCPRemediatorPaused",
+    "BrainyCPRemediationApprovalExpiring",
+    "BrainyCPMailQueueUnparsedLines",
+    "BrainyCPExporterRenderErrors",
     "BrainyCPRemediatorOutboundNotificationsFailing",
 }
 # Alerts about a whole daemon rather than one panel.
@@ -55,6 +59,8 @@ FLEET_ALERTS = {
     "BrainyCPConfigReloadFailed",
     "BrainyCPHTTPAuthFailures",
     "BrainyCPRemediatorNotificationsFailing",
+    "BrainyCPRemediatorPaused",
+    "BrainyCPRemediationApprovalExpiring",
     "BrainyCPRemediatorOutboundNotificationsFailing",
 }
 # Alerts that the remediator's rules act on: their panel label is how it finds the panel.
@@ -76,7 +82,9 @@ QUEUE_ALERTS = {
     "BrainyCPExporterPollStale",
     "BrainyCPMailSenderSurge",
     "BrainyCPMailBlocklisted",
+    "BrainyCPMailQueueUnparsedLines",
 }
+ALERTMANAGER = REPO / "deploy" / "alertmanager.yml"
 
 
 def build(*args: str) -> subprocess.CompletedProcess[str]:
@@ -152,6 +160,82 @@ def test_aggregating_alerts_keep_the_panel_label() -> None:
             labels = {label.strip() for label in by.split(",")}
             if name not in FLEET_ALERTS:
                 assert "panel" in labels, f"{name} aggregates the panel label away"
+
+
+# --------------------------------------------------------------------------- conventions
+
+
+def grouping_labels() -> set[str]:
+    """The labels every route of the shipped Alertmanager config groups by."""
+    route = yaml.safe_load(ALERTMANAGER.read_text())["route"]
+    groups: list[set[str]] = []
+
+    def walk(node: dict[str, Any], inherited: set[str]) -> None:
+        labels = set(node.get("group_by", inherited))
+        groups.append(labels)
+        for child in node.get("routes", []):
+            walk(child, labels)
+
+    walk(route, set())
+    return set.intersection(*groups)
+
+
+def runbook_sections() -> dict[str, str]:
+    """The text of each ``## Name`` section of docs/runbooks.md, by lowercase name."""
+    sections: dict[str, str] = {}
+    for part in re.split(r"^## ", RUNBOOKS.read_text(), flags=re.M)[1:]:
+        title, _, body = part.partition("\n")
+        sections[title.strip().lower()] = body
+    return sections
+
+
+def test_summaries_are_sentences_that_end_with_a_period() -> None:
+    for name, rule in alert_rules(RULES.read_text()).items():
+        summary = rule["annotations"]["summary"]
+        assert summary[:1].isupper() and summary.endswith("."), f"{name}: {summary!r}"
+        assert "\n" not in summary, name
+
+
+def test_summaries_interpolate_only_labels_alertmanager_groups_by() -> None:
+    # Alertmanager sends one notification per group; a summary that differs between the
+    # alerts of a group is not common to them and drops out of the notification.
+    allowed = grouping_labels()
+    assert allowed == {"alertname", "panel"}
+    for name, rule in alert_rules(RULES.read_text()).items():
+        summary = rule["annotations"]["summary"]
+        used = set(re.findall(r"\$labels\.(\w+)", summary))
+        assert used <= allowed, f"{name}: its summary interpolates {sorted(used - allowed)}"
+        assert "$value" not in summary, f"{name}: its summary interpolates $value"
+
+
+def test_an_alert_fires_without_delay_only_where_its_runbook_says_why() -> None:
+    sections = runbook_sections()
+    for name, rule in alert_rules(RULES.read_text()).items():
+        if seconds(rule["for"]) == 0:
+            assert "`for: 0s`" in sections[name.lower()], (
+                f"{name} has for: 0s; its runbook section must say why"
+            )
+
+
+def test_recording_rule_names_follow_level_metric_operations() -> None:
+    doc = yaml.safe_load(RULES.read_text())
+    records = [r for g in doc["groups"] for r in g["rules"] if "record" in r]
+    assert records
+    for rule in records:
+        name, expr = rule["record"], rule["expr"]
+        level, metric, operations = name.split(":")
+        assert re.fullmatch(r"brainycp_[a-z_]+", metric), name
+        assert not metric.endswith("_total"), f"{name}: a counter's rate drops _total"
+        if level == "job":
+            assert "by (job)" in expr, f"{name}: a job: rule aggregates by job"
+        else:
+            assert level == "panel", name
+        if re.search(r"\b(rate|irate|increase|deriv)\(", expr) and "/" not in expr:
+            # A rate says its unit (per_second, per_hour).
+            assert re.search(r"per_(second|minute|hour|day)", operations), name
+        if "/" in expr and not re.search(r"/ \(?(rate|irate|deriv)\(", expr):
+            # A division of like by like is a ratio, and says so.
+            assert operations.endswith("ratio"), f"{name}: a ratio says ratio"
 
 
 # --------------------------------------------------------------------------- promtool

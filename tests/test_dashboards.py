@@ -1,5 +1,7 @@
 """The Grafana dashboards: structure, variables, units and descriptions, and every query
-parses as PromQL (checked by promtool) and names only metrics that exist.
+parses as PromQL (checked by promtool) and names only metrics that exist; then, on a live
+Prometheus scraping the real daemons, every query runs and one failed poll and one action
+show as 1.
 
 ``dashboard_queries()`` is reused by tests that run the queries against a real Prometheus.
 """
@@ -8,8 +10,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -22,7 +29,16 @@ from tests.dashboard_support import (
     raw_queries,
     substitute,
 )
-from tests.support import PYTHON, REPO, require_binary
+from tests.remediator_support import am_alert, notification
+from tests.support import (
+    PYTHON,
+    REPO,
+    free_port,
+    require_binary,
+    running,
+    sim_args,
+    wait_until,
+)
 
 RULES = REPO / "alerts" / "brainycp-mail.rules.yml"
 
@@ -38,13 +54,18 @@ EXPORTER_METRICS = {
     "brainycp_mail_queue_message_age_seconds_gcount",
     "brainycp_mail_queue_message_age_seconds_gsum",
     "brainycp_mail_queue_sender_messages",
+    "brainycp_mail_queue_recipient_domain_messages",
+    "brainycp_mail_queue_deferral_reason_messages",
+    "brainycp_mail_queue_unparsed_lines",
     "brainycp_mail_daemon_up",
     "brainycp_mail_daemon_status_unknown",
     "brainycp_poll_success",
     "brainycp_poll_duration_seconds",
     "brainycp_poll_last_success_timestamp_seconds",
+    "brainycp_polls_total",
     "brainycp_poll_errors_total",
     "brainycp_exporter_build_info",
+    "brainycp_config_last_reload_successful",
 }
 REMEDIATOR_METRICS = {
     "brainycp_remediator_notifications_total",
@@ -55,6 +76,15 @@ REMEDIATOR_METRICS = {
     "brainycp_remediator_action_duration_seconds_count",
     "brainycp_remediator_actions_in_progress",
     "brainycp_remediator_build_info",
+    "brainycp_remediator_paused",
+    "brainycp_remediator_circuit_open",
+    "brainycp_remediator_actions_awaiting_approval",
+    "brainycp_remediator_oldest_approval_request_timestamp_seconds",
+    "brainycp_remediator_approval_timeout_seconds",
+    "brainycp_remediator_journal_up",
+    "brainycp_remediator_outbound_notifications_total",
+    "brainycp_remediator_journal_failures_total",
+    "brainycp_http_cross_origin_refused_total",
 }
 
 
@@ -124,6 +154,57 @@ def test_dashboards_show_what_the_issue_asks_for() -> None:
     assert notes and "brainycp_remediator_actions_total" in notes[0]["expr"]
     assert {"Queue growth per hour", "Queue now and forecast"} <= titles[FILES[2]]
     assert "Time until the queue-high threshold" in titles[FILES[2]]
+
+
+# What an operator reads during an outbreak: on the fleet dashboard, and per panel
+# where the metric is per panel.
+OUTBREAK_METRICS = {
+    "brainycp_mail_queue_sender_messages": FILES[:2],
+    "brainycp_mail_queue_recipient_domain_messages": FILES[:2],
+    "brainycp_mail_queue_deferral_reason_messages": FILES[:2],
+    "brainycp_mail_queue_unparsed_lines": FILES[:2],
+    "brainycp_poll_success": FILES[:2],
+    "brainycp_remediator_paused": FILES[:1],
+    "brainycp_remediator_circuit_open": FILES[:1],
+    "brainycp_remediator_actions_awaiting_approval": FILES[:1],
+    "brainycp_remediator_oldest_approval_request_timestamp_seconds": FILES[:1],
+}
+
+
+@pytest.mark.parametrize("metric", sorted(OUTBREAK_METRICS))
+def test_what_an_operator_needs_in_an_outbreak_is_on_the_dashboards(metric: str) -> None:
+    shown = {name for name, _, expr in raw_queries() if re.search(rf"\b{metric}\b", expr)}
+    assert set(OUTBREAK_METRICS[metric]) <= shown, f"{metric} is on {sorted(shown)} only"
+
+
+# Every metric that counts or shows a failure, and where an operator sees it.
+FAILURE_METRICS = (
+    "brainycp_up",
+    "brainycp_poll_success",
+    "brainycp_poll_errors_total",
+    "brainycp_mail_queue_unparsed_lines",
+    "brainycp_mail_daemon_status_unknown",
+    "brainycp_exporter_render_errors_total",
+    "brainycp_config_last_reload_successful",
+    "brainycp_remediator_journal_up",
+    "brainycp_remediator_notifications_total",
+    "brainycp_remediator_outbound_notifications_total",
+    "brainycp_remediator_actions_total",
+    "brainycp_remediator_circuit_open",
+    "brainycp_remediator_paused",
+    "brainycp_remediator_journal_failures_total",
+    "brainycp_exporter_http_auth_failures_total",
+    "brainycp_remediator_http_auth_failures_total",
+    "brainycp_http_cross_origin_refused_total",
+)
+
+
+@pytest.mark.parametrize("metric", FAILURE_METRICS)
+def test_every_failure_metric_is_on_a_dashboard_or_in_an_alert(metric: str) -> None:
+    rules = yaml.safe_load(RULES.read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    exprs += [expr for _, _, expr in raw_queries()]
+    assert any(re.search(rf"\b{metric}\b", expr) for expr in exprs), metric
 
 
 def test_rates_use_grafana_intervals_not_fixed_windows() -> None:
@@ -204,3 +285,237 @@ def test_every_query_parses_in_promtool(tmp_path: Path) -> None:
         ]
         pytest.fail(f"promtool refused:\n{result.stdout}{result.stderr}\n" + "\n".join(refused))
     assert f"SUCCESS: {len(queries)} rules found" in result.stdout
+
+
+# --------------------------------------------------------------------------- live Prometheus
+
+PANEL_PASSWORD = "dash-panel-pw"
+WEBHOOK_TOKEN = "dash-webhook-token-5d1e"
+
+
+@dataclass
+class Live:
+    """Simulator, exporter, remediator and a Prometheus that scrapes both every second and
+    loads the shipped rules, with the jobs named as the dashboards' tests expect."""
+
+    sim: str
+    exporter: str
+    remediator: str
+    prometheus: str
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=5)
+        body = response.json()
+        assert response.status_code == 200 and body["status"] == "success", (expr, body)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def value(self, expr: str, **labels: str) -> float | None:
+        for series in self.query(expr):
+            if all(series["metric"].get(k) == v for k, v in labels.items()):
+                return float(series["value"][1])
+        return None
+
+    def webhook_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    prometheus = require_binary("prometheus", "apt-get install prometheus")
+    tmp = tmp_path_factory.mktemp("dashboards-live")
+    sim_port, exporter_port, remediator_port, prom_port = (free_port() for _ in range(4))
+    sim = f"http://127.0.0.1:{sim_port}"
+    (tmp / "panel.pw").write_text(PANEL_PASSWORD + "\n")
+    (tmp / "webhook.token").write_text(WEBHOOK_TOKEN + "\n")
+    config = {
+        "defaults": {"username": "admin", "password_file": str(tmp / "panel.pw"), "timeout": "2s"},
+        "panels": {
+            "web01": {"url": f"{sim}/panel/web01/api/api.php", "daemons": ["clamav"]},
+            "mx01": {"url": f"{sim}/panel/mx01/api/api.php", "daemons": []},
+        },
+        "exporter": {
+            "interval": "1s",
+            "list_interval": "1s",
+            "top_senders": 5,
+            "top_recipient_domains": 5,
+        },
+        "remediator": {
+            "listen": f"127.0.0.1:{remediator_port}",
+            "auth": {"bearer_token_file": str(tmp / "webhook.token")},
+            "state_file": str(tmp / "journal.sqlite"),
+            "shutdown_grace": "1s",
+            "rules": [
+                {
+                    "name": "clean-frozen",
+                    "matchers": ['alertname="BrainyCPMailFrozenMessages"'],
+                    "action": "delete_frozen",
+                },
+            ],
+        },
+    }
+    (tmp / "config.yml").write_text(yaml.safe_dump(config))
+    jobs = {"brainycp-mail-exporter": exporter_port, "brainycp-mail-remediator": remediator_port}
+    (tmp / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(RULES)],
+                "scrape_configs": [
+                    {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+                    for job, port in jobs.items()
+                ],
+            }
+        )
+    )
+    sim_cmd = sim_args(sim_port, "--users", f"admin:{PANEL_PASSWORD}:root", "--seed", "7")
+    sim_cmd += ["--panel", "web01:quiet:exim", "--panel", "mx01:quiet:postfix"]
+    daemon = ["--config", str(tmp / "config.yml")]
+    exporter_cmd = [PYTHON, "-m", "exporter.cli", *daemon, "--listen", f"127.0.0.1:{exporter_port}"]
+    prometheus_cmd = [
+        prometheus,
+        f"--config.file={tmp / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{prom_port}",
+    ]
+    with ExitStack() as stack:
+        stack.enter_context(
+            running(sim_cmd, log=tmp / "sim.log", ready_url=f"{sim}/healthz", cwd=REPO)
+        )
+        for panel in ("web01", "mx01"):
+            httpx.post(f"{sim}/panel/{panel}/_sim/pause", json={"paused": True}).raise_for_status()
+        queue = {"add": 3, "frozen": True, "age": 7200}
+        httpx.post(f"{sim}/panel/web01/_sim/queue", json=queue).raise_for_status()
+        exporter_url = f"http://127.0.0.1:{exporter_port}"
+        remediator_url = f"http://127.0.0.1:{remediator_port}"
+        stack.enter_context(
+            running(
+                exporter_cmd,
+                log=tmp / "exporter.log",
+                ready_url=f"{exporter_url}/healthz",
+                cwd=REPO,
+            )
+        )
+        stack.enter_context(
+            running(
+                [PYTHON, "-m", "remediator.cli", *daemon],
+                log=tmp / "remediator.log",
+                ready_url=f"{remediator_url}/healthz",
+                cwd=REPO,
+            )
+        )
+        prometheus_url = f"http://127.0.0.1:{prom_port}"
+        stack.enter_context(
+            running(
+                prometheus_cmd, log=tmp / "prometheus.log", ready_url=f"{prometheus_url}/-/ready"
+            )
+        )
+        yield Live(sim, exporter_url, remediator_url, prometheus_url)
+
+
+def dashboard_query(dashboard: str, title: str) -> str:
+    """The one query of the panel ``title`` on ``dashboard``, variables filled in."""
+    (expr,) = [e for name, t, e in dashboard_queries() if name == dashboard and t == title]
+    return expr
+
+
+@pytest.mark.e2e
+def test_one_failed_poll_and_one_action_show_as_one_on_the_dashboards(live: Live) -> None:
+    error = 'brainycp_poll_errors_total{panel="web01",operation="count_msg",reason="http_status"}'
+    succeeded = (
+        'brainycp_remediator_actions_total{panel="web01",action="delete_frozen",'
+        'outcome="succeeded"}'
+    )
+    # Both counters are in Prometheus at 0, for ten scrapes, before anything happens.
+    for series in (error, succeeded):
+        wait_until(
+            lambda s=series: live.value(f"count_over_time({s}[1m]) >= 10 and {s} == 0"),
+            timeout=60,
+            what=f"ten scrapes of {series} at 0",
+        )
+    # One count_msg poll of web01 fails (HTTP 503) ...
+    fault = {"status": 503, "operations": ["count_msg"], "times": 1}
+    httpx.post(f"{live.sim}/panel/web01/_sim/fault", json=fault).raise_for_status()
+    # ... and the remediator cleans web01's frozen messages once.
+    alert = am_alert("BrainyCPMailFrozenMessages", "web01", starts_at="2026-12-01T08:00:00Z")
+    answer = httpx.post(
+        f"{live.remediator}/webhook", json=notification(alert), headers=live.webhook_headers()
+    )
+    assert answer.status_code == 200, answer.text
+    for series in (error, succeeded):
+        wait_until(lambda s=series: live.value(s) == 1, timeout=30, what=f"{series} at 1")
+
+    def shows_one(dashboard: str, title: str, **labels: str) -> None:
+        got = live.value(dashboard_query(dashboard, title), **labels)
+        # increase() extrapolates a little past the last sample: 1.0 to 1.1, never 0 or 0.5.
+        assert got is not None and 1 <= got < 1.5, f"{dashboard} / {title}: {got}"
+
+    fleet, detail = FILES[0], FILES[1]
+    where = {"panel": "web01", "operation": "count_msg", "reason": "http_status"}
+    shows_one(fleet, "Poll errors by reason", **where)
+    shows_one(detail, "Poll errors", **where)
+    action = {"panel": "web01", "action": "delete_frozen", "outcome": "succeeded"}
+    shows_one(fleet, "Remediation actions in range", **action)
+    shows_one(fleet, "Remediation actions by outcome", outcome="succeeded")
+    shows_one(detail, "Remediation actions", **action)
+    p90 = live.value(dashboard_query(fleet, "Action duration (p90)"), action="delete_frozen")
+    assert p90 is not None and 0 < p90 <= 0.5, f"Action duration (p90): {p90}"
+
+
+@pytest.mark.e2e
+def test_every_dashboard_query_and_rule_runs_on_a_live_prometheus(live: Live) -> None:
+    wait_until(
+        lambda: (
+            live.value('up{job="brainycp-mail-remediator"}')
+            and live.value('brainycp_mail_queue_recipient_domain_messages{panel="web01"}')
+        ),
+        timeout=60,
+        what="both daemons scraped",
+    )
+    for _, _, expr in dashboard_queries():
+        live.query(expr)  # a query Prometheus refuses is a 400 with errorType bad_data
+    rules = httpx.get(f"{live.prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    loaded = {g["name"]: g for g in rules}
+    assert set(loaded) == {"brainycp-mail-capacity", "brainycp-mail-alerts"}
+
+    def evaluated() -> list[str]:
+        groups = httpx.get(f"{live.prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        return [r["name"] for g in groups for r in g["rules"] if r["health"] != "ok"]
+
+    wait_until(lambda: not evaluated(), timeout=30, what="every rule evaluated without error")
+
+
+@pytest.mark.e2e
+def test_prometheus_reads_the_exporter_s_openmetrics(live: Live) -> None:
+    wait_until(
+        lambda: live.value('brainycp_mail_queue_message_age_seconds_gcount{panel="web01"}'),
+        timeout=60,
+        what="the gauge histogram in Prometheus",
+    )
+    targets = httpx.get(f"{live.prometheus}/api/v1/targets", timeout=5).json()["data"]
+    exporter = next(
+        t for t in targets["activeTargets"] if t["labels"]["job"] == "brainycp-mail-exporter"
+    )
+    assert exporter["health"] == "up" and exporter["lastError"] == ""
+    # Buckets, _gcount and _gsum of one gauge histogram, all from the one family.
+    assert live.value('brainycp_mail_queue_message_age_seconds_bucket{panel="web01",le="+Inf"}')
+    assert live.value('brainycp_mail_queue_message_age_seconds_gsum{panel="web01"}') is not None
+
+    def scraped_type(family: str) -> str:
+        params = {"match_target": '{job="brainycp-mail-exporter"}', "metric": family}
+        answer = httpx.get(f"{live.prometheus}/api/v1/targets/metadata", params=params, timeout=5)
+        (meta,) = answer.json()["data"]
+        return str(meta["type"])
+
+    # What Prometheus parsed: only OpenMetrics can say gaugehistogram (the text format
+    # says histogram).
+    assert scraped_type("brainycp_mail_queue_message_age_seconds") == "gaugehistogram"
+    assert scraped_type("brainycp_polls") == "counter"
+    # The answer to Prometheus's own Accept header is OpenMetrics.
+    accept = (
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+        "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    )
+    answer = httpx.get(f"{live.exporter}/metrics", headers={"Accept": accept}, timeout=5)
+    assert answer.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert "# TYPE brainycp_mail_queue_message_age_seconds gaugehistogram" in answer.text

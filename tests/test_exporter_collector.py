@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from brainycp.queue import AGE_BUCKETS, QueueSummary, summarize
 from exporter.app import build_registry
-from exporter.collector import build_families
-from exporter.poller import top_senders
+from exporter.collector import ZERO_REASONS, build_families
+from exporter.poller import Poller, initial_state, top_senders
+from exporter.settings import Config, parse_config
 from exporter.state import ExporterState, PanelState
 from tests.support import FIXTURES
 
@@ -100,7 +103,10 @@ def test_healthy_panel_exports_every_value_from_its_last_polls() -> None:
         )
     assert value(s, "brainycp_poll_duration_seconds", panel="web01", operation="list_msg") == 0.07
     assert value(s, "brainycp_exporter_build_info", version=__import__("brainycp").__version__) == 1
-    assert not any(name == "brainycp_poll_errors_total" for name, _ in s)
+    # Every polled operation has its error counters for the common reasons, all at 0.
+    errors = {labels: v for (name, labels), v in s.items() if name == "brainycp_poll_errors_total"}
+    assert len(errors) == 4 * len(ZERO_REASONS) and set(errors.values()) == {0}
+    assert value(s, "brainycp_polls_total", panel="web01", operation="list_msg") == 1
 
 
 def test_failed_count_drops_up_but_keeps_the_last_good_queue_value() -> None:
@@ -195,12 +201,67 @@ def test_empty_queue_exports_zero_oldest_age_and_zero_buckets() -> None:
     assert value(s, "brainycp_mail_queue_messages", panel="web01") == 0
 
 
-def test_a_panel_never_polled_has_no_series_yet_but_its_info() -> None:
+def test_a_panel_never_polled_has_only_its_info_and_its_counters_at_zero() -> None:
     s = scrape(state_of(PanelState(name="new", daemons=("clamav",)), healthy_panel()))
-    assert [name for name, labels in s if dict(labels).get("panel") == "new"] == [
-        "brainycp_panel_info"
-    ]
+    new = {
+        (name, labels): v for (name, labels), v in s.items() if dict(labels).get("panel") == "new"
+    }
+    assert {name for name, _ in new} == {
+        "brainycp_panel_info",
+        "brainycp_polls_total",
+        "brainycp_poll_errors_total",
+    }
+    # Created at 0 before the first poll, so that increase() counts the first failure.
+    for op in ("count_msg", "list_msg", "clamav"):
+        assert value(s, "brainycp_polls_total", panel="new", operation=op) == 0
+        for reason in ("timeout", "connect", "http_status"):
+            labels = {"panel": "new", "operation": op, "reason": reason}
+            assert value(s, "brainycp_poll_errors_total", **labels) == 0
+    assert value(s, "brainycp_up", panel="new") is None
     assert value(s, "brainycp_up", panel="web01") == 1
+
+
+def test_polls_count_every_poll_and_a_rare_reason_appears_at_its_first_failure() -> None:
+    panel = PanelState(name="web01", daemons=(), created=NOW - 100)
+    panel.record_success("count_msg", NOW - 20, 0.01)
+    panel.record_failure("count_msg", NOW - 10, 0.01, "bad_detail", "not a count")
+    panel.record_failure("count_msg", NOW - 5, 0.01, "timeout", "no answer")
+    s = scrape(state_of(panel))
+    assert value(s, "brainycp_polls_total", panel="web01", operation="count_msg") == 3
+    labels = {"panel": "web01", "operation": "count_msg"}
+    assert value(s, "brainycp_poll_errors_total", reason="bad_detail", **labels) == 1
+    assert value(s, "brainycp_poll_errors_total", reason="timeout", **labels) == 1
+    assert value(s, "brainycp_poll_errors_total", reason="connect", **labels) == 0
+    assert value(s, "brainycp_poll_errors_total", reason="auth", **labels) is None
+    # OpenMetrics: a counter's _created is when it started counting from 0.
+    families = build_families(state_of(panel), NOW, created=True)
+    errors = next(f for f in families if f.name == "brainycp_poll_errors")
+    created = {
+        s.labels["reason"]: s.value
+        for s in errors.samples
+        if s.name.endswith("_created") and s.labels["operation"] == "count_msg"
+    }
+    assert created == {
+        "bad_detail": NOW - 10,
+        "connect": NOW - 100,
+        "http_status": NOW - 100,
+        "timeout": NOW - 100,
+    }
+
+
+def test_an_operation_added_or_removed_at_reload_adds_or_removes_its_counters() -> None:
+    configured = time.time() - 100
+    panel = PanelState(name="web01", daemons=("clamav",), created=configured)
+    panel.record_failure("clamav", configured + 50, 0.01, "timeout", "no answer")
+    panel.daemons = ("spamassassin",)
+    s = scrape(state_of(panel))
+    assert not any(dict(k).get("operation") == "clamav" for _, k in s)
+    assert value(s, "brainycp_polls_total", panel="web01", operation="spamassassin") == 0
+    op = panel.operations["spamassassin"]
+    assert op.created >= configured + 100  # the reload time, not when the panel entered
+    panel.list_enabled = False
+    s = scrape(state_of(panel))
+    assert not any(dict(k).get("operation") == "list_msg" for _, k in s)
 
 
 def test_one_panels_failure_does_not_touch_another_panels_series() -> None:
@@ -246,3 +307,47 @@ def test_own_registry_has_process_metrics_and_no_global_state() -> None:
     assert "process_resident_memory_bytes" in text
     assert "python_info" in text
     assert "brainycp_up" not in generate_latest(REGISTRY).decode()
+
+
+def test_a_reload_gives_new_panels_and_daemons_their_counters_at_zero_and_drops_removed_ones() -> (
+    None
+):
+    def config(panels: dict[str, list[str]]) -> Config:
+        return parse_config(
+            {
+                "defaults": {"username": "a", "password_env": "HOME"},
+                "panels": {
+                    name: {"url": f"http://127.0.0.1:9/{name}", "daemons": daemons}
+                    for name, daemons in panels.items()
+                },
+            },
+            require_panels=True,
+        )
+
+    async def reload() -> ExporterState:
+        first = config({"web01": ["clamav"], "web02": []})
+        state = initial_state(first)
+        poller = Poller(first, state)
+        state.panels["web01"].record_failure("clamav", NOW, 0.1, "timeout", "")
+        state.panels["web02"].record_failure("count_msg", NOW, 0.1, "timeout", "")
+        poller.apply(config({"web01": ["spamassassin"], "web03": ["clamav"]}))
+        await poller.aclose()
+        return state
+
+    s = scrape(asyncio.run(reload()))
+    polls = {
+        (dict(labels)["panel"], dict(labels)["operation"]): v
+        for (name, labels), v in s.items()
+        if name == "brainycp_polls_total"
+    }
+    assert polls == {
+        ("web01", "count_msg"): 0,
+        ("web01", "list_msg"): 0,
+        ("web01", "spamassassin"): 0,
+        ("web03", "count_msg"): 0,
+        ("web03", "list_msg"): 0,
+        ("web03", "clamav"): 0,
+    }
+    errors = {labels for (name, labels), _ in s.items() if name == "brainycp_poll_errors_total"}
+    assert len(errors) == 6 * len(ZERO_REASONS)
+    assert not any(dict(labels)["panel"] == "web02" for labels in errors)

@@ -212,7 +212,7 @@ def value_series(samples: Samples, panel: str) -> Samples:
         for key, v in samples.items()
         if dict(key[1]).get("panel") == panel
         and not key[0].startswith(("brainycp_poll_duration", "brainycp_poll_last_success"))
-        and key[0] != "brainycp_poll_errors_total"
+        and key[0] not in ("brainycp_poll_errors_total", "brainycp_polls_total")
     }
 
 

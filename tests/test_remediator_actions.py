@@ -250,3 +250,53 @@ def test_older_than_reads_postfix_times_in_the_panels_zone(zone: str, chosen: li
     panel.panel = panel_config(timezone=zone)
     run(panel, rule("delete_messages", select={"older_than": "1h"}))
     assert [c[1] for c in panel.calls if c[0] == "controll_msg"] == chosen
+
+
+def test_a_failed_read_back_after_a_deletion_is_unverified_and_keeps_the_record() -> None:
+    """The panel deleted the messages, then its listing failed: not ``failed`` (that says
+    nothing happened), and every deleted message was handed over for the journal before
+    the read-back was even asked."""
+
+    class ReadBackFails(FakePanel):
+        listed = 0
+
+        async def list_msg(self) -> QueueListing:
+            self.listed += 1
+            if self.listed == 2:
+                self.calls.append(("list_msg", "fails"))
+                raise PanelTimeout("p", "list_msg", "no answer in 10s")
+            return await super().list_msg()
+
+    for action, select in (("delete_messages", {"sender": "alice@example.org"}),
+                           ("delete_frozen", None)):  # fmt: skip
+        panel = ReadBackFails(queue=[Msg(mid(n), frozen=True) for n in range(3)])
+        seen: list[tuple[str, int]] = []
+
+        async def confirmed(
+            records: object,
+            total: int | None,
+            panel: FakePanel = panel,
+            seen: list[tuple[str, int]] = seen,
+        ) -> None:
+            seen.extend((r.id, len(panel.calls)) for r in records)  # type: ignore[attr-defined]
+
+        extra = {"select": select} if select else {}
+        out = asyncio.run(actions.run(panel, rule(action, **extra), confirmed))  # type: ignore[arg-type]
+        assert out.outcome == "unverified", (action, out)
+        assert "the read-back failed: timeout: list_msg" in out.reason
+        assert [m.id for m in out.messages] == [mid(n) for n in range(3)] and not panel.queue
+        read_back = panel.calls.index(("list_msg", "fails"))
+        assert sorted(i for i, _ in seen) == [mid(n) for n in range(3)]
+        assert all(at <= read_back for _, at in seen), (action, seen, panel.calls)
+
+
+def test_a_service_whose_status_cannot_be_read_back_is_unverified() -> None:
+    class StatusFails(FakePanel):
+        async def service(self, daemon: str, command: str) -> ServiceStatus:
+            if command == "status" and any(c[1] == "on" for c in self.calls):
+                raise PanelTimeout("p", "clamav", "no answer in 10s")
+            return await super().service(daemon, command)
+
+    panel = StatusFails(daemons={"clamav": "stopped"})
+    out = run(panel, rule("start_service", daemon="clamav"))
+    assert out.outcome == "unverified" and "the read-back failed" in out.reason

@@ -326,6 +326,53 @@ def test_kill_9_during_an_action_then_restart_loses_nothing_and_runs_nothing_twi
             ]
 
 
+def test_kill_9_in_the_middle_of_a_deletion_leaves_every_confirmed_deletion_in_the_journal(
+    tmp_path: Path,
+) -> None:
+    """A delete of five messages, one panel call each (1 s apiece), is killed (SIGKILL)
+    once the panel has confirmed two: the journal already lists those two while the
+    action runs, and after the restart the ``interrupted`` row still lists them."""
+    sim_port, port = free_port(), free_port()
+    sim, url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path / "config.yml", sim_port, port, tmp_path / "s.sqlite", RULES)
+    args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
+    log = tmp_path / "remediator.log"
+    with running(start_sim(tmp_path, sim_port), log=tmp_path / "sim.log",
+                 ready_url=f"{sim}/healthz"):  # fmt: skip
+        env = Env(sim, url, httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}), tmp_path)
+        env.sim_post("bounce", "pause", {"paused": True})
+        env.sim_post("bounce", "queue", {"add": 5, "bounce": True, "age": 7200})
+        env.sim_post("bounce", "fault", {"latency": 1.0, "operations": ["controll_msg"]})
+        with running(args, log=log, ready_url=f"{url}/healthz") as proc:
+            deleting = only_result(
+                env.post(notification(am_alert("BrainyCPMailBouncesPiling", "bounce")))
+            )["action_id"]
+
+            def deletes() -> list[str]:
+                state = env.state("bounce")
+                return [c["params"]["id"] for c in state["calls"]
+                        if c["operation"] == "controll_msg"]  # fmt: skip
+
+            # The third call has arrived: the first two were answered (and recorded).
+            sent = wait_until(lambda: len(d := deletes()) >= 3 and d, what="3 deletions sent")
+            running_row = env.client.get(f"{url}/actions/{deleting}").json()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        confirmed = sent[:2]
+        assert running_row["outcome"] == "running"
+        assert [m["id"] for m in running_row["messages"]] == confirmed
+        httpx.delete(f"{sim}/panel/bounce/_sim/fault").raise_for_status()
+        with running(args, log=log, ready_url=f"{url}/healthz"):
+            row = env.client.get(f"{url}/actions/{deleting}").json()
+        assert row["outcome"] == "interrupted"
+        assert [m["id"] for m in row["messages"]] == confirmed
+        assert row["messages_total"] == 2
+        assert all(m["answer"] and not m["answer"].startswith("error") for m in row["messages"])
+        queued = {m.id for m in env.listing("bounce")}
+        assert not queued & set(confirmed)
+        env.client.close()
+
+
 def test_check_config_lists_rules_and_errors_exit_2(tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.yml", 1, free_port(), tmp_path / "s.sqlite", RULES)
     out = subprocess.run(

@@ -11,6 +11,7 @@ import pytest
 
 from remediator import journal as journal_module
 from remediator.journal import SCHEMA_VERSION, Journal, JournalError
+from remediator.journal.schema import SQLITE_TYPES
 
 T0 = 1_700_000_000.0
 
@@ -226,7 +227,7 @@ def test_a_journal_from_before_versioning_keeps_its_rows_and_gets_a_version(
     path = tmp_path / "r.sqlite"
     old = sqlite3.connect(path)
     for statement in journal_module.MIGRATIONS[0]:  # version 1: the schema before versioning
-        old.execute(statement.format(**journal_module._SQLITE_TYPES))
+        old.execute(statement.format(**SQLITE_TYPES))
     old.execute(
         "INSERT INTO actions (rule, panel, action, outcome, received_at, fingerprint, "
         "starts_at, alert_status, dedupe_key) VALUES "

@@ -3,7 +3,6 @@ the journal itself, then real remediator replicas sharing it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -11,10 +10,9 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +27,16 @@ from remediator.payload import Alert, fingerprint
 from remediator.planner import Settings, dedupe_key, first_matching_rule, plan
 from remediator.settings.config import parse_config
 from remediator.settings.rules import CircuitBreaker, RateLimit, Rule
+from tests.fleet_support import (
+    FLEET_PANELS,
+    episode,
+    fleet,
+    send_to_every_replica,
+    tcp_ports,
+)
 from tests.pg import PASSWORD, Cluster, cluster
 from tests.remediator_support import TOKEN, am_alert, notification
-from tests.support import PYTHON, free_port, running, sim_args, wait_until
+from tests.support import PYTHON, wait_until
 
 T0 = 1_700_000_000.0
 
@@ -317,6 +322,9 @@ def test_journal_config_keys_and_secrets(tmp_path: Path) -> None:
     assert "s3cret-pg" not in repr(full)
     for bad, problem in (
         ("postgresql://remediator:hunter2@db/x", "password_file"),
+        ("postgresql://remediator@db/x?sslmode=require&password=hunter2", "'password'"),
+        ("postgresql://remediator@db/x?PASSWORD=hunter2", "'PASSWORD'"),
+        ("postgresql://remediator@db/x?sslpassword=hunter2", "'sslpassword'"),
         ("mysql://db/x", "postgresql://"),
         ("postgresql://remediator@db", "name the database"),
         ({"url": url, "lease": "1s"}, "from 2s"),
@@ -330,163 +338,6 @@ def test_journal_config_keys_and_secrets(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- replicas
-
-
-@dataclass
-class Fleet:
-    sim: str
-    urls: list[str]
-    procs: list[subprocess.Popen[bytes]]
-    logs: list[Path]
-    db: str
-    pg: Cluster
-
-    def rows(self) -> list[tuple[Any, ...]]:
-        with self.pg.connect(self.db) as conn:
-            return conn.execute(
-                "SELECT id, dedupe_key, outcome, lease_owner FROM actions ORDER BY id"
-            ).fetchall()
-
-    def calls(self, panel: str) -> list[tuple[str, str]]:
-        state = httpx.get(f"{self.sim}/panel/{panel}/_sim/state", timeout=10).json()
-        return [(c["operation"], c["params"].get("command", "")) for c in state["calls"]]
-
-    def sim_post(self, panel: str, what: str, body: dict[str, Any]) -> None:
-        httpx.post(f"{self.sim}/panel/{panel}/_sim/{what}", json=body, timeout=5).raise_for_status()
-
-
-FLEET_PANELS = [f"p{i:02d}" for i in range(20)]
-FLEET_RULES: list[dict[str, Any]] = [
-    {"name": "clean-frozen", "matchers": ['alertname="Frozen"'], "action": "delete_frozen",
-     "cooldown": "0s"},
-    {"name": "restart-clamav", "matchers": ['alertname="ClamAVDown"'],
-     "action": "restart_service", "daemon": "clamav", "cooldown": "0s"},
-    {"name": "drop-bounces", "matchers": ['alertname="Bounces"'], "action": "delete_messages",
-     "select": {"bounce": True}, "cooldown": "0s"},
-]  # fmt: skip
-
-
-@contextmanager
-def fleet(
-    pg: Cluster, tmp: Path, replicas: int, lease: str = "30s", extra_args: tuple[str, ...] = ()
-) -> Iterator[Fleet]:
-    """A simulator with 20 quiet panels and ``replicas`` remediators on one fresh database."""
-    db_url = fresh_db(pg)
-    sim_port = free_port()
-    sim = f"http://127.0.0.1:{sim_port}"
-    token = tmp / "webhook.token"
-    token.write_text(TOKEN + "\n")
-    secret = tmp / "panel.pw"
-    secret.write_text("admin\n")
-    args = sim_args(sim_port, "--seed", "7")
-    for name in FLEET_PANELS:
-        args += ["--panel", f"{name}:quiet:exim"]
-    with ExitStack() as stack:
-        stack.enter_context(running(args, log=tmp / "sim.log", ready_url=f"{sim}/healthz"))
-        for name in FLEET_PANELS:
-            httpx.post(f"{sim}/panel/{name}/_sim/pause", json={"paused": True}).raise_for_status()
-        urls, procs, logs = [], [], []
-        for n in range(replicas):
-            port = free_port()
-            config = {
-                "defaults": {"username": "admin", "password_file": str(secret), "timeout": "60s"},
-                "panels": {
-                    name: {"url": f"{sim}/panel/{name}/api/api.php"} for name in FLEET_PANELS
-                },
-                "remediator": {
-                    "listen": f"127.0.0.1:{port}",
-                    "auth": {"bearer_token_file": str(token)},
-                    "journal": {
-                        "url": db_url, "password_file": str(pg.password_file), "lease": lease,
-                    },
-                    "max_concurrent_actions": 8,
-                    "action_timeout": "60s",
-                    "rate_limit": {"max_actions": 100000, "per": "1h"},
-                    "rules": FLEET_RULES,
-                },
-            }  # fmt: skip
-            path = tmp / f"replica{n}.yml"
-            path.write_text(yaml.safe_dump(config))
-            log = tmp / f"replica{n}.log"
-            url = f"http://127.0.0.1:{port}"
-            procs.append(
-                stack.enter_context(
-                    running(
-                        [PYTHON, "-m", "remediator.cli", "--config", str(path), *extra_args],
-                        log=log,
-                        ready_url=None if extra_args else f"{url}/healthz",
-                        timeout=30,
-                    )
-                )
-            )
-            if extra_args:  # a web config may guard /healthz: wait for the port instead
-                wait_until(lambda u=url: _answers(u), timeout=30, what=f"{url} listening")
-            urls.append(url)
-            logs.append(log)
-        yield Fleet(sim, urls, procs, logs, db_url.rsplit("/", 1)[1], pg)
-    for log in logs:
-        text = log.read_text()
-        assert PASSWORD not in text and TOKEN not in text, log
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(f"{url}/healthz", timeout=2)
-    except httpx.HTTPError:
-        return False
-    return True
-
-
-def episode(i: int, alertname: str = "Frozen") -> dict[str, Any]:
-    panel = FLEET_PANELS[i % len(FLEET_PANELS)]
-    return notification(am_alert(alertname, panel, starts_at=f"2026-11-25T08:{i:06d}Z"))
-
-
-async def _post_raw(
-    url: str, bodies: list[dict[str, Any]], answers: list[tuple[int, dict[str, Any]]]
-) -> None:
-    """POST ``bodies`` one after another on one keep-alive connection (a bare HTTP/1.1
-    client: httpx's CPU per request would make the sender the bottleneck)."""
-    host, _, port = url.removeprefix("http://").rpartition(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        for body in bodies:
-            data = json.dumps(body).encode()
-            writer.write(
-                b"POST /webhook HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n"
-                + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-                + data
-            )
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            answers.append((int(head.split()[1]), json.loads(await reader.readexactly(length))))
-    finally:
-        writer.close()
-
-
-def send_to_every_replica(
-    f: Fleet, episodes: int, copies: int, connections: int = 8
-) -> list[tuple[int, dict[str, Any]]]:
-    """Every episode to every replica ``copies`` times, interleaved, all concurrently:
-    ``connections`` keep-alive connections per replica."""
-    answers: list[tuple[int, dict[str, Any]]] = []
-    bodies = [episode(i) for _ in range(copies) for i in range(episodes)]
-
-    async def main() -> None:
-        await asyncio.gather(
-            *(
-                _post_raw(url, bodies[n::connections], answers)
-                for url in f.urls
-                for n in range(connections)
-            )
-        )
-
-    asyncio.run(main())
-    return answers
 
 
 @pytest.mark.e2e
@@ -705,3 +556,82 @@ def test_replicas_act_on_one_panel_one_action_at_a_time(pg: Cluster, tmp_path: P
         assert {first[1], second[1]} == {"succeeded"}, (first, second)
         assert first[4] != second[4], "each replica ran the action it accepted"
         assert second[2] >= first[3], f"the two actions overlapped on p03: {first} {second}"
+
+
+@pytest.mark.e2e
+def test_a_frozen_replica_holding_the_fleet_lock_stops_no_one_for_longer_than_its_lease(
+    pg: Cluster, tmp_path: Path
+) -> None:
+    """Replica 0 is frozen (SIGSTOP, as a VM pause) while its group commit holds the
+    fleet lock. Replica 1 keeps answering /healthz within 3 s, and accepts notifications
+    again within the lease: the frozen replica's session ends (it waited on its replica
+    for more than half the lease). Thawed, replica 0 answers its notification 503
+    (rolled back: Alertmanager retries), serves again, and nothing is recorded twice."""
+    rules = [{"name": "preview", "matchers": ['alertname="Preview"'],
+              "action": "delete_frozen", "dry_run": True, "cooldown": "0s"}]  # fmt: skip
+    with fleet(pg, tmp_path, 2, lease="4s", rules=rules) as f:
+        frozen, peer = f.procs[0], f.urls[1]
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+
+        def holds_lock() -> bool:
+            """Replica 0's own connection (known by its client port) holds the fleet lock."""
+            with f.pg.connect(f.db) as conn:
+                ports = conn.execute(
+                    "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a "
+                    "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
+                ).fetchall()
+            return any(port in tcp_ports(frozen.pid) for (port,) in ports)
+
+        big_answers: list[int] = []
+        for attempt in range(20):
+            big = notification(
+                *[am_alert("Preview", FLEET_PANELS[i % 20], starts_at=f"big{attempt}-{i}")
+                  for i in range(3000)]
+            )  # fmt: skip
+            sender = threading.Thread(
+                target=lambda body=big: big_answers.append(
+                    httpx.post(f"{f.urls[0]}/webhook", json=body, headers=headers,
+                               timeout=120).status_code
+                )
+            )  # fmt: skip
+            sender.start()
+            wait_until(holds_lock, timeout=30, interval=0.002, what="replica 0 holding the lock")
+            os.kill(frozen.pid, signal.SIGSTOP)
+            if holds_lock():
+                break
+            os.kill(frozen.pid, signal.SIGCONT)  # it committed in between: try again
+            sender.join(120)
+        else:
+            pytest.fail("replica 0 was never frozen while holding the lock")
+        stopped = time.monotonic()
+        try:
+            accepted_at = None
+            slowest_health = 0.0
+            n = 0
+            while accepted_at is None:
+                asked = time.monotonic()
+                health = httpx.get(f"{peer}/healthz", timeout=10)
+                slowest_health = max(slowest_health, time.monotonic() - asked)
+                n += 1
+                answer = httpx.post(f"{peer}/webhook", headers=headers, timeout=30,
+                                    json=episode(n, "Preview"))  # fmt: skip
+                if answer.status_code == 200:
+                    accepted_at = time.monotonic() - stopped
+                else:
+                    assert answer.status_code == 503, answer.text
+                assert time.monotonic() - stopped < 30, "replica 1 never recovered"
+                assert health.status_code in (200, 503)
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+        assert accepted_at < 4.0, f"replica 1 accepted again only after {accepted_at:.1f}s"
+        assert slowest_health < 3.0, f"replica 1's /healthz took {slowest_health:.1f}s"
+        sender.join(120)
+        assert big_answers[-1] == 503  # its transaction was ended: nothing half-written
+        wait_until(lambda: httpx.get(f"{f.urls[0]}/healthz", timeout=5).status_code == 200,
+                   what="replica 0 healthy again")  # fmt: skip
+        again = httpx.post(f"{f.urls[0]}/webhook", headers=headers, json=episode(999, "Preview"))
+        assert again.status_code == 200, again.text
+        rows = f.rows()
+        keys = [r[1] for r in rows if r[2] == "dry_run"]
+        assert len(keys) == len(set(keys))
+        assert not any(k.split("\x1f")[2].startswith(f"big{attempt}-") for k in keys)

@@ -10,8 +10,11 @@ import pytest
 from pydantic import SecretStr
 
 from brainycp.config.panels import PanelConfig, StatusPatterns
+from brainycp.panel.client import ActionResult, QueueListing
+from brainycp.panel.errors import PanelTimeout
 from remediator import actions
-from remediator.journal import Journal
+from remediator import runner as runner_module
+from remediator.journal import Journal, MessageRecord
 from remediator.metrics import Stats
 from remediator.runner import Runner
 from remediator.settings.rules import Rule
@@ -41,7 +44,7 @@ def test_one_action_per_panel_at_a_time_and_a_global_ceiling(
     peak_per_panel: Counter[str] = Counter()
     peak_total = 0
 
-    async def fake_run(client: object, rule: Rule) -> actions.Outcome:
+    async def fake_run(client: object, rule: Rule, *confirmed: object) -> actions.Outcome:
         nonlocal peak_total
         name = client.panel.name  # type: ignore[attr-defined]
         running[name] += 1
@@ -73,7 +76,7 @@ def test_one_action_per_panel_at_a_time_and_a_global_ceiling(
 
 
 def test_action_timeout_fails_the_action(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def slow(client: object, rule: Rule) -> actions.Outcome:
+    async def slow(client: object, rule: Rule, *confirmed: object) -> actions.Outcome:
         await asyncio.sleep(10)
         return actions.Outcome("succeeded", "")
 
@@ -99,7 +102,7 @@ def test_action_timeout_fails_the_action(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_a_cancelled_row_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    async def fake_run(client: object, rule: Rule) -> actions.Outcome:
+    async def fake_run(client: object, rule: Rule, *confirmed: object) -> actions.Outcome:
         calls.append(rule.name)
         return actions.Outcome("succeeded", "")
 
@@ -123,7 +126,7 @@ def test_a_full_disk_that_clears_lets_the_pending_action_start(
 ) -> None:
     ran: list[str] = []
 
-    async def fake_run(client: object, rule: Rule) -> actions.Outcome:
+    async def fake_run(client: object, rule: Rule, *confirmed: object) -> actions.Outcome:
         ran.append(client.panel.name)  # type: ignore[attr-defined]
         return actions.Outcome("succeeded", "ok")
 
@@ -166,7 +169,10 @@ def test_a_full_disk_that_clears_lets_the_pending_action_start(
 def test_drain_keeps_queued_actions_pending_and_lets_running_ones_finish(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def fake_run(client: object, rule: Rule) -> actions.Outcome:
+    started = asyncio.Event()
+
+    async def fake_run(client: object, rule: Rule, *confirmed: object) -> actions.Outcome:
+        started.set()
         await asyncio.sleep(0.05)
         return actions.Outcome("succeeded", "ok")
 
@@ -178,10 +184,101 @@ def test_drain_keeps_queued_actions_pending_and_lets_running_ones_finish(
         runner = Runner(journal, {"a": panel("a")}, {}, Stats(), max_concurrent=1, action_timeout=5)
         for action_id in ids:
             runner.submit(action_id, RULE, "a", "X")
-        while journal.get(ids[0]).outcome != "running":  # type: ignore[union-attr]
-            await asyncio.sleep(0)
+        await started.wait()  # the first action is on its panel
         return journal, ids, await runner.drain(10)
 
     journal, ids, counts = asyncio.run(scenario())
     assert counts == (1, 0)
     assert [journal.get(i).outcome for i in ids] == ["succeeded", "pending", "pending"]  # type: ignore[union-attr]
+
+
+def _delete_row(journal: Journal) -> int:
+    return journal.insert(
+        rule="r", panel="a", action="delete_messages", outcome="pending", reason="",
+        received_at=1.0, alertname="X", fingerprint="f", starts_at="s", alert_status="firing",
+        labels={}, dedupe_key="k",
+    )  # fmt: skip
+
+
+DELETE = Rule.model_validate(
+    {"name": "r", "matchers": ['alertname="X"'], "action": "delete_messages",
+     "select": {"bounce": True}}
+)  # fmt: skip
+
+
+def test_deleted_messages_are_in_the_journal_before_the_read_back_and_after_a_failed_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each deletion is journaled as the panel confirms it: when the verifying listing is
+    asked, the journal already lists every deleted message; that listing fails, and the
+    row ends ``unverified`` with the three messages, not ``failed`` with none."""
+    queue = [f"1xW6VZ-00000{n}-1S" for n in range(3)]
+    in_journal_at_read_back: list[dict[str, object]] = []
+    journal = Journal(":memory:")
+    action_id = _delete_row(journal)
+
+    class Panel:
+        listed = 0
+        panel = panel("a")
+
+        async def list_msg(self) -> QueueListing:
+            self.listed += 1
+            if self.listed == 2:
+                in_journal_at_read_back.append(journal.detail(action_id))
+                raise PanelTimeout("a", "list_msg", "no answer in 10s")
+            text = "".join(f"5m 900 {i} <>\n  bob@example.net\n\n" for i in queue)
+            return QueueListing(text, not queue, 0)
+
+        async def controll_msg(self, message_id: str, command: str) -> ActionResult:
+            queue.remove(message_id)
+            return ActionResult(True, f"Message {message_id} has been removed", "")
+
+        async def aclose(self) -> None:
+            pass
+
+    monkeypatch.setattr(runner_module, "PanelClient", lambda config: Panel())
+
+    async def scenario() -> None:
+        runner = Runner(journal, {"a": panel("a")}, {}, Stats(), max_concurrent=1, action_timeout=5)
+        runner.submit(action_id, DELETE, "a", "X")
+        await runner.idle()
+        await runner.close()
+
+    asyncio.run(scenario())
+    (seen,) = in_journal_at_read_back
+    deleted = [f"1xW6VZ-00000{n}-1S" for n in range(3)]
+    assert [m["id"] for m in seen["messages"]] == deleted  # type: ignore[attr-defined]
+    assert seen["messages_total"] == 3
+    row, detail = journal.get(action_id), journal.detail(action_id)
+    assert row is not None and row.outcome == "unverified", row
+    assert [m["id"] for m in detail["messages"]] == deleted and detail["messages_total"] == 3
+    assert all(m["answer"].endswith("has been removed") for m in detail["messages"])
+
+
+def test_an_action_cut_off_after_deleting_is_unverified_with_what_it_deleted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def two_then_hang(
+        client: object, rule: Rule, confirmed: actions.Confirmed
+    ) -> actions.Outcome:
+        await confirmed([MessageRecord("m1", answer="removed")], None)
+        await confirmed([MessageRecord("m2", answer="removed")], None)
+        await asyncio.sleep(10)
+        return actions.Outcome("succeeded", "")
+
+    monkeypatch.setattr(actions, "run", two_then_hang)
+
+    async def scenario() -> tuple[Journal, int]:
+        journal = Journal(":memory:")
+        action_id = _delete_row(journal)
+        runner = Runner(journal, {"a": panel("a")}, {}, Stats(), max_concurrent=1,
+                        action_timeout=0.2)  # fmt: skip
+        runner.submit(action_id, DELETE, "a", "X")
+        await runner.idle()
+        await runner.close()
+        return journal, action_id
+
+    journal, action_id = asyncio.run(scenario())
+    row, detail = journal.get(action_id), journal.detail(action_id)
+    assert row is not None and row.outcome == "unverified" and "timeout" in row.reason
+    assert [m["id"] for m in detail["messages"]] == ["m1", "m2"]

@@ -11,12 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from remediator import notify
+from remediator import actions, notify
 from remediator.app import Remediator
 from remediator.journal import Journal
+from remediator.manual import rule_for_row
 from remediator.metrics import Stats
 from remediator.runner import Runner
-from remediator.settings.config import parse_config
+from remediator.settings.config import Config, parse_config
+from remediator.settings.rules import Rule
 from tests.remediator_support import am_alert, notification
 from tests.trust_support import Receiver
 
@@ -58,8 +60,8 @@ def test_an_undecided_request_expires_and_can_no_longer_be_approved(tmp_path: Pa
             answer = await client.post("/webhook", json=notification(am_alert("Ask", "web001")))
             (result,) = answer.json()["results"]
             action_id = result["action_id"]
-            assert rem.expire(time.time()) == []  # not yet
-            expired = rem.expire(time.time() + 2)
+            assert await rem.expire(time.time()) == []  # not yet
+            expired = await rem.expire(time.time() + 2)
             approve = await client.post(f"/actions/{action_id}/approve", json={"by": "late"})
             row = (await client.get(f"/actions/{action_id}")).json()
             again = await client.post("/webhook", json=notification(am_alert("Ask", "web001")))
@@ -75,9 +77,9 @@ def test_an_undecided_request_expires_and_can_no_longer_be_approved(tmp_path: Pa
 def test_approval_and_pause_wait_for_a_big_notification_instead_of_failing(
     tmp_path: Path,
 ) -> None:
-    """A 2,400-alert notification plans in slices, yielding between them; approve/deny,
+    """A 2,400-alert notification is journaled on the journal's thread; approve/deny,
     pause, /metrics and /actions/ID sent while its transaction is open wait for it
-    instead of answering 500 (JournalBusy)."""
+    (they run after it, on the same thread) instead of failing."""
     rem = remediator(tmp_path)
     storm = notification(
         *[am_alert("X", f"web{i:03d}", starts_at=f"s{j}") for j in range(8) for i in range(300)]
@@ -90,10 +92,10 @@ def test_approval_and_pause_wait_for_a_big_notification_instead_of_failing(
             action_id = first.json()["results"][0]["action_id"]
             big = asyncio.create_task(client.post("/webhook", json=storm))
             deadline = time.monotonic() + 30
-            while not rem.journal._sliced and not big.done():
+            while not rem.journal.busy and not big.done():
                 assert time.monotonic() < deadline
-                await asyncio.sleep(0)
-            overlapped = rem.journal._sliced
+                await asyncio.sleep(0.001)
+            overlapped = rem.journal.busy and not big.done()
             answers = await asyncio.gather(
                 client.post(f"/actions/{action_id}/deny", json={"by": "ops"}),
                 client.post("/pause", json={"by": "ops"}),
@@ -213,3 +215,64 @@ def test_check_config_says_which_rules_need_approval() -> None:
     assert "where sender={{ labels.sender }}" in line
     assert "NEEDS APPROVAL" in line and "notify ops-chat" in line
     assert "at most 2 runs per episode" in line
+
+
+def test_an_approval_runs_the_selection_journaled_at_request_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule with a static select is edited (reload) while its request waits: the
+    approval, and a restart that resumes the approved row, run what was asked for,
+    never the new selection (which here names another sender)."""
+    ran: list[Rule] = []
+
+    async def fake_run(client: object, rule: Rule, *confirmed: object) -> actions.Outcome:
+        ran.append(rule)
+        return actions.Outcome("succeeded", "ok")
+
+    monkeypatch.setattr(actions, "run", fake_run)
+
+    def config(sender: str, max_messages: int) -> Config:
+        return parse_config(
+            {
+                "panels": {"web001": {"url": "http://127.0.0.1:9", "username": "a",
+                                      "password_env": "HOME"}},
+                "remediator": {
+                    "insecure_no_auth": True,
+                    "state_file": str(tmp_path / "s.sqlite"),
+                    "rules": [
+                        {"name": "contain", "matchers": ['alertname="Spam"'],
+                         "action": "delete_messages", "approval": "required",
+                         "select": {"sender": sender}, "max_messages": max_messages,
+                         "limit": "first"},
+                    ],
+                },
+            }
+        )  # fmt: skip
+
+    asked = config("spammer@example.org", 5)
+    journal = Journal(asked.remediator.state_file)
+    runner = Runner(journal, asked.panels, {}, Stats(), max_concurrent=1, action_timeout=5)
+    rem = Remediator(asked, journal, runner, Stats())
+
+    async def scenario() -> dict[str, Any]:
+        transport = httpx.ASGITransport(app=rem.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answer = await client.post("/webhook", json=notification(am_alert("Spam", "web001")))
+            action_id = answer.json()["results"][0]["action_id"]
+            rem.reconfigure(config("customer@example.org", 500))  # edited while it waits
+            approved = await client.post(f"/actions/{action_id}/approve", json={"by": "ops"})
+            assert approved.status_code == 200, approved.text
+            await runner.idle()
+            return dict((await client.get(f"/actions/{action_id}")).json())
+
+    row = asyncio.run(scenario())
+    (run,) = ran
+    assert run.select is not None and run.select.sender == "spammer@example.org"
+    assert (run.max_messages, run.limit) == (5, "first")
+    assert row["params"]["select"]["sender"] == "spammer@example.org"
+    # After a restart, a resumed row is rebuilt from the same journaled params.
+    later = config("customer@example.org", 500).remediator.rules
+    rebuilt = rule_for_row("contain", "delete_messages", row["params"], {r.name: r for r in later})
+    assert rebuilt is not None and rebuilt.select is not None
+    assert (rebuilt.select.sender, rebuilt.max_messages) == ("spammer@example.org", 5)
+    journal.close()

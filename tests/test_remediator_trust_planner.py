@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from brainycp.config.errors import ConfigError
 from remediator import journal as journal_module
 from remediator.journal import Journal, MessageRecord
+from remediator.journal.schema import SQLITE_TYPES
 from remediator.manual import MANUAL_RULE, ManualError, parse_request, rule_for_row
 from remediator.planner import Settings
 from remediator.settings.config import parse_config
@@ -186,7 +187,7 @@ def test_a_version_1_journal_is_migrated_to_version_2_keeping_its_rows(tmp_path:
     path = tmp_path / "v1.sqlite"
     db = sqlite3.connect(path)
     for statement in journal_module.MIGRATIONS[0]:  # version 1
-        db.execute(statement.format(**journal_module._SQLITE_TYPES))
+        db.execute(statement.format(**SQLITE_TYPES))
     db.execute(
         "INSERT INTO actions (rule, panel, action, outcome, received_at, fingerprint, "
         "starts_at, alert_status, dedupe_key, counts, episode) "

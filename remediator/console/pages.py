@@ -130,9 +130,7 @@ class Console:
         return self.pages.render("problem.html", context, status=status)
 
     async def _read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        journal = self.rem.journal
-        await journal.quiet()  # not inside a big notification's open transaction
-        return await journal.call(fn, *args, **kwargs)
+        return await self.rem.journal.call(fn, *args, **kwargs)
 
     async def _common(self, request: Request, user: str) -> dict[str, Any]:
         """What every page shows: who is signed in and the brakes when set."""

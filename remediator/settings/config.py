@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 
@@ -20,6 +20,9 @@ from brainycp.config.values import Duration, Listen, Strict
 from remediator.settings.rules import CircuitBreaker, ManualSettings, RateLimit, Rule
 from remediator.settings.targets import NotifyTarget, NotifyTargetInput, resolve_targets
 from remediator.settings.webhook import AuthInput, AuthKeys, WebhookAuth, resolve_auth
+
+# libpq connection parameters that carry a secret: never in a URL (logs, ps, errors).
+_JOURNAL_URL_SECRETS = frozenset({"password", "sslpassword"})
 
 
 class _JournalInput(Strict):
@@ -41,6 +44,13 @@ class _JournalInput(Strict):
             raise ValueError(
                 "the URL holds a password; put it in journal.password_file (or PGPASSFILE) instead"
             )
+        for key, _ in parse_qsl(parts.query, keep_blank_values=True):
+            if key.strip().lower() in _JOURNAL_URL_SECRETS:
+                raise ValueError(
+                    f"the URL's query holds {key.strip()[:40]!r}, a secret that would show in "
+                    "logs and ps; keep it out of the URL (the password goes in "
+                    "journal.password_file or PGPASSFILE)"
+                )
         if not parts.path.strip("/"):
             raise ValueError("name the database: postgresql://user@host:5432/DATABASE")
         return value
