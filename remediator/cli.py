@@ -19,6 +19,7 @@ from pathlib import Path
 from starlette.types import ASGIApp, Scope
 
 from brainycp import __version__
+from brainycp.backoff import Backoff
 from brainycp.config.values import split_listen
 from brainycp.daemon.access import NO_AUTH, WEBHOOK_CREDENTIALS, AuthFailures, Identity, identity
 from brainycp.daemon.listener import open_listener
@@ -374,7 +375,7 @@ async def open_journal(rconfig: RemediatorConfig) -> Journal | int:
     password = settings.password.get_secret_value() if settings.password else None
     journal = Journal.postgres(settings.url, password, lease=settings.lease)
     where = _safe_url(settings.url)
-    delay = 1.0
+    backoff = Backoff(1.0, 10.0)
     while True:
         try:
             before = await journal.call_patient(journal.migrate)
@@ -384,8 +385,7 @@ async def open_journal(rconfig: RemediatorConfig) -> Journal | int:
             return 2
         except JOURNAL_ERRORS as exc:
             log.error("journal %s not reachable yet (retrying): %s", where, _first_line(exc))
-            await asyncio.sleep(delay)  # a retry interval, not synchronisation
-            delay = min(delay * 2, 10.0)
+            await backoff.wait()
             continue
         log.info(
             "journal: PostgreSQL %s, schema version %d%s; this replica is %s",

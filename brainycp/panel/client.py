@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
 import ssl
 from typing import Any, Literal
@@ -23,6 +22,7 @@ from urllib.parse import urlencode
 import httpx
 
 from brainycp import __version__
+from brainycp.backoff import Backoff
 from brainycp.config.panels import DAEMONS, PanelConfig
 from brainycp.panel.answers import (
     ActionResult,
@@ -271,7 +271,7 @@ class PanelClient:
         except (PanelConnectError, PanelProtocolError):
             if not read:
                 raise
-            await asyncio.sleep(random.uniform(*self._retry_delay))
+            await Backoff.between(*self._retry_delay).wait()
             answer, size = await self._post_once(operation, params, read=read)
         return answer_code(self.panel.name, operation, answer), answer, size
 
