@@ -53,9 +53,6 @@ class Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
-    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
-        pass
-
 
 class HttpService:
     """A daemon's app served on its bound ``sock`` until a stop signal.

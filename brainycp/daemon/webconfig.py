@@ -51,6 +51,8 @@ _TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min
 
 @dataclass(frozen=True)
 class TlsConfig:
+    """``tls_server_config``, validated: the files, the client check, the lowest version."""
+
     cert_file: Path
     key_file: Path
     client_ca_file: Path | None
@@ -58,11 +60,6 @@ class TlsConfig:
     min_version: ssl.TLSVersion
     client_cas: frozenset[bytes] = frozenset()
     """The CA certificates (DER) of ``client_ca_file`` as validated."""
-
-    @property
-    def verifies_clients(self) -> bool:
-        """True when every request comes with a client certificate signed by the CA."""
-        return self.client_auth == ssl.CERT_REQUIRED
 
 
 @dataclass(frozen=True)

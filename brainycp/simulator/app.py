@@ -281,10 +281,6 @@ def _encode(answer: dict[str, Any]) -> bytes:
     return json.dumps(answer, separators=(",", ":")).encode("ascii")
 
 
-def _json_response(answer: dict[str, Any]) -> Response:
-    return Response(_encode(answer), media_type="application/json")
-
-
 def panel_text(key: str, english: bool) -> str:
     """A message of the panel's answers (TEXTS), in English or in Russian."""
     return TEXTS[key][0 if english else 1]
