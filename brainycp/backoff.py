@@ -20,8 +20,10 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 
+@dataclass
 class Backoff:
     """The waits of one retry loop: ``first`` seconds, doubling up to ``cap``.
 
@@ -31,25 +33,20 @@ class Backoff:
     wait still ends before it.
     """
 
-    def __init__(
-        self,
-        first: float,
-        cap: float,
-        *,
-        jitter: tuple[float, float] = (1.0, 1.0),
-        deadline: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        self.delay = first
-        """The base of the next wait, in seconds (before jitter)."""
-        self.cap = cap
-        self.jitter = jitter
-        self.deadline = deadline
-        self.clock = clock
-        self.sleep = sleep
-        self.waits = 0
-        """How many waits there were: 0 until the first failure."""
+    first: float
+    cap: float
+    _: KW_ONLY
+    jitter: tuple[float, float] = (1.0, 1.0)
+    deadline: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+    delay: float = field(init=False)
+    """The base of the next wait, in seconds (before jitter)."""
+    waits: int = field(init=False, default=0)
+    """How many waits there were: 0 until the first failure."""
+
+    def __post_init__(self) -> None:
+        self.delay = self.first
 
     @classmethod
     def between(cls, low: float, high: float) -> Backoff:

@@ -207,7 +207,7 @@ async def serve(
         finally:
             scheduler.shutdown(wait=False)
             await poller.aclose()
-    if not http.started:
+    if not http.server.started:
         return EXIT_FAILED
     log.info("exporter stopped")
     return EXIT_OK

@@ -12,14 +12,15 @@ from pydantic import Field, ValidationError, field_validator
 from brainycp.config import loader
 from brainycp.config.errors import validation_errors
 from brainycp.config.panels import PanelConfig
-from brainycp.config.values import Duration, Listen, Shard, Strict
+from brainycp.config.values import Duration, Listen, SecondsDuration, Shard, Strict
+from brainycp.config.yamlguard import load_yaml_file
 
 
 class ExporterConfig(Strict):
     """The ``exporter`` section: where to listen, how often to poll, what to export."""
 
     listen: Listen = "0.0.0.0:9863"
-    interval: Duration = 60.0
+    interval: SecondsDuration = 60.0
     list_interval: Duration = 300.0
     max_concurrency: int = Field(default=32, ge=1, le=10000)
     max_staleness: Duration = 600.0
@@ -31,13 +32,6 @@ class ExporterConfig(Strict):
     """Concurrent HTTP connections; a request beyond them gets a 503."""
     grafana_url: str = ""
     """Grafana's base URL: the fleet view (``/``) links to the shipped dashboards there."""
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, value: float) -> float:
-        if value < 1:
-            raise ValueError("must be at least 1s")
-        return value
 
     @field_validator("grafana_url")
     @classmethod
@@ -69,9 +63,6 @@ def parse_section(raw: object, errors: list[str], warnings: list[str]) -> Export
         return None
 
 
-SECTION = loader.Section("exporter", parse_section)
-
-
 @dataclass(frozen=True)
 class Config:
     """The config file as the exporter reads it: the shared panels and its own section."""
@@ -81,15 +72,14 @@ class Config:
     warnings: tuple[str, ...] = ()
 
 
-def _config(loaded: loader.Loaded[ExporterConfig]) -> Config:
-    return Config(panels=loaded.panels, exporter=loaded.section, warnings=loaded.warnings)
+SECTION = loader.Section("exporter", parse_section, Config)
 
 
 def parse_config(data: Any, *, require_panels: bool = False) -> Config:
     """Validate a loaded YAML document (:func:`brainycp.config.loader.parse_config`)."""
-    return _config(loader.parse_config(data, SECTION, require_panels=require_panels))
+    return loader.parse_config(data, SECTION, require_panels=require_panels)
 
 
 def load_config(path: str | os.PathLike[str], *, require_panels: bool = True) -> Config:
     """Read and validate the config file as the exporter does at start and at reload."""
-    return _config(loader.load_config(path, SECTION, require_panels=require_panels))
+    return parse_config(load_yaml_file(path), require_panels=require_panels)

@@ -292,7 +292,7 @@ async def serve(
     )
 
     def stop(signame: str) -> None:
-        if not http.stopping:
+        if not http.server.should_exit:
             log.info(
                 "%s: stopping; running actions get up to %gs to finish",
                 signame,

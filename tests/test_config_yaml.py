@@ -134,7 +134,7 @@ def test_deep_nesting_is_refused_without_a_traceback(depth: int) -> None:
 def test_a_file_over_one_mebibyte_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
     with pytest.raises(ConfigError) as info:
-        loader.load_config(path)
+        loader.load_shared(path)
     assert info.value.errors == [
         f"{path}: the config file is over {MAX_CONFIG_BYTES} bytes; refused"
     ]
@@ -175,7 +175,7 @@ def test_an_empty_panel_list_is_refused(tmp_path: Path) -> None:
 )
 def test_a_panel_url_port_outside_1_to_65535_is_refused(url: str) -> None:
     with pytest.raises(ConfigError) as info:
-        loader.parse_config({"panels": {"web01": {"url": url, "username": "a", "password": "b"}}})
+        loader.parse_shared({"panels": {"web01": {"url": url, "username": "a", "password": "b"}}})
     assert info.value.errors == ["panels.web01.url: has an invalid port (must be 1 to 65535)"]
 
 
@@ -330,7 +330,7 @@ def test_any_config_text_is_a_config_or_a_config_error(
         return
     try:
         if daemon is None:
-            loader.load_config(path)
+            loader.load_shared(path)
         elif daemon == "exporter":
             exporter_settings.load_config(path)
         else:

@@ -19,7 +19,14 @@ from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_v
 
 from brainycp.config.errors import validation_errors
 from brainycp.config.secrets import read_secret_file, unreadable_reason
-from brainycp.config.values import ByteSize, Duration, Strict, check_label_names, zone_of
+from brainycp.config.values import (
+    ByteSize,
+    Duration,
+    PositiveDuration,
+    Strict,
+    check_label_names,
+    zone_of,
+)
 
 DAEMONS = ("clamav", "spamassassin")
 Daemon = Literal["clamav", "spamassassin"]
@@ -120,7 +127,7 @@ class _PanelSettings(Strict):
     tls_verify: TlsVerify = True
     tls_fingerprint: str | None = None
     credentials_style: CredentialsStyle = "both"
-    timeout: Duration = 10.0
+    timeout: PositiveDuration = 10.0
     max_response_bytes: ByteSize = 64 * 1024**2
     daemons: list[Daemon] = Field(default_factory=_all_daemons)
     status_patterns: StatusPatterns = Field(default_factory=StatusPatterns)
@@ -161,13 +168,6 @@ class _PanelSettings(Strict):
         if not isinstance(value, str):
             raise ValueError('must be a string like "sha256:AB:CD:..."')
         return parse_fingerprint(value)
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be greater than 0")
-        return value
 
     @field_validator("daemons")
     @classmethod
@@ -380,19 +380,14 @@ def _build_panel(
             " (brainycp-mail-doctor prints the line)"
         )
     return PanelConfig(
-        name=name,
-        url=api_url(panel.url),
-        username=panel.username,
-        password=password,
-        tls_verify=tls,
-        timeout=panel.timeout,
-        max_response_bytes=panel.max_response_bytes,
-        daemons=tuple(panel.daemons),
-        status_patterns=panel.status_patterns,
-        interval=panel.interval,
-        list_interval=panel.list_interval,
-        timezone=panel.timezone,
-        credentials_style=panel.credentials_style,
-        tls_fingerprint=panel.tls_fingerprint,
-        labels=tuple(sorted(panel.labels.items())),
+        **{
+            **panel.values_for(PanelConfig),
+            "name": name,
+            "url": api_url(panel.url),
+            "username": panel.username,
+            "password": password,
+            "tls_verify": tls,
+            "daemons": tuple(panel.daemons),
+            "labels": tuple(sorted(panel.labels.items())),
+        }
     )

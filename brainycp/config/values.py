@@ -8,13 +8,14 @@ and the input never shows in a message (it may be a secret).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -104,7 +105,25 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be greater than 0")
+    return seconds
+
+
+def _a_second_or_more(seconds: float) -> float:
+    if seconds < 1:
+        raise ValueError("must be at least 1s")
+    return seconds
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+"""A duration above 0 (a timeout)."""
+SecondsDuration = Annotated[
+    float, BeforeValidator(parse_duration), AfterValidator(_a_second_or_more)
+]
+"""A duration of at least one second (an interval, an approval's life)."""
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Listen = Annotated[str, BeforeValidator(parse_listen)]
 
@@ -170,6 +189,12 @@ class Strict(BaseModel):
     """A config model: unknown keys are errors, values are frozen, input never in messages."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    def values_for(self, target: type[Any]) -> dict[str, Any]:
+        """The values of this model's fields that the dataclass ``target`` has too: what a
+        validated input hands on, as it is, to the resolved settings it builds."""
+        wanted = {field.name for field in dataclasses.fields(target)}
+        return {name: getattr(self, name) for name in type(self).model_fields if name in wanted}
 
 
 def zone_of(name: str) -> ZoneInfo | None:

@@ -123,6 +123,11 @@ def load_yaml(text: str, source: str = "config") -> Any:
         loader.dispose()
 
 
+def load_yaml_file(path: str | os.PathLike[str]) -> Any:
+    """The YAML document in the file at ``path`` (:func:`read_config_text`, :func:`load_yaml`)."""
+    return load_yaml(read_config_text(path), str(path))
+
+
 def read_config_text(path: str | os.PathLike[str]) -> str:
     """The text of the config file: at most :data:`MAX_CONFIG_BYTES`, UTF-8."""
     try:

@@ -18,15 +18,16 @@ interval, with the user name and the client address, never the password.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
 from brainycp.daemon.logsetup import RateLimitFilter
+from brainycp.daemon.scraped import Scraped
 
 IDENTITY = "brainycp.identity"
 """Scope key of the :class:`Identity` an auth layer established for a request."""
@@ -129,17 +130,14 @@ class AuthFailures:
 
     def collector(self) -> Collector:
         """A collector of the counter, for the daemon's registry."""
-        return _AuthFailureCollector(self)
-
-
-class _AuthFailureCollector(Collector):
-    def __init__(self, failures: AuthFailures) -> None:
-        self.failures = failures
-
-    def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(
-            self.failures.metric,
-            "HTTP requests refused because their credentials were wrong (web-config users,"
-            " client certificates, the remediator's operator endpoints; not /webhook).",
-            value=self.failures.count,
+        return Scraped(
+            lambda: [
+                CounterMetricFamily(
+                    self.metric,
+                    "HTTP requests refused because their credentials were wrong (web-config"
+                    " users, client certificates, the remediator's operator endpoints; not"
+                    " /webhook).",
+                    value=self.count,
+                )
+            ]
         )

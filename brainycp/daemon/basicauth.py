@@ -16,7 +16,7 @@ import binascii
 import hashlib
 import os
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import bcrypt
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -126,6 +126,7 @@ class BasicAuth:
         return (await self.verify(header)).ok
 
 
+@dataclass
 class BasicAuthMiddleware:
     """401 for every HTTP request without valid basic auth, except on ``open_paths``.
 
@@ -134,20 +135,12 @@ class BasicAuthMiddleware:
     counted on ``failures``.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        auth: BasicAuth,
-        *,
-        realm: str,
-        open_paths: Collection[str] = (),
-        failures: AuthFailures | None = None,
-    ) -> None:
-        self.app = app
-        self.auth = auth
-        self.realm = realm
-        self.open_paths = frozenset(open_paths)
-        self.failures = failures
+    app: ASGIApp
+    auth: BasicAuth
+    _: KW_ONLY
+    realm: str
+    open_paths: Collection[str] = ()
+    failures: AuthFailures | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.auth.users or scope["path"] in self.open_paths:

@@ -15,6 +15,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from dataclasses import KW_ONLY, dataclass
 from typing import Protocol, TypeVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -25,6 +26,7 @@ from brainycp.config.errors import ConfigError
 from brainycp.daemon.access import AuthFailures, Identity, remember
 from brainycp.daemon.basicauth import basic_credentials
 from brainycp.daemon.responses import header, send_json
+from brainycp.daemon.scraped import Scraped
 from brainycp.daemon.webconfig import WebConfigHolder
 
 log = logging.getLogger("brainycp.reload")
@@ -74,23 +76,19 @@ class Reloader:
         loop.add_signal_handler(signal.SIGHUP, self.on_signal)
 
     def collector(self) -> Collector:
-        return _ReloadCollector(self)
+        """``brainycp_config_last_reload_successful`` and its timestamp, for the registry."""
+        return Scraped(self._families)
 
-
-class _ReloadCollector(Collector):
-    def __init__(self, reloader: Reloader) -> None:
-        self.reloader = reloader
-
-    def collect(self) -> Iterator[Metric]:
+    def _families(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "brainycp_config_last_reload_successful",
             "Whether the last config reload succeeded (1) or was refused (0).",
-            value=1 if self.reloader.successful else 0,
+            value=1 if self.successful else 0,
         )
         yield GaugeMetricFamily(
             "brainycp_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load (the start counts).",
-            value=self.reloader.success_timestamp,
+            value=self.success_timestamp,
         )
 
 
@@ -101,6 +99,7 @@ AUTHENTICATED = "brainycp.authenticated"
 :class:`~brainycp.daemon.access.Identity` is recorded too)."""
 
 
+@dataclass
 class OpsMiddleware:
     """Serves ``POST /-/reload`` and guards the paths outside ``open_paths``.
 
@@ -110,26 +109,15 @@ class OpsMiddleware:
     on ``failures``.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        reloader: Reloader,
-        authorize: Authorize,
-        *,
-        challenge: str | None,
-        refusal: str = "missing or wrong credentials",
-        guard_all: bool = False,
-        open_paths: Collection[str] = (),
-        failures: AuthFailures | None = None,
-    ) -> None:
-        self.app = app
-        self.failures = failures
-        self.reloader = reloader
-        self.authorize = authorize
-        self.challenge = challenge
-        self.refusal = refusal
-        self.guard_all = guard_all
-        self.open_paths = frozenset(open_paths)
+    app: ASGIApp
+    reloader: Reloader
+    authorize: Authorize
+    _: KW_ONLY
+    challenge: str | None
+    refusal: str = "missing or wrong credentials"
+    guard_all: bool = False
+    open_paths: Collection[str] = ()
+    failures: AuthFailures | None = None
 
     async def _admit(self, scope: Scope, send: Send) -> bool:
         """Record who sent ``scope``; else answer 401/403 (and count it) and say False."""

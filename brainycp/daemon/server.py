@@ -90,16 +90,6 @@ class HttpService:
         self.reloader = reloader
         self.on_stop = on_stop
 
-    @property
-    def stopping(self) -> bool:
-        """True once a stop signal came."""
-        return self.server.should_exit
-
-    @property
-    def started(self) -> bool:
-        """True once the server accepted connections (it may have stopped since)."""
-        return self.server.started
-
     def stop(self, signame: str) -> None:
         """What a stop signal does: tell the daemon, then end :meth:`serve`."""
         self.on_stop(signame)

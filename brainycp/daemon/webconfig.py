@@ -32,7 +32,7 @@ import uvicorn
 from starlette.types import Scope
 
 from brainycp.config.errors import ConfigError
-from brainycp.config.yamlguard import load_yaml, read_config_text
+from brainycp.config.yamlguard import load_yaml_file
 from brainycp.daemon.access import AuthFailures, Identity, identity
 from brainycp.daemon.basicauth import BasicAuth
 
@@ -185,7 +185,7 @@ def parse_web_config(data: Any, path: str = "web config") -> WebConfig:
 
 def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     """Read and validate the web config file at ``path``."""
-    return parse_web_config(load_yaml(read_config_text(path), str(path)), str(path))
+    return parse_web_config(load_yaml_file(path), str(path))
 
 
 # --------------------------------------------------------------------------- TLS

@@ -34,7 +34,7 @@ from cryptography.x509.oid import NameOID
 
 from brainycp import __version__
 from brainycp.config.errors import ConfigError
-from brainycp.config.loader import Loaded, load_config
+from brainycp.config.loader import SharedConfig, load_shared
 from brainycp.config.panels import PanelConfig
 from brainycp.panel.answers import QueueListing
 from brainycp.panel.client import PanelClient
@@ -606,7 +606,7 @@ def config_report(name: str, problems: Sequence[str], config_path: str) -> Repor
 
 
 async def check_all(
-    names: Sequence[str], config: Loaded[None], problems: dict[str, list[str]], config_path: str
+    names: Sequence[str], config: SharedConfig, problems: dict[str, list[str]], config_path: str
 ) -> list[Report]:
     """Reports in ``names`` order: a broken panel's config reasons, the others checked."""
     checked = iter(await check_panels([config.panels[n] for n in names if n in config.panels]))
@@ -622,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Each panel's own problems come back here, so the other panels are still checked.
     problems: dict[str, list[str]] = {}
     try:
-        config = load_config(args.config, panel_errors=problems)
+        config = load_shared(args.config, panel_errors=problems)
     except ConfigError as exc:
         for line in [*exc.errors, *(e for errors in problems.values() for e in errors)]:
             print(line, file=sys.stderr)

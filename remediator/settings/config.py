@@ -16,7 +16,8 @@ from brainycp.config import loader
 from brainycp.config.errors import validation_errors
 from brainycp.config.panels import PanelConfig
 from brainycp.config.secrets import read_secret_file, unreadable_reason
-from brainycp.config.values import Duration, Listen, Strict
+from brainycp.config.values import Duration, Listen, SecondsDuration, Strict
+from brainycp.config.yamlguard import load_yaml_file
 from remediator.settings.rules import CircuitBreaker, ManualSettings, RateLimit, Rule
 from remediator.settings.targets import NotifyTarget, NotifyTargetInput, resolve_targets
 from remediator.settings.webhook import AuthInput, AuthKeys, WebhookAuth, resolve_auth
@@ -112,7 +113,7 @@ class _RemediatorInput(Strict):
     journal_retention: Duration = 90 * 86400.0
     rules: list[Rule] = Field(default_factory=list)
     external_url: str | None = None
-    approval_timeout: Duration = 3600.0
+    approval_timeout: SecondsDuration = 3600.0
     notify: list[NotifyTargetInput] = Field(default_factory=list)
     circuit_breaker: CircuitBreaker | None = None
     manual: ManualSettings = Field(default_factory=lambda: ManualSettings())
@@ -123,13 +124,6 @@ class _RemediatorInput(Strict):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
-
-    @field_validator("approval_timeout")
-    @classmethod
-    def _approval_timeout(cls, value: float) -> float:
-        if value < 1:
-            raise ValueError("must be at least 1s")
-        return value
 
     @field_validator("notify")
     @classmethod
@@ -222,27 +216,27 @@ def build_remediator(
                 errors.append(f"remediator.journal.password_file: cannot read it: {reason}")
         journal = JournalConfig(parsed.journal.url, password, parsed.journal.lease)
     return RemediatorConfig(
-        journal=journal,
-        listen=parsed.listen,
-        auth=auth,
-        panel_label=parsed.panel_label,
-        dry_run=parsed.dry_run,
-        state_file=parsed.state_file,
-        max_concurrent_actions=parsed.max_concurrent_actions,
-        action_timeout=parsed.action_timeout,
-        rate_limit=parsed.rate_limit,
-        rules=tuple(parsed.rules),
-        journal_retention=parsed.journal_retention,
-        shutdown_grace=parsed.shutdown_grace,
-        external_url=parsed.external_url or "",
-        approval_timeout=parsed.approval_timeout,
-        notify=tuple(targets),
-        circuit_breaker=parsed.circuit_breaker,
-        manual=parsed.manual,
+        **{
+            **parsed.values_for(RemediatorConfig),
+            "journal": journal,
+            "auth": auth,
+            "rules": tuple(parsed.rules),
+            "external_url": parsed.external_url or "",
+            "notify": tuple(targets),
+        }
     )
 
 
-def section(*, require_auth: bool) -> loader.Section[RemediatorConfig]:
+@dataclass(frozen=True)
+class Config:
+    """The config file as the remediator reads it: the shared panels and its own section."""
+
+    panels: dict[str, PanelConfig]
+    remediator: RemediatorConfig
+    warnings: tuple[str, ...] = ()
+
+
+def section(*, require_auth: bool) -> loader.Section[RemediatorConfig, Config]:
     """The ``remediator`` section for the loader. Without ``require_auth`` (a check of the
     rules alone) a missing or unreadable ``auth`` is no error and its warnings are dropped."""
 
@@ -257,26 +251,13 @@ def section(*, require_auth: bool) -> loader.Section[RemediatorConfig]:
             errors.extend(e for e in own_errors if not e.startswith("remediator.auth"))
         return built
 
-    return loader.Section("remediator", parse)
-
-
-@dataclass(frozen=True)
-class Config:
-    """The config file as the remediator reads it: the shared panels and its own section."""
-
-    panels: dict[str, PanelConfig]
-    remediator: RemediatorConfig
-    warnings: tuple[str, ...] = ()
-
-
-def _config(loaded: loader.Loaded[RemediatorConfig]) -> Config:
-    return Config(panels=loaded.panels, remediator=loaded.section, warnings=loaded.warnings)
+    return loader.Section("remediator", parse, Config)
 
 
 def parse_config(data: Any, *, require_auth: bool = False, require_panels: bool = False) -> Config:
     """Validate a loaded YAML document (:func:`brainycp.config.loader.parse_config`)."""
     own = section(require_auth=require_auth)
-    return _config(loader.parse_config(data, own, require_panels=require_panels))
+    return loader.parse_config(data, own, require_panels=require_panels)
 
 
 def load_config(
@@ -284,5 +265,5 @@ def load_config(
 ) -> Config:
     """Read and validate the config file as the remediator does at start and at reload:
     with at least one panel and the webhook's auth (or ``insecure_no_auth``)."""
-    own = section(require_auth=require_auth)
-    return _config(loader.load_config(path, own, require_panels=require_panels))
+    data = load_yaml_file(path)
+    return parse_config(data, require_auth=require_auth, require_panels=require_panels)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from brainycp.config.secrets import read_secret_file
-from brainycp.config.values import Duration, Strict
+from brainycp.config.values import Duration, PositiveDuration, Strict
 
 NotifyOutcome = Literal[
     "succeeded",
@@ -60,20 +60,13 @@ class NotifyTargetInput(Strict):
     outcomes: list[NotifyOutcome] = Field(
         default_factory=lambda: list(DEFAULT_NOTIFY_OUTCOMES)  # type: ignore[arg-type]
     )
-    timeout: Duration = 10.0
+    timeout: PositiveDuration = 10.0
     retry_for: Duration = 300.0
 
     @field_validator("url", "api_url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
         return None if value is None else check_notify_url(value)
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be greater than 0")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> NotifyTargetInput:
