@@ -28,6 +28,7 @@ from brainycp.daemon.reload import OpsMiddleware, Reloader, reload_files
 from brainycp.daemon.responses import header
 from brainycp.daemon.server import HttpService, guarded
 from brainycp.daemon.startup import (
+    EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     add_daemon_flags,
@@ -370,7 +371,7 @@ async def open_journal(rconfig: RemediatorConfig) -> Journal | int:
             log.error("%s", exc)
         except JOURNAL_ERRORS as exc:
             log.error("journal %s: %s", rconfig.state_file, exc)
-        return 2
+        return EXIT_CONFIG
     settings = rconfig.journal
     password = settings.password.get_secret_value() if settings.password else None
     journal = Journal.postgres(settings.url, password, lease=settings.lease)
@@ -382,7 +383,7 @@ async def open_journal(rconfig: RemediatorConfig) -> Journal | int:
         except JournalError as exc:
             log.error("cannot use the journal %s: %s", where, exc)
             journal.close()
-            return 2
+            return EXIT_CONFIG
         except JOURNAL_ERRORS as exc:
             log.error("journal %s not reachable yet (retrying): %s", where, _first_line(exc))
             await backoff.wait()

@@ -84,6 +84,31 @@ def test_the_private_names_check_sees_both_spellings() -> None:
     ]
 
 
+def imported_packages(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """The top-level package of every absolute import in ``tree``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.lineno, node.module.split(".")[0]
+
+
+def test_the_shared_package_imports_neither_daemon_and_they_not_each_other() -> None:
+    forbidden = {
+        "brainycp": {"exporter", "remediator"},
+        "exporter": {"remediator"},
+        "remediator": {"exporter"},
+    }
+    found = [
+        f"{name_of(path)}:{line}: imports {package}"
+        for path in shipped_modules()
+        for line, package in imported_packages(ast.parse(path.read_text(), str(path)))
+        if package in forbidden[name_of(path).split("/")[0]]
+    ]
+    assert not found, "\n".join(found)
+
+
 def test_no_module_is_over_800_lines() -> None:
     long = {
         name_of(path): lines

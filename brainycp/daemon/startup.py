@@ -2,8 +2,9 @@
 
 Both daemons take ``--config`` (default ``$BRAINYCP_MAIL_CONFIG``), ``--listen``,
 ``--web.config.file``, ``--check-config``, ``--log-level``, ``--log-format`` and
-``--version``, and exit 0 after a stop, 1 when they cannot run (the port is taken, a
-poll failed), 2 for a config they cannot use, with one line per problem on stderr.
+``--version``, and share the exit codes (the doctor too): 0 after a stop, 1 when they
+cannot run (the port is taken, a poll failed), 2 for a config they cannot use, with one
+line per problem on stderr.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from brainycp.daemon.webconfig import WebConfig, load_web_config
 
 CONFIG_ENV = "BRAINYCP_MAIL_CONFIG"
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-"""0: stopped (or all went well); 1: could not run, or a check failed; 2: bad config."""
+"""0: stopped, or all went well; 1: could not run (a port taken) or a check failed (a
+poll, a doctor's step); 2: a config it cannot use (or the remediator's journal)."""
 
 C = TypeVar("C")
 

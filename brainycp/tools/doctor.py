@@ -36,6 +36,7 @@ from brainycp import __version__
 from brainycp.config.errors import ConfigError
 from brainycp.config.loader import SharedConfig, load_shared
 from brainycp.config.panels import PanelConfig
+from brainycp.daemon.startup import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from brainycp.panel.answers import QueueListing
 from brainycp.panel.client import PanelClient
 from brainycp.panel.errors import BrainyCPError
@@ -43,7 +44,6 @@ from brainycp.panel.sockets import describe_os_error, is_ip_address
 from brainycp.panel.tls import format_fingerprint, pinning_context, shared_ssl_context
 from brainycp.queue import iter_messages, summarize
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 T = TypeVar("T")
 
 STYLE_FIELDS = {
