@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(wildcard brainycp/*.c brainycp/*.h)
+$(STAMP): pyproject.toml setup.py $(wildcard brainycp/queue/*.c brainycp/queue/*.h)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "brainycp-mail needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || \
@@ -27,6 +27,8 @@ lint: install
 	$(VENV)/bin/mypy brainycp
 
 bench: install
+	$(PY) bench/bench_readers.py
+	$(PY) bench/bench_outbreak.py
 	$(PY) bench/bench_queue_parse.py
 	$(PY) bench/bench_exporter.py
 	$(PY) bench/bench_remediator.py

@@ -35,8 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import brainycp.queue as queue_module
-from brainycp.queue import DEFERRAL_REASONS, summarize
+from brainycp.queue import DEFERRAL_REASONS, c_readers, summarize
 from brainycp.simulator.render import exim_age, exim_size
 
 GOAL_EXIM_RATE = 3_000_000.0  # messages/s at 1M messages (issue 10)
@@ -257,27 +256,13 @@ HEADER = (
 )
 
 
-C_READERS = {"_eximscan": "Exim", "_pfscan": "Postfix"}
-
-
-def python_only(func: Callable[[], Any]) -> Callable[[], Any]:
-    """``func`` run with the C readers switched off: the pure-Python paths alone."""
-
-    def run() -> Any:
-        saved = {name: getattr(queue_module, name, None) for name in C_READERS}
-        for name in saved:
-            setattr(queue_module, name, None)
-        try:
-            return func()
-        finally:
-            for name, module in saved.items():
-                setattr(queue_module, name, module)
-
-    return run
+def python_only(func: Callable[..., Any]) -> Callable[[], Any]:
+    """``func`` run with the compiled readers switched off: the Python readers alone."""
+    return lambda: func(False)
 
 
 def measure(
-    name: str, count: int, text: str, fast: Callable[[], Any], naive: Callable[[], Any]
+    name: str, count: int, text: str, fast: Callable[..., Any], naive: Callable[[], Any]
 ) -> tuple[float, float]:
     """Print one row; return (messages/s, extra memory as a share of the text)."""
     text_bytes = len(text.encode("utf-8"))
@@ -335,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
 
-    readers = [label for name, label in C_READERS.items() if getattr(queue_module, name, None)]
+    readers = list(c_readers())
     print(f"Python {sys.version.split()[0]}; median of 3 runs, CPU seconds; memory = tracemalloc")
     print(
         "C readers built: "
@@ -352,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                 "exim " + ("real" if real else "plain"),
                 count,
                 text,
-                lambda text=text: summarize(text),
+                lambda compiled=None, text=text: summarize(text, use_compiled=compiled),
                 lambda text=text: naive_summarize(text),
             )
             if count == max(sizes):
@@ -368,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             "pf " + ("real" if real else "plain"),
             pf_count,
             text,
-            lambda text=text: summarize(text, now=now),
+            lambda compiled=None, text=text: summarize(text, now=now, use_compiled=compiled),
             lambda text=text: naive_postfix_summarize(text, now),
         )
         verdicts.append(

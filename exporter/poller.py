@@ -2,9 +2,10 @@
 
 Per panel, job A (every ``interval``) runs ``count_msg`` and each daemon's ``status``
 concurrently, so one poll costs one round trip; job B (every ``list_interval``, 0 = off)
-reads ``list_msg`` and summarizes it. A semaphore bounds the panels in flight.
-Parsing a listing is CPU work on the event loop (0.5 to 2 s per million messages);
-that is accepted rather than moving it to a thread.
+fetches ``list_msg`` and has a worker process read it (:mod:`brainycp.queue.worker`): the
+event loop never decodes or reads a listing, so scrapes, probes and other panels' polls
+never wait for one. A semaphore bounds the panels in flight, another the listings fetched
+or read at once (each can be up to ``max_response_bytes``).
 """
 
 from __future__ import annotations
@@ -13,19 +14,20 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime, timedelta, tzinfo
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
 from brainycp.config.panels import PanelConfig
-from brainycp.panel.answers import QueueListing, ServiceStatus
+from brainycp.panel.answers import ServiceStatus
 from brainycp.panel.client import PanelClient
 from brainycp.panel.errors import BrainyCPError
-from brainycp.queue import iter_messages, summarize
+from brainycp.queue import Reading, ReadOptions
+from brainycp.queue.worker import ListingReaders, ReadingFailed, ReadJob, shared_readers
 from exporter.settings import Config
 from exporter.state import ExporterState, PanelState
 from exporter.values import BadValue, check_count, check_senders, check_summary
@@ -71,45 +73,6 @@ def initial_state(config: Config) -> ExporterState:
     )
 
 
-def top_senders(
-    detail: Any, limit: int, now: float, zone: tzinfo | None = None
-) -> tuple[tuple[str, int], ...]:
-    """The ``limit`` senders with most queued messages, most first (ties by name)."""
-    counts = Counter(msg.sender for msg in iter_messages(detail, now, zone=zone) if msg.sender)
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return tuple(ranked[:limit])
-
-
-def top_senders_and_domains(
-    detail: Any, senders: int, domains: int, now: float, zone: tzinfo | None = None
-) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
-    """:func:`top_senders` and the ``domains`` recipient domains with most queued messages
-    (a message counts once per domain it has a pending recipient in), in one pass."""
-    if domains <= 0:
-        return (top_senders(detail, senders, now, zone) if senders > 0 else ()), ()
-    by_sender: Counter[str] = Counter()
-    by_domain: Counter[str] = Counter()
-    for msg in iter_messages(detail, now, zone=zone):
-        if senders > 0 and msg.sender:
-            by_sender[msg.sender] += 1
-        by_domain.update(recipient_domains(msg.recipients))
-
-    def ranked(counts: Counter[str], limit: int) -> tuple[tuple[str, int], ...]:
-        return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
-
-    return (ranked(by_sender, senders) if senders > 0 else ()), ranked(by_domain, domains)
-
-
-def recipient_domains(recipients: Iterable[str]) -> set[str]:
-    """The lower-case domains of addresses (``<a@Example.NET>`` -> ``example.net``)."""
-    out = set()
-    for address in recipients:
-        local, at, domain = address.strip().strip("<>").rpartition("@")
-        if at and local and domain:
-            out.add(domain.lower())
-    return out
-
-
 class Poller:
     """One :class:`PanelClient` per panel, the jobs that use them, and the shared state."""
 
@@ -119,10 +82,16 @@ class Poller:
         state: ExporterState,
         *,
         transport_factory: TransportFactory | None = None,
+        readers: ListingReaders | None = None,
     ) -> None:
         self.config = config
         self.state = state
         self.semaphore = asyncio.Semaphore(config.exporter.max_concurrency)
+        self.readers = readers or shared_readers()
+        # Listings fetched or being read at once (each up to max_response_bytes): every
+        # worker busy and as many on the way, and at least 4 so that slow panels' fetches
+        # do not hold up a big fleet's list polls.
+        self.listings = asyncio.Semaphore(max(4, 2 * self.readers.slots))
         self.clients: dict[str, PanelClient] = {
             name: PanelClient(
                 panel, transport=transport_factory(panel) if transport_factory else None
@@ -138,6 +107,8 @@ class Poller:
         self._rng = random.Random()
         self._running: set[str] = set()
         """Jobs in flight, as ``job:panel``."""
+        self._list_polls: dict[str, asyncio.Task[Any]] = {}
+        """The list poll in flight per panel: a panel removed at reload cancels its own."""
         self._tracebacks_logged: set[tuple[str, str]] = set()
         """``(panel, operation)`` whose internal error was logged with its traceback."""
 
@@ -216,6 +187,14 @@ class Poller:
         started = time.perf_counter()
         try:
             value = await call
+        except ReadingFailed as exc:
+            elapsed = time.perf_counter() - started
+            if exc.reason == "internal":
+                log.error(
+                    "the listing reader failed",
+                    extra={"panel": panel.name, "operation": operation, "detail": exc.detail},
+                )
+            return self._failed(panel, operation, elapsed, exc.reason, exc.detail)
         except (BrainyCPError, httpx.HTTPError) as exc:
             elapsed = time.perf_counter() - started
             if isinstance(exc, BrainyCPError):
@@ -271,26 +250,36 @@ class Poller:
         return all(results)
 
     async def poll_list(self, name: str) -> bool:
-        """list_msg of one panel, summarized; True if it succeeded."""
+        """list_msg of one panel, read in a worker; True if it succeeded."""
         panel = self.state.panels[name]
         client = self.clients[name]
         top = self.state.top_senders
         top_domains = self.state.top_recipient_domains
-        zone = self.config.panels[name].zone
+        job = ReadJob(name, 0.0, self.config.panels[name].zone, ReadOptions(top, top_domains))
 
-        def store_listing(listing: QueueListing) -> None:
-            now = time.time()
-            # CPU work on the loop: 0.5-2 s per million messages, more with the top senders
-            # or domains (see docs/metrics.md, "Polling").
-            summary = check_summary(summarize(listing.detail, now, zone=zone))
-            senders, domains = top_senders_and_domains(listing.detail, top, top_domains, now, zone)
-            senders = check_senders(senders) if top > 0 else ()
-            domains = check_senders(domains) if top_domains > 0 else ()
+        async def fetch_and_read() -> Reading:
+            fetched = [await client.list_msg_body()]
+            # Ages count from when the listing arrived; the body leaves this frame with the
+            # call, so it is freed as soon as a worker has it.
+            return await self.readers.read(replace(job, now=time.time()), fetched.pop())
+
+        def store_reading(reading: Reading) -> None:
+            summary = check_summary(reading.summary)
+            senders = check_senders(reading.top_senders) if top > 0 else ()
+            domains = check_senders(reading.top_recipient_domains) if top_domains > 0 else ()
             panel.summary, panel.top_senders = summary, senders
             panel.top_recipient_domains = domains
 
-        async with self.semaphore:
-            ok = await self._timed(panel, "list_msg", client.list_msg(), store_listing)
+        task = asyncio.current_task()
+        if task is not None:
+            self._list_polls[name] = task
+        try:
+            # The listing slot first: a poll waiting for one holds no panel slot.
+            async with self.listings, self.semaphore:
+                ok = await self._timed(panel, "list_msg", fetch_and_read(), store_reading)
+        finally:
+            if task is not None and self._list_polls.get(name) is task:
+                del self._list_polls[name]
         log.debug("polled list", extra={"panel": name, "ok": ok})
         return ok
 
@@ -318,6 +307,11 @@ class Poller:
         self._running.add(key)
         try:
             await job(name)
+        except asyncio.CancelledError:
+            if name in self.config.panels:
+                raise
+            # The panel was removed at reload and its poll cancelled: nothing to report.
+            log.debug("poll cancelled, panel removed", extra={"panel": name, "job": key})
         except Exception as exc:
             # A bug outside one call must not kill the scheduler's job, nor leave the panel
             # looking healthy: it is an internal failure of the job's main operation.
@@ -415,6 +409,9 @@ class Poller:
         retired: list[PanelClient] = []
         for name in old.panels.keys() - config.panels.keys():
             state.panels.pop(name, None)
+            poll = self._list_polls.pop(name, None)
+            if poll is not None:
+                poll.cancel()  # its reading stops too; nothing of it is stored
             for key in [k for k in self._failing if k[0] == name]:
                 del self._failing[key]
             retired.append(self.clients.pop(name))

@@ -13,11 +13,12 @@ import math
 import re
 
 from brainycp.queue import QueueSummary
+from brainycp.queue.identity import LABEL_LIMIT, label_value
 
 MAX_COUNT = 2**53
 """The largest count that survives the float64 of the text format exactly."""
-MAX_LABEL_CHARS = 256
-"""Longer label values (senders) are cut to this many characters, marked with an ellipsis."""
+MAX_LABEL_CHARS = LABEL_LIMIT
+"""Longer label values are cut to this many characters, marked with an ellipsis."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -77,10 +78,12 @@ def check_summary(summary: QueueSummary) -> QueueSummary:
 
 
 def check_senders(senders: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
-    """Top senders with valid label values and counts; a duplicate after cleaning is merged."""
+    """Top senders (or domains) with valid label values and counts. A value longer than a
+    label holds is cut and keeps a hash of itself (identity.label_value), which the
+    remediator's selection takes; a duplicate after cleaning is merged."""
     merged: dict[str, int] = {}
     for sender, count in senders:
         check_count(count, "sender message count")
-        label = clean_label(sender)
+        label = label_value(sender)
         merged[label] = merged.get(label, 0) + count
     return tuple(sorted(merged.items(), key=lambda item: (-item[1], item[0])))

@@ -13,13 +13,15 @@ even when the verification fails or the process dies.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from brainycp.panel.client import MessageCommand, PanelClient
 from brainycp.panel.errors import BrainyCPError, PanelAPIError
-from brainycp.queue import QueueMessage, iter_messages, summarize
+from brainycp.queue import MessageFilter, QueueMessage, Reading, ReadOptions
+from brainycp.queue.worker import ReadingFailed, ReadJob, shared_readers
 from remediator.journal import MessageRecord
 from remediator.settings.rules import Rule, Selection
 
@@ -45,10 +47,16 @@ class Outcome:
     """``{"before": ..., "after": ...}``: the live state read around the action."""
 
 
-def _unverified(done: str, exc: BrainyCPError, **kept: Any) -> Outcome:
+def _why(exc: BrainyCPError | ReadingFailed) -> str:
+    """A panel error, or a listing its reader could not read, as one line."""
+    if isinstance(exc, ReadingFailed):
+        return f"{exc.reason}: list_msg: {exc.detail}"
+    return f"{exc.reason}: {exc.operation}: {exc.detail}"
+
+
+def _unverified(done: str, exc: BrainyCPError | ReadingFailed, **kept: Any) -> Outcome:
     """The change was made but the read-back that verifies it failed."""
-    why = f"{exc.reason}: {exc.operation}: {exc.detail}"
-    return Outcome("unverified", f"{done}; the read-back failed: {why}"[:300], **kept)
+    return Outcome("unverified", f"{done}; the read-back failed: {_why(exc)}"[:300], **kept)
 
 
 def record(message: QueueMessage, answer: str) -> MessageRecord:
@@ -85,54 +93,49 @@ def removed_answers(detail: str) -> dict[str, str]:
     return out
 
 
-def _domain(address: str) -> str:
-    return address.strip("<>").rpartition("@")[2].lower()
+def selection_filter(select: Selection) -> MessageFilter:
+    """The message filter of a rule's ``select``: senders and domains compare as the
+    exporter counts them (exact local part, ASCII-folded domain; see docs/remediation.md)."""
+    return MessageFilter(
+        sender=select.sender,
+        sender_domain=select.sender_domain,
+        recipient_domain=select.recipient_domain,
+        bounce=select.bounce,
+        frozen=select.frozen,
+        older_than=select.older_than,
+        larger_than=select.larger_than,
+    )
 
 
 def selected(message: QueueMessage, select: Selection) -> bool:
     """True when ``message`` meets every criterion of ``select``."""
-    if (
-        select.sender is not None
-        and message.sender.strip("<>").lower() != select.sender.strip("<>").lower()
-    ):
-        return False
-    if select.sender_domain is not None and _domain(message.sender) != select.sender_domain.lower():
-        return False
-    if select.recipient_domain is not None:
-        wanted = select.recipient_domain.lower()
-        if not any(_domain(r) == wanted for r in message.recipients):
-            return False
-    if select.bounce is not None and (message.sender == "<>") != select.bounce:
-        return False
-    if select.frozen is not None and message.frozen != select.frozen:
-        return False
-    # The age the listing proves: an Exim "5m" is 300-359 s old, and counts as 300 here, so
-    # a deletion never takes a message that may be younger than older_than.
-    if select.older_than is not None and not message.proven_age_seconds > select.older_than:
-        return False
-    return select.larger_than is None or message.size_bytes > select.larger_than
+    return selection_filter(select).matches(message)
 
 
-def choose(messages: Iterable[QueueMessage], rule: Rule) -> tuple[list[QueueMessage], int]:
-    """The messages to act on (oldest first) and how many matched in all."""
-    assert rule.select is not None
-    matching = sorted(
-        (m for m in messages if selected(m, rule.select)), key=lambda m: -m.age_seconds
-    )
-    return matching[: rule.max_messages], len(matching)
+async def read_queue(
+    client: PanelClient, select: MessageFilter | None = None, limit: int | None = None
+) -> Reading:
+    """The panel's queue, read once in a worker process (never on the event loop): the
+    summary and, with ``select``, the matching messages (oldest first, at most ``limit``).
+    Raises the panel's errors, or :class:`ReadingFailed` when the listing's reader failed."""
+    panel = client.panel
+    options = ReadOptions(select=select, select_limit=limit)
+    fetched = [await client.list_msg_body()]
+    # Ages count from when the listing arrived; the body leaves this frame with the call,
+    # so it is freed as soon as a worker has it.
+    job = ReadJob(panel.name, time.time(), panel.zone, options)
+    return await shared_readers().read(job, fetched.pop())
 
 
 async def _frozen_count(client: PanelClient) -> tuple[int, int]:
-    listing = await client.list_msg()
-    summary = summarize(listing.detail)
+    summary = (await read_queue(client)).summary
     return summary.frozen, summary.messages
 
 
 async def delete_frozen(
     client: PanelClient, rule: Rule, confirmed: Confirmed = _unrecorded
 ) -> Outcome:
-    listing = await client.list_msg()
-    frozen = [m for m in iter_messages(listing.detail, zone=client.panel.zone) if m.frozen]
+    frozen = (await read_queue(client, MessageFilter(frozen=True))).selected
     before = len(frozen)
     if before == 0:
         return Outcome("skipped_nothing_to_do", "no frozen messages in the queue")
@@ -147,7 +150,7 @@ async def delete_frozen(
     kept: dict[str, Any] = {"messages": records, "messages_total": len(records)}
     try:
         after, _ = await _frozen_count(client)
-    except BrainyCPError as exc:
+    except (BrainyCPError, ReadingFailed) as exc:
         done = f"frozen messages deleted (were {before})"
         return _unverified(done, exc, state={"before": {"frozen": before}}, **kept)
     kept["state"] = {"before": {"frozen": before}, "after": {"frozen": after}}
@@ -223,9 +226,10 @@ async def service(client: PanelClient, rule: Rule) -> Outcome:
 
 async def messages(client: PanelClient, rule: Rule, confirmed: Confirmed = _unrecorded) -> Outcome:
     command: MessageCommand = "delete" if rule.action == "delete_messages" else "reship"
-    listing = await client.list_msg()
+    assert rule.select is not None
     # Ages decide "oldest first" and older_than: Postfix times are read in the panel's zone.
-    chosen, total = choose(iter_messages(listing.detail, zone=client.panel.zone), rule)
+    reading = await read_queue(client, selection_filter(rule.select), rule.max_messages)
+    chosen, total = reading.selected, reading.selected_total
     if total == 0:
         return Outcome("skipped_nothing_to_do", "no queued message matches the selection")
     if total > rule.max_messages and rule.limit == "refuse":
@@ -250,12 +254,11 @@ async def messages(client: PanelClient, rule: Rule, confirmed: Confirmed = _unre
     kept: dict[str, Any] = {"messages": records, "messages_total": len(records)}
     if errors == len(chosen):
         return Outcome("failed", f"{done}: every controll_msg call failed", **kept)
-    ids = {m.id for m in chosen}
+    ids = frozenset(m.id for m in chosen)
     try:
-        after = await client.list_msg()
-    except BrainyCPError as exc:
+        left = (await read_queue(client, MessageFilter(ids=ids), 0)).selected_total
+    except (BrainyCPError, ReadingFailed) as exc:
         return _unverified(done, exc, state={"before": {"matching": total}}, **kept)
-    left = sum(1 for m in iter_messages(after.detail) if m.id in ids)
     kept["state"] = {"before": {"matching": total}, "after": {"still_queued": left}}
     if left == 0:
         return Outcome("succeeded", done + (f" ({errors} calls failed)" if errors else ""), **kept)
@@ -265,13 +268,13 @@ async def messages(client: PanelClient, rule: Rule, confirmed: Confirmed = _unre
 async def preview(client: PanelClient, rule: Rule) -> dict[str, Any]:
     """What ``rule`` would act on now, without changing anything (manual ``dry_run``)."""
     if rule.action in ("delete_messages", "reship_messages", "delete_frozen"):
-        listing = await client.list_msg()
-        queued = iter_messages(listing.detail, zone=client.panel.zone)
         if rule.action == "delete_frozen":
-            matching = sorted((m for m in queued if m.frozen), key=lambda m: -m.age_seconds)
-            chosen, total = matching[: rule.max_messages], len(matching)
+            wanted = MessageFilter(frozen=True)
         else:
-            chosen, total = choose(queued, rule)
+            assert rule.select is not None
+            wanted = selection_filter(rule.select)
+        reading = await read_queue(client, wanted, rule.max_messages)
+        chosen, total = reading.selected, reading.selected_total
         verdict = "would act"
         if total == 0:
             verdict = "nothing to do"
@@ -305,5 +308,5 @@ async def run(client: PanelClient, rule: Rule, confirmed: Confirmed = _unrecorde
         if rule.action in ("start_service", "stop_service", "restart_service"):
             return await service(client, rule)
         return await messages(client, rule, confirmed)
-    except BrainyCPError as exc:
-        return Outcome("failed", f"{exc.reason}: {exc.operation}: {exc.detail}"[:300])
+    except (BrainyCPError, ReadingFailed) as exc:
+        return Outcome("failed", _why(exc)[:300])

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from brainycp.queue import summarize
-from exporter.poller import top_senders, top_senders_and_domains
+from brainycp.queue import ReadOptions, read_listing
 from exporter.state import ExporterState, PanelState
 from tests.support import FIXTURES
 
@@ -16,13 +15,15 @@ CONFIGURED = NOW - 3600
 def _listed(name: str, fixture: str, daemons: dict[str, str], top: int) -> PanelState:
     detail = (FIXTURES / fixture).read_text()
     panel = PanelState(name=name, daemons=tuple(daemons), created=CONFIGURED)
-    summary = summarize(detail, NOW)
+    reading = read_listing(detail, NOW, options=ReadOptions(top, top))
     panel.record_success("count_msg", NOW - 20, 0.031)
-    panel.queue_messages = summary.messages
+    panel.queue_messages = reading.summary.messages
     panel.record_success("list_msg", NOW - 20, 0.112)
-    panel.summary = summary
-    panel.top_senders = top_senders(detail, top, NOW) if top else ()
-    _, panel.top_recipient_domains = top_senders_and_domains(detail, top, top, NOW)
+    panel.summary = reading.summary
+    panel.top_senders, panel.top_recipient_domains = (
+        reading.top_senders,
+        reading.top_recipient_domains,
+    )
     for daemon, state in daemons.items():
         panel.record_success(daemon, NOW - 20, 0.029)
         panel.daemon_states[daemon] = state

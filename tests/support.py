@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -32,18 +32,16 @@ def require_e2e() -> bool:
     return os.environ.get("BRAINYCP_REQUIRE_E2E") == "1"
 
 
-def require_c_reader(name: str) -> Any:
-    """brainycp.queue's C reader ``name`` (``_eximscan``, ``_pfscan``); skip with the reason
-    when the install did not build it (no C compiler or Python headers), fail in CI."""
-    import brainycp.queue as queue_module
+def require_c_reader(flavour: str) -> None:
+    """Skip with the reason when brainycp.queue's compiled reader of ``flavour`` (``exim``,
+    ``postfix``) was not built (no C compiler or Python headers at install); fail in CI."""
+    from brainycp.queue import c_readers
 
-    module = getattr(queue_module, name)
-    if module is None:
-        reason = f"brainycp.{name} is not built (no C compiler or Python headers at install)"
+    if flavour not in c_readers():
+        reason = f"the compiled {flavour} reader is not built (no C compiler or Python headers)"
         if require_e2e():
             pytest.fail(reason + " and BRAINYCP_REQUIRE_E2E=1")
         pytest.skip(reason)
-    return module
 
 
 def require_binary(name: str, hint: str = "") -> str:

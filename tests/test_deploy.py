@@ -259,7 +259,7 @@ def test_the_sdist_carries_a_working_deployment(dists: Dists) -> None:
         "conftest.py",
         "pyproject.toml",
         "setup.py",
-        "brainycp/_scan.h",
+        "brainycp/queue/_scan.h",
         "deploy/install-files.sh",
         "tests/support.py",
         "tests/fixtures/tls/cert.pem",

@@ -279,21 +279,25 @@ def test_a_listing_the_parser_chokes_on_is_a_bad_detail_failure_not_a_crash(
 ) -> None:
     import os
 
-    import exporter.poller as poller_module
+    import brainycp.queue.worker as worker_module
+    from brainycp.queue.worker import ListingReaders
 
     os.environ.setdefault("BRAINYCP_TEST_PW", "pw")
     config = parse_config(panels_config(1))
     fake = FakePanels(delay=0)
 
-    def broken(detail: Any, now: float | None = None) -> Any:
+    def broken(job: Any, body: Any) -> Any:
         raise ValueError("parser bug")
 
-    monkeypatch.setattr(poller_module, "summarize", broken)
+    monkeypatch.setattr(worker_module, "read_body", broken)
 
     async def run() -> tuple[bool, Any]:
         state = initial_state(config)
         poller = Poller(
-            config, state, transport_factory=lambda _p: httpx.MockTransport(fake.handle)
+            config,
+            state,
+            transport_factory=lambda _p: httpx.MockTransport(fake.handle),
+            readers=ListingReaders(0),  # in this process, where the patch applies
         )
         try:
             return await poller.poll_once(), state.panels["p00"]

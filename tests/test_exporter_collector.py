@@ -9,10 +9,10 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from brainycp.queue import AGE_BUCKETS, QueueSummary, summarize
+from brainycp.queue import AGE_BUCKETS, QueueSummary, ReadOptions, read_listing, summarize
 from exporter.app import build_registry
 from exporter.collector import ZERO_REASONS, build_families
-from exporter.poller import Poller, initial_state, top_senders
+from exporter.poller import Poller, initial_state
 from exporter.settings import Config, parse_config
 from exporter.state import ExporterState, PanelState
 from tests.support import FIXTURES
@@ -286,7 +286,7 @@ def test_top_senders_only_when_enabled() -> None:
 
 def test_top_senders_counts_messages_per_sender_from_the_exim_fixture() -> None:
     detail = (FIXTURES / "exim-bp.txt").read_text()
-    ranked = top_senders(detail, 2, NOW)
+    ranked = read_listing(detail, NOW, options=ReadOptions(top_senders=2)).top_senders
     assert ranked == (("<>", 3), ("alice@example.org", 2))
 
 

@@ -7,9 +7,9 @@ import json
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from brainycp.queue import DEFERRAL_REASONS, summarize
+from brainycp.queue import DEFERRAL_REASONS, ReadOptions, read_listing, summarize
+from brainycp.queue.identity import recipient_domain
 from exporter.collector import render_text
-from exporter.poller import recipient_domains, top_senders, top_senders_and_domains
 from exporter.state import ExporterState, PanelState
 from tests.support import FIXTURES
 
@@ -22,7 +22,11 @@ def listed(detail: object, top: int = 0, name: str = "web01") -> ExporterState:
     panel.record_success("list_msg", NOW - 5, 0.02)
     panel.summary = summarize(detail, NOW)
     panel.queue_messages = panel.summary.messages
-    panel.top_senders, panel.top_recipient_domains = top_senders_and_domains(detail, top, top, NOW)
+    reading = read_listing(detail, NOW, options=ReadOptions(top, top))
+    panel.top_senders, panel.top_recipient_domains = (
+        reading.top_senders,
+        reading.top_recipient_domains,
+    )
     return ExporterState.for_panels(
         [panel], max_staleness=600, top_senders=top, top_recipient_domains=top
     )
@@ -43,14 +47,13 @@ def family(values: dict, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 def test_recipient_domains_count_messages_once_per_domain() -> None:
     detail = (FIXTURES / "exim-bp.txt").read_text()
-    senders, domains = top_senders_and_domains(detail, 2, 2, NOW)
-    assert senders == top_senders(detail, 2, NOW)
+    reading = read_listing(detail, NOW, options=ReadOptions(2, 2))
+    assert reading.top_senders == read_listing(detail, NOW, options=ReadOptions(2)).top_senders
     # exim-bp: 7 messages with a pending example.net recipient, 5 with example.com (the
     # staff message has both, and counts once in each; delivered recipients do not count).
-    assert domains == (("example.net", 7), ("example.com", 5))
-    assert recipient_domains(["<Bob@Example.NET>", "carol@example.net", "root", "@x", "a@"]) == {
-        "example.net"
-    }
+    assert reading.top_recipient_domains == (("example.net", 7), ("example.com", 5))
+    addresses = ["<Bob@Example.NET>", "carol@example.net", "root", "@x", "a@"]
+    assert {recipient_domain(a) for a in addresses} == {"example.net", None}
 
 
 def test_recipient_domain_family_only_when_enabled_and_bounded() -> None:

@@ -4,6 +4,7 @@ tests/fixtures/real/README.md says how each capture was made. Exim: ``exim -bp``
 ``exipick`` (exact arrival time, size, sender, frozen flag, pending recipients) and
 ``exim -bpc``. Postfix: ``postqueue -p`` against ``postqueue -j`` (epoch arrival time,
 exact size, queue name). No expectation below is computed by the code under test.
+Every test runs with the compiled readers and with the Python readers.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,12 +23,35 @@ from typing import Any
 
 import pytest
 
-from brainycp.queue import AGE_BUCKETS, QueueMessage, iter_messages, summarize
+import brainycp.queue as queue
+from brainycp.queue import AGE_BUCKETS, QueueMessage, QueueSummary
+from tests.support import require_c_reader
 
 REAL = Path(__file__).resolve().parent / "fixtures" / "real"
 EXIM_QUEUES = ("mixed", "large")
 _VAR = re.compile(r"(\w+)='((?:[^'\\]|\\.)*)'")
 _HEADER = re.compile(r"^ ?\s?(\d+[mhd]) +(\S+) (\S{16,23}) ", re.M)
+
+
+COMPILED = [True]
+"""Whether the tests run now with the compiled readers (else the Python ones)."""
+
+
+@pytest.fixture(autouse=True, scope="module", params=["compiled", "python"])
+def reader(request: pytest.FixtureRequest) -> str:
+    if request.param == "compiled":
+        require_c_reader("exim")
+        require_c_reader("postfix")
+    COMPILED[0] = request.param == "compiled"
+    return str(request.param)
+
+
+def summarize(detail: Any, now: float | None = None) -> QueueSummary:
+    return queue.summarize(detail, now, use_compiled=COMPILED[0])
+
+
+def iter_messages(detail: Any, now: float | None = None) -> Iterator[QueueMessage]:
+    return queue.iter_messages(detail, now, use_compiled=COMPILED[0])
 
 
 def read(path: Path) -> str:
@@ -119,8 +144,13 @@ def exim_capture(name: str) -> EximCapture:
 
 
 @cache
+def _exim_parsed(name: str, compiled: bool) -> dict[str, QueueMessage]:
+    listing = exim_capture(name).listing
+    return {m.id: m for m in queue.iter_messages(listing, use_compiled=compiled)}
+
+
 def exim_parsed(name: str) -> dict[str, QueueMessage]:
-    return {m.id: m for m in iter_messages(exim_capture(name).listing)}
+    return _exim_parsed(name, COMPILED[0])
 
 
 @pytest.mark.parametrize("name", EXIM_QUEUES)
@@ -148,6 +178,30 @@ def test_exim_counts_equal_exims_own(name: str) -> None:
     assert summary.bounces == sum(m.sender == "" for m in truth)
     assert summary.held == 0
     assert set(exim_parsed(name)) == set(capture.truth)
+
+
+def ascii_lower(text: str) -> str:
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+
+
+@pytest.mark.parametrize("name", EXIM_QUEUES)
+def test_exim_top_senders_and_domains_equal_exipicks_counts(name: str) -> None:
+    """One reading gives the senders (exact local part, ASCII-folded domain; bounces as
+    ``<>``) and the recipient domains (pending recipients, once per message) that exipick's
+    own fields give."""
+    capture = exim_capture(name)
+    senders: Counter[str] = Counter()
+    domains: Counter[str] = Counter()
+    for message in capture.truth.values():
+        local, at, domain = message.sender.rpartition("@")
+        senders[f"{local}@{ascii_lower(domain)}" if at else message.sender or "<>"] += 1
+        domains.update({ascii_lower(r.rpartition("@")[2]) for r in message.recipients})
+    options = queue.ReadOptions(top_senders=10**6, top_recipient_domains=10**6)
+    reading = queue.read_listing(capture.listing, options=options, use_compiled=COMPILED[0])
+    assert dict(reading.top_senders) == senders
+    assert dict(reading.top_recipient_domains) == domains
+    counts = [count for _, count in reading.top_senders]
+    assert counts == sorted(counts, reverse=True)
 
 
 @pytest.mark.parametrize("name", EXIM_QUEUES)
@@ -268,6 +322,24 @@ def postfix_capture(name: str = "postfix") -> PostfixCapture:
     truth = {row["queue_id"]: row for row in map(json.loads, jsonl.splitlines())}
     before, _ = map(float, (folder / f"{name}-time.txt").read_text().split())
     return PostfixCapture(read(folder / f"{name}-mailq.txt"), jsonl, math.floor(before), truth)
+
+
+@pytest.mark.parametrize("name", POSTFIX_QUEUES)
+def test_postfix_top_senders_and_domains_equal_postqueue_j(name: str) -> None:
+    capture = postfix_capture(name)
+    senders: Counter[str] = Counter()
+    domains: Counter[str] = Counter()
+    for row in capture.truth.values():
+        sender = "<>" if row["sender"] in ("", "MAILER-DAEMON") else row["sender"]
+        local, at, domain = sender.rpartition("@")
+        senders[f"{local}@{ascii_lower(domain)}" if at else sender] += 1
+        addresses = [r["address"] for r in row["recipients"]]
+        domains.update({ascii_lower(a.rpartition("@")[2]) for a in addresses})
+    options = queue.ReadOptions(top_senders=10**6, top_recipient_domains=10**6)
+    for text in (capture.listing, capture.jsonl):
+        reading = queue.read_listing(text, capture.now, options=options, use_compiled=COMPILED[0])
+        assert dict(reading.top_senders) == senders
+        assert dict(reading.top_recipient_domains) == domains
 
 
 def postfix_true_age(capture: PostfixCapture, row: dict[str, Any]) -> float:

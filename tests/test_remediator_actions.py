@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,10 @@ class FakePanel:
             frozen = " *** frozen ***" if m.frozen else ""
             lines += [f"{m.age_minutes}m {m.size} {m.id} {sender}{frozen}", f"  {m.recipient}", ""]
         return QueueListing("\n".join(lines), not self.queue, 0)
+
+    async def list_msg_body(self) -> bytes:
+        listing = await self.list_msg()
+        return json.dumps({"error": 0, "detail": listing.detail}).encode()
 
     async def count_msg(self) -> int:
         self.calls.append(("count_msg",))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections import Counter
 
@@ -228,6 +229,9 @@ def test_deleted_messages_are_in_the_journal_before_the_read_back_and_after_a_fa
                 raise PanelTimeout("a", "list_msg", "no answer in 10s")
             text = "".join(f"5m 900 {i} <>\n  bob@example.net\n\n" for i in queue)
             return QueueListing(text, not queue, 0)
+
+        async def list_msg_body(self) -> bytes:  # what the actions read (in a worker)
+            return json.dumps({"error": 0, "detail": (await self.list_msg()).detail}).encode()
 
         async def controll_msg(self, message_id: str, command: str) -> ActionResult:
             queue.remove(message_id)

@@ -16,6 +16,7 @@ from brainycp.panel.errors import (
     PanelAPIError,
     PanelAuthError,
     PanelBadDetail,
+    PanelNotJSON,
     PanelPermissionError,
 )
 
@@ -124,6 +125,34 @@ def _raise_for_code(panel: str, operation: str, answer: dict[str, Any]) -> None:
     raise PanelAPIError(panel, operation, code, message)
 
 
+def decode_answer(
+    panel: str, operation: str, body: bytes | bytearray | str, size: int | None = None
+) -> dict[str, Any]:
+    """The JSON object of a panel's answer, or :class:`PanelNotJSON`. ``body`` may be the
+    text its bytes decode to (``size``: their length), as :func:`body_text` gives it."""
+    size = len(body) if size is None else size
+    if not body.strip():
+        raise PanelNotJSON(panel, operation, "empty body")
+    try:
+        answer = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        start = body.lstrip()[:1]
+        what = "HTML" if start in (b"<", "<") else "truncated or invalid JSON"
+        raise PanelNotJSON(panel, operation, f"{what} ({size} bytes)") from None
+    if not isinstance(answer, dict):
+        raise PanelNotJSON(panel, operation, f"a JSON {type(answer).__name__}, not an object")
+    return answer
+
+
+def body_text(body: bytes | bytearray) -> str | None:
+    """The text of an answer's bytes, decoded as ``json.loads`` decodes bytes; None when
+    they do not decode (:func:`decode_answer` of the bytes then says why)."""
+    try:
+        return body.decode(json.detect_encoding(body), "surrogatepass")
+    except UnicodeDecodeError:
+        return None
+
+
 def answer_code(panel: str, operation: str, answer: dict[str, Any]) -> int:
     """The mail module's ``error`` code of an answer: 0 or a code that is not a failure.
 
@@ -164,6 +193,13 @@ def queue_listing(panel: str, code: int, answer: dict[str, Any], size: int) -> Q
     raise PanelBadDetail(
         panel, "list_msg", "detail is neither text, a list of lines nor a list of objects"
     )
+
+
+def listing_from_body(panel: str, body: bytes | bytearray) -> QueueListing:
+    """The :class:`QueueListing` of a ``list_msg`` answer's raw body (what
+    :meth:`~brainycp.panel.client.PanelClient.list_msg` does with it)."""
+    answer = decode_answer(panel, "list_msg", body)
+    return queue_listing(panel, answer_code(panel, "list_msg", answer), answer, len(body))
 
 
 def message_count(panel: str, code: int, answer: dict[str, Any]) -> int:
@@ -210,7 +246,10 @@ __all__ = [
     "action_result",
     "answer_code",
     "as_text",
+    "body_text",
+    "decode_answer",
     "integer_of",
+    "listing_from_body",
     "message_count",
     "message_of",
     "queue_listing",

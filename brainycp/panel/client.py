@@ -13,7 +13,6 @@ happened; :mod:`~brainycp.panel.answers` reads what the answers mean.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import ssl
 from typing import Any, Literal
@@ -30,8 +29,9 @@ from brainycp.panel.answers import (
     ServiceStatus,
     action_result,
     answer_code,
+    decode_answer,
+    listing_from_body,
     message_count,
-    queue_listing,
     service_status,
 )
 from brainycp.panel.decoding import ContentDecoder, DecodeError, DecodeLimit
@@ -39,7 +39,6 @@ from brainycp.panel.errors import (
     PanelBadEncoding,
     PanelConnectError,
     PanelHTTPStatusError,
-    PanelNotJSON,
     PanelProtocolError,
     PanelResponseTooLarge,
     PanelTimeout,
@@ -158,10 +157,8 @@ class PanelClient:
                 self._bodies[key] = body
         return body
 
-    async def _post_once(
-        self, operation: str, params: dict[str, str], *, read: bool
-    ) -> tuple[dict[str, Any], int]:
-        """One POST; the decoded JSON object and the size of the body in bytes.
+    async def _post_once(self, operation: str, params: dict[str, str], *, read: bool) -> bytearray:
+        """One POST; the raw body (content codings decoded, at most ``max_response_bytes``).
 
         The request goes straight to the transport: a panel call needs none of what
         ``httpx.AsyncClient`` adds (cookies, auth, redirects, proxies), and skipping it
@@ -215,17 +212,7 @@ class PanelClient:
             if _is_tls_failure(exc):
                 raise PanelTLSError(name, operation, _detail_of(exc)) from None
             raise PanelConnectError(name, operation, _detail_of(exc)) from None
-        if not body.strip():
-            raise PanelNotJSON(name, operation, "empty body")
-        try:
-            answer = json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            start = body.lstrip()[:1]
-            what = "HTML" if start == b"<" else "truncated or invalid JSON"
-            raise PanelNotJSON(name, operation, f"{what} ({len(body)} bytes)") from None
-        if not isinstance(answer, dict):
-            raise PanelNotJSON(name, operation, f"a JSON {type(answer).__name__}, not an object")
-        return answer, len(body)
+        return body
 
     async def _read_body(
         self, response: httpx.Response, body: bytearray, cap: int, operation: str
@@ -257,30 +244,43 @@ class PanelClient:
         except DecodeError as exc:
             raise PanelBadEncoding(name, operation, str(exc)) from None
 
-    async def _call(
+    async def _body(
         self, operation: str, params: dict[str, str] | None = None, *, read: bool
-    ) -> tuple[int, dict[str, Any], int]:
-        """POST one operation; ``(code, answer, body size)`` for code 0 and non-error codes.
+    ) -> bytearray:
+        """POST one operation; the raw body of the answer.
 
         Reads are retried once, after a jittered pause, when the connection failed or the
         answer broke HTTP; operations that change state are never retried.
         """
         params = params or {}
         try:
-            answer, size = await self._post_once(operation, params, read=read)
+            return await self._post_once(operation, params, read=read)
         except (PanelConnectError, PanelProtocolError):
             if not read:
                 raise
             await Backoff.between(*self._retry_delay).wait()
-            answer, size = await self._post_once(operation, params, read=read)
-        return answer_code(self.panel.name, operation, answer), answer, size
+            return await self._post_once(operation, params, read=read)
+
+    async def _call(
+        self, operation: str, params: dict[str, str] | None = None, *, read: bool
+    ) -> tuple[int, dict[str, Any], int]:
+        """POST one operation; ``(code, answer, body size)`` for code 0 and non-error codes."""
+        body = await self._body(operation, params, read=read)
+        name = self.panel.name
+        answer = decode_answer(name, operation, body)
+        return answer_code(name, operation, answer), answer, len(body)
 
     # ------------------------------------------------------------------ operations
 
     async def list_msg(self) -> QueueListing:
         """The mail queue listing; code 100 (empty queue) is an empty listing, not an error."""
-        code, answer, size = await self._call("list_msg", read=True)
-        return queue_listing(self.panel.name, code, answer, size)
+        return listing_from_body(self.panel.name, await self.list_msg_body())
+
+    async def list_msg_body(self) -> bytearray:
+        """The raw answer of ``list_msg``, for :func:`~brainycp.panel.answers.listing_from_body`
+        to read elsewhere (a big listing's JSON costs ~0.1 s of CPU per 40 MB: the daemons
+        decode it in a worker process, see brainycp.queue.worker)."""
+        return await self._body("list_msg", read=True)
 
     async def count_msg(self) -> int:
         """Number of queued messages (the panel sends an integer or a numeric string)."""

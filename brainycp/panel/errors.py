@@ -7,7 +7,7 @@ ever carries the password or the request body.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 REASONS = (
     "timeout",
@@ -36,6 +36,18 @@ class BrainyCPError(Exception):
         self.detail = detail
         text = f"panel {panel}: {operation}: {self.reason}"
         super().__init__(f"{text}: {detail}" if detail else text)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other arguments: rebuild from the state, not by calling __init__
+        # (a listing's reading fails in a worker process and is raised again here).
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuild(cls: type[BrainyCPError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class PanelTimeout(BrainyCPError):

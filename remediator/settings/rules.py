@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from brainycp.config.panels import Daemon
 from brainycp.config.values import ByteSize, Duration, Strict
+from brainycp.queue.identity import is_cut_label
 from remediator.settings.matchers import Matchers
 
 Action = Literal[
@@ -78,8 +79,9 @@ class Selection(Strict):
         """This selection with every label template replaced by the label's value.
 
         Raises ValueError naming the label when it is missing, empty, or not a
-        plausible address (``sender``) or domain (the domain fields): a label value
-        comes from an alert and is matched exactly, never as a pattern.
+        plausible address (``sender``) or domain (the domain fields), or a cut label with
+        its hash (brainycp.queue.identity): a label value comes from an alert and is matched
+        exactly, never as a pattern.
         """
         update: dict[str, str] = {}
         for name, label in self.templates().items():
@@ -87,8 +89,11 @@ class Selection(Strict):
             if not value:
                 raise ValueError(f"select.{name} needs the alert label {label!r}, which is empty")
             pattern = _ADDRESS if name == "sender" else _DOMAIN
-            if len(value) > 320 or not pattern.match(
-                value.strip("<>") if name == "sender" else value
+            # A label the exporter cut (a value over 256 characters) carries a hash of the
+            # whole value, which selects exactly that sender or domain.
+            if len(value) > 320 or not (
+                pattern.match(value.strip("<>") if name == "sender" else value)
+                or is_cut_label(value)
             ):
                 what = "an e-mail address" if name == "sender" else "a domain"
                 raise ValueError(f"select.{name}: label {label!r} is not {what}")
