@@ -15,19 +15,12 @@ from starlette.types import ASGIApp
 
 from brainycp import __version__
 from brainycp.config.values import parse_shard, split_listen
+from brainycp.daemon import startup
 from brainycp.daemon.access import AuthFailures
 from brainycp.daemon.listener import open_listener
 from brainycp.daemon.logsetup import setup_logging
 from brainycp.daemon.reload import OpsMiddleware, Reloader, reload_files
 from brainycp.daemon.server import HttpService, guarded
-from brainycp.daemon.startup import (
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    EXIT_OK,
-    add_daemon_flags,
-    load_at_start,
-    run_daemon,
-)
 from brainycp.daemon.webconfig import WebConfig, WebConfigHolder
 from brainycp.queue import c_readers
 from exporter.app import build_registry, create_app, process_registry
@@ -47,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="brainycp-mail-exporter",
         description="Poll the mail queues of BrainyCP panels and serve Prometheus metrics.",
     )
-    add_daemon_flags(
+    startup.add_daemon_flags(
         parser,
         section="exporter",
         web_config_help="TLS and basic auth for every endpoint (the Prometheus exporter-toolkit"
@@ -78,7 +71,7 @@ async def run_once(config: Config) -> int:
         await poller.aclose()
     sys.stdout.write(generate_latest(build_registry(state, process=False)).decode())
     sys.stdout.flush()
-    return EXIT_OK if ok else EXIT_FAILED
+    return startup.EXIT_OK if ok else startup.EXIT_FAILED
 
 
 def reload_config(
@@ -168,7 +161,7 @@ async def serve(
     host, port = split_listen(listen)
     listener = open_listener(host, port, log)
     if listener is None:
-        return EXIT_FAILED
+        return startup.EXIT_FAILED
     state = initial_state(config)
     poller = Poller(config, state)
     holder = web_holder(web, web_path)
@@ -208,16 +201,16 @@ async def serve(
             scheduler.shutdown(wait=False)
             await poller.aclose()
     if not http.server.started:
-        return EXIT_FAILED
+        return startup.EXIT_FAILED
     log.info("exporter stopped")
-    return EXIT_OK
+    return startup.EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``brainycp-mail-exporter``; returns the exit code."""
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
-    start = load_at_start(args, load_config, lambda config: config.exporter.listen)
+    start = startup.load_at_start(args, load_config, lambda config: config.exporter.listen)
     if isinstance(start, int):
         return start
     try:
@@ -225,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = shard_config(start.config, cli_shard)
     except ValueError as exc:
         print(f"--shard: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return startup.EXIT_CONFIG
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.check_config:
@@ -233,10 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" in shard {shard[0]}/{shard[1]}" if shard else ""
         web_ok = f"; {args.web_config} OK" if start.web else ""
         print(f"config OK: {len(config.panels)} panels{where}{web_ok}")
-        return EXIT_OK
+        return startup.EXIT_OK
     if args.once:
         return asyncio.run(run_once(config))
-    return run_daemon(
+    return startup.run_daemon(
         serve(
             config,
             start.listen,

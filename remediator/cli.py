@@ -21,20 +21,13 @@ from starlette.types import ASGIApp, Scope
 from brainycp import __version__
 from brainycp.backoff import Backoff
 from brainycp.config.values import split_listen
+from brainycp.daemon import startup
 from brainycp.daemon.access import NO_AUTH, WEBHOOK_CREDENTIALS, AuthFailures, Identity, identity
 from brainycp.daemon.listener import open_listener
 from brainycp.daemon.logsetup import setup_logging
 from brainycp.daemon.reload import OpsMiddleware, Reloader, reload_files
 from brainycp.daemon.responses import header
 from brainycp.daemon.server import HttpService, guarded
-from brainycp.daemon.startup import (
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    EXIT_OK,
-    add_daemon_flags,
-    load_at_start,
-    run_daemon,
-)
 from brainycp.daemon.webconfig import WebConfig, WebConfigHolder
 from remediator.app import Remediator, authorized
 from remediator.console import Console, mount
@@ -101,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"commands:\n  run    {RUN_SUMMARY}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_daemon_flags(
+    startup.add_daemon_flags(
         parser,
         section="remediator",
         web_config_help="TLS and basic auth for every endpoint but /webhook (exporter-toolkit"
@@ -256,7 +249,7 @@ async def serve(
     """
     listener = open_listener(host, port, log)
     if listener is None:
-        return EXIT_FAILED
+        return startup.EXIT_FAILED
     rconfig = config.remediator
     journal = await open_journal(rconfig)
     if isinstance(journal, int):
@@ -331,7 +324,7 @@ async def serve(
         finally:
             await wind_down(remediator, journal, (expiring, pruning, leases))
     log.info("remediator stopped")
-    return EXIT_OK
+    return startup.EXIT_OK
 
 
 async def wind_down(
@@ -371,7 +364,7 @@ async def open_journal(rconfig: RemediatorConfig) -> Journal | int:
             log.error("%s", exc)
         except JOURNAL_ERRORS as exc:
             log.error("journal %s: %s", rconfig.state_file, exc)
-        return EXIT_CONFIG
+        return startup.EXIT_CONFIG
     settings = rconfig.journal
     password = settings.password.get_secret_value() if settings.password else None
     journal = Journal.postgres(settings.url, password, lease=settings.lease)
@@ -383,7 +376,7 @@ async def open_journal(rconfig: RemediatorConfig) -> Journal | int:
         except JournalError as exc:
             log.error("cannot use the journal %s: %s", where, exc)
             journal.close()
-            return EXIT_CONFIG
+            return startup.EXIT_CONFIG
         except JOURNAL_ERRORS as exc:
             log.error("journal %s not reachable yet (retrying): %s", where, _first_line(exc))
             await backoff.wait()
@@ -497,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["run"]:
         return run_command(argv[1:], lock_state_file)
     args = _parser().parse_args(argv)
-    start = load_at_start(args, load_config, lambda config: config.remediator.listen)
+    start = startup.load_at_start(args, load_config, lambda config: config.remediator.listen)
     if isinstance(start, int):
         return start
     config = start.config
@@ -510,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("warning: remediator.insecure_no_auth: the webhook accepts anyone")
         for rule in rconfig.rules:
             print(describe_rule(rule, rconfig.dry_run))
-        return EXIT_OK
+        return startup.EXIT_OK
     setup_logging(args.log_level, args.log_format)
     for warning in config.warnings:
         log.warning("config: %s", warning)
@@ -524,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     host, port = split_listen(start.listen)
 
     def run() -> int:
-        return run_daemon(
+        return startup.run_daemon(
             serve(
                 config,
                 host,
@@ -543,10 +536,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock = lock_state_file(rconfig.state_file)
     except OSError as exc:
         log.error("cannot lock the journal %s: %s", rconfig.state_file, exc.strerror or exc)
-        return EXIT_FAILED
+        return startup.EXIT_FAILED
     if lock is None:
         log.error("cannot lock the journal %s: another remediator is using it", rconfig.state_file)
-        return EXIT_FAILED
+        return startup.EXIT_FAILED
     try:
         return run()
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
@@ -277,14 +278,9 @@ def build_app(args: argparse.Namespace) -> SimulatorApp:
         )
         for name, scenario, flavour in specs
     ]
-    settings = SimSettings(
-        users=args.users,
-        latency=args.latency,
-        detail_format=args.detail_format,
-        no_relay=args.no_relay,
-        timezone=args.timezone,
-        login_style=args.login_style,
-    )
+    # The flags are named as the settings they give (wall_clock stays the real clock).
+    given = {f.name for f in dataclasses.fields(SimSettings)} & set(vars(args))
+    settings = SimSettings(**{name: getattr(args, name) for name in given})
     return SimulatorApp(panels, settings)
 
 
