@@ -116,7 +116,7 @@ class HttpService:
         """Serve until a stop signal, then close the listener and the connections."""
         await self.server.serve(sockets=[self.sock])
 
-    async def wait_started(self, serving: asyncio.Task[None]) -> bool:
+    async def wait_started(self, serving: asyncio.Future[None]) -> bool:
         """Wait until the server listens (True) or ``serving`` ended first (False)."""
         ready = asyncio.ensure_future(self.server.startup_done.wait())
         try:
