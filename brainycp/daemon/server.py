@@ -15,6 +15,7 @@ import signal
 import socket
 from collections.abc import Callable, Collection, Iterable, Iterator
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from prometheus_client.registry import CollectorRegistry
@@ -118,9 +119,10 @@ class HttpService:
 
     async def wait_started(self, serving: asyncio.Future[None]) -> bool:
         """Wait until the server listens (True) or ``serving`` ended first (False)."""
-        ready = asyncio.ensure_future(self.server.startup_done.wait())
+        ready: asyncio.Future[Any] = asyncio.ensure_future(self.server.startup_done.wait())
+        either: set[asyncio.Future[Any]] = {ready, serving}
         try:
-            await asyncio.wait({ready, serving}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         finally:
             ready.cancel()
         return self.server.started
