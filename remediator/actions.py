@@ -18,12 +18,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from brainycp.config import Rule, Selection
 from brainycp.panel.client import MessageCommand, PanelClient
 from brainycp.panel.errors import BrainyCPError, PanelAPIError
 from brainycp.queue import MessageFilter, QueueMessage, Reading, ReadOptions
 from brainycp.queue.worker import ReadingFailed, ReadJob, shared_readers
 from remediator.journal import MessageRecord
+from remediator.settings.rules import Rule, Selection
 
 Confirmed = Callable[[Sequence[MessageRecord], "int | None"], Awaitable[None]]
 """Called with the messages the panel just answered for (and, when the panel names no

@@ -28,9 +28,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from brainycp.asgiguard import QueryGuard
-from brainycp.config import Config, Rule, WebhookAuth
-from brainycp.lifecycle import AUTHENTICATED
+from brainycp.daemon.asgiguard import QueryGuard
+from brainycp.daemon.reload import AUTHENTICATED
 from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator import operator
@@ -60,6 +59,9 @@ from remediator.planner import (
     plan,
 )
 from remediator.runner import Runner
+from remediator.settings.config import Config
+from remediator.settings.rules import Rule
+from remediator.settings.webhook import WebhookAuth
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_LIMIT = 10000

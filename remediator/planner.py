@@ -39,8 +39,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from brainycp.config import CircuitBreaker, RateLimit, Rule, Selection
 from remediator.payload import Alert
+from remediator.settings.rules import CircuitBreaker, RateLimit, Rule, Selection
 
 OUTCOMES = (
     "pending",

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from brainycp.config import PanelConfig, Rule, parse_config
+from brainycp.config.loader import parse_shared
+from brainycp.config.panels import PanelConfig
 from brainycp.panel.answers import ActionResult, QueueListing, ServiceStatus
 from brainycp.panel.errors import PanelAPIError, PanelResponseTooLarge, PanelTimeout
 from remediator import actions
+from remediator.settings.rules import Rule
 
 
 @dataclass
@@ -28,7 +30,7 @@ class Msg:
 
 def panel_config(**extra: Any) -> PanelConfig:
     settings = {"url": "http://p:8002", "username": "a", "password": "b", **extra}
-    return parse_config({"panels": {"p": settings}}).panels["p"]
+    return parse_shared({"panels": {"p": settings}}).panels["p"]
 
 
 @dataclass

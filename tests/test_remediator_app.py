@@ -12,9 +12,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from brainycp.config import WebhookAuth
 from remediator import app as app_module
 from remediator.app import authorized
+from remediator.settings.webhook import WebhookAuth
 from tests.remediator_support import (
     am_alert,
     notification,

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from pydantic import SecretStr
 
-from brainycp.config import PanelConfig, Rule, StatusPatterns
+from brainycp.config.panels import PanelConfig, StatusPatterns
 from brainycp.panel.client import ActionResult, QueueListing
 from brainycp.panel.errors import PanelTimeout
 from remediator import actions
@@ -18,6 +18,7 @@ from remediator import runner as runner_module
 from remediator.journal import Journal, MessageRecord
 from remediator.metrics import Stats
 from remediator.runner import Runner
+from remediator.settings.rules import Rule
 
 RULE = Rule.model_validate({"name": "r", "matchers": ['alertname="X"'], "action": "delete_frozen"})
 

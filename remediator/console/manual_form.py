@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from brainycp.config import MESSAGE_ACTIONS, SERVICE_ACTIONS
+from remediator.settings.rules import MESSAGE_ACTIONS, SERVICE_ACTIONS
 
 SELECT_TEXT = ("sender", "sender_domain", "recipient_domain", "older_than", "larger_than")
 SELECT_FLAGS = ("bounce", "frozen")

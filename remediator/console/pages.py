@@ -1,6 +1,6 @@
 """The operator console's pages: waiting for a decision, brakes, history, an action, manual.
 
-Every page is rendered on the server (:mod:`brainycp.htmlpages`); every change goes
+Every page is rendered on the server (:mod:`brainycp.daemon.htmlpages`); every change goes
 through the JSON API's own handlers (:mod:`remediator.console.api`) with the signed-in
 user as ``by``; reads go to the journal, off the event loop where it has its own thread.
 """
@@ -19,8 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from brainycp.config import MESSAGE_ACTIONS, SERVICE_ACTIONS, Rule
-from brainycp.htmlpages import Pages, stylesheet_response
+from brainycp.daemon.htmlpages import Pages, stylesheet_response
 from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator.console.api import OperatorAPI
@@ -28,8 +27,9 @@ from remediator.console.auth import PREFIX, signed_in_user
 from remediator.console.forms import FormError, read_form
 from remediator.console.manual_form import ManualForm
 from remediator.journal import JOURNAL_ERRORS, ActionRow
-from remediator.manual import DESTRUCTIVE, MANUAL_RULE, rule_for_row
+from remediator.manual import MANUAL_RULE, rule_for_row
 from remediator.planner import OUTCOMES
+from remediator.settings.rules import DESTRUCTIVE_ACTIONS, MESSAGE_ACTIONS, SERVICE_ACTIONS, Rule
 
 if TYPE_CHECKING:
     from remediator.app import Remediator
@@ -303,7 +303,7 @@ class Console:
             "manual_actions": list(settings.actions),
             "max_messages": settings.max_messages,
             "panels": sorted(self.rem.config.panels),
-            "destructive": DESTRUCTIVE,
+            "destructive": DESTRUCTIVE_ACTIONS,
             "service_actions": SERVICE_ACTIONS,
             "message_actions": MESSAGE_ACTIONS,
         }
