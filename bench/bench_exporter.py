@@ -39,8 +39,9 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.support: the same process harness the tests use
 
-from brainycp.config import PanelConfig, parse_config  # noqa: E402
+from brainycp.config.panels import PanelConfig  # noqa: E402
 from exporter.poller import Poller, TransportFactory, initial_state  # noqa: E402
+from exporter.settings import parse_config  # noqa: E402
 from tests.support import free_port, running  # noqa: E402
 
 PASSWORD = "bench-pw"

@@ -26,13 +26,13 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import exporter.cli  # noqa: E402
-from brainycp.config import parse_config  # noqa: E402
-from brainycp.lifecycle import Reloader  # noqa: E402
+from brainycp.daemon import responses  # noqa: E402
+from brainycp.daemon.reload import Reloader  # noqa: E402
 from brainycp.simulator.cli import build_app as build_sim  # noqa: E402
 from brainycp.simulator.cli import build_parser as sim_parser  # noqa: E402
-from exporter.cli import WebConfigHolder, build_app  # noqa: E402
+from exporter.cli import build_app, web_holder  # noqa: E402
 from exporter.poller import Poller, initial_state  # noqa: E402
+from exporter.settings import parse_config  # noqa: E402
 
 
 async def measure(panels: int, scrapes: int) -> None:
@@ -53,7 +53,7 @@ async def measure(panels: int, scrapes: int) -> None:
     ok = await poller.poll_once()
     polled = time.perf_counter() - started
     await poller.aclose()
-    app = build_app(state, Reloader(lambda: []), WebConfigHolder(None))
+    app = build_app(state, Reloader(lambda: []), web_holder(None))
     transport = httpx.ASGITransport(app)
     results: dict[str, tuple[float, int, int]] = {}
     async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as client:
@@ -75,7 +75,7 @@ async def measure(panels: int, scrapes: int) -> None:
             results[label] = (statistics.median(timings), wire, text)
     print(
         f"/metrics of {panels} panels (all polls ok: {ok}; filled in {polled:.1f} s), "
-        f"median of {scrapes} scrapes, zlib level {exporter.cli.GZIP_LEVEL}"
+        f"median of {scrapes} scrapes, zlib level {responses.GZIP_LEVEL}"
     )
     print("| Accept-Encoding | bytes on the wire | text | time per scrape |")
     print("|---|---|---|---|")
@@ -98,7 +98,7 @@ def main() -> int:
     parser.add_argument("--level", type=int, help="zlib level to try (default: the exporter's)")
     args = parser.parse_args()
     if args.level is not None:
-        exporter.cli.GZIP_LEVEL = args.level
+        responses.GZIP_LEVEL = args.level
     asyncio.run(measure(args.panels, args.scrapes))
     return 0
 

@@ -49,8 +49,8 @@ sys.path.insert(0, str(REPO))  # tests.support: the same process harness the tes
 
 from bench.bench_remediator import body as webhook_body  # noqa: E402
 from bench.bench_remediator import cpu_seconds  # noqa: E402
-from brainycp.config import parse_config  # noqa: E402
 from exporter.poller import Poller, initial_state  # noqa: E402
+from exporter.settings import parse_config  # noqa: E402
 from exporter.shard import hashmod, shard_config  # noqa: E402
 from tests.pg import cluster  # noqa: E402
 from tests.support import free_port, running  # noqa: E402

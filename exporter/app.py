@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from brainycp.asgiguard import QueryGuard
-from brainycp.htmlpages import stylesheet_response
+from brainycp.daemon.asgiguard import QueryGuard
+from brainycp.daemon.htmlpages import stylesheet_response
 from exporter.collector import OPENMETRICS_EOF, ExporterCollector, render_bytes
 from exporter.fleet import FleetView
 from exporter.state import ExporterState

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from brainycp import __version__
-from brainycp.htmlpages import Pages, query_choice
+from brainycp.daemon.htmlpages import Pages, query_choice
 from exporter.state import ExporterState, PanelState
 
 FLEET_DASHBOARD = "brainycp-mail-fleet"

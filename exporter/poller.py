@@ -22,12 +22,13 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
-from brainycp.config import Config, PanelConfig
+from brainycp.config.panels import PanelConfig
 from brainycp.panel.answers import ServiceStatus
 from brainycp.panel.client import PanelClient
 from brainycp.panel.errors import BrainyCPError
 from brainycp.queue import Reading, ReadOptions
 from brainycp.queue.worker import ListingReaders, ReadingFailed, ReadJob, shared_readers
+from exporter.settings import Config
 from exporter.state import ExporterState, PanelState
 from exporter.values import BadValue, check_count, check_senders, check_summary
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from brainycp.config import Config
+from exporter.settings import Config
 
 
 def hashmod(value: str, modulus: int) -> int:

@@ -17,8 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from brainycp.asgiguard import QueryGuard
-from brainycp.config import Config, Rule
+from brainycp.daemon.asgiguard import QueryGuard
 from remediator import operator
 from remediator.journal import JOURNAL_ERRORS, ActionRow, Journal, first_line
 from remediator.manual import rule_for_row
@@ -38,6 +37,8 @@ from remediator.routes.operator import OperatorRoutes
 from remediator.routes.status_page import StatusPage
 from remediator.routes.webhook import Webhook
 from remediator.runner import Runner
+from remediator.settings.config import Config
+from remediator.settings.rules import Rule
 
 PREVIEW_TIMEOUT = 10.0
 """How long an approval request's notification waits for the panel to count the matches."""

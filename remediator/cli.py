@@ -7,42 +7,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import fcntl
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Scope
 
 from brainycp import __version__
-from brainycp.access import NO_AUTH, WEBHOOK_CREDENTIALS, AuthFailures, Identity, identity
-from brainycp.config import (
-    Config,
-    ConfigError,
-    RemediatorConfig,
-    Rule,
-    load_config,
-    parse_listen,
-    split_listen,
-)
-from brainycp.crossorigin import CrossOriginGuard
-from brainycp.lifecycle import GZIP_LEVEL, OpsMiddleware, Reloader, header
-from brainycp.listener import Server, open_listener
-from brainycp.listener import server_config as listener_config
-from brainycp.logsetup import LOG_FORMATS, LOG_LEVELS, setup_logging
-from brainycp.webconfig import (
-    BasicAuthMiddleware,
-    WebConfig,
-    WebConfigHolder,
-    load_web_config,
-)
+from brainycp.backoff import Backoff
+from brainycp.config.values import split_listen
+from brainycp.daemon import startup
+from brainycp.daemon.access import NO_AUTH, WEBHOOK_CREDENTIALS, AuthFailures, Identity, identity
+from brainycp.daemon.listener import open_listener
+from brainycp.daemon.logsetup import setup_logging
+from brainycp.daemon.reload import OpsMiddleware, Reloader, reload_files
+from brainycp.daemon.responses import header
+from brainycp.daemon.server import HttpService, guarded
+from brainycp.daemon.webconfig import WebConfig, WebConfigHolder
 from remediator.app import Remediator
 from remediator.console import Console, mount
 from remediator.journal import JOURNAL_ERRORS, SCHEMA_VERSION, Journal, JournalError
@@ -52,6 +38,8 @@ from remediator.routes.common import authorized
 from remediator.runcmd import SUMMARY as RUN_SUMMARY
 from remediator.runcmd import run_command
 from remediator.runner import Runner
+from remediator.settings.config import Config, RemediatorConfig, load_config
+from remediator.settings.rules import Rule
 
 log = logging.getLogger("remediator")
 
@@ -107,33 +95,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"commands:\n  run    {RUN_SUMMARY}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--config",
-        default=os.environ.get("BRAINYCP_MAIL_CONFIG"),
-        help="YAML config file (default: $BRAINYCP_MAIL_CONFIG)",
+    startup.add_daemon_flags(
+        parser,
+        section="remediator",
+        web_config_help="TLS and basic auth for every endpoint but /webhook (exporter-toolkit"
+        " format)",
+        check_config_help="validate the config, list each rule and what it would do, and exit",
     )
-    parser.add_argument("--listen", help="HOST:PORT to serve on (default: remediator.listen)")
-    parser.add_argument(
-        "--web.config.file",
-        dest="web_config",
-        metavar="FILE",
-        help="TLS and basic auth for every endpoint but /webhook (exporter-toolkit format)",
-    )
-    parser.add_argument(
-        "--check-config",
-        action="store_true",
-        help="validate the config, list each rule and what it would do, and exit",
-    )
-    parser.add_argument(
-        "--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged"
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        default="text",
-        help="text (one line a record) or json (one object a line)",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
@@ -178,14 +146,14 @@ class Lifecycle(WebConfigHolder):
         *,
         cli_listen: bool = False,
     ) -> None:
-        super().__init__(web, log)
+        failures = AuthFailures("brainycp_remediator_http_auth_failures", "remediator")
+        super().__init__(web, log, path=web_path, failures=failures)
         self.remediator = remediator
         self.config_path = config_path
-        self.web_path = web_path
         self.cli_listen = cli_listen
         self.reloader = Reloader(self.reload)
         self.gate: OpsMiddleware | None = None
-        self.failures = AuthFailures("brainycp_remediator_http_auth_failures", "remediator")
+        self.failures: AuthFailures = failures
         remediator.use_web_users(bool(self.auth.users))  # approve/deny lines: curl -u
 
     async def authorize(self, scope: Scope) -> Identity | None:
@@ -213,19 +181,17 @@ class Lifecycle(WebConfigHolder):
     def reload(self) -> list[str]:
         """Re-read the config and the web config and apply all of it between
         notifications; else apply nothing and return the problems."""
-        if self.config_path is None:
-            return ["no config file to reload"]
-        try:
-            config = load_config(self.config_path, daemon="remediator")
-            web = load_web_config(self.web_path) if self.web_path else None
-        except ConfigError as exc:
-            return exc.errors
+        return reload_files(
+            self.config_path,
+            load_config,
+            self,
+            refuse=lambda config: self._restart_only(config.remediator),
+            apply=self._apply,
+            logger=log,
+        )
+
+    def _apply(self, config: Config) -> None:
         new = config.remediator
-        problems = self._restart_only(new) + self.problems(web)
-        if problems or (problems := self.use_web(web)):
-            return problems
-        for warning in config.warnings:
-            log.warning("config: %s", warning)
         # --listen may differ from the file's listen; the running one stays.
         pinned = dataclasses.replace(new, listen=self.remediator.rconfig.listen)
         self.remediator.reconfigure(dataclasses.replace(config, remediator=pinned))
@@ -235,7 +201,6 @@ class Lifecycle(WebConfigHolder):
         log.info(
             "%d rules, %d panels", len(new.rules), len(config.panels), extra={"trigger": "reload"}
         )
-        return []
 
     def app(self) -> ASGIApp:
         """The remediator's app behind reload, the state gate, the console, basic auth, the
@@ -254,16 +219,14 @@ class Lifecycle(WebConfigHolder):
         # The console's pages (/console/) sit beside the gate: they act only for a
         # web-config user whom basic auth verified, whatever the gate accepts.
         pages = mount(Console(self.remediator), self.gate)
-        guarded = BasicAuthMiddleware(
+        return guarded(
             pages,
-            self.auth,
+            self,
+            self.remediator.registry,
             realm="brainycp-mail-remediator",
             open_paths={"/webhook"},
-            failures=self.failures,
+            trusted=lambda: (self.remediator.external_url,),
         )
-        same_site = CrossOriginGuard(guarded, trusted=lambda: (self.remediator.external_url,))
-        self.remediator.registry.register(same_site.collector())
-        return GZipMiddleware(same_site, minimum_size=1024, compresslevel=GZIP_LEVEL)
 
 
 async def serve(
@@ -287,7 +250,7 @@ async def serve(
     """
     listener = open_listener(host, port, log)
     if listener is None:
-        return 1
+        return startup.EXIT_FAILED
     rconfig = config.remediator
     journal = await open_journal(rconfig)
     if isinstance(journal, int):
@@ -322,55 +285,62 @@ async def serve(
         if rconfig.journal_retention > 0
         else None
     )
-    uconfig = listener_config(lifecycle.app(), host=host, port=port, timeout_graceful_shutdown=5)
-    lifecycle.load_listener(uconfig)
-    server = Server(uconfig)
-    loop = asyncio.get_running_loop()
-    lifecycle.reloader.install(loop)
 
     def stop(signame: str) -> None:
-        if not server.should_exit:
+        if not http.server.should_exit:
             log.info(
                 "%s: stopping; running actions get up to %gs to finish",
                 signame,
                 remediator.rconfig.shutdown_grace,
             )
         runner.stop_starting()
-        server.should_exit = True
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop, sig.name)
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
-    leases: asyncio.Task[None] | None = None
-    while not server.started and not serving.done():
-        await asyncio.sleep(0.01)
-    if server.started:
-        log.info(
-            "remediator %s listening on %s:%d, %d rules, %d panels",
-            __version__,
-            host,
-            port,
-            len(rules),
-            len(config.panels),
-        )
-        await adopt.resumed(resumed)
-        if journal.shared:
-            leases = asyncio.create_task(keep_leases(journal, adopt))
-    try:
-        await serving
-    finally:
-        expiring.cancel()
-        await asyncio.gather(expiring, return_exceptions=True)
-        for task in (pruning, leases):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        # The value in force now: shutdown_grace applies at reload.
-        finished, cut_off = await runner.drain(remediator.rconfig.shutdown_grace)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        await remediator.notifier.close()
-        journal.close()
+    http = HttpService(
+        lifecycle.app(),
+        listener,
+        lifecycle,
+        lifecycle.reloader,
+        host=host,
+        port=port,
+        shutdown_seconds=5,
+        on_stop=stop,
+    )
+    async with http:
+        serving = asyncio.create_task(http.serve())
+        leases: asyncio.Task[None] | None = None
+        if await http.wait_started(serving):
+            log.info(
+                "remediator %s listening on %s:%d, %d rules, %d panels",
+                __version__,
+                host,
+                port,
+                len(rules),
+                len(config.panels),
+            )
+            await adopt.resumed(resumed)
+            if journal.shared:
+                leases = asyncio.create_task(keep_leases(journal, adopt))
+        try:
+            await serving
+        finally:
+            await wind_down(remediator, journal, (expiring, pruning, leases))
+    log.info("remediator stopped")
+    return startup.EXIT_OK
+
+
+async def wind_down(
+    remediator: Remediator, journal: Journal, tasks: Sequence[asyncio.Task[None] | None]
+) -> None:
+    """After the listener closed: cancel the background ``tasks``, give running actions
+    ``shutdown_grace`` (the value in force now) to finish, send what notifications can
+    still go, and close the journal."""
+    for task in tasks:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finished, cut_off = await remediator.runner.drain(remediator.rconfig.shutdown_grace)
+    await remediator.notifier.close()
+    journal.close()
     if finished or cut_off:
         log.info(
             "stopped: %d running actions finished, %d cut off at shutdown_grace "
@@ -378,8 +348,6 @@ async def serve(
             finished,
             cut_off,
         )
-    log.info("remediator stopped")
-    return 0
 
 
 async def open_journal(rconfig: RemediatorConfig) -> Journal | int:
@@ -397,23 +365,22 @@ async def open_journal(rconfig: RemediatorConfig) -> Journal | int:
             log.error("%s", exc)
         except JOURNAL_ERRORS as exc:
             log.error("journal %s: %s", rconfig.state_file, exc)
-        return 2
+        return startup.EXIT_CONFIG
     settings = rconfig.journal
     password = settings.password.get_secret_value() if settings.password else None
     journal = Journal.postgres(settings.url, password, lease=settings.lease)
     where = _safe_url(settings.url)
-    delay = 1.0
+    backoff = Backoff(1.0, 10.0)
     while True:
         try:
             before = await journal.call_patient(journal.migrate)
         except JournalError as exc:
             log.error("cannot use the journal %s: %s", where, exc)
             journal.close()
-            return 2
+            return startup.EXIT_CONFIG
         except JOURNAL_ERRORS as exc:
             log.error("journal %s not reachable yet (retrying): %s", where, _first_line(exc))
-            await asyncio.sleep(delay)  # a retry interval, not synchronisation
-            delay = min(delay * 2, 10.0)
+            await backoff.wait()
             continue
         log.info(
             "journal: PostgreSQL %s, schema version %d%s; this replica is %s",
@@ -524,21 +491,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["run"]:
         return run_command(argv[1:], lock_state_file)
     args = _parser().parse_args(argv)
-    if not args.config:
-        print("error: --config FILE is required (or set BRAINYCP_MAIL_CONFIG)", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args.config, daemon="remediator")
-        if args.listen:
-            parse_listen(args.listen)
-        web = load_web_config(args.web_config) if args.web_config else None
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"--listen: {exc}", file=sys.stderr)
-        return 2
+    start = startup.load_at_start(args, load_config, lambda config: config.remediator.listen)
+    if isinstance(start, int):
+        return start
+    config = start.config
     rconfig = config.remediator
     if args.check_config:
         print(f"config OK: {len(config.panels)} panels, {len(rconfig.rules)} rules")
@@ -548,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("warning: remediator.insecure_no_auth: the webhook accepts anyone")
         for rule in rconfig.rules:
             print(describe_rule(rule, rconfig.dry_run))
-        return 0
+        return startup.EXIT_OK
     setup_logging(args.log_level, args.log_format)
     for warning in config.warnings:
         log.warning("config: %s", warning)
@@ -559,44 +515,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if rconfig.dry_run:
         log.warning("dry_run is on: no action changes anything on a panel")
-    host, port = split_listen(args.listen or rconfig.listen)
+    host, port = split_listen(start.listen)
+
+    def run() -> int:
+        return startup.run_daemon(
+            serve(
+                config,
+                host,
+                port,
+                config_path=args.config,
+                web_path=args.web_config,
+                web=start.web,
+                cli_listen=args.listen is not None,
+            )
+        )
+
     if rconfig.journal is not None:
         # PostgreSQL: replicas share the journal; leases, not a lock file, keep them apart.
-        with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(
-                serve(
-                    config,
-                    host,
-                    port,
-                    config_path=args.config,
-                    web_path=args.web_config,
-                    web=web,
-                    cli_listen=args.listen is not None,
-                )
-            )
-        return 0
+        return run()
     try:
         lock = lock_state_file(rconfig.state_file)
     except OSError as exc:
         log.error("cannot lock the journal %s: %s", rconfig.state_file, exc.strerror or exc)
-        return 1
+        return startup.EXIT_FAILED
     if lock is None:
         log.error("cannot lock the journal %s: another remediator is using it", rconfig.state_file)
-        return 1
+        return startup.EXIT_FAILED
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(
-                serve(
-                    config,
-                    host,
-                    port,
-                    config_path=args.config,
-                    web_path=args.web_config,
-                    web=web,
-                    cli_listen=args.listen is not None,
-                )
-            )
-        return 0
+        return run()
     finally:
         os.close(lock)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from brainycp.config import ManualSettings, Rule, Selection
 from remediator.actions import DESTRUCTIVE
+from remediator.settings.rules import ManualSettings, Rule, Selection
 
 MANUAL_RULE = "(manual)"
 _REQUEST_KEYS = {

@@ -27,8 +27,9 @@ from brainycp import __version__
 from remediator.actions import IDEMPOTENT
 
 if TYPE_CHECKING:
-    from brainycp.config import Config, Rule
     from remediator.notify import Notifier
+    from remediator.settings.config import Config
+    from remediator.settings.rules import Rule
 
 NOTIFICATION_RESULTS = ("accepted", "unauthorized", "invalid", "journal_error")
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"))

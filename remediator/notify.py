@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import shlex
 import time
 from collections import defaultdict
@@ -27,10 +26,13 @@ from typing import Any, Literal
 import httpx
 
 from brainycp import __version__
-from brainycp.config import NotifyTarget, Rule, WebhookAuth
+from brainycp.backoff import Backoff
 from brainycp.panel.client import PanelClient
 from remediator import actions as panel_actions
 from remediator import chat
+from remediator.settings.rules import Rule
+from remediator.settings.targets import NotifyTarget
+from remediator.settings.webhook import WebhookAuth
 
 log = logging.getLogger("remediator.notify")
 
@@ -327,8 +329,9 @@ class Notifier:
             log.info("notification to %s not sent: the target left the config", name,
                      extra=extra)  # fmt: skip
             return
-        give_up = time.monotonic() + target.retry_for
-        delay = FIRST_RETRY
+        backoff = Backoff(
+            FIRST_RETRY, MAX_RETRY, jitter=(0.8, 1.2), deadline=time.monotonic() + target.retry_for
+        )
         attempt = 0
         while True:
             attempt += 1
@@ -337,15 +340,14 @@ class Notifier:
                 self.counts[(name, "sent")] += 1
                 log.debug("notification sent to %s", name, extra=extra)
                 return
-            if not retry or time.monotonic() + delay > give_up:
+            if not retry or not backoff.allows():
                 self.counts[(name, "failed")] += 1
                 self._warn(name, f"failed after {attempt} attempts: {problem}", extra)
                 return
             self.counts[(name, "retried")] += 1
-            log.info("notification to %s: %s; retrying in %.1fs", name, problem, delay,
+            log.info("notification to %s: %s; retrying in %.1fs", name, problem, backoff.delay,
                      extra=extra)  # fmt: skip
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, MAX_RETRY)
+            await backoff.wait()
             # A reload meanwhile: the target's new settings, or none when it was removed.
             if (target := self.targets.get(name)) is None:
                 log.info("notification to %s not retried: the target left the config", name,

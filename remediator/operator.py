@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from brainycp.config import RateLimit, Rule
 from remediator.journal import ActionRow, Journal
 from remediator.manual import rule_for_row
 from remediator.planner import Settings, breaker_verdict
+from remediator.settings.rules import RateLimit, Rule
 
 
 @dataclass

@@ -39,8 +39,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from brainycp.config import CircuitBreaker, RateLimit, Rule, Selection
 from remediator.payload import Alert
+from remediator.settings.rules import CircuitBreaker, RateLimit, Rule, Selection
 
 # An action accepted to run (or previewed), from its acceptance to its end.
 _ACCEPTED = ("pending", "running", "succeeded", "failed", "unverified", "dry_run")

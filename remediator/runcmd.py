@@ -16,19 +16,15 @@ from pathlib import Path
 
 import httpx
 
-from brainycp.config import (
-    Config,
-    ConfigError,
-    load_config,
-    load_yaml,
-    read_config_text,
-    split_listen,
-)
+from brainycp.config.errors import ConfigError
+from brainycp.config.values import split_listen
+from brainycp.config.yamlguard import load_yaml, read_config_text
 from remediator.actions import ACTIONS, DESTRUCTIVE, taking
 from remediator.app import Remediator
 from remediator.journal import Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
+from remediator.settings.config import Config, load_config
 
 LockStateFile = Callable[[Path], int | None]
 """The daemon's journal lock (``remediator.cli.lock_state_file``): a descriptor, or None
@@ -266,7 +262,7 @@ def run_command(argv: Sequence[str], lock_state_file: LockStateFile) -> int:
         print("error: --config FILE is required (or set BRAINYCP_MAIL_CONFIG)", file=sys.stderr)
         return 2
     try:
-        config = load_config(args.config, require_remediator_auth=True)
+        config = load_config(args.config)
         tls = serves_tls(args.web_config) if args.web_config and not args.url else False
     except ConfigError as exc:
         for line in exc.errors:

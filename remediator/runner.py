@@ -30,12 +30,14 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from brainycp.config import PanelConfig, Rule
+from brainycp.backoff import Backoff
+from brainycp.config.panels import PanelConfig
 from brainycp.panel.client import PanelClient
 from remediator import actions
 from remediator.actions import MessageRecord
 from remediator.journal import JOURNAL_ERRORS, Journal, first_line
 from remediator.metrics import Stats
+from remediator.settings.rules import Rule
 
 log = logging.getLogger("remediator.runner")
 T = TypeVar("T")
@@ -159,19 +161,16 @@ class Runner:
 
     async def _journal(self, write: Callable[[], T], what: str) -> T:
         """``write()``, retried with backoff while the journal refuses it (disk full...)."""
-        delay = self.journal_retry
-        failing = False
+        backoff = Backoff(self.journal_retry, JOURNAL_RETRY_MAX)
         while True:
             try:
                 result = await self.journal.call(write)
             except JOURNAL_ERRORS as exc:
-                if not failing:
+                if not backoff.waits:
                     log.error("journal: cannot %s: %s; retrying until it can", what, exc)
-                    failing = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, JOURNAL_RETRY_MAX)
+                await backoff.wait()
                 continue
-            if failing:
+            if backoff.waits:
                 log.info("journal: writable again; %s done", what)
             return result
 
@@ -225,7 +224,7 @@ class Runner:
         claimed = await self._journal(
             lambda: self.journal.claim(action_id, time.time()), f"start action {action_id}"
         )
-        delay = PANEL_BUSY_RETRY
+        busy = Backoff(PANEL_BUSY_RETRY, PANEL_BUSY_RETRY_MAX)
         while (
             not claimed
             and self.journal.shared
@@ -236,8 +235,7 @@ class Runner:
         ):
             # Another replica runs an action on this panel: wait for it (its lease
             # bounds the wait if it dies), then claim again.
-            await asyncio.sleep(delay)  # a retry interval, not synchronisation
-            delay = min(delay * 2, PANEL_BUSY_RETRY_MAX)
+            await busy.wait()
             claimed = await self._journal(
                 lambda: self.journal.claim(action_id, time.time()),
                 f"start action {action_id}",

@@ -7,9 +7,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from brainycp.config import PanelConfig, Rule, parse_config
+from brainycp.config.loader import parse_shared
+from brainycp.config.panels import PanelConfig
 from brainycp.panel.answers import ActionResult, QueueListing, ServiceStatus
 from brainycp.panel.errors import PanelAPIError, PanelResponseTooLarge
+from remediator.settings.rules import Rule
 
 
 @dataclass
@@ -24,7 +26,7 @@ class Msg:
 
 def panel_config(**extra: Any) -> PanelConfig:
     settings = {"url": "http://p:8002", "username": "a", "password": "b", **extra}
-    return parse_config({"panels": {"p": settings}}).panels["p"]
+    return parse_shared({"panels": {"p": settings}}).panels["p"]
 
 
 @dataclass

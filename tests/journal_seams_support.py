@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
-from brainycp.config import parse_config
 from remediator.app import Remediator
 from remediator.journal import APPLICATION, Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
+from remediator.settings.config import parse_config
 from tests.pg import PASSWORD, Cluster
 from tests.support import require_e2e
 

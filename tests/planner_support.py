@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from brainycp.config import Rule
 from remediator.journal import Journal
 from remediator.payload import Alert, fingerprint
 from remediator.planner import Decision, Settings, plan
+from remediator.settings.rules import Rule
 
 T0 = 1_700_000_000.0
 

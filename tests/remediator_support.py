@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import yaml
 
-from brainycp.config import parse_config
 from brainycp.queue import QueueMessage, iter_messages
 from remediator.app import Remediator
 from remediator.journal import Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
+from remediator.settings.config import parse_config
 from tests.support import PYTHON, free_port, running, sim_args, wait_until
 
 __all__ = ["PYTHON", "running"]

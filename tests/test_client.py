@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from brainycp.config import ConfigError, PanelConfig, parse_config
+from brainycp.config.errors import ConfigError
+from brainycp.config.loader import parse_shared
+from brainycp.config.panels import PanelConfig
 from brainycp.panel.client import PanelClient
 from brainycp.panel.connection import READ_HIGH_WATER
 from brainycp.panel.errors import BrainyCPError, PanelAPIError
@@ -44,7 +46,7 @@ Use = Callable[[PanelClient], Awaitable[Any]]
 def make_panel(**overrides: Any) -> PanelConfig:
     settings = {"url": "https://panel.test:8002", "username": "admin", "password": PASSWORD}
     settings.update(overrides)
-    return parse_config({"panels": {"web01": settings}}).panels["web01"]
+    return parse_shared({"panels": {"web01": settings}}).panels["web01"]
 
 
 def call(
@@ -526,7 +528,7 @@ def test_a_bad_tls_fingerprint_under_defaults_names_defaults() -> None:
         "panels": {"web01": {"url": "https://p", "username": "a", "password": "b"}},
     }
     with pytest.raises(ConfigError) as info:
-        parse_config(data)
+        parse_shared(data)
     assert any(e.startswith("defaults.tls_fingerprint:") for e in info.value.errors)
 
 
@@ -543,7 +545,7 @@ def test_tls_verify_false_warns_once_per_https_panel_and_not_when_pinned() -> No
         "c": {"url": "https://c.test", "tls_fingerprint": FINGERPRINT},
         "d": {"url": "http://d.test"},
     }
-    config = parse_config(
+    config = parse_shared(
         {
             "defaults": {"username": "u", "password_env": "HOME", "tls_verify": False},
             "panels": panels,

@@ -8,15 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from brainycp.config import (
-    ConfigError,
-    Matcher,
-    api_url,
-    load_config,
-    parse_config,
-    parse_duration,
-    parse_size,
-)
+from brainycp.config.errors import ConfigError
+from brainycp.config.panels import api_url
+from brainycp.config.values import parse_duration, parse_size
+from exporter import settings as exporter_settings
+from remediator.settings.config import load_config, parse_config
+from remediator.settings.matchers import Matcher
 from tests.support import PYTHON
 
 
@@ -115,14 +112,16 @@ def test_api_path_is_appended_only_when_the_url_has_none() -> None:
 
 
 def test_errors_name_the_key_path_and_the_problem(secret_file: Path) -> None:
-    errors = errors_of(
-        {
-            "defaults": {"username": "m", "password_file": str(secret_file)},
-            "panels": {"web01": {"url": "ftp://x", "colour": "blue", "timeout": "5x"}},
-            "exporter": {"max_concurrency": 0},
-            "bogus": 1,
-        }
-    )
+    with pytest.raises(ConfigError) as info:
+        exporter_settings.parse_config(
+            {
+                "defaults": {"username": "m", "password_file": str(secret_file)},
+                "panels": {"web01": {"url": "ftp://x", "colour": "blue", "timeout": "5x"}},
+                "exporter": {"max_concurrency": 0},
+                "bogus": 1,
+            }
+        )
+    errors = info.value.errors
     text = "\n".join(errors)
     assert "panels.web01.url: must start with http:// or https://" in errors
     assert "panels.web01.colour: unknown key" in errors
@@ -206,7 +205,7 @@ def test_remediator_rules_are_validated_with_their_index(tmp_path: Path) -> None
                 ],
             }
         },
-        require_remediator_auth=True,
+        require_auth=True,
     )
     assert any(e.startswith("remediator.rules[1].allow_destructive:") for e in errors)
     assert any(e.startswith("remediator.rules[2].daemon:") for e in errors)
@@ -215,19 +214,21 @@ def test_remediator_rules_are_validated_with_their_index(tmp_path: Path) -> None
 
 
 def test_remediator_needs_auth_unless_explicitly_insecure(tmp_path: Path) -> None:
-    errors = errors_of({"remediator": {}}, require_remediator_auth=True)
+    errors = errors_of({"remediator": {}}, require_auth=True)
     assert errors[0].startswith("remediator.auth: the webhook needs auth")
-    config = parse_config({"remediator": {"insecure_no_auth": True}}, require_remediator_auth=True)
+    config = parse_config({"remediator": {"insecure_no_auth": True}}, require_auth=True)
     assert config.remediator.auth is None
-    # The exporter reads the same file and does not care about the webhook's auth.
+    # A check of the rules alone (require_auth=False) does not ask for the webhook's auth,
+    # and the exporter, which reads the same file, does not read the section at all.
     assert parse_config({"remediator": {}}).remediator.auth is None
+    assert exporter_settings.parse_config({"remediator": {"rules": "nope"}}).exporter.listen
 
 
 def test_bearer_token_is_read_and_hidden(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("t0ken-value\n")
     config = parse_config(
-        {"remediator": {"auth": {"bearer_token_file": str(token)}}}, require_remediator_auth=True
+        {"remediator": {"auth": {"bearer_token_file": str(token)}}}, require_auth=True
     )
     assert config.remediator.auth is not None and config.remediator.auth.bearer_token is not None
     assert config.remediator.auth.bearer_token.get_secret_value() == "t0ken-value"
@@ -305,7 +306,7 @@ def test_check_config_exits_2_and_names_the_key(tmp_path: Path, script: str) -> 
 def test_auth_errors_show_even_when_a_rule_is_broken_too() -> None:
     errors = errors_of(
         {"remediator": {"rules": [{"name": "x", "matchers": ["a=b"], "action": "nope"}]}},
-        require_remediator_auth=True,
+        require_auth=True,
     )
     assert any(e.startswith("remediator.rules[0].action:") for e in errors)
     assert any(e.startswith("remediator.auth: the webhook needs auth") for e in errors)

@@ -13,14 +13,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brainycp.config import (
-    MAX_CONFIG_BYTES,
-    ConfigError,
-    load_config,
-    load_yaml,
-    parse_config,
-    parse_size,
-)
+from brainycp.config import loader
+from brainycp.config.errors import ConfigError
+from brainycp.config.values import parse_size
+from brainycp.config.yamlguard import MAX_CONFIG_BYTES, load_yaml
+from exporter import settings as exporter_settings
+from remediator.settings import config as remediator_settings
 from tests.support import PYTHON
 
 PANEL = "panels:\n  web01:\n    url: http://127.0.0.1:8002\n    username: admin\n"
@@ -88,7 +86,7 @@ def test_an_unquoted_on_key_configures_the_rule(tmp_path: Path) -> None:
         "  rules:\n  - name: r\n    matchers: ['alertname=\"A\"']\n    action: delete_frozen\n"
         "    on: [firing, resolved]\n"
     )
-    config = load_config(write(tmp_path, text), daemon="remediator")
+    config = remediator_settings.load_config(write(tmp_path, text))
     assert config.remediator.rules[0].on == ["firing", "resolved"]
 
 
@@ -136,7 +134,7 @@ def test_deep_nesting_is_refused_without_a_traceback(depth: int) -> None:
 def test_a_file_over_one_mebibyte_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
     with pytest.raises(ConfigError) as info:
-        load_config(path)
+        loader.load_shared(path)
     assert info.value.errors == [
         f"{path}: the config file is over {MAX_CONFIG_BYTES} bytes; refused"
     ]
@@ -168,7 +166,7 @@ def test_absurd_sizes_are_refused_not_crashed(size: object) -> None:
 def test_an_empty_panel_list_is_refused(tmp_path: Path) -> None:
     for text in ("panels: {}\n", "panels:\n", "exporter: {}\n"):
         with pytest.raises(ConfigError) as info:
-            load_config(write(tmp_path, text), daemon="exporter")
+            exporter_settings.load_config(write(tmp_path, text))
         assert info.value.errors[0].startswith("panels: no panels configured")
 
 
@@ -177,27 +175,27 @@ def test_an_empty_panel_list_is_refused(tmp_path: Path) -> None:
 )
 def test_a_panel_url_port_outside_1_to_65535_is_refused(url: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config({"panels": {"web01": {"url": url, "username": "a", "password": "b"}}})
+        loader.parse_shared({"panels": {"web01": {"url": url, "username": "a", "password": "b"}}})
     assert info.value.errors == ["panels.web01.url: has an invalid port (must be 1 to 65535)"]
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:0", "0.0.0.0:65536"])
 def test_a_listen_port_outside_1_to_65535_is_refused(listen: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config({"exporter": {"listen": listen}})
+        exporter_settings.parse_config({"exporter": {"listen": listen}})
     assert any(e.startswith("exporter.listen: port") for e in info.value.errors)
 
 
 def test_a_password_file_readable_by_others_is_a_warning_naming_it(tmp_path: Path) -> None:
     path = write(tmp_path, "pw\n", "panel.pass")
     path.chmod(0o644)
-    config = load_config(write(tmp_path, panel_text(path)), daemon="exporter")
+    config = exporter_settings.load_config(write(tmp_path, panel_text(path)))
     assert config.warnings == (
         f"panels.web01.password_file: {path} is mode 0644, readable by group or others;"
         " make it 0600 or 0400, owned by the user the daemon runs as",
     )
     path.chmod(0o400)
-    assert load_config(write(tmp_path, panel_text(path)), daemon="exporter").warnings == ()
+    assert exporter_settings.load_config(write(tmp_path, panel_text(path))).warnings == ()
 
 
 def test_a_group_readable_webhook_token_is_a_warning_for_the_remediator(
@@ -206,13 +204,13 @@ def test_a_group_readable_webhook_token_is_a_warning_for_the_remediator(
     token = write(tmp_path, "tok\n", "webhook.token")
     token.chmod(0o640)
     text = panel_text(secret, f"remediator:\n  auth:\n    bearer_token_file: {token}\n")
-    config = load_config(write(tmp_path, text), daemon="remediator")
+    config = remediator_settings.load_config(write(tmp_path, text))
     assert config.warnings == (
         f"remediator.auth.bearer_token_file: {token} is mode 0640, readable by group or"
         " others; make it 0600 or 0400, owned by the user the daemon runs as",
     )
     # The exporter does not read the token; its warnings are not its business.
-    assert load_config(write(tmp_path, text), daemon="exporter").warnings == ()
+    assert exporter_settings.load_config(write(tmp_path, text)).warnings == ()
 
 
 # --------------------------------------------------------------------------- per daemon
@@ -331,7 +329,12 @@ def test_any_config_text_is_a_config_or_a_config_error(
     except UnicodeEncodeError:
         return
     try:
-        load_config(path, daemon=daemon)  # type: ignore[arg-type]
+        if daemon is None:
+            loader.load_shared(path)
+        elif daemon == "exporter":
+            exporter_settings.load_config(path)
+        else:
+            remediator_settings.load_config(path)
     except ConfigError as exc:
         assert exc.errors and all(isinstance(e, str) and e for e in exc.errors)
 

@@ -14,11 +14,12 @@ import bcrypt
 import httpx
 import pytest
 
-from brainycp.config import ConfigError, parse_config
-from brainycp.crossorigin import cross_origin_reason
-from brainycp.htmlpages import CONTENT_SECURITY_POLICY
-from brainycp.webconfig import WebConfig
+from brainycp.config.errors import ConfigError
+from brainycp.daemon.crossorigin import cross_origin_reason
+from brainycp.daemon.htmlpages import CONTENT_SECURITY_POLICY
+from brainycp.daemon.webconfig import WebConfig
 from exporter.fleet import FleetView
+from exporter.settings import parse_config
 from exporter.state import ExporterState, PanelState
 from remediator.cli import Lifecycle
 from remediator.console.auth import wants_html

@@ -106,8 +106,8 @@ def test_the_demo_remediator_has_a_console_user_and_prometheus_still_scrapes_it(
     import bcrypt
     import yaml
 
+    from brainycp.daemon.webconfig import load_web_config
     from brainycp.demo import CONSOLE_PASSWORD, CONSOLE_USER, Ports, Stack
-    from brainycp.webconfig import load_web_config
 
     Stack(tmp_path, ports=Ports.any_free()).write_configs()  # no process is started
     web = load_web_config(tmp_path / "web.yml")

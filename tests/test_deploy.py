@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from brainycp.config import parse_config
+from remediator.settings.config import parse_config
 from tests.deploy_support import (
     DEPLOY,
     OTHER_ID,
@@ -198,7 +198,7 @@ def test_the_example_config_is_valid_for_both_daemons(tmp_path: Path) -> None:
         (tmp_path / name).write_text(f"secret-{name}\n")
         (tmp_path / name).chmod(0o400)  # as the README installs them
         text = text.replace(f"/etc/brainycp-mail/{name}", str(tmp_path / name))
-    config = parse_config(yaml.safe_load(text), require_remediator_auth=True)
+    config = parse_config(yaml.safe_load(text), require_auth=True)
     assert set(config.panels) == {"web01", "web02", "mx01"}
     assert config.panels["web01"].url == "https://web01.example.net:8002/api/api.php"
     assert config.panels["mx01"].password.get_secret_value() == "secret-mx01.pass"
@@ -278,7 +278,7 @@ def test_the_wheel_built_from_the_sdist_holds_the_packages_and_their_files(dists
         names = set(wheel.namelist())
     assert not [n for n in names if n.startswith("tests/")]
     for needed in (
-        "brainycp/templates/base.html",
+        "brainycp/daemon/templates/base.html",
         "exporter/templates/fleet.html",
         "brainycp/py.typed",
         "remediator/cli.py",

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from brainycp.config import load_config
 from remediator.cli import Lifecycle
+from remediator.settings.config import load_config
 from tests.remediator_support import remediator
 from tests.support import FIXTURES, PYTHON, REPO, free_port, running, sim_args, wait_until
 
@@ -114,7 +114,7 @@ def test_notify_secret_files_are_read_again_by_each_load(tmp_path: Path) -> None
     for version in ("one", "two"):
         url_file.write_text(f"http://127.0.0.1:9/{version}\n")
         token_file.write_text(f"token-{version}\n")
-        (target,) = load_config(config, daemon="remediator").remediator.notify
+        (target,) = load_config(config).remediator.notify
         assert target.url is not None and target.bearer_token is not None
         assert target.url.get_secret_value() == f"http://127.0.0.1:9/{version}"
         assert target.bearer_token.get_secret_value() == f"token-{version}"
@@ -154,7 +154,7 @@ def test_a_reload_takes_a_new_webhook_token_and_refuses_a_journal_change_until_a
         }
         config.write_text(yaml.safe_dump(data))
         token.write_text("third-token\n")
-        assert load_config(config, daemon="remediator").remediator.journal is not None
+        assert load_config(config).remediator.journal is not None
         assert lifecycle.reload() == [
             "remediator.journal: read only at start; the change needs a restart"
         ]

@@ -90,7 +90,7 @@ def doctor(sims: Sims, panels: dict[str, Any], *args: str, **defaults: Any) -> t
     path = sims.tmp / f"config-{len(list(sims.tmp.iterdir()))}.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     proc = subprocess.run(
-        [PYTHON, "-m", "brainycp.doctor", "--config", str(path), *args],
+        [PYTHON, "-m", "brainycp.tools.doctor", "--config", str(path), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -330,7 +330,7 @@ def test_a_config_broken_as_a_whole_or_an_unknown_panel_exits_2(sims: Sims) -> N
         path = sims.tmp / "broken.yml"
         path.write_text(text)
         proc = subprocess.run(
-            [PYTHON, "-m", "brainycp.doctor", "--config", str(path)],
+            [PYTHON, "-m", "brainycp.tools.doctor", "--config", str(path)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -338,12 +338,34 @@ def test_a_config_broken_as_a_whole_or_an_unknown_panel_exits_2(sims: Sims) -> N
         assert proc.returncode == 2, proc.stderr
         assert "broken.yml" in proc.stderr or "appears twice" in proc.stderr
     proc = subprocess.run(
-        [PYTHON, "-m", "brainycp.doctor", "--config", str(sims.tmp / "no-such.yml")],
+        [PYTHON, "-m", "brainycp.tools.doctor", "--config", str(sims.tmp / "no-such.yml")],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert proc.returncode == 2 and "cannot read the config file" in proc.stderr
+
+
+def test_a_broken_daemon_section_does_not_stop_the_doctor(sims: Sims) -> None:
+    """The doctor reads only the shared sections: a daemon's own section is that
+    daemon's to check (its --check-config), not a reason to leave the panels unchecked."""
+    config = {
+        "defaults": {"username": "admin", "password_file": str(sims.password_file)},
+        "panels": {"web01": {"url": f"{sims.http}/panel/web01/api/api.php"}},
+        "exporter": {"interval": "soon"},
+        "remediator": {"rules": [{"name": "r", "action": "nope"}]},
+    }
+    path = sims.tmp / "daemon-sections.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = subprocess.run(
+        [PYTHON, "-m", "brainycp.tools.doctor", "--config", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (report,) = json.loads(proc.stdout)
+    assert report["panel"] == "web01" and report["ok"] is True
 
 
 def test_the_doctor_sends_only_read_operations(sims: Sims) -> None:

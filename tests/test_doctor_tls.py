@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from brainycp.config import parse_config
-from brainycp.doctor import Doctor, Report, certificate_facts
+from brainycp.config.loader import parse_shared
+from brainycp.tools.doctor import Doctor, Report, certificate_facts
 from tests.panel_support import TLS, Script, always, answer, run, serving
 
 UTC = datetime.UTC
@@ -95,7 +95,7 @@ def _doctor_against(script: Script, *, tls: bool = False) -> Report:
     async def go() -> Report:
         async with serving(script, tls=tls) as server:
             settings = {"url": server.url, "username": "u", "password": "pw-x"}
-            panel = parse_config({"panels": {"p": settings}}).panels["p"]
+            panel = parse_shared({"panels": {"p": settings}}).panels["p"]
             return await Doctor(panel).run()
 
     return run(go())

@@ -14,8 +14,8 @@ import httpx
 import yaml
 
 from brainycp import __version__
-from brainycp.config import parse_config
 from exporter.poller import MAX_START_SPREAD, Poller, initial_state
+from exporter.settings import parse_config
 from tests.support import PYTHON, REPO
 
 

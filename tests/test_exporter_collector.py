@@ -9,11 +9,11 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from brainycp.config import Config, parse_config
 from brainycp.queue import AGE_BUCKETS, QueueSummary, ReadOptions, read_listing, summarize
 from exporter.app import build_registry
 from exporter.collector import ZERO_REASONS, build_families
 from exporter.poller import Poller, initial_state
+from exporter.settings import Config, parse_config
 from exporter.state import ExporterState, PanelState
 from tests.support import FIXTURES
 
@@ -321,7 +321,7 @@ def test_a_reload_gives_new_panels_and_daemons_their_counters_at_zero_and_drops_
                     for name, daemons in panels.items()
                 },
             },
-            daemon="exporter",
+            require_panels=True,
         )
 
     async def reload() -> ExporterState:

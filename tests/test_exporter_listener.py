@@ -2,7 +2,7 @@
 are closed at the deadline, idle keep-alive after 5 s, a request beyond the connection
 cap gets a clear 503, and a failed accept at the file limit is not a traceback each.
 
-Both daemons build their listener with :mod:`brainycp.listener`.
+Both daemons build their listener with :mod:`brainycp.daemon.listener`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
-from brainycp.listener import HEAD_TIMEOUT, KEEP_ALIVE_TIMEOUT
+from brainycp.daemon.listener import HEAD_TIMEOUT, KEEP_ALIVE_TIMEOUT
 from tests.support import PYTHON, REPO, free_port, running, wait_until
 
 TOKEN = "listener-test-token-77"

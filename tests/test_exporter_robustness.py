@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from brainycp.config import parse_config
 from brainycp.queue import summarize
 from exporter.app import create_app
 from exporter.collector import render_bytes
 from exporter.poller import Poller, initial_state
+from exporter.settings import parse_config
 from exporter.state import ExporterState
 
 os.environ.setdefault("BRAINYCP_TEST_PW", "pw")

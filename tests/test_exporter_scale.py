@@ -13,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from brainycp.config import ConfigError, parse_config, parse_shard
+from brainycp.config.errors import ConfigError
+from brainycp.config.values import parse_shard
 from exporter.app import create_app
 from exporter.collector import render_text
 from exporter.poller import initial_state
+from exporter.settings import parse_config
 from exporter.shard import hashmod, in_shard, shard_config
 from exporter.state import ExporterState
 from tests.golden_support import exim_and_postfix

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from brainycp.logsetup import JSONFormatter, TextFormatter
+from brainycp.daemon.logsetup import JSONFormatter, TextFormatter
 
 
 def record(**extra: object) -> logging.LogRecord:

@@ -132,7 +132,7 @@ def write_config(tmp: Path, sim: int, hostile: int, rem: int, exp: int, hook: st
 
 
 def chat_outcomes() -> tuple[str, ...]:
-    from brainycp.config import NOTIFY_OUTCOMES
+    from remediator.settings.targets import NOTIFY_OUTCOMES
 
     return NOTIFY_OUTCOMES
 

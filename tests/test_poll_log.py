@@ -9,9 +9,9 @@ import logging
 import httpx
 import pytest
 
-from brainycp.config import parse_config
 from brainycp.simulator.cli import build_app, build_parser
 from exporter.poller import Poller, initial_state
+from exporter.settings import parse_config
 
 
 def test_a_failing_panel_is_logged_when_it_fails_and_when_it_recovers(

@@ -815,8 +815,8 @@ def test_exim_tokens_that_straddle_a_bucket_bound_go_by_their_middle() -> None:
 
 
 def test_older_than_selects_only_messages_the_listing_proves_older() -> None:
-    from brainycp.config import Selection
     from remediator.actions.messages import selected
+    from remediator.settings.rules import Selection
 
     listing = "".join(
         f"{token} 350 1xW6VZ-0000x{i}-1S <a@example.org>\n          b@example.org\n\n"

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from brainycp.config import Rule, Selection, parse_config
+from brainycp.config.loader import parse_shared
 from brainycp.panel.client import PanelClient
 from brainycp.queue import QueueMessage, ReadOptions, read_listing
 from brainycp.queue.identity import (
@@ -36,6 +36,7 @@ from brainycp.queue.identity import (
     sender_matches,
 )
 from remediator.actions import messages as actions
+from remediator.settings.rules import Rule, Selection
 from tests.exim_support import EximQueue, make_queue
 from tests.remediator_support import TOKEN, am_alert, notification, only_result, write_config
 from tests.support import PYTHON, free_port, running, sim_args, wait_until
@@ -254,7 +255,7 @@ def test_a_kelvin_sign_alert_leaves_kings_mail_in_a_real_exim_queue(
     args += ["--exim", queue.exim, "--exiqgrep", queue.exiqgrep]
     args += ["--exim-config", str(queue.config)]
     with running(args, log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"):
-        panel = parse_config(
+        panel = parse_shared(
             {"panels": {"mx": {"url": f"{sim}/api/api.php", "username": "admin", "password": "pw"}}}
         ).panels["mx"]
 

@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from brainycp.config import Config, parse_config
 from brainycp.queue import ReadOptions
 from brainycp.queue.worker import ListingReaders, ReadingFailed, ReadJob
 from exporter.app import create_app
 from exporter.poller import Poller, initial_state
+from exporter.settings import Config, parse_config
 
 EXIM = "".join(
     f" {i % 50:2d}m   350 1xW6VZ-{i:06d}-1S <sender{i % 3}@example.org>\n"

@@ -13,7 +13,6 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from brainycp.config import ManualSettings, Rule, parse_config
 from brainycp.panel.answers import QueueListing, ServiceStatus
 from brainycp.panel.errors import PanelTimeout
 from brainycp.queue.worker import ReadingFailed
@@ -27,6 +26,8 @@ from remediator.manual import ManualError, parse_request
 from remediator.metrics import Stats
 from remediator.notify import matching_now
 from remediator.runner import Runner
+from remediator.settings.config import parse_config
+from remediator.settings.rules import ManualSettings, Rule
 from tests.actions_support import FakePanel, Msg, mid, rule
 from tests.support import REPO
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from brainycp.config import Rule
 from brainycp.panel.answers import QueueListing, ServiceStatus
 from brainycp.panel.errors import PanelTimeout
 from remediator import actions
+from remediator.settings.rules import Rule
 from tests.actions_support import FakePanel, Msg, mid, panel_config, rule
 
 

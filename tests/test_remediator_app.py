@@ -12,10 +12,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from brainycp.config import WebhookAuth
 from remediator.routes import webhook as app_module
 from remediator.routes.common import authorized
 from remediator.routes.health import HEALTH_TIMEOUT
+from remediator.settings.webhook import WebhookAuth
 from tests.remediator_support import (
     am_alert,
     notification,

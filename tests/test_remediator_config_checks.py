@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from brainycp.config import ConfigError, load_config, parse_config
+from brainycp.config.errors import ConfigError
+from exporter import settings as exporter_settings
+from remediator.settings.config import load_config, parse_config
 from tests.support import PYTHON
 
 BASE_PANEL = {"url": "http://127.0.0.1:8002", "username": "a", "password": "b"}
@@ -44,8 +46,9 @@ def config_with(path: list[str], value: Any) -> dict[str, Any]:
 )
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), "nan", "inf", "-inf"])
 def test_durations_must_be_finite(where: list[str], value: object) -> None:
+    parse = exporter_settings.parse_config if where[0] == "exporter" else parse_config
     with pytest.raises(ConfigError) as info:
-        parse_config(config_with(where, value))
+        parse(config_with(where, value))
     key = ".".join(where).replace(".rules.0.", ".rules[0].")
     assert any(e.startswith(f"{key}: ") for e in info.value.errors), info.value.errors
 

@@ -131,7 +131,8 @@ def test_prune_drops_old_finished_rows_but_keeps_what_decisions_read() -> None:
 
 
 def test_retention_must_outlive_cooldowns_and_the_rate_limit() -> None:
-    from brainycp.config import ConfigError, parse_config
+    from brainycp.config.errors import ConfigError
+    from remediator.settings.config import parse_config
 
     base = {
         "panels": {"web01": {"url": "http://h:8002", "username": "a", "password": "b"}},

@@ -7,7 +7,7 @@ import io
 import logging
 from pathlib import Path
 
-from brainycp.logsetup import TextFormatter, escape_controls
+from brainycp.daemon.logsetup import TextFormatter, escape_controls
 from tests.remediator_support import am_alert, notification, post_many, remediator
 
 FORGED = "web01\n2026-12-01 00:00:00,000 ERROR   remediator: forged\x1b[2J\u2028x"

@@ -8,7 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from brainycp.config import ConfigError, Matcher, parse_config
+from brainycp.config.errors import ConfigError
+from remediator.settings.config import parse_config
+from remediator.settings.matchers import Matcher
 from tests.support import free_port, require_binary, running
 
 # Matchers as a rule would write them (the text inside the YAML string).

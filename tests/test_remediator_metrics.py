@@ -11,11 +11,11 @@ import httpx
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from brainycp.config import Config, parse_config
 from remediator.app import Remediator
 from remediator.journal import Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
+from remediator.settings.config import Config, parse_config
 from tests.remediator_support import am_alert, notification
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

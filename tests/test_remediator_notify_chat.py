@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from brainycp.config import NotifyTarget
 from remediator import chat, notify
+from remediator.settings.targets import NotifyTarget
 from tests.chat_support import FORGED, slack_lines, telegram_lines, words
 
 NASTY = [

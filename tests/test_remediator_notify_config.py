@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from brainycp.config import ConfigError, parse_config
+from brainycp.config.errors import ConfigError
+from remediator.settings.config import parse_config
 from tests.support import PYTHON
 
 SECRET = "T000/B000/SECRETPART"

@@ -16,12 +16,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from brainycp.config import NotifyTarget, parse_config
 from remediator import notify
 from remediator.app import Remediator
 from remediator.journal import Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
+from remediator.settings.config import parse_config
+from remediator.settings.targets import NotifyTarget
 from tests.remediator_support import am_alert, notification
 from tests.trust_support import Receiver
 

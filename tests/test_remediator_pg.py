@@ -21,10 +21,12 @@ import httpx
 import pytest
 import yaml
 
-from brainycp.config import CircuitBreaker, ConfigError, RateLimit, Rule, parse_config
+from brainycp.config.errors import ConfigError
 from remediator.journal import SCHEMA_VERSION, Batch, Journal
 from remediator.payload import Alert, fingerprint
 from remediator.planner import Settings, dedupe_key, first_matching_rule, plan
+from remediator.settings.config import parse_config
+from remediator.settings.rules import CircuitBreaker, RateLimit, Rule
 from tests.fleet_support import (
     FLEET_PANELS,
     episode,

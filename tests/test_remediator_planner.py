@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from brainycp.config import RateLimit, Rule
 from remediator.planner import Settings
+from remediator.settings.rules import RateLimit, Rule
 from tests.planner_support import (
     T0,
     Harness,

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from pydantic import SecretStr
 
-from brainycp.config import PanelConfig, Rule, StatusPatterns
+from brainycp.config.panels import PanelConfig, StatusPatterns
 from brainycp.panel.client import ActionResult, QueueListing
 from brainycp.panel.errors import PanelTimeout
 from remediator import actions
@@ -19,6 +19,7 @@ from remediator.actions import MessageRecord
 from remediator.journal import Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
+from remediator.settings.rules import Rule
 
 RULE = Rule.model_validate({"name": "r", "matchers": ['alertname="X"'], "action": "delete_frozen"})
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from brainycp.listener import listen_socket
+from brainycp.daemon.listener import listen_socket
 from remediator.journal import Journal
 from tests.remediator_support import (
     RULES,

@@ -11,13 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from brainycp.config import Config, Rule, parse_config
 from remediator import actions, notify
 from remediator.app import Remediator
 from remediator.journal import Journal
 from remediator.manual import rule_for_row
 from remediator.metrics import Stats
 from remediator.runner import Runner
+from remediator.settings.config import Config, parse_config
+from remediator.settings.rules import Rule
 from tests.remediator_support import am_alert, notification
 from tests.trust_support import Receiver
 
@@ -203,6 +204,7 @@ def test_the_status_page_shows_the_brakes_and_what_awaits_approval(tmp_path: Pat
 
 def test_check_config_says_which_rules_need_approval() -> None:
     from remediator.cli import describe_rule
+    from remediator.settings.rules import Rule
 
     rule = Rule.model_validate(
         {"name": "contain-spam-sender", "matchers": ['alertname="BrainyCPMailSenderSurge"'],

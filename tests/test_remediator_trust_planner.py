@@ -9,13 +9,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brainycp.config import CircuitBreaker, ConfigError, ManualSettings, Selection, parse_config
+from brainycp.config.errors import ConfigError
 from remediator import journal as journal_module
 from remediator.actions import MessageRecord
 from remediator.journal import Journal
 from remediator.journal.schema import SQLITE_TYPES
 from remediator.manual import MANUAL_RULE, ManualError, parse_request, rule_for_row
 from remediator.planner import Settings
+from remediator.settings.config import parse_config
+from remediator.settings.rules import CircuitBreaker, ManualSettings, Selection
 from tests.planner_support import T0, Harness, alert, rule
 
 

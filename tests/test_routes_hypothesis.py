@@ -21,13 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 
-from brainycp.config import parse_config
+from exporter import settings as exporter_settings
 from exporter.app import create_app
 from exporter.poller import initial_state
 from remediator.app import Remediator
 from remediator.journal import Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
+from remediator.settings.config import parse_config
 
 TOKEN = "hypothesis-token"
 METHODS = ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "G\u00e9T", "")
@@ -235,7 +236,7 @@ def make_remediator(tmp: Path) -> Remediator:
                 ],
             },
         },
-        require_remediator_auth=True,
+        require_auth=True,
     )  # fmt: skip
     journal = Journal(config.remediator.state_file)
     stats = Stats()
@@ -364,7 +365,7 @@ def test_a_journal_that_cannot_be_read_is_a_json_503(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def exporter_app() -> Any:
-    config = parse_config(
+    config = exporter_settings.parse_config(
         {
             "panels": {
                 name: {"url": "http://127.0.0.1:9", "username": "a", "password": "b"}

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from brainycp.config import PanelConfig, parse_config
+from brainycp.config.loader import parse_shared
+from brainycp.config.panels import PanelConfig
 from brainycp.panel.client import PanelClient
 from brainycp.panel.errors import BrainyCPError
 from brainycp.queue import summarize
@@ -628,7 +629,7 @@ def panel_config(sim: Sim, panel: str, **overrides: Any) -> PanelConfig:
         "password": "admin",
         **overrides,
     }
-    return parse_config({"panels": {panel: settings}}).panels[panel]
+    return parse_shared({"panels": {panel: settings}}).panels[panel]
 
 
 def with_client(config: PanelConfig, use: Callable[[PanelClient], Any]) -> Any:

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brainycp.config import parse_config
+from brainycp.config.loader import parse_shared
 from brainycp.panel.client import PanelClient
 from brainycp.panel.connection import Connection
 from brainycp.panel.decoding import DECODE_STEP, ContentDecoder, DecodeError, DecodeLimit
@@ -65,7 +65,7 @@ async def post(transport: PanelTransport, url: str, *, timeout: float = 5.0) -> 
 
 def client_for(url: str, **overrides: Any) -> PanelClient:
     settings = {"url": url, "username": "admin", "password": "pw-Secret-42", **overrides}
-    panel = parse_config({"panels": {"web01": settings}}).panels["web01"]
+    panel = parse_shared({"panels": {"web01": settings}}).panels["web01"]
     return PanelClient(panel, retry_delay=(0.0, 0.01))
 
 
@@ -928,7 +928,7 @@ class _ScriptedTransport(PanelTransport):
 
 def _through_client(wire: bytes, cuts: list[int], call: str) -> object:
     async def go() -> object:
-        panel = parse_config(
+        panel = parse_shared(
             {"panels": {"p": {"url": "http://p.test", "username": "u", "password": "pw-x"}}}
         ).panels["p"]
         panel = dataclasses.replace(panel, max_response_bytes=200_000, timeout=5.0)

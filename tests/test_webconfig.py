@@ -18,16 +18,10 @@ import httpx
 import pytest
 import yaml
 
-from brainycp.config import ConfigError
-from brainycp.listener import subject_name
-from brainycp.webconfig import (
-    BasicAuth,
-    Checked,
-    WebConfigHolder,
-    apply_tls,
-    bcrypt_cost,
-    parse_web_config,
-)
+from brainycp.config.errors import ConfigError
+from brainycp.daemon.basicauth import BasicAuth, Checked, bcrypt_cost
+from brainycp.daemon.listener import subject_name
+from brainycp.daemon.webconfig import WebConfigHolder, apply_tls, parse_web_config
 from tests.remediator_support import TOKEN, write_config
 from tests.support import (
     PYTHON,

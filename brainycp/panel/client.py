@@ -13,7 +13,6 @@ happened; :mod:`~brainycp.panel.answers` reads what the answers mean.
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 import ssl
 from typing import Any, Literal
@@ -22,7 +21,8 @@ from urllib.parse import urlencode
 import httpx
 
 from brainycp import __version__
-from brainycp.config import DAEMONS, PanelConfig
+from brainycp.backoff import Backoff
+from brainycp.config.panels import DAEMONS, PanelConfig
 from brainycp.panel.answers import (
     ActionResult,
     QueueListing,
@@ -258,7 +258,7 @@ class PanelClient:
         except (PanelConnectError, PanelProtocolError):
             if not read:
                 raise
-            await asyncio.sleep(random.uniform(*self._retry_delay))
+            await Backoff.between(*self._retry_delay).wait()
             return await self._post_once(operation, params, read=read)
 
     async def _call(

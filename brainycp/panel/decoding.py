@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
+from typing import Protocol
 
 MAX_CODINGS = 2
 """Stacked content codings accepted in one answer (``gzip, gzip`` is the most seen)."""
@@ -19,6 +20,21 @@ class DecodeLimit(Exception):
     """The decoded body (or one decoding stage of it) went over the cap."""
 
 
+class Decompressor(Protocol):
+    """What a stage uses of a ``zlib.decompressobj()``."""
+
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+    @property
+    def unconsumed_tail(self) -> bytes: ...
+
+    def decompress(self, data: bytes, max_length: int = 0, /) -> bytes: ...
+
+
 class _Inflate:
     """One ``gzip`` or ``deflate`` stage, inflating at most :data:`DECODE_STEP` at a time."""
 
@@ -29,9 +45,9 @@ class _Inflate:
         self._started = False
         self._head: bytes | None = b""
         """The first bytes of a deflate body, kept until the zlib header (2 bytes) is read."""
-        self._z = self._new()
+        self._z: Decompressor = self._new()
 
-    def _new(self) -> zlib._Decompress:
+    def _new(self) -> Decompressor:
         return zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
 
     def _step(self, data: bytes) -> bytes:

@@ -7,13 +7,12 @@ Starlette responses. Evolution of each panel's state happens lazily inside each 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
 import json
 import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl
@@ -22,7 +21,7 @@ from zoneinfo import ZoneInfo
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from brainycp.config import zone_of
+from brainycp.config.values import zone_of
 from brainycp.simulator import render
 from brainycp.simulator.state import DAEMONS, PanelState
 
@@ -237,13 +236,45 @@ class SimSettings:
 
     def authenticate(self, params: dict[str, str]) -> User | None:
         """The user whose name and password are in ``params`` under this panel's fields."""
-        for name_field, password_field in LOGIN_FIELDS[self.login_style]:
-            user = self.users.get(params.get(name_field, ""))
-            if user is not None and hmac.compare_digest(
-                user.password.encode(), params.get(password_field, "").encode()
-            ):
-                return user
-        return None
+        return authenticate(self.users, self.login_style, params)
+
+
+def authenticate(
+    users: Mapping[str, User], login_style: str, params: dict[str, str]
+) -> User | None:
+    """The user whose name and password ``params`` carry, in the fields ``login_style``
+    reads (both pairs for a style it does not know); None when nobody's do."""
+    for name_field, password_field in LOGIN_FIELDS.get(login_style, LOGIN_FIELDS["both"]):
+        user = users.get(params.get(name_field, ""))
+        if user is not None and hmac.compare_digest(
+            user.password.encode(), params.get(password_field, "").encode()
+        ):
+            return user
+    return None
+
+
+async def read_call(request: Request) -> tuple[dict[str, str], str | None]:
+    """An API call's parameters (the query string, then the form body, which wins) and the
+    operation it names (None when it names none). The query string is read as Latin-1:
+    a hostile client's raw bytes cannot fail the call."""
+    query = bytes(request.scope.get("query_string", b"")).decode("latin-1")
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    if request.method == "POST":
+        form = await request.body()
+        params.update(parse_qsl(form.decode("utf-8", "replace"), keep_blank_values=True))
+    return params, next((op for op in OPERATIONS if op in params), None)
+
+
+def call_record(
+    operation: str | None, params: dict[str, str], at: float, authorised: bool
+) -> dict[str, Any]:
+    """What the call log keeps of one call: never the credentials."""
+    return {
+        "operation": operation,
+        "params": {k: v for k, v in params.items() if k not in _SECRET_FIELDS},
+        "at": at,
+        "auth": authorised,
+    }
 
 
 class _ListingCache:
@@ -281,30 +312,52 @@ def _encode(answer: dict[str, Any]) -> bytes:
     return json.dumps(answer, separators=(",", ":")).encode("ascii")
 
 
-def _json_response(answer: dict[str, Any]) -> Response:
-    return Response(_encode(answer), media_type="application/json")
-
-
 def panel_text(key: str, english: bool) -> str:
     """A message of the panel's answers (TEXTS), in English or in Russian."""
     return TEXTS[key][0 if english else 1]
 
 
-def contract_refusal(
-    params: dict[str, str], operation: str | None, user: User, english: bool
-) -> dict[str, Any] | None:
-    """The panel's answer to an authenticated call it refuses before any operation runs.
+@dataclass(frozen=True)
+class Admitted:
+    """An authenticated call the panel's logic answers: its operation and its language."""
 
-    No ``mailserver`` module, a user who is not root, or no ``operation``; None when
-    the call gets through. Shared by the simulated panel and the real-MTA panel.
-    """
+    operation: str
+    english: bool
+
+    def text(self, key: str) -> str:
+        """A message of the answer in the call's language."""
+        return panel_text(key, self.english)
+
+
+def admit(
+    params: dict[str, str], operation: str | None, user: User, english: bool
+) -> Admitted | dict[str, Any]:
+    """The call, admitted; else the panel's answer to a call it refuses before any
+    operation runs: no ``mailserver`` module, a user who is not root, or no ``operation``.
+    Shared by the simulated panel and the real-MTA panel."""
     if "mailserver" not in params:
         return {"error": ERROR_NO_MODULE, "mess": panel_text("no_module", english)}
     if user.role != "root":
         return {"error": 400, "mess": panel_text("no_perm", english)}
     if operation is None:
         return {"error": ERROR_NO_OPERATION, "mess": panel_text("no_operation", english)}
-    return None
+    return Admitted(operation, english)
+
+
+def control_arguments(
+    params: dict[str, str], no_relay: bool, text: Callable[[str], str]
+) -> tuple[str, str] | dict[str, Any]:
+    """``controll_msg``'s ``(id, command)``; else the panel's answer refusing them: no
+    id (101), a command other than delete or reship (100), reship without a relay (102)."""
+    message_id = params.get("id", "").strip()
+    command = params.get("command", "")
+    if not message_id:
+        return {"error": 101, "mess": text("no_id")}
+    if command not in ("delete", "reship"):
+        return {"error": 100, "mess": text("bad_command")}
+    if command == "reship" and no_relay:
+        return {"error": 102, "mess": text("no_relay")}
+    return message_id, command
 
 
 class SimulatorApp:
@@ -353,20 +406,11 @@ class SimulatorApp:
         self, panel: Panel, request: Request, scope: Scope, receive: Receive, send: Send
     ) -> None:
         """Answer one ``/api/api.php`` call, with the panel's fault if one applies."""
-        params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), True))
-        if scope["method"] == "POST":
-            form = await request.body()
-            params.update(parse_qsl(form.decode("utf-8", "replace"), keep_blank_values=True))
-        operation = next((op for op in OPERATIONS if op in params), None)
+        params, operation = await read_call(request)
         user = self.settings.authenticate(params)
         authorised = user is not None
         fault = panel.take_fault(operation)
-        call: dict[str, Any] = {
-            "operation": operation,
-            "params": {k: v for k, v in params.items() if k not in _SECRET_FIELDS},
-            "at": self.settings.wall_clock(),
-            "auth": authorised,
-        }
+        call = call_record(operation, params, self.settings.wall_clock(), authorised)
         if fault is not None:
             call["fault"] = True
         panel.calls.append(call)
@@ -422,12 +466,10 @@ class SimulatorApp:
         english: bool,
     ) -> dict[str, Any]:
         """The JSON answer of an authenticated call (the panel's logic, quirks included)."""
-
-        text = functools.partial(panel_text, english=english)
-        refused = contract_refusal(params, operation, user, english)
-        if refused is not None:
-            return refused
-        assert operation is not None  # contract_refusal answered a missing operation
+        call = admit(params, operation, user, english)
+        if not isinstance(call, Admitted):
+            return call
+        text, operation = call.text, call.operation
         state = panel.state
         state.advance()
         wall_now = self.settings.wall_clock()
@@ -472,36 +514,7 @@ class SimulatorApp:
             return {"error": 0, "message": text("all_deleted"), "detail": output}
 
         if operation == "controll_msg":
-            message_id = params.get("id", "").strip()
-            command = params.get("command", "")
-            if not message_id:
-                return {"error": 101, "mess": text("no_id")}
-            if command not in ("delete", "reship"):
-                return {"error": 100, "mess": text("bad_command")}
-            if command == "reship":
-                if self.settings.no_relay:
-                    return {"error": 102, "mess": text("no_relay")}
-                found = state.reship(message_id)
-                output = ""
-                if not found and flavour == "exim":
-                    output = f"Spool read error for {message_id}-H: No such file or directory\n"
-                return {"error": 0, "mess": text("msg_reshipped"), "detail": output}
-            found = state.delete(message_id)
-            if flavour == "exim":
-                if found:
-                    output = render.removed_lines("exim", [message_id])
-                elif not _EXIM_ID.fullmatch(message_id):
-                    # tests/fixtures/exim-Mrm-malformed.txt: exim refuses the id outright.
-                    output = f"exim: malformed message id {message_id} after -Mrm option\n"
-                else:
-                    output = render.exim_missing(message_id)
-            else:
-                output = (
-                    render.removed_lines("postfix", [message_id])
-                    if found
-                    else render.postsuper_total(0)
-                )
-            return {"error": 0, "mess": text("msg_deleted"), "detail": output}
+            return self.control_message(state, params, text)
 
         # clamav / spamassassin
         command = params.get("command", "")
@@ -518,6 +531,38 @@ class SimulatorApp:
             "mess": text(key),
             "detail": render.daemon_status(operation, daemon, state, wall_now),
         }
+
+    def control_message(
+        self, state: PanelState, params: dict[str, str], text: Callable[[str], str]
+    ) -> dict[str, Any]:
+        """``controll_msg``: delete or reship one message, with what the MTA prints."""
+        flavour = state.flavour
+        checked = control_arguments(params, self.settings.no_relay, text)
+        if isinstance(checked, dict):
+            return checked
+        message_id, command = checked
+        if command == "reship":
+            found = state.reship(message_id)
+            output = ""
+            if not found and flavour == "exim":
+                output = f"Spool read error for {message_id}-H: No such file or directory\n"
+            return {"error": 0, "mess": text("msg_reshipped"), "detail": output}
+        found = state.delete(message_id)
+        if flavour == "exim":
+            if found:
+                output = render.removed_lines("exim", [message_id])
+            elif not _EXIM_ID.fullmatch(message_id):
+                # tests/fixtures/exim-Mrm-malformed.txt: exim refuses the id outright.
+                output = f"exim: malformed message id {message_id} after -Mrm option\n"
+            else:
+                output = render.exim_missing(message_id)
+        else:
+            output = (
+                render.removed_lines("postfix", [message_id])
+                if found
+                else render.postsuper_total(0)
+            )
+        return {"error": 0, "mess": text("msg_deleted"), "detail": output}
 
     # ------------------------------------------------------------------ control API
 
@@ -552,7 +597,7 @@ class SimulatorApp:
                 added = state.add_messages(**_queue_args(data))
                 return JSONResponse({"added": added, "queue": state.summary()})
             if what == "daemon" and method == "POST":
-                for name, value in _daemon_args(data).items():
+                for name, value in daemon_args(data).items():
                     state.set_daemon(name, value)
                 return JSONResponse({"daemons": _daemons(state)})
             if what == "pause" and method == "POST":
@@ -623,7 +668,7 @@ def _queue_args(data: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def _daemon_args(data: dict[str, Any]) -> dict[str, bool]:
+def daemon_args(data: dict[str, Any]) -> dict[str, bool]:
     out: dict[str, bool] = {}
     for name, value in data.items():
         if name not in DAEMONS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
@@ -13,8 +14,8 @@ from collections.abc import Sequence
 import uvicorn
 
 from brainycp import __version__
-from brainycp.config import split_listen, zone_of
-from brainycp.logsetup import setup_logging
+from brainycp.config.values import split_listen, zone_of
+from brainycp.daemon.logsetup import LOG_LEVELS, setup_logging
 from brainycp.simulator import mta
 from brainycp.simulator.app import Panel, SimSettings, SimulatorApp, User
 from brainycp.simulator.state import (
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="brainycp-panel-sim",
         description="A fake BrainyCP panel (mail API) for tests and demos.",
     )
-    parser.add_argument("--version", action="version", version=f"brainycp-panel-sim {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--listen",
         type=_listen,
@@ -154,6 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="delay added to every API call (default 0)",
     )
+    _add_panel_flags(parser)
+    parser.add_argument(
+        "--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)"
+    )
+    parser.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    _add_mta_flags(parser)
+    return parser
+
+
+def _add_panel_flags(parser: argparse.ArgumentParser) -> None:
+    """Which panels to serve and how their API behaves."""
     parser.add_argument(
         "--panel",
         type=parse_panel,
@@ -195,13 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="credential fields the panels read: username/password, login/pass, or either "
         "(default both)",
     )
-    parser.add_argument(
-        "--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)"
-    )
-    parser.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
-    parser.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
-    )
+
+
+def _add_mta_flags(parser: argparse.ArgumentParser) -> None:
+    """``--mta exim`` and how to run this machine's Exim."""
     real = parser.add_argument_group(
         "real MTA", "--mta exim: one panel whose mail operations run this machine's Exim"
     )
@@ -237,7 +247,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"limit for each Exim command (default {mta.DEFAULT_TIMEOUT:g})",
     )
-    return parser  # fmt: skip
 
 
 def build_app(args: argparse.Namespace) -> SimulatorApp:
@@ -269,14 +278,9 @@ def build_app(args: argparse.Namespace) -> SimulatorApp:
         )
         for name, scenario, flavour in specs
     ]
-    settings = SimSettings(
-        users=args.users,
-        latency=args.latency,
-        detail_format=args.detail_format,
-        no_relay=args.no_relay,
-        timezone=args.timezone,
-        login_style=args.login_style,
-    )
+    # The flags are named as the settings they give (wall_clock stays the real clock).
+    given = {f.name for f in dataclasses.fields(SimSettings)} & set(vars(args))
+    settings = SimSettings(**{name: getattr(args, name) for name in given})
     return SimulatorApp(panels, settings)
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import hmac
 import json
 import logging
 import os
@@ -30,7 +28,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
-from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,14 +35,17 @@ from starlette.responses import JSONResponse, Response
 from brainycp.simulator import render
 from brainycp.simulator.app import (
     CALL_LOG,
-    OPERATIONS,
+    Admitted,
     Receive,
     Scope,
     Send,
     User,
-    _daemon_args,
-    contract_refusal,
-    panel_text,
+    admit,
+    authenticate,
+    call_record,
+    control_arguments,
+    daemon_args,
+    read_call,
 )
 from brainycp.simulator.state import SCENARIO_TABLE, PanelState
 
@@ -257,33 +257,13 @@ class EximPanelApp:
 
     def authorised(self, params: dict[str, str]) -> User | None:
         """The user whose credentials the call carries (in the accepted style), else None."""
-        pairs = {"username": [("username", "password")], "login": [("login", "pass")]}
-        accepted = pairs.get(self.login_style, pairs["username"] + pairs["login"])
-        for name_key, password_key in accepted:
-            user = self.users.get(params.get(name_key, ""))
-            if user is not None and hmac.compare_digest(
-                user.password.encode(), params.get(password_key, "").encode()
-            ):
-                return user
-        return None
+        return authenticate(self.users, self.login_style, params)
 
     async def api(self, request: Request) -> Response:
         """Answer one ``/api/api.php`` call."""
-        params = dict(parse_qsl(request.url.query, keep_blank_values=True))
-        if request.method == "POST":
-            form = await request.body()
-            params.update(parse_qsl(form.decode("utf-8", "replace"), keep_blank_values=True))
-        operation = next((op for op in OPERATIONS if op in params), None)
+        params, operation = await read_call(request)
         user = self.authorised(params)
-        secret = {"username", "password", "login", "pass"}
-        self.calls.append(
-            {
-                "operation": operation,
-                "params": {k: v for k, v in params.items() if k not in secret},
-                "at": self.wall_clock(),
-                "auth": user is not None,
-            }
-        )
+        self.calls.append(call_record(operation, params, self.wall_clock(), user is not None))
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         if user is None:
@@ -300,13 +280,10 @@ class EximPanelApp:
         self, params: dict[str, str], operation: str | None, user: User, english: bool
     ) -> dict[str, Any]:
         """The JSON answer of an authenticated call; CommandFailed when a command failed."""
-
-        text = functools.partial(panel_text, english=english)
-        refused = contract_refusal(params, operation, user, english)
-        if refused is not None:
-            return refused
-        assert operation is not None  # contract_refusal answered a missing operation
-        commands = self.commands
+        call = admit(params, operation, user, english)
+        if not isinstance(call, Admitted):
+            return call
+        text, operation, commands = call.text, call.operation, self.commands
 
         if operation == "list_msg":
             listing = await commands.run_exim("-bp")
@@ -339,14 +316,10 @@ class EximPanelApp:
             return {"error": 0, "message": text("all_deleted"), "detail": output}
 
         if operation == "controll_msg":
-            message_id = params.get("id", "").strip()
-            command = params.get("command", "")
-            if not message_id:
-                return {"error": 101, "mess": text("no_id")}
-            if command not in ("delete", "reship"):
-                return {"error": 100, "mess": text("bad_command")}
-            if command == "reship" and self.no_relay:
-                return {"error": 102, "mess": text("no_relay")}
+            checked = control_arguments(params, self.no_relay, text)
+            if isinstance(checked, dict):
+                return checked
+            message_id, command = checked
             option = "-Mrm" if command == "delete" else "-M"
             key = "msg_deleted" if command == "delete" else "msg_reshipped"
             if not is_exim_id(message_id):
@@ -387,7 +360,7 @@ class EximPanelApp:
                 data = json.loads(await request.body() or b"{}")
                 if not isinstance(data, dict):
                     raise ValueError("the body must be a JSON object")
-                for name, running in _daemon_args(data).items():
+                for name, running in daemon_args(data).items():
                     self.daemons.set_daemon(name, running)
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, 400)

@@ -35,8 +35,8 @@ from remediator.actions.base import (
 )
 
 if TYPE_CHECKING:
-    from brainycp.config import Rule
     from brainycp.panel.client import PanelClient
+    from remediator.settings.rules import Rule
 
 __all__ = [
     "ACTIONS",

@@ -15,8 +15,8 @@ from brainycp.queue import MessageFilter, QueueMessage, Reading, ReadOptions
 from brainycp.queue.worker import ReadingFailed, ReadJob, shared_readers
 
 if TYPE_CHECKING:
-    from brainycp.config import Rule
     from brainycp.panel.client import PanelClient
+    from remediator.settings.rules import Rule
 
 PARAMS = ("daemon", "force", "select", "max_messages", "limit")
 """What a rule or a manual request may set for an action, beyond the action's name."""

@@ -18,8 +18,8 @@ from remediator.actions.base import (
 )
 
 if TYPE_CHECKING:
-    from brainycp.config import Rule
     from brainycp.panel.client import PanelClient
+    from remediator.settings.rules import Rule
 
 _DELETED_COUNT = re.compile(r"postsuper: Deleted: (\d+) message")
 

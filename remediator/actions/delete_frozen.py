@@ -21,8 +21,8 @@ from remediator.actions.base import (
 )
 
 if TYPE_CHECKING:
-    from brainycp.config import Rule
     from brainycp.panel.client import PanelClient
+    from remediator.settings.rules import Rule
 
 FROZEN = MessageFilter(frozen=True)
 

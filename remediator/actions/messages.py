@@ -22,9 +22,9 @@ from remediator.actions.base import (
 )
 
 if TYPE_CHECKING:
-    from brainycp.config import Rule, Selection
     from brainycp.panel.client import MessageCommand, PanelClient
     from remediator.actions.base import MessageRecord
+    from remediator.settings.rules import Rule, Selection
 
 
 def selection_filter(select: Selection) -> MessageFilter:

@@ -9,8 +9,8 @@ from brainycp.panel.errors import BrainyCPError
 from remediator.actions.base import ActionKind, Confirmed, Outcome, unrecorded, unverified
 
 if TYPE_CHECKING:
-    from brainycp.config import Rule
     from brainycp.panel.client import PanelClient
+    from remediator.settings.rules import Rule
 
 
 async def run(client: PanelClient, rule: Rule, confirmed: Confirmed = unrecorded) -> Outcome:

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message
 
-from brainycp.lifecycle import AUTHENTICATED
+from brainycp.daemon.reload import AUTHENTICATED
 
 
 class OperatorAPI:

@@ -1,7 +1,7 @@
 """Who is signed in to the console, and where browsers are sent.
 
 The console's sign-in is the browser's own basic auth against the web config's
-``basic_auth_users`` (bcrypt): :class:`~brainycp.webconfig.BasicAuthMiddleware`
+``basic_auth_users`` (bcrypt): :class:`~brainycp.daemon.webconfig.BasicAuthMiddleware`
 verifies the password and names the user in the request scope. The console acts only
 for such a user, whatever else the gate in front of the API accepts (the webhook's
 credentials, a client certificate), because every decision is recorded under a
@@ -14,7 +14,7 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from brainycp.access import BASIC_AUTH, identity
+from brainycp.daemon.access import BASIC_AUTH, identity
 
 PREFIX = "/console"
 _ACTION_PATH = re.compile(r"/actions/([0-9]{1,19})")

@@ -1,6 +1,6 @@
 """The operator console's pages: waiting for a decision, brakes, history, an action, manual.
 
-Every page is rendered on the server (:mod:`brainycp.htmlpages`); every change goes
+Every page is rendered on the server (:mod:`brainycp.daemon.htmlpages`); every change goes
 through the JSON API's own handlers (:mod:`remediator.console.api`) with the signed-in
 user as ``by``; reads go to the journal, off the event loop where it has its own thread.
 """
@@ -19,8 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from brainycp.config import Rule
-from brainycp.htmlpages import Pages, stylesheet_response
+from brainycp.daemon.htmlpages import Pages, stylesheet_response
 from remediator import actions as panel_actions
 from remediator.actions import ACTIONS, DESTRUCTIVE, taking
 from remediator.console.api import OperatorAPI
@@ -30,6 +29,7 @@ from remediator.console.manual_form import ManualForm
 from remediator.journal import JOURNAL_ERRORS, ActionRow
 from remediator.manual import MANUAL_RULE, rule_for_row
 from remediator.planner import OUTCOMES
+from remediator.settings.rules import Rule
 
 if TYPE_CHECKING:
     from remediator.app import Remediator

@@ -11,8 +11,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from brainycp.config import WebhookAuth
 from remediator.journal import first_line
+from remediator.settings.webhook import WebhookAuth
 
 log = logging.getLogger("remediator.webhook")
 """Every route logs here (the name operators filter on predates the split by concern)."""

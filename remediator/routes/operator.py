@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from brainycp.lifecycle import AUTHENTICATED
+from brainycp.daemon.reload import AUTHENTICATED
 from remediator import actions as panel_actions
 from remediator import operator
 from remediator.journal import JOURNAL_ERRORS, Journal, first_line

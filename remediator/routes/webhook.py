@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from brainycp.config import Rule
 from remediator.journal import JOURNAL_ERRORS, Batch, Journal, first_line
 from remediator.manual import rule_for_row, selection_params
 from remediator.payload import Notification, PayloadError, parse_notification_sliced
 from remediator.planner import Settings, dedupe_key, first_matching_rule, plan
 from remediator.routes.common import authorized, client_address, error, log, read_body
+from remediator.settings.rules import Rule
 
 if TYPE_CHECKING:
     from remediator.app import Remediator

@@ -71,7 +71,8 @@ def size(value: int | None) -> str:
 def environment(packages: tuple[str, ...]) -> jinja2.Environment:
     """Templates of ``packages`` (each a ``templates/`` folder), then the shared ones."""
     loader = jinja2.ChoiceLoader(
-        [jinja2.PackageLoader(name) for name in packages] + [jinja2.PackageLoader("brainycp")]
+        [jinja2.PackageLoader(name) for name in packages]
+        + [jinja2.PackageLoader("brainycp.daemon")]
     )
     env = jinja2.Environment(
         loader=loader,
@@ -114,7 +115,7 @@ def stylesheet_response(request: Request) -> Response:
 
 @cache
 def _stylesheet() -> bytes:
-    return resources.files("brainycp").joinpath("static", STYLESHEET).read_bytes()
+    return resources.files("brainycp.daemon").joinpath("static", STYLESHEET).read_bytes()
 
 
 def query_choice(request: Request, key: str, allowed: Sequence[str], default: str) -> str:

@@ -15,20 +15,21 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from dataclasses import KW_ONLY, dataclass
+from typing import Protocol, TypeVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from brainycp.access import AuthFailures, Identity, remember
-from brainycp.webconfig import basic_credentials, send_json
+from brainycp.config.errors import ConfigError
+from brainycp.daemon.access import AuthFailures, Identity, remember
+from brainycp.daemon.basicauth import basic_credentials
+from brainycp.daemon.responses import header, send_json
+from brainycp.daemon.scraped import Scraped
+from brainycp.daemon.webconfig import WebConfigHolder
 
 log = logging.getLogger("brainycp.reload")
-
-GZIP_LEVEL = 6
-"""zlib level of gzip answers (Prometheus asks for gzip): 1,000 panels' /metrics go from
-~2.6 MB to ~175 KiB; level 1 saves little time for ~25% more bytes, level 9 costs twice
-the time for 5% fewer (bench/bench_metrics_gzip.py)."""
 
 ReloadFunction = Callable[[], Sequence[str]]
 """Re-reads the config and applies it; returns the problems (empty when it was applied)."""
@@ -75,33 +76,30 @@ class Reloader:
         loop.add_signal_handler(signal.SIGHUP, self.on_signal)
 
     def collector(self) -> Collector:
-        return _ReloadCollector(self)
+        """``brainycp_config_last_reload_successful`` and its timestamp, for the registry."""
+        return Scraped(self._families)
 
-
-class _ReloadCollector(Collector):
-    def __init__(self, reloader: Reloader) -> None:
-        self.reloader = reloader
-
-    def collect(self) -> Iterator[Metric]:
+    def _families(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "brainycp_config_last_reload_successful",
             "Whether the last config reload succeeded (1) or was refused (0).",
-            value=1 if self.reloader.successful else 0,
+            value=1 if self.successful else 0,
         )
         yield GaugeMetricFamily(
             "brainycp_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load (the start counts).",
-            value=self.reloader.success_timestamp,
+            value=self.success_timestamp,
         )
 
 
 Authorize = Callable[[Scope], Awaitable[Identity | None]]
-"""Who sent a request (:func:`brainycp.access.identity` and what a daemon adds), or None."""
+"""Who sent a request (:func:`brainycp.daemon.access.identity` and what a daemon adds), or None."""
 AUTHENTICATED = "brainycp.authenticated"
 """Scope key set on a request that :class:`OpsMiddleware` authenticated (its
-:class:`~brainycp.access.Identity` is recorded too)."""
+:class:`~brainycp.daemon.access.Identity` is recorded too)."""
 
 
+@dataclass
 class OpsMiddleware:
     """Serves ``POST /-/reload`` and guards the paths outside ``open_paths``.
 
@@ -111,26 +109,15 @@ class OpsMiddleware:
     on ``failures``.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        reloader: Reloader,
-        authorize: Authorize,
-        *,
-        challenge: str | None,
-        refusal: str = "missing or wrong credentials",
-        guard_all: bool = False,
-        open_paths: Collection[str] = (),
-        failures: AuthFailures | None = None,
-    ) -> None:
-        self.app = app
-        self.failures = failures
-        self.reloader = reloader
-        self.authorize = authorize
-        self.challenge = challenge
-        self.refusal = refusal
-        self.guard_all = guard_all
-        self.open_paths = frozenset(open_paths)
+    app: ASGIApp
+    reloader: Reloader
+    authorize: Authorize
+    _: KW_ONLY
+    challenge: str | None
+    refusal: str = "missing or wrong credentials"
+    guard_all: bool = False
+    open_paths: Collection[str] = ()
+    failures: AuthFailures | None = None
 
     async def _admit(self, scope: Scope, send: Send) -> bool:
         """Record who sent ``scope``; else answer 401/403 (and count it) and say False."""
@@ -178,9 +165,44 @@ class OpsMiddleware:
         await self.app(scope, receive, send)
 
 
-def header(scope: Scope, name: bytes) -> str | None:
-    """The first value of request header ``name`` (lower-case bytes)."""
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
+class LoadedConfig(Protocol):
+    """What a daemon's config gives a reload besides its settings."""
+
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+
+
+C = TypeVar("C", bound=LoadedConfig)
+
+
+def reload_files(
+    config_path: str | None,
+    load: Callable[[str], C],
+    web: WebConfigHolder,
+    *,
+    refuse: Callable[[C], list[str]],
+    apply: Callable[[C], None],
+    logger: logging.Logger,
+) -> list[str]:
+    """Re-read the config file (with ``load``) and the web config, and apply all of both;
+    else apply nothing and return the problems.
+
+    ``refuse`` lists what the running daemon cannot take from the new config (a change
+    that needs a restart); the web config must suit the running listener
+    (:meth:`WebConfigHolder.problems`). ``apply`` switches the daemon to the new config
+    after the web config is in force and the config's warnings are logged.
+    """
+    if config_path is None:
+        return ["no config file to reload"]
+    try:
+        config = load(config_path)
+        new_web = web.reread()
+    except ConfigError as exc:
+        return exc.errors
+    problems = refuse(config) + web.problems(new_web)
+    if problems or (problems := web.use_web(new_web)):
+        return problems
+    for warning in config.warnings:
+        logger.warning("config: %s", warning)
+    apply(config)
+    return []

@@ -12,6 +12,8 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from brainycp.daemon.responses import send_json
+
 
 class QueryGuard:
     """Middleware: a query string that is not UTF-8 gets ``400 {"error": ...}``."""
@@ -25,16 +27,6 @@ class QueryGuard:
                 bytes(scope.get("query_string", b"")).decode("utf-8")
             except UnicodeDecodeError:
                 body = json.dumps({"error": "the query string is not valid UTF-8"}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 400,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_json(send, 400, body)
                 return
         await self.app(scope, receive, send)

@@ -21,14 +21,15 @@ import contextlib
 import logging
 import socket
 import ssl
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import h11
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from brainycp.daemon.logsetup import RateLimitFilter
 
 HEAD_TIMEOUT = 10.0
 """Seconds a connection may take to send a complete request head."""
@@ -40,8 +41,6 @@ DEFAULT_MAX_CONNECTIONS = 1000
 """Open connections beyond which a request is answered 503 (uvicorn's limit_concurrency)."""
 MAX_HEAD_BYTES = 64 * 1024
 """A request head larger than this is a 400 (h11's incomplete-event cap)."""
-LOG_EVERY = 10.0
-"""A repeated warning (failed accept, concurrency limit, bad request) at most this often."""
 
 log = logging.getLogger("brainycp.listener")
 
@@ -207,33 +206,6 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
 
-class RateLimitFilter(logging.Filter):
-    """Lets each distinct message through at most once every ``every`` seconds.
-
-    The first one of a burst passes; the next that passes says how many were dropped.
-    """
-
-    def __init__(self, every: float = LOG_EVERY, clock: Any = time.monotonic) -> None:
-        super().__init__()
-        self.every = every
-        self.clock = clock
-        self._last: dict[str, float] = {}
-        self._dropped: dict[str, int] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = str(record.msg)
-        now = self.clock()
-        last = self._last.get(key)
-        if last is not None and now - last < self.every:
-            self._dropped[key] = self._dropped.get(key, 0) + 1
-            return False
-        self._last[key] = now
-        dropped = self._dropped.pop(key, 0)
-        if dropped:
-            record.msg = f"{record.msg} ({dropped} more like it not logged)"
-        return True
-
-
 _ACCEPT_FILTER = RateLimitFilter()
 
 
@@ -302,19 +274,3 @@ def server_config(
         lifespan="off",
         timeout_graceful_shutdown=timeout_graceful_shutdown,
     )
-
-
-class Server(uvicorn.Server):
-    """Uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT.
-
-    Uvicorn re-raises a captured signal after its shutdown, which would end the
-    process with the signal (before the remediator drains its actions) instead of
-    exit code 0.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
-        pass

@@ -19,14 +19,15 @@ Refused requests get ``403 {"error": ...}``, a warning log line and a count
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from brainycp.webconfig import send_json
+from brainycp.daemon.responses import send_json
+from brainycp.daemon.scraped import Scraped
 
 log = logging.getLogger("brainycp.crossorigin")
 
@@ -111,16 +112,13 @@ class CrossOriginGuard:
 
     def collector(self) -> Collector:
         """``brainycp_http_cross_origin_refused_total`` for the daemon's registry."""
-        return _RefusedCollector(self)
-
-
-class _RefusedCollector(Collector):
-    def __init__(self, guard: CrossOriginGuard) -> None:
-        self.guard = guard
-
-    def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(
-            "brainycp_http_cross_origin_refused",
-            "State-changing requests refused because a browser sent them from another site.",
-            value=self.guard.refused,
+        return Scraped(
+            lambda: [
+                CounterMetricFamily(
+                    "brainycp_http_cross_origin_refused",
+                    "State-changing requests refused because a browser sent them from another"
+                    " site.",
+                    value=self.refused,
+                )
+            ]
         )

@@ -8,7 +8,7 @@ are sent: the doctor never changes anything on a panel, and never prints a secre
 
 Exit codes: 0 every checked panel passed, 1 one failed (a panel whose own config entry
 is broken fails with the reasons, and the others are still checked), 2 the config is
-broken as a whole (no file, not YAML, bad ``defaults`` or another section) or a panel
+broken as a whole (no file, not YAML, bad ``defaults``, an unknown top-level key) or a panel
 name on the command line is not configured.
 """
 
@@ -33,7 +33,10 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from brainycp import __version__
-from brainycp.config import Config, ConfigError, PanelConfig, load_config
+from brainycp.config.errors import ConfigError
+from brainycp.config.loader import SharedConfig, load_shared
+from brainycp.config.panels import PanelConfig
+from brainycp.daemon.startup import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from brainycp.panel.answers import QueueListing
 from brainycp.panel.client import PanelClient
 from brainycp.panel.errors import BrainyCPError
@@ -41,7 +44,6 @@ from brainycp.panel.sockets import describe_os_error, is_ip_address
 from brainycp.panel.tls import format_fingerprint, pinning_context, shared_ssl_context
 from brainycp.queue import iter_messages, summarize
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 T = TypeVar("T")
 
 STYLE_FIELDS = {
@@ -604,7 +606,7 @@ def config_report(name: str, problems: Sequence[str], config_path: str) -> Repor
 
 
 async def check_all(
-    names: Sequence[str], config: Config, problems: dict[str, list[str]], config_path: str
+    names: Sequence[str], config: SharedConfig, problems: dict[str, list[str]], config_path: str
 ) -> list[Report]:
     """Reports in ``names`` order: a broken panel's config reasons, the others checked."""
     checked = iter(await check_panels([config.panels[n] for n in names if n in config.panels]))
@@ -620,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Each panel's own problems come back here, so the other panels are still checked.
     problems: dict[str, list[str]] = {}
     try:
-        config = load_config(args.config, panel_errors=problems)
+        config = load_shared(args.config, panel_errors=problems)
     except ConfigError as exc:
         for line in [*exc.errors, *(e for errors in problems.values() for e in errors)]:
             print(line, file=sys.stderr)

@@ -3,13 +3,13 @@
 :func:`identity` is the question a route asks. It is answered by what the daemon
 itself checked on this request, never by what a config file says the listener does:
 
-- a web-config user whose password :class:`brainycp.webconfig.BasicAuthMiddleware`
+- a web-config user whose password :class:`brainycp.daemon.webconfig.BasicAuthMiddleware`
   checked (it records the :class:`Identity` in the ASGI scope);
 - a client certificate that the TLS handshake of this very connection verified
   (the listener puts the connection's TLS state in ``scope["extensions"]["tls"]``,
   the ASGI TLS extension; a certificate is only there when it was verified);
 - on the remediator, the webhook's own credentials, recorded by the gate
-  (:class:`brainycp.lifecycle.OpsMiddleware`) when nothing above applies.
+  (:class:`brainycp.daemon.reload.OpsMiddleware`) when nothing above applies.
 
 :class:`AuthFailures` counts refused credentials and logs them at most once per
 interval, with the user name and the client address, never the password.
@@ -18,15 +18,16 @@ interval, with the user name and the client address, never the password.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
-from brainycp.listener import RateLimitFilter
+from brainycp.daemon.logsetup import RateLimitFilter
+from brainycp.daemon.scraped import Scraped
 
 IDENTITY = "brainycp.identity"
 """Scope key of the :class:`Identity` an auth layer established for a request."""
@@ -99,7 +100,7 @@ def client_address(scope: Scope) -> str:
 class AuthFailures:
     """Requests refused for wrong credentials: a counter that exists from the start
     (``<metric>_total``) and a line on the ``<daemon>.auth`` logger at most once per
-    interval (:class:`~brainycp.listener.RateLimitFilter`).
+    interval (:class:`~brainycp.daemon.logsetup.RateLimitFilter`).
 
     Only requests that carried credentials count: a client that sent none gets a
     challenge, which is how every browser and scraper begins.
@@ -129,17 +130,14 @@ class AuthFailures:
 
     def collector(self) -> Collector:
         """A collector of the counter, for the daemon's registry."""
-        return _AuthFailureCollector(self)
-
-
-class _AuthFailureCollector(Collector):
-    def __init__(self, failures: AuthFailures) -> None:
-        self.failures = failures
-
-    def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(
-            self.failures.metric,
-            "HTTP requests refused because their credentials were wrong (web-config users,"
-            " client certificates, the remediator's operator endpoints; not /webhook).",
-            value=self.failures.count,
+        return Scraped(
+            lambda: [
+                CounterMetricFamily(
+                    self.metric,
+                    "HTTP requests refused because their credentials were wrong (web-config"
+                    " users, client certificates, the remediator's operator endpoints; not"
+                    " /webhook).",
+                    value=self.count,
+                )
+            ]
         )

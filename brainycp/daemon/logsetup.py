@@ -7,10 +7,13 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_EVERY = 10.0
+"""A repeated warning (failed accept, concurrency limit, bad request) at most this often."""
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is context.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
@@ -87,3 +90,32 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class RateLimitFilter(logging.Filter):
+    """Lets each distinct message through at most once every ``every`` seconds.
+
+    The first one of a burst passes; the next that passes says how many were dropped.
+    """
+
+    def __init__(
+        self, every: float = LOG_EVERY, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.every = every
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._dropped: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every:
+            self._dropped[key] = self._dropped.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        dropped = self._dropped.pop(key, 0)
+        if dropped:
+            record.msg = f"{record.msg} ({dropped} more like it not logged)"
+        return True

@@ -12,34 +12,29 @@ The file is the one every Prometheus Go exporter reads::
       prometheus: $2b$10$...   # bcrypt hash
 
 :func:`load_web_config` validates it into a :class:`WebConfig`; :func:`apply_tls`
-sets up uvicorn's TLS from it; :class:`BasicAuthMiddleware` guards every path but
-the ones a daemon leaves open and records the user it checked (:mod:`brainycp.access`).
-A bcrypt check costs ~0.1-0.3 s of CPU, so a successful (user, password) pair is
-remembered by a SHA-256 digest, as exporter-toolkit does, and checks run in a worker
-thread, at most two at a time. :class:`WebConfigHolder` applies a reloaded file only
-when the running listener can take all of it.
+sets up uvicorn's TLS from it; :mod:`brainycp.daemon.basicauth` checks its users.
+:class:`WebConfigHolder` applies a reloaded file only when the running listener can take
+all of it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import hashlib
 import logging
 import os
 import ssl
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import bcrypt
 import uvicorn
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
-from brainycp.access import BASIC_AUTH, AuthFailures, Identity, identity, remember
-from brainycp.config import ConfigError, load_yaml, read_config_text
+from brainycp.config.errors import ConfigError
+from brainycp.config.yamlguard import load_yaml_file
+from brainycp.daemon.access import AuthFailures, Identity, identity
+from brainycp.daemon.basicauth import BasicAuth
 
 CLIENT_AUTH_TYPES: Mapping[str, ssl.VerifyMode | None] = {
     "NoClientCert": ssl.CERT_NONE,
@@ -52,13 +47,12 @@ CLIENT_AUTH_TYPES: Mapping[str, ssl.VerifyMode | None] = {
 TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 _TOP_KEYS = ("tls_server_config", "basic_auth_users")
 _TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version")
-MAX_CACHED = 1024
-MAX_PASSWORD_BYTES = 72
-"""bcrypt hashes only 72 bytes; bcrypt 5 raises above that."""
 
 
 @dataclass(frozen=True)
 class TlsConfig:
+    """``tls_server_config``, validated: the files, the client check, the lowest version."""
+
     cert_file: Path
     key_file: Path
     client_ca_file: Path | None
@@ -66,11 +60,6 @@ class TlsConfig:
     min_version: ssl.TLSVersion
     client_cas: frozenset[bytes] = frozenset()
     """The CA certificates (DER) of ``client_ca_file`` as validated."""
-
-    @property
-    def verifies_clients(self) -> bool:
-        """True when every request comes with a client certificate signed by the CA."""
-        return self.client_auth == ssl.CERT_REQUIRED
 
 
 @dataclass(frozen=True)
@@ -196,7 +185,7 @@ def parse_web_config(data: Any, path: str = "web config") -> WebConfig:
 
 def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     """Read and validate the web config file at ``path``."""
-    return parse_web_config(load_yaml(read_config_text(path), str(path)), str(path))
+    return parse_web_config(load_yaml_file(path), str(path))
 
 
 # --------------------------------------------------------------------------- TLS
@@ -232,173 +221,6 @@ def apply_tls(context: ssl.SSLContext | None, web: WebConfig | None) -> None:
     context.verify_mode = tls.client_auth
 
 
-# --------------------------------------------------------------------------- basic auth
-
-
-def basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """``(user, password)`` from an ``Authorization: Basic`` header, or None."""
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
-
-
-def bcrypt_cost(hashed: bytes) -> int:
-    """The cost factor of a bcrypt hash (``$2b$10$...`` is 10: 2**10 rounds)."""
-    return int(hashed.split(b"$")[2])
-
-
-_STAND_INS: dict[int, bytes] = {}
-
-
-def stand_in_hash(cost: int) -> bytes:
-    """A hash of a random password at ``cost``, checked for an unknown user so that the
-    refusal takes as long as a known user's. Made once per cost (~70 ms at cost 10)."""
-    if cost not in _STAND_INS:
-        _STAND_INS[cost] = bcrypt.hashpw(os.urandom(18).hex().encode(), bcrypt.gensalt(cost))
-    return _STAND_INS[cost]
-
-
-@dataclass(frozen=True)
-class Checked:
-    """The outcome of a basic-auth check: the user name sent (if any), whether it passed,
-    and why it did not (for the log; never the password)."""
-
-    user: str | None
-    ok: bool
-    why: str = ""
-
-
-class BasicAuth:
-    """Checks credentials against the web config's users; remembers the good ones.
-
-    An unknown user is checked against :func:`stand_in_hash` at the highest cost among
-    the users (rebuilt at reload), so its refusal costs what a known user's does.
-    """
-
-    def __init__(self, users: Mapping[str, bytes]) -> None:
-        self._checks = asyncio.Semaphore(2)
-        self.replace(users)
-
-    def replace(self, users: Mapping[str, bytes]) -> None:
-        """New users (reload); remembered checks are forgotten."""
-        self.users = dict(users)
-        self._good: set[bytes] = set()
-        costs = [bcrypt_cost(hashed) for hashed in self.users.values()]
-        self.stand_in = stand_in_hash(max(costs)) if costs else b""
-
-    def _digest(self, user: str, password: str, hashed: bytes) -> bytes:
-        return hashlib.sha256(
-            b"\0".join((user.encode(), password.encode(), hashed)), usedforsecurity=True
-        ).digest()
-
-    async def verify(self, header: str | None) -> Checked:
-        """Whether ``header`` carries a configured user and its password."""
-        creds = basic_credentials(header)
-        if creds is None:
-            return Checked(None, False, "no basic credentials" if header else "none sent")
-        user, password = creds
-        hashed = self.users.get(user)
-        against = hashed or self.stand_in
-        digest = self._digest(user, password, against)
-        if hashed is not None and digest in self._good:
-            return Checked(user, True)
-        if not against:
-            return Checked(user, False, "no users configured")
-        if len(password.encode()) > MAX_PASSWORD_BYTES:
-            return Checked(user, False, f"password over {MAX_PASSWORD_BYTES} bytes")
-        async with self._checks:
-            # CPU-bound (~0.1-0.3 s): a worker thread keeps the event loop answering.
-            ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), against)
-        if hashed is None:
-            return Checked(user, False, "unknown user")
-        if not ok or self.users.get(user) != hashed:
-            return Checked(user, False, "wrong password")
-        if len(self._good) >= MAX_CACHED:
-            self._good.clear()
-        self._good.add(digest)
-        return Checked(user, True)
-
-    async def check(self, header: str | None) -> bool:
-        """True when ``header`` carries a configured user and its password."""
-        return (await self.verify(header)).ok
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-async def send_json(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    """Answer a request with a small JSON body (from a plain ASGI middleware)."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-class BasicAuthMiddleware:
-    """401 for every HTTP request without valid basic auth, except on ``open_paths``.
-
-    A request that passes carries its user in the scope (:func:`brainycp.access.identity`);
-    a refused one that sent credentials is counted on ``failures``.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        auth: BasicAuth,
-        *,
-        realm: str,
-        open_paths: Collection[str] = (),
-        failures: AuthFailures | None = None,
-    ) -> None:
-        self.app = app
-        self.auth = auth
-        self.realm = realm
-        self.open_paths = frozenset(open_paths)
-        self.failures = failures
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.auth.users or scope["path"] in self.open_paths:
-            await self.app(scope, receive, send)
-            return
-        header = _header(scope, b"authorization")
-        checked = await self.auth.verify(header)
-        if checked.ok and checked.user is not None:
-            remember(scope, Identity(checked.user, BASIC_AUTH))
-            await self.app(scope, receive, send)
-            return
-        if header is not None and self.failures is not None:
-            self.failures.record(scope, checked.user, checked.why)
-        challenge = f'Basic realm="{self.realm}", charset="UTF-8"'.encode()
-        await send_json(
-            send,
-            401,
-            b'{"error": "missing or wrong credentials (see --web.config.file)"}',
-            [(b"www-authenticate", challenge)],
-        )
-
-
 class WebConfigHolder:
     """The web config in force and the objects a reload changes in place.
 
@@ -407,14 +229,29 @@ class WebConfigHolder:
     when the running listener can take the whole file (:meth:`problems`): TLS cannot
     be turned on or off, and a CA the listener trusts cannot be forgotten, without a
     restart. A request is authorized by what was verified on it (:meth:`authorize`).
+    ``path`` is the file a reload reads again (``--web.config.file``; None: none), and
+    ``failures`` counts the credentials the daemon's guards refuse.
     """
 
-    def __init__(self, web: WebConfig | None, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        web: WebConfig | None,
+        log: logging.Logger,
+        *,
+        path: str | None = None,
+        failures: AuthFailures | None = None,
+    ) -> None:
         self.web = web
+        self.path = path
+        self.failures = failures
         self.auth = BasicAuth(web.users if web else {})
         self.ssl_context: ssl.SSLContext | None = None
         self.listener: uvicorn.Config | None = None
         self._log = log
+
+    def reread(self) -> WebConfig | None:
+        """The web config file as it is now (None without one); ConfigError when broken."""
+        return load_web_config(self.path) if self.path else None
 
     async def authorize(self, scope: Scope) -> Identity | None:
         """Who sent the request, as this daemon verified it (a web-config user, a client

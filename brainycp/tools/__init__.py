@@ -1,0 +1,1 @@
+"""The operator tools: ``brainycp-mail-doctor``."""
