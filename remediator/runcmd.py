@@ -27,7 +27,7 @@ from remediator.runner import Runner
 from remediator.settings.config import Config, load_config
 
 LockStateFile = Callable[[Path], int | None]
-"""The daemon's journal lock (``remediator.cli.lock_state_file``): a descriptor, or None
+"""The daemon's journal lock (``remediator.serve.lock_state_file``): a descriptor, or None
 when a running remediator holds it."""
 SUMMARY = "run one action by hand with the remediator's safety (see: run --help)"
 """The line the daemon's ``--help`` shows for this command."""

@@ -92,7 +92,7 @@ class OperatorRoutes:
     # ------------------------------------------------------------------ people
 
     def _auth(self, request: Request) -> Response | None:
-        # The gate in front of the app (remediator/cli.py) marks a request it authenticated:
+        # The gate in front of the app (remediator/serve.py) marks a request it authenticated:
         # with --web.config.file its users' basic auth is not the webhook's credentials.
         if request.scope.get(AUTHENTICATED) or authorized(
             request.headers.get("authorization"), self.rem.rconfig.auth
