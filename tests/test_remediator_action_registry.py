@@ -205,3 +205,17 @@ def test_a_listing_no_reader_can_read_is_a_reason_in_every_preview(
         assert counted == {"matching": None, "matching_error": why}
     finally:
         journal.close()
+
+
+def test_a_config_names_the_registered_actions_when_one_is_unknown() -> None:
+    # The config's list of actions is the registry's: a new action needs no edit there.
+    with pytest.raises(ValidationError) as raised:
+        Rule.model_validate({"name": "r", "matchers": ['alertname="X"'], "action": "nuke"})
+    assert f"must be one of {', '.join(ACTIONS)}" in str(raised.value)
+    with pytest.raises(ValidationError, match="must be one of delete_frozen, delete_all"):
+        ManualSettings(actions=["delete_frozen", "nuke"])
+    assert ManualSettings().actions == [
+        name
+        for name, kind in ACTIONS.items()
+        if not kind.destructive and "select" not in kind.takes
+    ]
