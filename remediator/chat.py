@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from remediator.actions import ACTIONS
+
 Markup = Literal["slack", "telegram"]
 Kind = Literal["ours", "quoted", "bold", "command"]
 
@@ -45,8 +47,6 @@ _SYMBOL = {
     "paused": "\u23f8\ufe0f",  # pause
     "resumed": "\u25b6\ufe0f",  # play
 }
-_DONE = {"delete_messages": "deleted", "reship_messages": "reshipped",
-         "delete_frozen": "deleted", "delete_all": "deleted"}  # fmt: skip
 PREFIXES = (
     "selection:", "service:", "matching now:", "messages:", "rule:", "alert:",
     "approved by", "denied by", "by:", "reason:", "open:", "approve:", "deny:", "expires:",
@@ -138,16 +138,14 @@ def _headline(outcome: str, what: Sequence[Part]) -> Line:
 
 def selection_parts(event: Mapping[str, Any]) -> list[Line]:
     """What the action acts on: its selection or service, and how many messages match."""
-    action = str(event.get("action", ""))
+    kind = ACTIONS.get(str(event.get("action", "")))
     selection = event.get("selection") or {}
     lines: list[Line] = []
     if "daemon" in selection:
         lines.append([ours("service: "), quoted(selection["daemon"])])
-    elif action == "delete_frozen":
-        lines.append([ours("selection: every frozen message")])
-    elif action == "delete_all":
+    elif kind is not None and kind.everything:
         forced = " (forced)" if selection.get("force") else ""
-        lines.append([ours(f"selection: every queued message{forced}")])
+        lines.append([ours(f"selection: {kind.everything}{forced}")])
     elif selection:
         line: list[Part] = [ours("selection:")]
         for key, value in selection.items():
@@ -193,7 +191,8 @@ def action_lines(event: Mapping[str, Any]) -> list[Line]:
     lines += selection_parts(event)
     total = event.get("messages_total")
     if isinstance(total, int) and outcome != "awaiting_approval":
-        verb = _DONE.get(str(event.get("action")), "touched")
+        kind = ACTIONS.get(str(event.get("action")))
+        verb = kind.done if kind is not None else "touched"
         lines.append([ours(f"messages: {_number(total)} {verb}")])
     alert = event.get("alert") or {}
     if event.get("origin") == "manual":

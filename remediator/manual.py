@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from remediator.settings.rules import DESTRUCTIVE_ACTIONS, ManualSettings, Rule, Selection
+from remediator.actions import DESTRUCTIVE
+from remediator.settings.rules import ManualSettings, Rule, Selection
 
 MANUAL_RULE = "(manual)"
-
 _REQUEST_KEYS = {
     "panel", "action", "select", "daemon", "dry_run", "by", "max_messages", "limit", "force",
     "allow_destructive",
@@ -94,7 +94,7 @@ def parse_request(
     allow = data.get("allow_destructive", False)
     if not isinstance(allow, bool):
         raise ManualError(422, "allow_destructive must be true or false")
-    if action in DESTRUCTIVE_ACTIONS and not dry_run and not allow:
+    if action in DESTRUCTIVE and not dry_run and not allow:
         raise ManualError(
             422,
             f'allow_destructive: {action} removes mail for good; send "allow_destructive": '

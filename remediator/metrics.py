@@ -24,7 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from brainycp import __version__
-from remediator.journal import IDEMPOTENT_ACTIONS
+from remediator.actions import IDEMPOTENT
 
 if TYPE_CHECKING:
     from remediator.notify import Notifier
@@ -46,7 +46,7 @@ def rule_outcomes(rule: Rule, dry_run: bool) -> tuple[str, ...]:
     if dry_run or rule.dry_run:
         return ("dry_run",)
     outcomes: tuple[str, ...] = RUN_OUTCOMES
-    if rule.action not in IDEMPOTENT_ACTIONS:
+    if rule.action not in IDEMPOTENT:
         outcomes += ("interrupted",)
     if rule.approval == "required":
         outcomes += ("denied", "expired")
@@ -72,8 +72,7 @@ class Stats:
         the journal cannot say)."""
         self.approval_timeout = 3600.0
         self.journal_up = 1
-        self.journal_reason = ""
-        """Why the journal is down (``""`` while it is up)."""
+        """0 while the journal cannot be read or written (its health says why)."""
         self.journal_failures: Callable[[], dict[str, int]] | None = None
         """The journal's failures so far, by kind (read at scrape time)."""
 
@@ -115,12 +114,6 @@ class Stats:
             self.duration_buckets.setdefault(action, [0] * len(DURATION_BUCKETS))
             self.duration_sum.setdefault(action, 0.0)
 
-    def journal_ok(self) -> None:
-        self.journal_up, self.journal_reason = 1, ""
-
-    def journal_down(self, reason: str) -> None:
-        self.journal_up, self.journal_reason = 0, reason or "unreachable"
-
     def outcome(self, panel: str, action: str, outcome: str) -> None:
         self.actions[(panel, action, outcome)] += 1
 
@@ -135,7 +128,13 @@ class RemediatorCollector(Collector):
         self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
-        s = self.stats
+        yield from self._work(self.stats)
+        yield from self._journal(self.stats)
+        yield from self._people(self.stats)
+
+    @staticmethod
+    def _work(s: Stats) -> Iterator[Metric]:
+        """Notifications received and actions by outcome, duration and in progress."""
         notes = CounterMetricFamily(
             "brainycp_remediator_notifications",
             "Webhook notifications received, by result.",
@@ -175,6 +174,10 @@ class RemediatorCollector(Collector):
             "Actions running on panels right now.",
             value=s.in_progress,
         )
+
+    @staticmethod
+    def _journal(s: Stats) -> Iterator[Metric]:
+        """The journal's health and what it holds: the brakes and approvals waiting."""
         yield GaugeMetricFamily(
             "brainycp_remediator_journal_up",
             "1 when the last journal read or write succeeded, 0 when the journal "
@@ -223,6 +226,10 @@ class RemediatorCollector(Collector):
             "remediator.approval_timeout: an approval request older than this expires.",
             value=s.approval_timeout,
         )
+
+    @staticmethod
+    def _people(s: Stats) -> Iterator[Metric]:
+        """Notifications sent to people, and the build."""
         sent = CounterMetricFamily(
             "brainycp_remediator_outbound_notifications",
             "Notifications to people (notify targets) by target and result: sent, retried "

@@ -28,10 +28,9 @@ import httpx
 from brainycp import __version__
 from brainycp.backoff import Backoff
 from brainycp.panel.client import PanelClient
-from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
 from remediator import chat
-from remediator.settings.rules import SERVICE_ACTIONS, Rule
+from remediator.settings.rules import Rule
 from remediator.settings.targets import NotifyTarget
 from remediator.settings.webhook import WebhookAuth
 
@@ -107,9 +106,10 @@ def selection_of(rule: Rule | None, params: Mapping[str, Any]) -> dict[str, Any]
     if rule is None:
         select = params.get("select")
         return dict(select) if isinstance(select, dict) else {}
-    if rule.action in SERVICE_ACTIONS:
+    takes = panel_actions.ACTIONS[rule.action].takes
+    if "daemon" in takes:
         return {"daemon": rule.daemon}
-    if rule.action == "delete_all":
+    if "force" in takes:
         return {"force": rule.force}
     if rule.select is None:
         return {}
@@ -170,15 +170,14 @@ async def matching_now(
     for a service action (nothing to count)."""
     if rule is None or client is None:
         return {"matching": None, "matching_error": "its rule or panel left the config"}
-    if rule.action in SERVICE_ACTIONS:
+    if not panel_actions.ACTIONS[rule.action].on_messages:
         return {}
     try:
         preview = await asyncio.wait_for(panel_actions.preview(client, rule), timeout)
     except TimeoutError:
         return {"matching": None, "matching_error": f"the panel did not answer within {timeout:g}s"}
-    except BrainyCPError as exc:
-        problem = f"{exc.reason}: {exc.operation}: {exc.detail}"[:300]
-        return {"matching": None, "matching_error": problem}
+    except panel_actions.ReadFailed as exc:
+        return {"matching": None, "matching_error": panel_actions.why(exc)[:300]}
     return {"matching": int(preview["matching"])}
 
 

@@ -3,7 +3,7 @@ expiry: each is one journal transaction, run on the journal's thread.
 
 One transaction each, so the checks and the change are one step: on a shared
 (PostgreSQL) journal no other replica decides in between, and nothing here ever
-runs on the event loop. The HTTP side (:mod:`remediator.app`) turns the results
+runs on the event loop. The HTTP side (:mod:`remediator.routes.operator`) turns the results
 into answers, log lines, metrics and notifications.
 """
 

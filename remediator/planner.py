@@ -42,13 +42,10 @@ from typing import Protocol
 from remediator.payload import Alert
 from remediator.settings.rules import CircuitBreaker, RateLimit, Rule, Selection
 
+# An action accepted to run (or previewed), from its acceptance to its end.
+_ACCEPTED = ("pending", "running", "succeeded", "failed", "unverified", "dry_run")
 OUTCOMES = (
-    "pending",
-    "running",
-    "succeeded",
-    "failed",
-    "unverified",
-    "dry_run",
+    *_ACCEPTED,
     "skipped_duplicate",
     "skipped_cooldown",
     "skipped_rate_limit",
@@ -63,33 +60,14 @@ OUTCOMES = (
     "skipped_circuit_open",
     "skipped_exhausted",
 )
-FINAL_OUTCOMES = tuple(o for o in OUTCOMES if o not in ("pending", "running", "awaiting_approval"))
 # Rows that stand for an action accepted to run (or previewed): they hold cooldown and
 # rate limit. ``cancelled`` only closes the episode (it never reached the panel).
-COUNTING_OUTCOMES = (
-    "pending",
-    "running",
-    "succeeded",
-    "failed",
-    "unverified",
-    "dry_run",
-    "skipped_nothing_to_do",
-    "interrupted",
-    "awaiting_approval",
-)
+COUNTING_OUTCOMES = (*_ACCEPTED, "skipped_nothing_to_do", "interrupted", "awaiting_approval")
 # A denied or expired request closes its episode (nobody is asked twice for one
 # episode) but, having never reached the panel, holds no cooldown or rate limit.
 EPISODE_OUTCOMES = (*COUNTING_OUTCOMES, "cancelled", "denied", "expired")
 # Rows that started (or will start) work on a panel: what the circuit breaker counts.
-STARTED_OUTCOMES = (
-    "pending",
-    "running",
-    "succeeded",
-    "failed",
-    "unverified",
-    "skipped_nothing_to_do",
-    "interrupted",
-)
+STARTED_OUTCOMES = tuple(o for o in COUNTING_OUTCOMES if o not in ("dry_run", "awaiting_approval"))
 
 
 @dataclass(frozen=True)

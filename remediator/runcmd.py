@@ -19,6 +19,7 @@ import httpx
 from brainycp.config.errors import ConfigError
 from brainycp.config.values import split_listen
 from brainycp.config.yamlguard import load_yaml, read_config_text
+from remediator.actions import ACTIONS, DESTRUCTIVE, taking
 from remediator.app import Remediator
 from remediator.journal import Journal
 from remediator.metrics import Stats
@@ -26,7 +27,7 @@ from remediator.runner import Runner
 from remediator.settings.config import Config, load_config
 
 LockStateFile = Callable[[Path], int | None]
-"""The daemon's journal lock (``remediator.cli.lock_state_file``): a descriptor, or None
+"""The daemon's journal lock (``remediator.serve.lock_state_file``): a descriptor, or None
 when a running remediator holds it."""
 SUMMARY = "run one action by hand with the remediator's safety (see: run --help)"
 """The line the daemon's ``--help`` shows for this command."""
@@ -52,8 +53,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--action",
         required=True,
-        help="what to do: delete_frozen, delete_messages, reship_messages, delete_all,"
-        " start_service, stop_service, restart_service (remediator.manual.actions allows them)",
+        help=f"what to do: {', '.join(ACTIONS)} (remediator.manual.actions allows them)",
     )
     parser.add_argument(
         "--select",
@@ -76,13 +76,15 @@ def run_parser() -> argparse.ArgumentParser:
         help="above --max-messages: refuse the action (default) or act on the oldest N",
     )
     parser.add_argument(
-        "--force", action="store_true", help="delete_all only: the panel's dellete_forse"
+        "--force",
+        action="store_true",
+        help=f"{' and '.join(taking('force'))} only: the panel's dellete_forse",
     )
     parser.add_argument("--dry-run", action="store_true", help="show what would be touched")
     parser.add_argument(
         "--allow-destructive",
         action="store_true",
-        help="needed to really run delete_messages or delete_all",
+        help=f"needed to really run {' or '.join(DESTRUCTIVE)}",
     )
     parser.add_argument(
         "--by",
@@ -312,7 +314,7 @@ async def _run_alone(config: Config, request: dict[str, object]) -> tuple[int, d
     remediator = Remediator(config, journal, runner, stats)
     remediator.notifier.start()
     try:
-        status, body = await remediator.run_manual(request)
+        status, body = await remediator.operator.run_manual(request)
         if status == 202:
             await runner.idle()
             row = await journal.call(journal.get, int(body["action_id"]))

@@ -34,7 +34,8 @@ from brainycp.backoff import Backoff
 from brainycp.config.panels import PanelConfig
 from brainycp.panel.client import PanelClient
 from remediator import actions
-from remediator.journal import JOURNAL_ERRORS, Journal, MessageRecord, first_line
+from remediator.actions import MessageRecord
+from remediator.journal import JOURNAL_ERRORS, Journal, first_line
 from remediator.metrics import Stats
 from remediator.settings.rules import Rule
 
@@ -95,11 +96,8 @@ class Runner:
         max_concurrent: int,
         action_timeout: float,
     ) -> None:
-        self.journal = journal
-        self.panels = panels
-        self.rules = rules
-        self.stats = stats
-        self.action_timeout = action_timeout
+        self.journal, self.stats = journal, stats
+        self.panels, self.rules, self.action_timeout = panels, rules, action_timeout
         self._slots = asyncio.Semaphore(max_concurrent)
         self._max_concurrent = max_concurrent
         self._retired: list[PanelClient] = []

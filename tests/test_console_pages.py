@@ -21,8 +21,8 @@ from brainycp.daemon.webconfig import WebConfig
 from exporter.fleet import FleetView
 from exporter.settings import parse_config
 from exporter.state import ExporterState, PanelState
-from remediator.cli import Lifecycle
 from remediator.console.auth import wants_html
+from remediator.serve import Lifecycle
 from tests.remediator_support import am_alert, notification, remediator
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"

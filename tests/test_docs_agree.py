@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from remediator.cli import Lifecycle
+from remediator.serve import Lifecycle
 from remediator.settings.config import load_config
 from tests.remediator_support import remediator
 from tests.support import FIXTURES, PYTHON, REPO, free_port, running, sim_args, wait_until

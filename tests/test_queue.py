@@ -815,7 +815,7 @@ def test_exim_tokens_that_straddle_a_bucket_bound_go_by_their_middle() -> None:
 
 
 def test_older_than_selects_only_messages_the_listing_proves_older() -> None:
-    from remediator.actions import selected
+    from remediator.actions.messages import selected
     from remediator.settings.rules import Selection
 
     listing = "".join(

@@ -35,7 +35,7 @@ from brainycp.queue.identity import (
     sender_key,
     sender_matches,
 )
-from remediator import actions
+from remediator.actions import messages as actions
 from remediator.settings.rules import Rule, Selection
 from tests.exim_support import EximQueue, make_queue
 from tests.remediator_support import TOKEN, am_alert, notification, only_result, write_config

@@ -12,8 +12,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from remediator import app as app_module
-from remediator.app import authorized
+from remediator.routes import webhook as app_module
+from remediator.routes.common import authorized
+from remediator.routes.health import HEALTH_TIMEOUT
 from remediator.settings.webhook import WebhookAuth
 from tests.remediator_support import (
     am_alert,
@@ -105,7 +106,7 @@ def test_a_huge_notification_is_journaled_off_the_loop_while_healthz_answers(
             return health, took, still_planning, await big, newest, copy
 
     health, took, still_planning, big, newest, copy = asyncio.run(scenario())
-    assert health.status_code == 200 and still_planning and took < app_module.HEALTH_TIMEOUT
+    assert health.status_code == 200 and still_planning and took < HEALTH_TIMEOUT
     results = big.json()["results"]
     assert len(results) == 10_000 and results[0]["outcome"] == "dry_run"
     assert {r["outcome"] for r in results[1:]} == {"skipped_cooldown"}

@@ -19,8 +19,8 @@ import httpx
 import psycopg
 import pytest
 
-from remediator.app import HEALTH_TIMEOUT
 from remediator.journal import ADVISORY_LOCK, APPLICATION, Journal
+from remediator.routes.health import HEALTH_TIMEOUT
 from tests.journal_seams_support import (
     Client,
     Timed,

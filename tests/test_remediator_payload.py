@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
-from remediator.payload import PayloadError, fingerprint, parse_notification
+from remediator.payload import (
+    PayloadError,
+    fingerprint,
+    parse_notification,
+    parse_notification_sliced,
+)
 
 
 def payload(**over: Any) -> dict[str, Any]:
@@ -101,3 +107,18 @@ def test_lone_surrogates_are_a_payload_error_not_a_crash() -> None:
     ):
         with pytest.raises(PayloadError, match="not valid Unicode"):
             parse_notification(json.loads(raw))
+
+
+def test_a_reason_quotes_a_long_label_name_bounded() -> None:
+    # The reason goes back to the client and into the log: a 100 kB label name is cut.
+    name = "n" * 100_000
+    with pytest.raises(PayloadError) as raised:
+        parse_notification(payload(alerts=[{"labels": {name: 1}, "startsAt": "x"}]))
+    assert str(raised.value) == f"alerts[0].labels.{'n' * 100} must be a string"
+
+
+def test_a_bad_alert_deep_in_a_big_notification_is_named_by_its_index() -> None:
+    good = {"labels": {"alertname": "X"}, "startsAt": "x"}
+    body = payload(alerts=[good] * 450 + [{"labels": {"alertname": "X"}, "startsAt": ""}])
+    with pytest.raises(PayloadError, match=r"^alerts\[450\]\.startsAt is required$"):
+        asyncio.run(parse_notification_sliced(body, 200))

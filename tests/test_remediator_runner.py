@@ -15,7 +15,8 @@ from brainycp.panel.client import ActionResult, QueueListing
 from brainycp.panel.errors import PanelTimeout
 from remediator import actions
 from remediator import runner as runner_module
-from remediator.journal import Journal, MessageRecord
+from remediator.actions import MessageRecord
+from remediator.journal import Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
 from remediator.settings.rules import Rule

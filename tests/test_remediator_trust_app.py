@@ -203,7 +203,7 @@ def test_the_status_page_shows_the_brakes_and_what_awaits_approval(tmp_path: Pat
 
 
 def test_check_config_says_which_rules_need_approval() -> None:
-    from remediator.cli import describe_rule
+    from remediator.checkcmd import describe_rule
     from remediator.settings.rules import Rule
 
     rule = Rule.model_validate(

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from brainycp.config.errors import ConfigError
 from remediator import journal as journal_module
-from remediator.journal import Journal, MessageRecord
+from remediator.actions import MessageRecord
+from remediator.journal import Journal
 from remediator.journal.schema import SQLITE_TYPES
 from remediator.manual import MANUAL_RULE, ManualError, parse_request, rule_for_row
 from remediator.planner import Settings

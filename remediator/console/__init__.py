@@ -1,7 +1,7 @@
 """The operator console: pages to decide on approvals, brake, investigate and act by hand.
 
 :class:`~remediator.console.pages.Console` serves them under ``/console/``;
-:func:`mount` puts them in front of the remediator's API (``remediator/cli.py``).
+:func:`mount` puts them in front of the remediator's API (``remediator/serve.py``).
 """
 
 from __future__ import annotations

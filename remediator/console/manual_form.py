@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from remediator.settings.rules import MESSAGE_ACTIONS, SERVICE_ACTIONS
+from remediator.actions import ACTIONS
 
 SELECT_TEXT = ("sender", "sender_domain", "recipient_domain", "older_than", "larger_than")
 SELECT_FLAGS = ("bounce", "frozen")
@@ -52,9 +52,11 @@ class ManualForm:
             "by": by,
             "dry_run": dry_run,
         }
-        if self.action in SERVICE_ACTIONS:
+        kind = ACTIONS.get(self.action)
+        takes = kind.takes if kind is not None else ()
+        if "daemon" in takes:
             body["daemon"] = self.daemon or None
-        if self.action in MESSAGE_ACTIONS:
+        if "select" in takes:
             select: dict[str, Any] = {
                 k: getattr(self, k).strip() for k in SELECT_TEXT if getattr(self, k).strip()
             }
@@ -62,8 +64,9 @@ class ManualForm:
                 if getattr(self, key) in ("yes", "no"):
                     select[key] = getattr(self, key) == "yes"
             body["select"] = select
+        if "limit" in takes:
             body["limit"] = self.limit or "refuse"
-        if self.action in (*MESSAGE_ACTIONS, "delete_frozen") and self.max_messages.strip():
+        if "max_messages" in takes and self.max_messages.strip():
             raw = self.max_messages.strip()
             body["max_messages"] = int(raw) if raw.isascii() and raw.isdigit() else raw
         return body

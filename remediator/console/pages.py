@@ -20,8 +20,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from brainycp.daemon.htmlpages import Pages, stylesheet_response
-from brainycp.panel.errors import BrainyCPError
 from remediator import actions as panel_actions
+from remediator.actions import ACTIONS, DESTRUCTIVE, taking
 from remediator.console.api import OperatorAPI
 from remediator.console.auth import PREFIX, signed_in_user
 from remediator.console.forms import FormError, read_form
@@ -29,7 +29,7 @@ from remediator.console.manual_form import ManualForm
 from remediator.journal import JOURNAL_ERRORS, ActionRow
 from remediator.manual import MANUAL_RULE, rule_for_row
 from remediator.planner import OUTCOMES
-from remediator.settings.rules import DESTRUCTIVE_ACTIONS, MESSAGE_ACTIONS, SERVICE_ACTIONS, Rule
+from remediator.settings.rules import Rule
 
 if TYPE_CHECKING:
     from remediator.app import Remediator
@@ -152,8 +152,8 @@ class Console:
             return await asyncio.wait_for(panel_actions.preview(client, rule), self.preview_timeout)
         except TimeoutError:
             return {"error": f"the panel did not answer within {self.preview_timeout:g}s"}
-        except BrainyCPError as exc:
-            return {"error": f"{exc.reason}: {exc.operation}: {exc.detail}"[:300]}
+        except panel_actions.ReadFailed as exc:
+            return {"error": panel_actions.why(exc)[:300]}
 
     async def _request(self, row: ActionRow, preview: bool) -> dict[str, Any]:
         """An action with its detail, the rule it runs with, its selection and a preview."""
@@ -303,9 +303,8 @@ class Console:
             "manual_actions": list(settings.actions),
             "max_messages": settings.max_messages,
             "panels": sorted(self.rem.config.panels),
-            "destructive": DESTRUCTIVE_ACTIONS,
-            "service_actions": SERVICE_ACTIONS,
-            "message_actions": MESSAGE_ACTIONS,
+            "destructive": DESTRUCTIVE,
+            "message_actions": taking("select"),
         }
 
     async def manual(self, request: Request, user: str, **extra: Any) -> Response:
@@ -344,12 +343,11 @@ def selection(row: ActionRow, rule: Rule | None) -> list[tuple[str, str]]:
     """What an action acts on, as ``(criterion, value)`` pairs for the page."""
     if rule is None:
         return []
-    if rule.action in SERVICE_ACTIONS:
+    kind = ACTIONS[rule.action]
+    if not kind.on_messages:
         return [("daemon", str(rule.daemon))]
-    if rule.action == "delete_frozen":
-        return [("messages", "every frozen message")]
-    if rule.action == "delete_all":
-        return [("messages", "every queued message" + (" (forced)" if rule.force else ""))]
+    if kind.everything:
+        return [("messages", kind.everything + (" (forced)" if rule.force else ""))]
     pairs = [
         (k, str(v))
         for k, v in (rule.select.model_dump() if rule.select else {}).items()

@@ -14,7 +14,7 @@ joins or reads another call's open transaction.
 Accepting notifications commits with ``synchronous=FULL`` (SQLite; PostgreSQL:
 ``synchronous_commit`` on): in WAL mode that fsyncs the log on every commit, so a
 notification answered 2xx survives a power loss, not just a crash. Notifications that
-arrive together share one commit (group commit, see :mod:`remediator.app`), each
+arrive together share one commit (group commit, see :mod:`remediator.routes.webhook`), each
 inside its own savepoint. Claiming an action (``pending`` -> ``running``) also commits
 durably, before its first panel call is sent: after any crash or power cut, a
 ``pending`` row is known never to have reached the panel (it is run at the next start)
@@ -27,7 +27,6 @@ recovery treat the action as unfinished, which is safe.
 
 from remediator.journal.base import (
     CONTROLS,
-    IDEMPOTENT_ACTIONS,
     JOURNAL_ERRORS,
     MAX_MESSAGE_RECORDS,
     ActionRow,
@@ -35,7 +34,6 @@ from remediator.journal.base import (
     JournalError,
     JournalTimeout,
     JournalUnavailable,
-    MessageRecord,
     NewRow,
     first_line,
 )
@@ -48,7 +46,6 @@ __all__ = [
     "ADVISORY_LOCK",
     "APPLICATION",
     "CONTROLS",
-    "IDEMPOTENT_ACTIONS",
     "JOURNAL_ERRORS",
     "MAX_MESSAGE_RECORDS",
     "MIGRATIONS",
@@ -60,7 +57,6 @@ __all__ = [
     "JournalError",
     "JournalTimeout",
     "JournalUnavailable",
-    "MessageRecord",
     "NewRow",
     "SessionLimits",
     "first_line",

@@ -12,7 +12,6 @@ import psycopg
 
 from remediator.planner import COUNTING_OUTCOMES, EPISODE_OUTCOMES
 
-IDEMPOTENT_ACTIONS = ("delete_frozen", "start_service", "stop_service", "restart_service")
 MAX_MESSAGE_RECORDS = 10_000
 CONTROLS = ("paused", "circuit_open")
 
@@ -127,28 +126,6 @@ class NewRow(TypedDict):
     origin: NotRequired[str]
     requested_by: NotRequired[str]
     counts: NotRequired[bool | None]
-
-
-@dataclass(frozen=True)
-class MessageRecord:
-    """One message an action acted on, and the panel's answer for it."""
-
-    id: str
-    sender: str | None = None
-    recipients: int | None = None
-    size_bytes: int | None = None
-    age_seconds: float | None = None
-    answer: str = ""
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "sender": self.sender,
-            "recipients": self.recipients,
-            "size_bytes": self.size_bytes,
-            "age_seconds": self.age_seconds,
-            "answer": self.answer,
-        }
 
 
 @dataclass(frozen=True)

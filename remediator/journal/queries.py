@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, Unpack
 
+from remediator.actions import IDEMPOTENT, MessageRecord
 from remediator.journal.base import (
     ACCEPTED_SINCE,
     CONTROLS,
     EPISODE_LAST,
-    IDEMPOTENT_ACTIONS,
     INSERT_MESSAGE,
     JOURNAL_ERRORS,
     LAST_ACCEPTED,
@@ -29,7 +29,6 @@ from remediator.journal.base import (
     Health,
     JournalError,
     JournalTimeout,
-    MessageRecord,
     NewRow,
     first_line,
     flags,
@@ -694,11 +693,9 @@ class Journal(Reads):
             params += (expired_before,)
         with self._write():
             rows = sorted(self._execute(sql + " RETURNING id, action, outcome", params).fetchall())
-            to_run = [r[0] for r in rows if r[2] == "pending" or r[1] in IDEMPOTENT_ACTIONS]
-            resumed = [r[0] for r in rows if r[2] == "running" and r[1] in IDEMPOTENT_ACTIONS]
-            interrupted = [
-                r[0] for r in rows if r[2] == "running" and r[1] not in IDEMPOTENT_ACTIONS
-            ]
+            to_run = [r[0] for r in rows if r[2] == "pending" or r[1] in IDEMPOTENT]
+            resumed = [r[0] for r in rows if r[2] == "running" and r[1] in IDEMPOTENT]
+            interrupted = [r[0] for r in rows if r[2] == "running" and r[1] not in IDEMPOTENT]
             for action_id in resumed:
                 self._execute(
                     "UPDATE actions SET outcome = 'pending', started_at = NULL, "

@@ -7,7 +7,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from remediator.journal.base import COLUMNS, MAX_MESSAGE_RECORDS, ActionRow, Cursor, MessageRecord
+from remediator.actions.base import MessageRecord
+from remediator.journal.base import COLUMNS, MAX_MESSAGE_RECORDS, ActionRow, Cursor
 
 
 class Reads:

@@ -5,28 +5,37 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from brainycp.config.panels import Daemon
 from brainycp.config.values import ByteSize, Duration, Strict
 from brainycp.queue.identity import is_cut_label
+from remediator.actions import ACTIONS, DESTRUCTIVE, taking
+from remediator.actions.base import EXCLUSIVE
 from remediator.settings.matchers import Matchers
 
-Action = Literal[
-    "delete_frozen",
-    "delete_all",
-    "start_service",
-    "stop_service",
-    "restart_service",
-    "delete_messages",
-    "reship_messages",
-]
-SERVICE_ACTIONS = ("start_service", "stop_service", "restart_service")
-MESSAGE_ACTIONS = ("delete_messages", "reship_messages")
-DESTRUCTIVE_ACTIONS = ("delete_all", "delete_messages")
-"""Actions that remove mail and cannot be undone: a rule or a person needs ``allow_destructive``."""
+
+def _registered(action: str) -> str:
+    if action not in ACTIONS:
+        raise ValueError(f"must be one of {', '.join(ACTIONS)}")
+    return action
+
+
+Action = Annotated[str, AfterValidator(_registered)]
+"""The name of an action in the registry (:data:`remediator.actions.ACTIONS`)."""
+# What a rule without a parameter its action needs, or with one its action does not take, is
+# told (``{action}``: the rule's action; ``{takers}``: the actions that take it).
+_NEEDS = {
+    "daemon": "daemon: {action} needs daemon: clamav or spamassassin",
+    "select": "select: {action} needs a select block",
+}
+_ONLY = {
+    "daemon": "daemon: only service actions take a daemon, not {action}",
+    "force": "force: only {takers} takes force",
+    "select": "select: only {takers} take select",
+}
 
 
 # A selection value taken from an alert label: the whole value must be this template.
@@ -126,35 +135,28 @@ class Rule(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
-        if self.action in SERVICE_ACTIONS and self.daemon is None:
-            raise ValueError(f"daemon: {self.action} needs daemon: clamav or spamassassin")
-        if self.action not in SERVICE_ACTIONS and self.daemon is not None:
-            raise ValueError(f"daemon: only service actions take a daemon, not {self.action}")
-        if self.action == "delete_all" and not self.allow_destructive:
+        """The parameters the action's kind needs and takes (the registry says which)."""
+        kind = ACTIONS[self.action]
+        for param in EXCLUSIVE:
+            given = getattr(self, param) not in (None, False)
+            if param in kind.needs and not given:
+                raise ValueError(_NEEDS[param].format(action=self.action))
+            if param not in kind.takes and given:
+                takers = " and ".join(taking(param))
+                raise ValueError(_ONLY[param].format(action=self.action, takers=takers))
+        if kind.destructive and kind.everything and not self.allow_destructive:
             raise ValueError(
-                "allow_destructive: delete_all empties the whole queue and cannot be undone; "
-                "set allow_destructive: true on this rule to allow it"
+                f"allow_destructive: {self.action} removes {kind.everything} and cannot be "
+                "undone; set allow_destructive: true on this rule to allow it"
             )
-        if self.force and self.action != "delete_all":
-            raise ValueError("force: only delete_all takes force")
-        if self.action in MESSAGE_ACTIONS:
-            if self.select is None:
-                raise ValueError(f"select: {self.action} needs a select block")
-            if self.select.is_empty() and not self.allow_destructive:
-                raise ValueError(
-                    "select: an empty selection matches every queued message; "
-                    "name at least one criterion (or set allow_destructive: true)"
-                )
-        elif self.select is not None:
-            raise ValueError("select: only delete_messages and reship_messages take select")
+        if self.select is not None and self.select.is_empty() and not self.allow_destructive:
+            raise ValueError(
+                "select: an empty selection matches every queued message; "
+                "name at least one criterion (or set allow_destructive: true)"
+            )
         if not self.on:
             raise ValueError("on: must list firing, resolved or both")
         return self
-
-    @property
-    def destructive(self) -> bool:
-        """True for actions that remove mail and cannot be undone."""
-        return self.action in DESTRUCTIVE_ACTIONS
 
 
 class RateLimit(Strict):
@@ -187,12 +189,11 @@ class CircuitBreaker(Strict):
         return max(1, int(self.share * configured_panels))
 
 
-MANUAL_DEFAULT_ACTIONS: tuple[Action, ...] = (
-    "delete_frozen",
-    "start_service",
-    "stop_service",
-    "restart_service",
+MANUAL_DEFAULT_ACTIONS = tuple(
+    name for name, kind in ACTIONS.items() if not kind.destructive and "select" not in kind.takes
 )
+"""What a person may run by hand unless ``manual.actions`` says otherwise: the actions
+that need no selection and remove nothing for good."""
 
 
 class ManualSettings(Strict):
@@ -204,7 +205,7 @@ class ManualSettings(Strict):
 
     @model_validator(mode="after")
     def _destructive(self) -> ManualSettings:
-        risky = [a for a in self.actions if a in DESTRUCTIVE_ACTIONS]
+        risky = [a for a in self.actions if a in DESTRUCTIVE]
         if risky and not self.allow_destructive:
             raise ValueError(
                 f"allow_destructive: {', '.join(risky)} can remove mail for good; set "
