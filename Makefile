@@ -36,7 +36,7 @@ bench: install
 	$(PY) bench/bench_metrics_gzip.py
 
 demo: install
-	$(PY) -m brainycp.demo
+	$(PY) -m tests.demo
 
 # Prometheus and Alertmanager for the full-loop demo (Debian/Ubuntu).
 demo-deps:

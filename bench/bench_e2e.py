@@ -1,6 +1,6 @@
 """Time from the first frozen message to the alert resolving, split into its stages.
 
-Runs the demo configuration (brainycp.demo.Stack: simulator, exporter,
+Runs the demo configuration (tests.demo.Stack: simulator, exporter,
 remediator, real Prometheus and Alertmanager) and watches panel web02
 (frozen-pileup). Each stage boundary is observed by polling the part that
 knows it every 100 ms, so every figure carries up to ~0.1 s of observation
@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brainycp.demo import Stack, Timing
+from tests.demo import Stack, Timing
 
 PANEL = "web02"
 ALERT = "BrainyCPMailFrozenMessages"

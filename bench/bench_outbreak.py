@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.workloads import exim_outbreak, postfix_outbreak  # noqa: E402
-from brainycp.harness import running  # noqa: E402
+from tests.harness import running  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
 GOAL_EXIM_RATE = 500_000.0

@@ -212,7 +212,7 @@ def scene(tmp: Path) -> Iterator[Scene]:
             ),
         ):
             url = f"http://127.0.0.1:{rem}"
-            from brainycp.harness import wait_ready
+            from tests.harness import wait_ready
 
             wait_ready(f"{url}/healthz", auth=(USER, PASSWORD), timeout=20)
             yield Scene(sim, url, f"http://127.0.0.1:{exp}", tmp)

@@ -1,6 +1,6 @@
 """Helpers for tests that start real processes: ports, readiness, binaries, cleanup.
 
-Starting, waiting for and stopping processes is :mod:`brainycp.harness`, the same code
+Starting, waiting for and stopping processes is :mod:`tests.harness`, the same code
 ``make demo`` uses; this module adds what only tests need (skips, condition waits).
 """
 
@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from brainycp.harness import StartError, free_port, running, stop, wait_ready
+from tests.harness import StartError, free_port, running, stop, wait_ready
 
 __all__ = ["free_port", "running", "stop"]
 

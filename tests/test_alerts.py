@@ -390,7 +390,7 @@ def test_check_reports_a_stale_rules_file(tmp_path: Path) -> None:
 
 
 def test_build_runs_with_the_interpreter_alone() -> None:
-    # brainycp/demo.py calls it as `python alerts/build.py --demo --stdout`.
+    # tests/demo.py calls it as `python alerts/build.py --demo --stdout`.
     result = subprocess.run(
         [sys.executable, str(BUILD), "--demo", "--stdout"],
         capture_output=True,

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from brainycp.demo import TABLE_HEAD, WIDTH, new_action_lines, panel_line
-from brainycp.harness import start, stop
+from tests.demo import TABLE_HEAD, WIDTH, new_action_lines, panel_line
+from tests.harness import start, stop
 from tests.support import PYTHON, REPO, wait_until
 
 
@@ -73,7 +73,7 @@ def check_banner_credentials(banner: str) -> None:
 def test_sighup_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
     proc = start(
-        [PYTHON, "-m", "brainycp.demo", "--no-prometheus", "--interval", "1"],
+        [PYTHON, "-m", "tests.demo", "--no-prometheus", "--interval", "1"],
         log=log,
         cwd=REPO,
     )
@@ -107,7 +107,7 @@ def test_the_demo_remediator_has_a_console_user_and_prometheus_still_scrapes_it(
     import yaml
 
     from brainycp.daemon.webconfig import load_web_config
-    from brainycp.demo import CONSOLE_PASSWORD, CONSOLE_USER, Ports, Stack
+    from tests.demo import CONSOLE_PASSWORD, CONSOLE_USER, Ports, Stack
 
     Stack(tmp_path, ports=Ports.any_free()).write_configs()  # no process is started
     web = load_web_config(tmp_path / "web.yml")

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from brainycp.demo import COMPROMISED_SENDER, SPAM_PANEL, Ports, SpamScene, Stack
 from tests.dashboard_support import dashboard_queries
+from tests.demo import COMPROMISED_SENDER, SPAM_PANEL, Ports, SpamScene, Stack
 from tests.support import require_binary, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from brainycp.demo import COMPROMISED_SENDER, SPAM_BURST, SPAM_PANEL, Ports, SpamScene, Stack
 from brainycp.queue import iter_messages
+from tests.demo import COMPROMISED_SENDER, SPAM_BURST, SPAM_PANEL, Ports, SpamScene, Stack
 from tests.remediator_support import am_alert, notification
 from tests.support import free_port, wait_until
 

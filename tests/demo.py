@@ -34,7 +34,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from brainycp import harness
+from tests import harness
 
 REPO = Path(__file__).resolve().parent.parent
 PANELS = {
@@ -311,7 +311,7 @@ class Stack:
         auth: tuple[str, str] | None = None,
     ) -> None:
         log = self.workdir / f"{name}.log"
-        # Its own session (brainycp.harness), so stop() reaches its children too.
+        # Its own session (tests.harness), so stop() reaches its children too.
         proc = self.processes[name] = harness.start(args, log=log, cwd=self.workdir)
         if ready:
             try:
