@@ -17,7 +17,7 @@ from brainycp import __version__
 from brainycp.config.values import parse_shard, split_listen
 from brainycp.daemon import startup
 from brainycp.daemon.access import AuthFailures
-from brainycp.daemon.listener import open_listener
+from brainycp.daemon.listener import bound_address, open_listener
 from brainycp.daemon.logsetup import setup_logging
 from brainycp.daemon.reload import OpsMiddleware, Reloader, reload_files
 from brainycp.daemon.server import HttpService, guarded
@@ -186,7 +186,8 @@ async def serve(
         log.info(
             "exporter started",
             extra={
-                "listen": listen,
+                # The bound address: with port 0 in --listen, the port the kernel chose.
+                "listen": bound_address(host, listener),
                 "panels": len(config.panels),
                 "version": __version__,
                 "tls": web is not None and web.tls is not None,

@@ -19,7 +19,7 @@ from brainycp import __version__
 from brainycp.config.values import split_listen
 from brainycp.daemon import startup
 from brainycp.daemon.access import NO_AUTH, WEBHOOK_CREDENTIALS, AuthFailures, Identity, identity
-from brainycp.daemon.listener import open_listener
+from brainycp.daemon.listener import bound_port, open_listener
 from brainycp.daemon.logsetup import setup_logging
 from brainycp.daemon.reload import OpsMiddleware, Reloader, reload_files
 from brainycp.daemon.responses import header
@@ -245,7 +245,7 @@ async def serve(
                 "remediator %s listening on %s:%d, %d rules, %d panels",
                 __version__,
                 host,
-                port,
+                bound_port(listener),  # with port 0 asked for, the one the kernel chose
                 len(rules),
                 len(config.panels),
             )

@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.harness import serving
 from tests.pg import PASSWORD, Cluster
-from tests.remediator_support import TOKEN, am_alert, notification
-from tests.support import PYTHON, free_port, running, sim_args, wait_until
+from tests.remediator_support import TOKEN, am_alert, notification, remediator_cmd
+from tests.support import sim_args, wait_until
 
 _databases = iter(range(1, 10_000))
 
@@ -75,29 +76,25 @@ def fleet(
 ) -> Iterator[Fleet]:
     """A simulator with 20 quiet panels and ``replicas`` remediators on one fresh database."""
     db_url = fleet_db(pg)
-    sim_port = free_port()
-    sim = f"http://127.0.0.1:{sim_port}"
     token = tmp / "webhook.token"
     token.write_text(TOKEN + "\n")
     secret = tmp / "panel.pw"
     secret.write_text("admin\n")
-    args = sim_args(sim_port, "--seed", "7")
+    args = sim_args(0, "--seed", "7")
     for name in FLEET_PANELS:
         args += ["--panel", f"{name}:quiet:exim"]
     with ExitStack() as stack:
-        stack.enter_context(running(args, log=tmp / "sim.log", ready_url=f"{sim}/healthz"))
+        sim = stack.enter_context(serving(args, log=tmp / "sim.log")).url
         for name in FLEET_PANELS:
             httpx.post(f"{sim}/panel/{name}/_sim/pause", json={"paused": True}).raise_for_status()
         urls, procs, logs = [], [], []
         for n in range(replicas):
-            port = free_port()
             config = {
                 "defaults": {"username": "admin", "password_file": str(secret), "timeout": "60s"},
                 "panels": {
                     name: {"url": f"{sim}/panel/{name}/api/api.php"} for name in FLEET_PANELS
                 },
                 "remediator": {
-                    "listen": f"127.0.0.1:{port}",
                     "auth": {"bearer_token_file": str(token)},
                     "journal": {
                         "url": db_url, "password_file": str(pg.password_file), "lease": lease,
@@ -111,17 +108,16 @@ def fleet(
             path = tmp / f"replica{n}.yml"
             path.write_text(yaml.safe_dump(config))
             log = tmp / f"replica{n}.log"
-            url = f"http://127.0.0.1:{port}"
-            procs.append(
-                stack.enter_context(
-                    running(
-                        [PYTHON, "-m", "remediator.cli", "--config", str(path), *extra_args],
-                        log=log,
-                        ready_url=None if extra_args else f"{url}/healthz",
-                        timeout=30,
-                    )
+            replica = stack.enter_context(
+                serving(
+                    remediator_cmd(path, *extra_args),
+                    log=log,
+                    ready_path=None if extra_args else "/healthz",
+                    timeout=30,
                 )
             )
+            url = replica.url
+            procs.append(replica.proc)
             if extra_args:  # a web config may guard /healthz: wait for the port instead
                 wait_until(lambda u=url: _answers(u), timeout=30, what=f"{url} listening")
             urls.append(url)

@@ -8,26 +8,90 @@ when the process exits first.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 
 class StartError(RuntimeError):
     """A process exited, or did not answer its ready URL, before the deadline."""
 
 
+# The start-up lines of our daemons name the port they bound: the simulator's and the
+# remediator's "listening on [http://]HOST:PORT", the exporter's "listen=HOST:PORT".
+LISTENING = re.compile(
+    r"(?:listening on (?:https?://)?|exporter started listen=)(?:\[[^\]]*\]|[^\s:/\[]+):(\d+)"
+)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 that was free a moment ago: only for :func:`on_free_port`."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class PortTaken(StartError):
+    """A program could not bind the port it was given: another process took it first."""
+
+
+def address_in_use(text: str) -> bool:
+    """Whether a program's log says its port was taken (Prometheus, Alertmanager,
+    PostgreSQL and Exim all say "address already in use", in some case)."""
+    return "address already in use" in text.lower()
+
+
+def on_free_port(start: Callable[[int], T], *, attempts: int = 5) -> T:
+    """``start(port)`` on a port that was free a moment ago; again on another port while
+    it raises :class:`PortTaken`.
+
+    The one place the tests choose a port before a program binds it. Prometheus,
+    Alertmanager, PostgreSQL and Exim take their port as a number and cannot report a
+    port 0 back, so the port is chosen first, and another process (a parallel test
+    worker) may bind it in between; ``start`` raises :class:`PortTaken` when the program
+    failed for that reason, and a new port is tried. Our own daemons never need this:
+    they start on port 0 (:func:`serving`).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return start(free_port())
+        except PortTaken:
+            if attempt == attempts:
+                raise
+    raise AssertionError("attempts must be at least 1")
+
+
+def listening_port(
+    log: Path, *, proc: subprocess.Popen[bytes] | None = None, timeout: float = 15.0
+) -> int:
+    """The port one of our daemons, started on port 0, logged that it bound
+    (:data:`LISTENING`); :class:`StartError` when ``proc`` exits first or the deadline
+    passes (a condition wait, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            text = log.read_text(errors="replace")
+        except OSError:
+            text = ""
+        found = LISTENING.search(text)
+        if found:
+            return int(found.group(1))
+        if proc is not None and proc.poll() is not None:
+            raise StartError(f"process exited with {proc.returncode} before it listened")
+        if time.monotonic() > deadline:
+            raise StartError(f"no listening line in {log} within {timeout:g}s")
+        time.sleep(0.02)
 
 
 def start(
@@ -123,3 +187,83 @@ def running(
         yield proc
     finally:
         stop(proc)
+
+
+@dataclass
+class Served:
+    """One of our daemons, started on port 0, with the port it bound."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    scheme: str = "http"
+
+    @property
+    def url(self) -> str:
+        """``SCHEME://127.0.0.1:PORT``, without a trailing slash."""
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def serving(
+    args: Sequence[str],
+    *,
+    log: Path,
+    ready_path: str | None = "/healthz",
+    scheme: str = "http",
+    env: dict[str, str] | None = None,
+    timeout: float = 20.0,
+    cwd: Path | None = None,
+    auth: tuple[str, str] | None = None,
+) -> Iterator[Served]:
+    """Start one of our daemons whose ``args`` ask for port 0 (``--listen 127.0.0.1:0`` or
+    its config's ``listen``); read the port it bound from its log; wait until
+    ``ready_path`` answers 200 (None: do not wait); stop it and its group after.
+
+    The port is the kernel's choice, held from the bind on: never "free a moment ago".
+    """
+    proc = start(args, log=log, env=env, cwd=cwd)
+    try:
+        try:
+            served = Served(proc, listening_port(log, proc=proc, timeout=timeout), scheme)
+            if ready_path is not None:
+                wait_ready(served.url + ready_path, timeout=timeout, proc=proc, auth=auth)
+        except StartError as exc:
+            raise StartError(f"{exc}\n--- {log}:\n{log_tail(log)}") from None
+        yield served
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def serving_on_free_port(
+    args_for: Callable[[int], Sequence[str]],
+    *,
+    log: Path,
+    ready_path: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 20.0,
+    cwd: Path | None = None,
+) -> Iterator[Served]:
+    """Start a program that takes its port as a number (Prometheus, Alertmanager):
+    ``args_for(port)`` through :func:`on_free_port`, ready when ``ready_path`` answers 200;
+    stop it and its group after."""
+
+    def attempt(port: int) -> Served:
+        logged = log.stat().st_size if log.exists() else 0
+        proc = start(args_for(port), log=log, env=env, cwd=cwd)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}{ready_path}", timeout=timeout, proc=proc)
+        except StartError as exc:
+            stop(proc)
+            with open(log, "rb") as text:
+                text.seek(logged)
+                if address_in_use(text.read().decode(errors="replace")):
+                    raise PortTaken(f"port {port} was taken") from None
+            raise StartError(f"{exc}\n--- {log}:\n{log_tail(log)}") from None
+        return Served(proc, port)
+
+    served = on_free_port(attempt)
+    try:
+        yield served
+    finally:
+        stop(served.proc)

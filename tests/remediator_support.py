@@ -20,7 +20,7 @@ from remediator.journal import Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
 from remediator.settings.config import parse_config
-from tests.support import PYTHON, free_port, running, sim_args, wait_until
+from tests.support import ANY_PORT, PYTHON, free_port, running, sim_args, wait_until
 
 __all__ = ["PYTHON", "running"]
 
@@ -77,17 +77,23 @@ def notification(*alerts: dict[str, Any], truncated: int = 0) -> dict[str, Any]:
     }
 
 
+def remediator_cmd(config: Path, *extra: str) -> list[str]:
+    """The command line of a remediator on ``config``, listening on :data:`ANY_PORT`."""
+    return [PYTHON, "-m", "remediator.cli", "--config", str(config), *ANY_PORT, *extra]
+
+
 def write_config(
     path: Path,
     sim_port: int,
-    listen_port: int,
+    listen_port: int | None,
     state: Path,
     rules: list[dict[str, Any]],
     *,
     panels: tuple[str, ...] = PANELS,
     **remediator: Any,
 ) -> Path:
-    """A config for ``panels`` on one simulator; ``remediator`` overrides its keys."""
+    """A config for ``panels`` on one simulator; ``remediator`` overrides its keys.
+    ``listen_port`` None leaves ``remediator.listen`` out, for :func:`remediator_cmd`."""
     secret = path.parent / "panel.pw"
     secret.write_text("admin\n")
     token = path.parent / "webhook.token"
@@ -99,7 +105,7 @@ def write_config(
             for name in panels
         },
         "remediator": {
-            "listen": f"127.0.0.1:{listen_port}",
+            **({} if listen_port is None else {"listen": f"127.0.0.1:{listen_port}"}),
             "auth": {"bearer_token_file": str(token)},
             "state_file": str(state),
             "max_concurrent_actions": 4,

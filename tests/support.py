@@ -17,9 +17,18 @@ from typing import TypeVar
 
 import pytest
 
-from tests.harness import StartError, free_port, running, stop, wait_ready
+from tests.harness import (
+    StartError,
+    free_port,
+    on_free_port,
+    running,
+    serving,
+    serving_on_free_port,
+    stop,
+    wait_ready,
+)
 
-__all__ = ["free_port", "running", "stop"]
+__all__ = ["free_port", "on_free_port", "running", "serving", "serving_on_free_port", "stop"]
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -91,6 +100,16 @@ def wait_http(
         wait_ready(url, timeout=timeout, proc=proc)
     except StartError as exc:
         raise AssertionError(str(exc)) from None
+
+
+ANY_PORT = ("--listen", "127.0.0.1:0")
+"""Our daemons' flags to listen on a port the kernel picks; :func:`tests.harness.serving`
+reads it back from the start-up line."""
+
+
+def exporter_cmd(config: Path, *extra: str) -> list[str]:
+    """The command line of an exporter on ``config``, listening on :data:`ANY_PORT`."""
+    return [PYTHON, "-m", "exporter.cli", "--config", str(config), *ANY_PORT, *extra]
 
 
 def sim_args(port: int, *extra: str) -> list[str]:

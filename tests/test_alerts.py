@@ -123,6 +123,7 @@ def seconds(duration: str) -> float:
 # --------------------------------------------------------------------------- the file
 
 
+@pytest.mark.e2e
 def test_committed_rules_file_is_what_build_py_renders() -> None:
     result = build("--check")
     assert result.returncode == 0, result.stderr
@@ -241,6 +242,7 @@ def test_recording_rule_names_follow_level_metric_operations() -> None:
 # --------------------------------------------------------------------------- promtool
 
 
+@pytest.mark.e2e
 def test_promtool_accepts_the_rules_and_the_demo_rules(tmp_path: Path) -> None:
     result = promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -250,6 +252,7 @@ def test_promtool_accepts_the_rules_and_the_demo_rules(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.e2e
 def test_promtool_unit_tests_pass() -> None:
     assert UNIT_TESTS, "alerts/tests/*.test.yml is empty"
     result = promtool("test", "rules", *map(str, UNIT_TESTS))
@@ -288,6 +291,7 @@ def test_a_down_panel_fires_no_queue_alert_in_the_unit_tests() -> None:
 # --------------------------------------------------------------------------- build.py
 
 
+@pytest.mark.e2e
 def test_demo_rules_fire_frozen_and_clamav_within_seconds() -> None:
     demo = alert_rules(build("--demo", "--stdout").stdout)
     frozen = demo["BrainyCPMailFrozenMessages"]
@@ -302,6 +306,7 @@ def test_demo_rules_fire_frozen_and_clamav_within_seconds() -> None:
         assert demo[name]["annotations"]["runbook_url"] == prod[name]["annotations"]["runbook_url"]
 
 
+@pytest.mark.e2e
 def test_demo_rules_fire_in_promtool_at_demo_speed(tmp_path: Path) -> None:
     (tmp_path / "demo.rules.yml").write_text(build("--demo", "--stdout").stdout)
     labels = 'job="brainycp-mail-exporter",instance="127.0.0.1:9863",panel="web02"'
@@ -350,6 +355,7 @@ def test_demo_rules_fire_in_promtool_at_demo_speed(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.e2e
 def test_an_overrides_file_changes_a_threshold_and_for(tmp_path: Path) -> None:
     site = tmp_path / "site.yml"
     site.write_text("alerts:\n  BrainyCPMailQueueHigh: {above: 20000, for: 1h}\n")
@@ -360,6 +366,7 @@ def test_an_overrides_file_changes_a_threshold_and_for(tmp_path: Path) -> None:
     assert "> 20000" in rules["BrainyCPMailQueueGrowing"]["expr"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -381,6 +388,7 @@ def test_bad_thresholds_are_refused_naming_the_key(
     assert result.stdout == ""
 
 
+@pytest.mark.e2e
 def test_check_reports_a_stale_rules_file(tmp_path: Path) -> None:
     stale = tmp_path / "rules.yml"
     stale.write_text(RULES.read_text().replace("> 5000", "> 4000"))
@@ -389,6 +397,7 @@ def test_check_reports_a_stale_rules_file(tmp_path: Path) -> None:
     assert "out of date" in result.stderr
 
 
+@pytest.mark.e2e
 def test_build_runs_with_the_interpreter_alone() -> None:
     # tests/demo.py calls it as `python alerts/build.py --demo --stdout`.
     result = subprocess.run(

@@ -466,6 +466,7 @@ def styled_sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         yield urls
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("panel_style", ["both", "username", "login"])
 @pytest.mark.parametrize("client_style", ["both", "username", "login"])
 def test_a_panel_reading_one_credential_pair_accepts_exactly_the_matching_styles(

@@ -287,6 +287,7 @@ remediator: {{}}
     assert config.panels["web01"].max_response_bytes == 64 * 1024 * 1024
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("script", ["exporter.cli", "remediator.cli"])
 def test_check_config_exits_2_and_names_the_key(tmp_path: Path, script: str) -> None:
     pytest.importorskip(script)
@@ -361,6 +362,7 @@ def test_a_reserved_label_under_defaults_is_refused_there() -> None:
     ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("script", ["exporter.cli", "remediator.cli"])
 def test_check_config_refuses_a_job_label_naming_the_key(tmp_path: Path, script: str) -> None:
     path = tmp_path / "labels.yml"

@@ -105,6 +105,7 @@ def test_an_alias_bomb_is_refused_before_it_is_built() -> None:
     assert "alias bomb" in error
 
 
+@pytest.mark.e2e
 def test_an_alias_bomb_under_matchers_is_refused_by_the_remediator(tmp_path: Path) -> None:
     bomb = billion_laughs().replace("\n", "\n  ")
     text = f"{PANEL}    password: pw\nremediator:\n  insecure_no_auth: true\n  x:\n  {bomb}"
@@ -140,6 +141,7 @@ def test_a_file_over_one_mebibyte_is_refused(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("daemon", ["exporter", "remediator"])
 def test_a_non_utf8_file_names_the_file_and_the_byte(tmp_path: Path, daemon: str) -> None:
     path = write(tmp_path, b"panels:\n  web01:\n    url: http://caf\xe9\n")
@@ -226,6 +228,7 @@ def cli(daemon: str, path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.e2e
 def test_each_daemon_checks_only_its_own_section_and_the_shared_ones(
     tmp_path: Path, secret: Path
 ) -> None:
@@ -339,6 +342,7 @@ def test_any_config_text_is_a_config_or_a_config_error(
         assert exc.errors and all(isinstance(e, str) and e for e in exc.errors)
 
 
+@pytest.mark.e2e
 def test_check_config_of_random_bytes_exits_2_with_a_message(tmp_path: Path) -> None:
     for seed, blob in enumerate([os.urandom(64), b"\x00\xff" * 10, b"a: \x85\n"]):
         path = write(tmp_path, blob, f"junk{seed}.yml")

@@ -91,6 +91,7 @@ REMEDIATOR_METRICS = {
 # --------------------------------------------------------------------------- structure
 
 
+@pytest.mark.e2e
 def test_committed_dashboards_are_what_build_py_writes() -> None:
     result = subprocess.run(
         [PYTHON, str(DASHBOARDS / "build.py"), "--check"],
@@ -249,6 +250,7 @@ def test_no_variable_is_left_after_substitution() -> None:
 # --------------------------------------------------------------------------- PromQL
 
 
+@pytest.mark.e2e
 def test_every_query_parses_in_promtool(tmp_path: Path) -> None:
     promtool = require_binary("promtool", "apt-get install prometheus")
     queries = dashboard_queries()

@@ -100,6 +100,7 @@ def test_sighup_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None
     assert max(len(line) for line in status) <= WIDTH, max(status, key=len)
 
 
+@pytest.mark.e2e
 def test_the_demo_remediator_has_a_console_user_and_prometheus_still_scrapes_it(
     tmp_path: Path,
 ) -> None:

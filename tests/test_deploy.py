@@ -104,7 +104,7 @@ def test_the_daemon_down_alerts_watch_the_jobs_prometheus_scrapes() -> None:
         # (NotificationsFailing) included, and the rules where install-files.sh puts them.
         assert watched | {"alertmanager"} <= shipped, name
         assert config["rule_files"] == ["/etc/prometheus/rules/brainycp-mail.rules.yml"], name
-    demo = set(re.findall(r'"job_name": "([^"]+)"', (REPO / "brainycp" / "demo.py").read_text()))
+    demo = set(re.findall(r'"job_name": "([^"]+)"', (REPO / "tests" / "demo.py").read_text()))
     assert watched <= demo
     rules = {
         r["alert"]: r["expr"]
@@ -133,6 +133,7 @@ def alertmanager_copy(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_amtool_accepts_the_alertmanager_config(tmp_path: Path) -> None:
     amtool = require_binary("amtool", "apt-get install prometheus-alertmanager")
     result = run(amtool, "check-config", str(alertmanager_copy(tmp_path)))
@@ -158,6 +159,7 @@ def test_the_remediator_receiver_sends_resolved_with_a_bearer_token_file() -> No
     assert to_remediator["continue"] is True
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("alertname", sorted(ALL_ALERTS))
 def test_only_remediated_alerts_reach_the_remediator_and_all_reach_people(
     tmp_path: Path, alertname: str
@@ -247,6 +249,7 @@ def checkout_files(top: str) -> set[str]:
     }
 
 
+@pytest.mark.e2e
 def test_the_sdist_carries_a_working_deployment(dists: Dists) -> None:
     names = sdist_names(dists.sdist)
     for top in SHIPPED_TREES:
@@ -273,6 +276,7 @@ def test_the_sdist_carries_a_working_deployment(dists: Dists) -> None:
     assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
 
 
+@pytest.mark.e2e
 def test_the_wheel_built_from_the_sdist_holds_the_packages_and_their_files(dists: Dists) -> None:
     with zipfile.ZipFile(dists.wheel) as wheel:
         names = set(wheel.namelist())
@@ -322,6 +326,7 @@ def installed(dists: Dists) -> Iterator[Installed]:
         shutil.rmtree(root)
 
 
+@pytest.mark.e2e
 def test_the_readme_installs_into_the_virtualenv_the_units_run(installed: Installed) -> None:
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## Installing for real") : readme.index("## Configuration")]
@@ -360,6 +365,7 @@ def test_the_readme_installs_into_the_virtualenv_the_units_run(installed: Instal
         assert all(line.startswith(str(installed.venv)) for line in where.stdout.split()), where
 
 
+@pytest.mark.e2e
 def test_the_installed_daemons_accept_the_installed_config(installed: Installed) -> None:
     etc = installed.root / "etc" / "brainycp-mail"
     # As the README says: only the content of the password file is written.
@@ -379,6 +385,7 @@ def test_the_installed_daemons_accept_the_installed_config(installed: Installed)
     assert doctor.returncode == 0 and "--config" in doctor.stdout
 
 
+@pytest.mark.e2e
 def test_the_installed_exporter_says_which_c_readers_the_install_built(
     installed: Installed, tmp_path: Path
 ) -> None:
@@ -417,6 +424,7 @@ def can_read(uid: int, path: Path) -> bool:
     return result.returncode == 0
 
 
+@pytest.mark.e2e
 def test_each_reader_can_read_what_it_needs_and_no_one_else_a_secret(
     installed: Installed,
 ) -> None:
@@ -442,6 +450,7 @@ def test_each_reader_can_read_what_it_needs_and_no_one_else_a_secret(
     assert rules.read_text() == RULES.read_text()
 
 
+@pytest.mark.e2e
 def test_running_install_files_again_keeps_secrets_and_renders_local_thresholds(
     installed: Installed,
 ) -> None:
@@ -476,6 +485,7 @@ def test_running_install_files_again_keeps_secrets_and_renders_local_thresholds(
     assert rules.read_text() == RULES.read_text()
 
 
+@pytest.mark.e2e
 def test_install_files_without_root_needs_set_owners_no_and_warns_of_a_missing_venv(
     dists: Dists,
 ) -> None:
@@ -549,6 +559,7 @@ def test_systemd_unit_is_hardened(daemon: str) -> None:
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
 
 
+@pytest.mark.e2e
 def test_systemd_analyze_verifies_the_installed_units(installed: Installed) -> None:
     """In the scratch root: verify resolves ExecStart= there, so it fails when the units
     name a path where the README's install puts no daemon."""

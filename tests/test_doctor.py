@@ -25,6 +25,9 @@ import yaml
 
 from tests.support import FIXTURES, PYTHON, free_port, running, sim_args, wait_until
 
+# Every test here starts a process (the in-process tier, make test-fast, skips them).
+pytestmark = pytest.mark.e2e
+
 PASSWORD = "pw-Doctor-Secret-7"
 TLS = FIXTURES / "tls"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from brainycp import __version__
@@ -47,6 +48,7 @@ def panels_config(count: int, **exporter_keys: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.e2e
 def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     path = write_config(tmp_path, panels_config(3))
     result = exporter("--check-config", "--config", str(path), env=_env())
@@ -54,6 +56,7 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     assert result.stdout.strip() == "config OK: 3 panels"
 
 
+@pytest.mark.e2e
 def test_check_config_reads_the_file_from_the_environment(tmp_path: Path) -> None:
     path = write_config(tmp_path, panels_config(1))
     result = exporter("--check-config", env=_env(BRAINYCP_MAIL_CONFIG=str(path)))
@@ -61,6 +64,7 @@ def test_check_config_reads_the_file_from_the_environment(tmp_path: Path) -> Non
     assert "config OK: 1 panels" in result.stdout
 
 
+@pytest.mark.e2e
 def test_check_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
     data = panels_config(1, interval="soon", max_concurrency=0)
     data["panels"]["bad"] = {"url": "ftp://x"}
@@ -74,6 +78,7 @@ def test_check_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
     assert any(line.startswith("panels.bad.url:") for line in lines), lines
 
 
+@pytest.mark.e2e
 def test_missing_or_unreadable_config_exits_2_without_traceback(tmp_path: Path) -> None:
     for args in (["--once"], ["--once", "--config", str(tmp_path / "nope.yaml")]):
         result = exporter(*args, env=_env())
@@ -81,6 +86,7 @@ def test_missing_or_unreadable_config_exits_2_without_traceback(tmp_path: Path) 
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_once_with_a_broken_config_exits_2(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("panels: [\n")
@@ -89,6 +95,7 @@ def test_once_with_a_broken_config_exits_2(tmp_path: Path) -> None:
     assert "broken.yaml" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_inline_password_is_a_warning_on_stderr_not_an_error(tmp_path: Path) -> None:
     data = panels_config(1)
     data["defaults"] = {"username": "admin", "password": "hunter2"}
@@ -99,6 +106,7 @@ def test_inline_password_is_a_warning_on_stderr_not_an_error(tmp_path: Path) -> 
     assert "hunter2" not in result.stderr + result.stdout
 
 
+@pytest.mark.e2e
 def test_version_and_bad_listen(tmp_path: Path) -> None:
     result = exporter("--version")
     assert result.stdout.strip() == f"brainycp-mail-exporter {__version__}"
@@ -107,6 +115,7 @@ def test_version_and_bad_listen(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--listen" in result.stderr
 
 
+@pytest.mark.e2e
 def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
     """As the remediator: no traceback, no poll started, the address and the reason."""
     with socket.socket() as taken:

@@ -13,6 +13,7 @@ import math
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,16 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import PYTHON, REPO, free_port, require_binary, running, sim_args, wait_until
+from tests.support import (
+    PYTHON,
+    REPO,
+    exporter_cmd,
+    require_binary,
+    serving,
+    serving_on_free_port,
+    sim_args,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -67,13 +77,12 @@ class Sim:
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     log = tmp_path_factory.mktemp("sim") / "sim.log"
-    port = free_port()
-    args = sim_args(port, "--users", f"admin:{PASSWORD}:root", "--seed", "7")
+    args = sim_args(0, "--users", f"admin:{PASSWORD}:root", "--seed", "7")
     args += ["--timezone", PANEL_ZONE]
     for name, spec in PANELS.items():
         args += ["--panel", f"{name}:{spec}"]
-    with running(args, log=log, ready_url=f"http://127.0.0.1:{port}/healthz"):
-        s = Sim(f"http://127.0.0.1:{port}")
+    with serving(args, log=log) as simulator:
+        s = Sim(simulator.url)
         for name in PANELS:
             s.post(name, "pause", {"paused": True})
         s.post("web01", "queue", {"add": 3, "frozen": True, "age": 7200})
@@ -143,17 +152,13 @@ def get(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-def start_exporter(tmp_path: Path, data: dict[str, Any]) -> Any:
-    port = free_port()
+@contextmanager
+def start_exporter(tmp_path: Path, data: dict[str, Any]) -> Iterator[Exporter]:
     config = write(tmp_path, data)
-    args = [PYTHON, "-m", "exporter.cli", "--config", str(config)]
-    args += ["--listen", f"127.0.0.1:{port}", "--log-level", "info"]
     log = tmp_path / "exporter.log"
-    return (
-        port,
-        log,
-        running(args, log=log, env=ENV, ready_url=f"http://127.0.0.1:{port}/healthz", cwd=REPO),
-    )
+    args = exporter_cmd(config, "--log-level", "info")
+    with serving(args, log=log, env=ENV, cwd=REPO) as served:
+        yield Exporter(served.url, log, served.proc)
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +171,7 @@ def exporter(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exp
         "auth": {"password_env": "WRONG_PW"},
         "mx": {"timezone": PANEL_ZONE},
     }
-    port, log, ctx = start_exporter(tmp, config_for(sim, panels, max_staleness="10m"))
-    with ctx as proc:
-        exp = Exporter(f"http://127.0.0.1:{port}", log, proc)
+    with start_exporter(tmp, config_for(sim, panels, max_staleness="10m")) as exp:
 
         def everything_polled() -> bool:
             s = exp.scrape()
@@ -337,7 +340,6 @@ def test_one_panels_garbage_changes_no_other_panel(exporter: Exporter, sim: Sim)
 
 def test_prometheus_scrapes_the_exporter(exporter: Exporter, sim: Sim, tmp_path: Path) -> None:
     prometheus = require_binary("prometheus", "apt-get install prometheus")
-    port = free_port()
     target = exporter.base.removeprefix("http://")
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -350,13 +352,16 @@ def test_prometheus_scrapes_the_exporter(exporter: Exporter, sim: Sim, tmp_path:
             }
         )
     )
-    args = [
-        prometheus,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    api = f"http://127.0.0.1:{port}/api/v1/query"
+
+    def args(port: int) -> list[str]:
+        return [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
+
+    api = ""
 
     def query(expr: str) -> float | None:
         data = httpx.get(api, params={"query": expr}, timeout=5).json()
@@ -364,9 +369,8 @@ def test_prometheus_scrapes_the_exporter(exporter: Exporter, sim: Sim, tmp_path:
         return float(result[0]["value"][1]) if result else None
 
     expected = sim.state("web01")["queue"]["messages"]
-    with running(
-        args, log=tmp_path / "prometheus.log", ready_url=f"http://127.0.0.1:{port}/-/ready"
-    ):
+    with serving_on_free_port(args, log=tmp_path / "prometheus.log", ready_path="/-/ready") as p:
+        api = f"{p.url}/api/v1/query"
         wait_until(
             lambda: query('brainycp_mail_queue_messages{panel="web01"}') == expected,
             timeout=30,
@@ -398,9 +402,7 @@ def test_a_failing_panel_recovers(exporter: Exporter, sim: Sim) -> None:
 def test_values_disappear_after_max_staleness_and_sigterm_exits_0(sim: Sim, tmp_path: Path) -> None:
     sim.clear_fault("stale")
     data = config_for(sim, {"stale": {"timeout": "1s"}}, max_staleness="3s")
-    port, log, ctx = start_exporter(tmp_path, data)
-    with ctx as proc:
-        exp = Exporter(f"http://127.0.0.1:{port}", log, proc)
+    with start_exporter(tmp_path, data) as exp:
         good = wait_until(
             lambda: (
                 (s := exp.scrape())
@@ -443,10 +445,10 @@ def test_values_disappear_after_max_staleness_and_sigterm_exits_0(sim: Sim, tmp_
         )
         assert last is not None and not math.isnan(last)
 
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
+        exp.proc.send_signal(signal.SIGTERM)
+        assert exp.proc.wait(timeout=5) == 0
     sim.clear_fault("stale")
-    assert "exporter stopped" in log.read_text()
+    assert "exporter stopped" in exp.log.read_text()
 
 
 def run_once(tmp_path: Path, data: dict[str, Any]) -> subprocess.CompletedProcess[str]:
@@ -499,9 +501,7 @@ def test_once_exits_1_when_a_poll_fails_and_2_on_a_config_error(sim: Sim, tmp_pa
 
 def test_long_intervals_still_poll_every_panel_soon_after_start(sim: Sim, tmp_path: Path) -> None:
     data = config_for(sim, {"web01": {}, "mx": {}}, interval="60s", list_interval="10m")
-    port, log, ctx = start_exporter(tmp_path, data)
-    with ctx as proc:
-        exp = Exporter(f"http://127.0.0.1:{port}", log, proc)
+    with start_exporter(tmp_path, data) as exp:
         samples = exp.wait_polled_ok(
             "web01", "mx", timeout=15, what="a first poll of both panels within the start window"
         )

@@ -211,6 +211,7 @@ def test_metrics_and_probe_answer_openmetrics_when_prometheus_asks_for_it(path: 
         assert "# EOF" not in answer.text
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_exposition_passes_promtool_lint(case: str) -> None:
     promtool = require_binary("promtool", "apt-get install prometheus")

@@ -20,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from brainycp.daemon.listener import HEAD_TIMEOUT, KEEP_ALIVE_TIMEOUT
 from tests.support import PYTHON, REPO, free_port, running, wait_until
+
+# Every test here starts a process (the in-process tier, make test-fast, skips them).
+pytestmark = pytest.mark.e2e
 
 TOKEN = "listener-test-token-77"
 

@@ -183,6 +183,7 @@ def test_a_bad_shard_is_a_config_error(bad: object) -> None:
         parse_shard(bad)
 
 
+@pytest.mark.e2e
 def test_check_config_with_a_shard_counts_its_panels_and_a_bad_shard_exits_2(
     tmp_path: Any,
 ) -> None:

@@ -27,6 +27,9 @@ from exporter.app import create_app
 from exporter.poller import Poller, initial_state
 from exporter.settings import Config, parse_config
 
+# Every test here starts a process (the in-process tier, make test-fast, skips them).
+pytestmark = pytest.mark.e2e
+
 EXIM = "".join(
     f" {i % 50:2d}m   350 1xW6VZ-{i:06d}-1S <sender{i % 3}@example.org>\n"
     f"          rcpt{i}@dest{i % 4}.example.net\n\n"

@@ -190,6 +190,7 @@ def test_exim_id_shapes() -> None:
         assert not is_exim_id(bad)
 
 
+@pytest.mark.e2e
 def test_a_command_that_hangs_is_killed_at_the_timeout(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     script = f"echo $$ > {pid_file}; exec sleep 600"

@@ -6,11 +6,15 @@ import datetime as dt
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from remediator.payload import fingerprint
 from tests.remediator_support import PYTHON, RULES, TOKEN, Env, start_sim, write_config
 from tests.support import free_port, require_binary, running, wait_until
+
+# Every test here starts a process (the in-process tier, make test-fast, skips them).
+pytestmark = pytest.mark.e2e
 
 
 def test_alertmanager_notification_lands_as_an_action_on_the_panel(tmp_path: Path) -> None:

@@ -87,6 +87,7 @@ def test_panel_urls_with_cr_lf_spaces_or_bad_ports_are_refused(url: str, problem
     assert error.startswith("panels.web01.url: ") and problem in error
 
 
+@pytest.mark.e2e
 def test_the_exporter_refuses_such_a_config_with_exit_2_not_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "c.yml"
     path.write_text(

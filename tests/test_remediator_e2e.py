@@ -13,6 +13,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.harness import serving
 from tests.remediator_support import (
     PANELS,
     RULES,
@@ -21,29 +22,28 @@ from tests.remediator_support import (
     am_alert,
     notification,
     only_result,
+    remediator_cmd,
     slow_delete_scene,
     start_sim,
     write_config,
 )
 from tests.support import PYTHON, free_port, running, wait_until
 
+# Every test here starts a process (the in-process tier, make test-fast, skips them).
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("remediator")
-    sim_port, port = free_port(), free_port()
-    sim = f"http://127.0.0.1:{sim_port}"
-    config = write_config(tmp / "config.yml", sim_port, port, tmp / "state.sqlite", RULES)
-    with running(start_sim(tmp, sim_port), log=tmp / "sim.log", ready_url=f"{sim}/healthz"):
+    with serving(start_sim(tmp, 0), log=tmp / "sim.log") as simulator:
+        sim = simulator.url
+        config = write_config(tmp / "config.yml", simulator.port, None, tmp / "state.sqlite", RULES)
         for name in PANELS:
             httpx.post(f"{sim}/panel/{name}/_sim/pause", json={"paused": True}).raise_for_status()
-        with running(
-            [PYTHON, "-m", "remediator.cli", "--config", str(config)],
-            log=tmp / "remediator.log",
-            ready_url=f"http://127.0.0.1:{port}/healthz",
-        ):
+        with serving(remediator_cmd(config), log=tmp / "remediator.log") as served:
             client = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-            yield Env(sim, f"http://127.0.0.1:{port}", client, tmp)
+            yield Env(sim, served.url, client, tmp)
             client.close()
     log_text = (tmp / "remediator.log").read_text()
     assert TOKEN not in log_text and "admin\n" not in log_text
@@ -374,7 +374,7 @@ def test_kill_9_in_the_middle_of_a_deletion_leaves_every_confirmed_deletion_in_t
 
 
 def test_check_config_lists_rules_and_errors_exit_2(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.yml", 1, free_port(), tmp_path / "s.sqlite", RULES)
+    config = write_config(tmp_path / "c.yml", 1, None, tmp_path / "s.sqlite", RULES)
     out = subprocess.run(
         [PYTHON, "-m", "remediator.cli", "--config", str(config), "--check-config"],
         capture_output=True, text=True, timeout=30,

@@ -81,6 +81,7 @@ def hold_fleet_lock(pg: Cluster, database: str) -> psycopg.Connection[Any]:
 # ------------------------------------------------------------------ PostgreSQL × lock wait
 
 
+@pytest.mark.e2e
 def test_a_lock_wait_that_times_out_rolls_back_and_the_next_write_works(pg: Cluster) -> None:
     """The first statement of a write (BEGIN; the fleet lock) times out: the connection
     is rolled back to idle, not left 'idle in transaction (aborted)'; the health says
@@ -105,6 +106,7 @@ def test_a_lock_wait_that_times_out_rolls_back_and_the_next_write_works(pg: Clus
     j.close()
 
 
+@pytest.mark.e2e
 def test_a_replica_frozen_between_statements_loses_the_fleet_lock_within_half_its_lease(
     pg: Cluster,
 ) -> None:
@@ -170,6 +172,7 @@ def _outcomes(pg: Cluster, db: str) -> list[str]:
         return [r[0] for r in conn.execute("SELECT outcome FROM actions ORDER BY id")]
 
 
+@pytest.mark.e2e
 def test_a_replica_frozen_mid_statement_is_ended_by_the_peer_waiting_for_the_lock(
     pg: Cluster,
 ) -> None:
@@ -223,6 +226,7 @@ def _firing(i: int) -> dict[str, Any]:
     return notification(am_alert("Frozen", f"web{i % 4:02d}", starts_at=f"2026-01-01T00:{i:04d}Z"))
 
 
+@pytest.mark.e2e
 def test_a_paused_backend_is_cut_off_while_healthz_and_the_webhook_keep_answering(
     pg: Cluster,
 ) -> None:
@@ -261,6 +265,7 @@ def test_a_paused_backend_is_cut_off_while_healthz_and_the_webhook_keep_answerin
     journal.close()
 
 
+@pytest.mark.e2e
 def test_a_paused_server_gets_503s_in_bounded_time_then_everything_is_accepted_once(
     pg: Cluster,
 ) -> None:
@@ -323,6 +328,7 @@ def _fill_once_written(directory: Path) -> Path:
     return fill(directory)
 
 
+@pytest.mark.e2e
 def test_sqlite_on_a_full_disk_says_so_everywhere_and_loses_nothing(tmp_path: Path) -> None:
     """The journal's file system fills up: webhooks get 503, and so do /healthz (naming
     the disk) and journal_up, until a write works again; POST /actions is a JSON 503,
@@ -367,6 +373,7 @@ def test_sqlite_on_a_full_disk_says_so_everywhere_and_loses_nothing(tmp_path: Pa
         journal.close()
 
 
+@pytest.mark.e2e
 def test_postgresql_on_a_full_disk_says_so_everywhere_and_loses_nothing(pg: Cluster) -> None:
     """The database's tablespace (a real 4 MiB tmpfs) fills up: PostgreSQL refuses the
     writes (could not extend file: No space left on device); the replica says so in
@@ -522,6 +529,7 @@ def _journal_of(engine: str, pg: Cluster, tmp_path: Path) -> tuple[Journal, Any]
     return Journal(tmp_path / "j.sqlite"), config(tmp_path / "j.sqlite", dry_run=True)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_a_nul_in_alert_labels_fails_none_of_its_neighbours(
     engine: str, pg: Cluster, tmp_path: Path
@@ -552,6 +560,7 @@ def test_a_nul_in_alert_labels_fails_none_of_its_neighbours(
     journal.close()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_a_lone_surrogate_or_a_nul_in_a_request_is_stored_not_a_500(
     engine: str, pg: Cluster, tmp_path: Path

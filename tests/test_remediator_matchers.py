@@ -57,6 +57,7 @@ VALUES = [
 ]
 
 
+@pytest.mark.e2e
 def test_matchers_agree_with_a_real_alertmanager(tmp_path: Path) -> None:
     """Alertmanager's API filters are parsed and matched like its route matchers."""
     binary = require_binary("prometheus-alertmanager", "apt install prometheus-alertmanager")

@@ -88,6 +88,7 @@ def test_good_urls_pass() -> None:
         assert parse_config(config({"url": url})).remediator.notify[0].url is not None
 
 
+@pytest.mark.e2e
 def test_check_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     (tmp_path / "slack.url").write_text(f"https://hooks.example/{SECRET}\t\n")
     path = tmp_path / "config.yml"

@@ -73,6 +73,7 @@ def add(j: Journal, key: str, action: str = "delete_frozen", **kw: Any) -> int:
 # ---------------------------------------------------------------------------- the journal
 
 
+@pytest.mark.e2e
 def test_schema_is_created_once_versioned_and_a_newer_one_is_refused(pg: Cluster) -> None:
     url = fresh_db(pg)
     j = Journal.postgres(url, PASSWORD)
@@ -87,6 +88,7 @@ def test_schema_is_created_once_versioned_and_a_newer_one_is_refused(pg: Cluster
     j.close()
 
 
+@pytest.mark.e2e
 def test_rows_read_back_the_same_as_with_sqlite(pg: Cluster, tmp_path: Path) -> None:
     """Same calls, same answers on both engines (the SQL is shared; types must be too)."""
     answers = []
@@ -183,6 +185,7 @@ def _decisions(j: Journal, batched: bool, seed: int) -> list[tuple[str, str, int
     ]  # fmt: skip
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("seed", [1, 2])
 def test_batched_planning_decides_exactly_like_the_journal(
     pg: Cluster, tmp_path: Path, seed: int
@@ -199,6 +202,7 @@ def test_batched_planning_decides_exactly_like_the_journal(
     assert _decisions(journal(fresh_db(pg), owner="o"), True, seed) == reference
 
 
+@pytest.mark.e2e
 def test_a_claim_waits_while_another_action_runs_on_the_same_panel(pg: Cluster) -> None:
     url = fresh_db(pg)
     a, b = journal(url), journal(url)
@@ -213,6 +217,7 @@ def test_a_claim_waits_while_another_action_runs_on_the_same_panel(pg: Cluster) 
         j.close()
 
 
+@pytest.mark.e2e
 def test_one_open_row_per_episode_is_enforced_by_the_database(pg: Cluster) -> None:
     j = journal(fresh_db(pg))
     add(j, "same")
@@ -224,6 +229,7 @@ def test_one_open_row_per_episode_is_enforced_by_the_database(pg: Cluster) -> No
     j.close()
 
 
+@pytest.mark.e2e
 def test_an_expired_lease_is_taken_over_by_exactly_one_replica(pg: Cluster) -> None:
     url = fresh_db(pg)
     dead = journal(url, lease=10)
@@ -261,6 +267,7 @@ def test_an_expired_lease_is_taken_over_by_exactly_one_replica(pg: Cluster) -> N
         j.close()
 
 
+@pytest.mark.e2e
 def test_replicas_deciding_at_once_hold_the_rate_limit_fleet_wide(pg: Cluster) -> None:
     """Under the advisory lock, "count, then insert" of two replicas never interleaves."""
     url = fresh_db(pg)
@@ -286,6 +293,7 @@ def test_replicas_deciding_at_once_hold_the_rate_limit_fleet_wide(pg: Cluster) -
         j.close()
 
 
+@pytest.mark.e2e
 def test_the_journal_reconnects_after_the_database_restarts(tmp_path: Path) -> None:
     with cluster() as node:
         j = journal(fresh_db(node))
@@ -481,6 +489,7 @@ def test_database_down_during_a_burst_503_then_everything_accepted_once(
         assert listed == total
 
 
+@pytest.mark.e2e
 def test_a_replica_on_postgresql_reloads_keeps_its_web_config_and_serves_run(
     pg: Cluster, tmp_path: Path
 ) -> None:

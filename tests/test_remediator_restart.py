@@ -28,6 +28,9 @@ import pytest
 from tests.remediator_support import TOKEN, am_alert, notification, only_result, write_config
 from tests.support import PYTHON, free_port, running, sim_args, wait_until
 
+# Every test here starts a process (the in-process tier, make test-fast, skips them).
+pytestmark = pytest.mark.e2e
+
 PANELS = ("p1", "p2", "p3")
 RULES: list[dict[str, Any]] = [
     {"name": "drop-bounces", "matchers": ['alertname="Bounces"'], "action": "delete_messages",

@@ -8,12 +8,16 @@ from pathlib import Path
 
 import bcrypt
 import httpx
+import pytest
 import yaml
 
 from remediator.runcmd import run_parser
 from tests.remediator_support import write_config
 from tests.support import PYTHON, free_port, running, wait_until
 from tests.tls_support import SERVER_CERT, SERVER_KEY, client_context
+
+# Every test here starts a process (the in-process tier, make test-fast, skips them).
+pytestmark = pytest.mark.e2e
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

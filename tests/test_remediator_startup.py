@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from brainycp.daemon.listener import listen_socket
 from remediator.journal import Journal
@@ -25,6 +26,7 @@ from tests.remediator_support import (
 from tests.support import PYTHON, free_port, running, wait_until
 
 
+@pytest.mark.e2e
 def test_a_second_remediator_on_the_same_journal_refuses_to_start(tmp_path: Path) -> None:
     with (
         slow_delete_scene(tmp_path) as (env, args),
@@ -48,6 +50,7 @@ def test_a_second_remediator_on_the_same_journal_refuses_to_start(tmp_path: Path
         assert env.action(result["action_id"])["outcome"] == "running"
 
 
+@pytest.mark.e2e
 def test_a_busy_port_is_one_error_line_and_exit_1(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -63,6 +66,7 @@ def test_a_busy_port_is_one_error_line_and_exit_1(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.e2e
 def test_pathological_json_gets_4xx_not_500(tmp_path: Path) -> None:
     port = free_port()
     config = write_config(tmp_path / "config.yml", 1, port, tmp_path / "s.sqlite", RULES)
@@ -105,6 +109,7 @@ def test_the_listening_socket_gives_connections_tcp_nodelay() -> None:
     assert asyncio.run(accepted_nodelay()) != 0
 
 
+@pytest.mark.e2e
 def test_old_journal_rows_are_pruned_at_start(tmp_path: Path) -> None:
     """The default retention is 90 days; the newest run of each episode always stays."""
     state = tmp_path / "s.sqlite"
@@ -137,6 +142,7 @@ def test_old_journal_rows_are_pruned_at_start(tmp_path: Path) -> None:
     assert "journal: pruned 2 rows older than 90d" in (tmp_path / "remediator.log").read_text()
 
 
+@pytest.mark.e2e
 def test_a_corrupt_journal_is_refused_at_start_with_exit_2_and_left_untouched(
     tmp_path: Path,
 ) -> None:

@@ -23,6 +23,9 @@ from tests.trust_support import (
     Receiver,
 )
 
+# Every test here starts a process (the in-process tier, make test-fast, skips them).
+pytestmark = pytest.mark.e2e
+
 TOKEN = "trust-webhook-token-77aa"
 BOT_TOKEN = "123456:trust-bot-SECRET"
 SLACK_PATH = "/services/T000/B000/slack-SECRET"

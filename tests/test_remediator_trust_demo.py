@@ -18,6 +18,9 @@ from tests.demo import COMPROMISED_SENDER, SPAM_BURST, SPAM_PANEL, Ports, SpamSc
 from tests.remediator_support import am_alert, notification
 from tests.support import free_port, wait_until
 
+# Every test here starts a process (the in-process tier, make test-fast, skips them).
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:

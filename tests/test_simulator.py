@@ -371,6 +371,7 @@ def clean(sim: Sim) -> Iterator[Sim]:
         sim.control("DELETE", "fault", panel)
 
 
+@pytest.mark.e2e
 def test_version_and_help() -> None:
     import subprocess
     import sys
@@ -394,12 +395,14 @@ def test_version_and_help() -> None:
     assert zone.returncode == 2 and "unknown time zone 'Mars/Olympus'" in zone.stderr
 
 
+@pytest.mark.e2e
 def test_first_panel_is_the_default(clean: Sim) -> None:
     assert clean.state()["panel"] == "web01"
     assert clean.state("web02")["flavour"] == "postfix"
     assert clean.http.get(clean.url("nosuch", "/_sim/state")).status_code == 404
 
 
+@pytest.mark.e2e
 def test_list_and_count_agree_with_state(clean: Sim) -> None:
     for panel, flavour in (("web01", "exim"), ("web02", "postfix")):
         state = clean.state(panel)
@@ -415,12 +418,14 @@ def test_list_and_count_agree_with_state(clean: Sim) -> None:
         }  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_get_and_post_both_work(clean: Sim) -> None:
     by_get = clean.api("count_msg", "web01", method="GET", language="en").json()
     by_post = clean.api("count_msg", "web01", language="en").json()
     assert by_get == by_post and by_get["error"] == 0
 
 
+@pytest.mark.e2e
 def test_russian_unless_language_en(clean: Sim) -> None:
     russian = clean.api("count_msg", "web01").json()
     assert russian["message"] == "Количество сообщений"
@@ -430,6 +435,7 @@ def test_russian_unless_language_en(clean: Sim) -> None:
     assert russian["error"] == english["error"] and russian["detail"] == english["detail"]
 
 
+@pytest.mark.e2e
 def test_bad_credentials_answer_not_perm2_and_are_recorded(clean: Sim) -> None:
     answer = clean.api("list_msg", "web01", user=("admin", "wrong")).json()
     assert answer == {"code": 1, "message": "Not perm2"}
@@ -438,11 +444,13 @@ def test_bad_credentials_answer_not_perm2_and_are_recorded(clean: Sim) -> None:
     assert "password" not in call["params"] and "username" not in call["params"]
 
 
+@pytest.mark.e2e
 def test_login_without_root_gets_400(clean: Sim) -> None:
     for operation in ("list_msg", "count_msg", "clamav"):
         assert clean.api(operation, "web01", user=("bob", "pw")).json()["error"] == 400
 
 
+@pytest.mark.e2e
 def test_missing_module_and_unknown_operation_are_errors(clean: Sim) -> None:
     url = clean.url("web01", "/api/api.php")
     no_module = clean.http.post(url, data={"username": "admin", "password": "admin"}).json()
@@ -453,6 +461,7 @@ def test_missing_module_and_unknown_operation_are_errors(clean: Sim) -> None:
     assert no_op["error"] not in (0, 100, 400)
 
 
+@pytest.mark.e2e
 def test_calls_record_params_without_password(clean: Sim) -> None:
     clean.call("delete_all_msg", "web02", dellete_forse="1")
     (call,) = clean.state("web02")["calls"]
@@ -461,6 +470,7 @@ def test_calls_record_params_without_password(clean: Sim) -> None:
     assert isinstance(call["at"], float)
 
 
+@pytest.mark.e2e
 def test_delete_frozen_on_exim_and_postfix(clean: Sim) -> None:
     clean.control("POST", "queue", "web01", add=2, frozen=True, bounce=True, age=7200)
     frozen_before = clean.state("web01")["queue"]["frozen"]
@@ -472,6 +482,7 @@ def test_delete_frozen_on_exim_and_postfix(clean: Sim) -> None:
     assert clean.call("delete_frozen_msg", "web02")["error"] == 100
 
 
+@pytest.mark.e2e
 def test_controll_msg_codes_and_effects(clean: Sim) -> None:
     clean.control("POST", "queue", "web01", add=2, sender="x@example.org")
     ids = [m.id for m in _messages(clean, "web01")]
@@ -491,6 +502,7 @@ def test_controll_msg_codes_and_effects(clean: Sim) -> None:
     assert target not in remaining and other not in remaining
 
 
+@pytest.mark.e2e
 def test_postfix_delete_outputs_postsuper_lines(clean: Sim) -> None:
     target = _messages(clean, "web02")[0].id
     answer = clean.call("controll_msg", "web02", id=target, command="delete")
@@ -499,6 +511,7 @@ def test_postfix_delete_outputs_postsuper_lines(clean: Sim) -> None:
     assert answer["detail"] == "postsuper: Deleted: 0 messages\n"
 
 
+@pytest.mark.e2e
 def test_delete_all_forced_only_on_postfix(clean: Sim) -> None:
     assert clean.call("delete_all_msg", "web01", dellete_forse="1")["error"] == 100
     count = clean.state("web02")["queue"]["messages"]
@@ -514,6 +527,7 @@ def test_delete_all_forced_only_on_postfix(clean: Sim) -> None:
     clean.control("POST", "queue", "web01", add=5)
 
 
+@pytest.mark.e2e
 def test_services_status_on_off(clean: Sim) -> None:
     for daemon in ("clamav", "spamassassin"):
         off = clean.call(daemon, "web01", command="off")
@@ -532,6 +546,7 @@ def test_services_status_on_off(clean: Sim) -> None:
     clean.control("POST", "daemon", "web01", clamav="running")
 
 
+@pytest.mark.e2e
 def test_panels_are_isolated(clean: Sim) -> None:
     before = clean.state("web02")["queue"]
     clean.control("POST", "queue", "web01", add=4)
@@ -542,10 +557,12 @@ def test_panels_are_isolated(clean: Sim) -> None:
     clean.call("clamav", "web01", command="on")
 
 
+@pytest.mark.e2e
 def test_frozen_pileup_panel_freezes_quickly(sim: Sim) -> None:
     wait_until(lambda: sim.state("pile")["queue"]["frozen"] > 0, timeout=15, what="a frozen msg")
 
 
+@pytest.mark.e2e
 def test_control_api_rejects_bad_input(clean: Sim) -> None:
     for what, body in (("fault", {"status": "x"}), ("fault", {"nope": 1}),
                        ("queue", {"add": -1}), ("daemon", {"clamav": "up"})):  # fmt: skip
@@ -556,12 +573,14 @@ def test_control_api_rejects_bad_input(clean: Sim) -> None:
 # ---------------------------------------------------------------- faults
 
 
+@pytest.mark.e2e
 def test_fault_status_502_with_html(clean: Sim) -> None:
     clean.control("POST", "fault", "web01", status=502)
     response = clean.api("count_msg", "web01")
     assert response.status_code == 502 and response.text.startswith("<html>")
 
 
+@pytest.mark.e2e
 def test_fault_html_truncated_empty(clean: Sim) -> None:
     clean.control("POST", "fault", "web01", html=True, times=1)
     response = clean.api("count_msg", "web01")
@@ -577,12 +596,14 @@ def test_fault_html_truncated_empty(clean: Sim) -> None:
     assert response.status_code == 200 and response.content == b""
 
 
+@pytest.mark.e2e
 def test_fault_applies_only_to_listed_operations(clean: Sim) -> None:
     clean.control("POST", "fault", "web01", status=503, operations=["list_msg"])
     assert clean.api("count_msg", "web01").status_code == 200
     assert clean.api("list_msg", "web01").status_code == 503
 
 
+@pytest.mark.e2e
 def test_fault_close_connection_drops_without_an_answer(clean: Sim) -> None:
     clean.control("POST", "fault", "web01", close_connection=True, times=1)
     with pytest.raises(httpx.RemoteProtocolError):
@@ -590,12 +611,14 @@ def test_fault_close_connection_drops_without_an_answer(clean: Sim) -> None:
     assert clean.api("count_msg", "web01").status_code == 200
 
 
+@pytest.mark.e2e
 def test_fault_latency(clean: Sim) -> None:
     clean.control("POST", "fault", "web01", latency=1.0, times=1)
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(clean.url("web01", "/api/api.php"), data={"count_msg": ""}, timeout=0.3)
 
 
+@pytest.mark.e2e
 def test_fault_listing_of_a_million_messages(clean: Sim) -> None:
     clean.control("POST", "fault", "web01", listing_messages=1_000_000, operations=["list_msg"])
     with clean.http.stream(
@@ -646,6 +669,7 @@ def _messages(sim: Sim, panel: str) -> list[Any]:
     return list(iter_messages(sim.call("list_msg", panel)["detail"]))
 
 
+@pytest.mark.e2e
 def test_client_every_operation(clean: Sim) -> None:
     config = panel_config(clean, "web01")
     clean.control("POST", "queue", "web01", add=2, frozen=True)
@@ -692,6 +716,7 @@ def _reason(config: PanelConfig, use: Callable[[PanelClient], Any]) -> BrainyCPE
     return info.value
 
 
+@pytest.mark.e2e
 def test_client_error_reasons(clean: Sim) -> None:
     good = panel_config(clean, "web01")
     assert (
@@ -730,6 +755,7 @@ def norelay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
         client.http.close()
 
 
+@pytest.mark.e2e
 def test_reship_without_relay_answers_102(norelay: Sim) -> None:
     target = _messages(norelay, "default")[0].id
     answer = norelay.call("controll_msg", id=target, command="reship")
@@ -738,12 +764,14 @@ def test_reship_without_relay_answers_102(norelay: Sim) -> None:
     assert error.reason == "api_error" and getattr(error, "code", None) == 102
 
 
+@pytest.mark.e2e
 def test_detail_format_lines(norelay: Sim) -> None:
     detail = norelay.call("list_msg")["detail"]
     assert isinstance(detail, list) and detail[0].startswith("-Queue ID-")
     assert summarize(detail).messages == norelay.state()["queue"]["messages"]
 
 
+@pytest.mark.e2e
 def test_many_panels_with_latency_concurrently(tmp_path: Path) -> None:
     port = free_port()
     args = sim_args(port, "--panels", "1000", "--latency", "0.05")

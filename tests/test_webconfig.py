@@ -94,6 +94,7 @@ def test_a_bad_web_config_names_the_key(data: Any, expected: str) -> None:
     assert any(e.startswith(expected) for e in errors), errors
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("daemon", ["exporter", "remediator"])
 def test_a_bad_web_config_exits_2_naming_the_key(tmp_path: Path, daemon: str) -> None:
     config = write_config(tmp_path / "config.yml", 1, free_port(), tmp_path / "s.db", [])
@@ -264,6 +265,7 @@ def exporter(tmp: Path, sim: str, web: dict[str, Any] | None) -> tuple[list[str]
     return args, port
 
 
+@pytest.mark.e2e
 def test_exporter_serves_tls_with_basic_auth_on_every_endpoint(sim: str, tmp_path: Path) -> None:
     web = {
         "tls_server_config": {"cert_file": str(TLS / "cert.pem"), "key_file": str(TLS / "key.pem")},
@@ -289,6 +291,7 @@ def test_exporter_serves_tls_with_basic_auth_on_every_endpoint(sim: str, tmp_pat
         assert reloaded.status_code == 200 and reloaded.json() == {"status": "success"}
 
 
+@pytest.mark.e2e
 def test_exporter_min_version_tls13_refuses_a_tls12_client(sim: str, tmp_path: Path) -> None:
     web = {
         "tls_server_config": {
@@ -309,6 +312,7 @@ def test_exporter_min_version_tls13_refuses_a_tls12_client(sim: str, tmp_path: P
             httpx.get(url, verify=old, timeout=5)
 
 
+@pytest.mark.e2e
 def test_exporter_requires_and_verifies_client_certificates(sim: str, tmp_path: Path) -> None:
     ca, cert, key = make_client_ca(tmp_path)
     web = {
@@ -338,6 +342,7 @@ def test_exporter_requires_and_verifies_client_certificates(sim: str, tmp_path: 
         assert httpx.post(f"{base}/-/reload", verify=with_cert, timeout=10).status_code == 200
 
 
+@pytest.mark.e2e
 def test_remediator_web_config_guards_all_but_the_webhook(tmp_path: Path) -> None:
     port = free_port()
     config = write_config(tmp_path / "config.yml", free_port(), port, tmp_path / "s.db", [])
@@ -433,6 +438,7 @@ class RecordingProxy:
         self._thread.join(10)
 
 
+@pytest.mark.e2e
 def test_metrics_are_gzipped_for_a_real_prometheus_scrape(sim: str, tmp_path: Path) -> None:
     prometheus = require_binary("prometheus", "apt-get install prometheus")
     args, port = exporter(tmp_path, sim, {"basic_auth_users": {USER: HASH}})
@@ -481,6 +487,7 @@ def test_metrics_are_gzipped_for_a_real_prometheus_scrape(sim: str, tmp_path: Pa
         assert all(b"content-encoding: gzip" in h.lower() for h in metrics_heads)
 
 
+@pytest.mark.e2e
 def test_remediator_serves_tls_and_starts_without_a_restart_warning(tmp_path: Path) -> None:
     """TLS from the start is the config in force, not a reload that turned TLS on."""
     port = free_port()
@@ -511,6 +518,7 @@ def auth_failures(text: str, daemon: str) -> float:
     return value
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("daemon", ["exporter", "remediator"])
 def test_refused_credentials_are_counted_and_logged_once_per_interval(
     daemon: str, sim: str, tmp_path: Path
@@ -552,6 +560,7 @@ def test_refused_credentials_are_counted_and_logged_once_per_interval(
     assert "guess-" not in log.read_text()
 
 
+@pytest.mark.e2e
 def test_the_remediator_gate_counts_wrong_webhook_credentials_but_not_the_webhook(
     tmp_path: Path,
 ) -> None:

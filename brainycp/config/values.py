@@ -87,13 +87,16 @@ def parse_size(value: object) -> int:
     return size
 
 
-def parse_listen(value: object) -> str:
-    """Validate ``HOST:PORT`` (``[::1]:9863`` for IPv6)."""
+def parse_listen(value: object, *, any_port: bool = False) -> str:
+    """Validate ``HOST:PORT`` (``[::1]:9863`` for IPv6). With ``any_port`` (the
+    ``--listen`` flag), port 0 is allowed too: the kernel picks a free port and the
+    start-up line names it."""
     if not isinstance(value, str) or ":" not in value:
         raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9863")
     host, _, port = value.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"port {port!r} must be a number from 1 to 65535")
+    lowest = 0 if any_port else 1
+    if not port.isdigit() or not lowest <= int(port) < 65536:
+        raise ValueError(f"port {port!r} must be a number from {lowest} to 65535")
     if not host:
         raise ValueError("must name a host, e.g. 0.0.0.0:9863")
     return value

@@ -128,6 +128,18 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def bound_port(sock: socket.socket) -> int:
+    """The port ``sock`` is bound to: with port 0 asked for, the one the kernel chose, which
+    the daemons' start-up log line reports (the tests start them on port 0 and read it)."""
+    return int(sock.getsockname()[1])
+
+
+def bound_address(host: str, sock: socket.socket) -> str:
+    """``HOST:PORT`` (``[HOST]:PORT`` for IPv6) with the port ``sock`` is bound to."""
+    port = bound_port(sock)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def open_listener(host: str, port: int, logger: logging.Logger) -> socket.socket | None:
     """:func:`listen_socket`, or None after one error line on ``logger``
     (``cannot listen on HOST:PORT: Address already in use``): the daemon then exits 1.

@@ -47,7 +47,11 @@ def add_daemon_flags(
         default=os.environ.get(CONFIG_ENV),
         help=f"YAML config file (default: ${CONFIG_ENV})",
     )
-    parser.add_argument("--listen", help=f"HOST:PORT to serve on (default: {section}.listen)")
+    parser.add_argument(
+        "--listen",
+        help=f"HOST:PORT to serve on (default: {section}.listen); port 0: any free port,"
+        " named in the start-up log line",
+    )
     parser.add_argument(
         "--web.config.file", dest="web_config", metavar="FILE", help=web_config_help
     )
@@ -87,7 +91,7 @@ def load_at_start(
         return EXIT_CONFIG
     try:
         config = load(args.config)
-        listen = parse_listen(args.listen) if args.listen else listen_of(config)
+        listen = parse_listen(args.listen, any_port=True) if args.listen else listen_of(config)
         web = load_web_config(args.web_config) if args.web_config else None
     except ConfigError as exc:
         for line in exc.errors:

@@ -1,0 +1,108 @@
+"""Keeps the two test tiers honest.
+
+``make test-fast`` runs the tests not marked ``e2e`` and promises that none of them starts
+a process. Here every phase (set-up, call, tear-down) of such a test runs with process
+creation refused: ``subprocess.Popen`` (which ``subprocess.run`` and
+``asyncio.create_subprocess_exec`` use too), ``os.fork``, ``os.posix_spawn`` and
+``os.system`` raise an error naming the test and the mark it needs. A test that starts a
+process, or uses a fixture that does, is marked ``@pytest.mark.e2e``.
+
+The daemons read queue listings in worker processes (``brainycp.queue.worker``). In the
+in-process tier the process-wide readers read in a thread instead (``ListingReaders(0)``,
+the same decoding and reading, made for tests and one-shot tools); the worker processes
+themselves are tested by the ``e2e`` tests (``tests/test_queue_worker.py`` and every
+test that starts a daemon).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from brainycp.queue import worker
+from brainycp.queue.worker import ListingReaders
+
+E2E_HINT = "mark it @pytest.mark.e2e (make test-fast runs only tests that start no process)"
+
+
+@contextmanager
+def processes_refused(nodeid: str) -> Iterator[None]:
+    """Within the block, starting a process raises :class:`ProcessStartRefused`."""
+
+    def refusal(what: str) -> Callable[..., Any]:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            shown = args[1] if what == "subprocess.Popen" and len(args) > 1 else args[:1]
+            raise ProcessStartRefused(
+                f"{nodeid} starts a process ({what}: {shown!r}) but is not marked e2e: " + E2E_HINT
+            )
+
+        return refuse
+
+    saved = {
+        (subprocess.Popen, "__init__"): subprocess.Popen.__init__,
+        (os, "fork"): os.fork,
+        (os, "posix_spawn"): os.posix_spawn,
+        (os, "system"): os.system,
+    }
+    names = {
+        (subprocess.Popen, "__init__"): "subprocess.Popen",
+        (os, "fork"): "os.fork",
+        (os, "posix_spawn"): "os.posix_spawn",
+        (os, "system"): "os.system",
+    }
+    for (owner, attr), what in names.items():
+        setattr(owner, attr, refusal(what))
+    try:
+        yield
+    finally:
+        for (owner, attr), original in saved.items():
+            setattr(owner, attr, original)
+
+
+class ProcessStartRefused(AssertionError):
+    """A test of the in-process tier tried to start a process."""
+
+
+_thread_readers: ListingReaders | None = None
+
+
+@contextmanager
+def readers_in_this_process() -> Iterator[None]:
+    """Within the block, :func:`brainycp.queue.worker.shared_readers` reads in a thread."""
+    global _thread_readers
+    if _thread_readers is None:
+        _thread_readers = ListingReaders(0)
+    saved = worker._shared
+    worker._shared = _thread_readers
+    try:
+        yield
+    finally:
+        worker._shared = saved
+
+
+def _guarded(item: pytest.Item) -> Iterator[None]:
+    if item.get_closest_marker("e2e") is not None:
+        yield
+        return
+    with processes_refused(item.nodeid), readers_in_this_process():
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    yield from _guarded(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    yield from _guarded(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    yield from _guarded(item)
