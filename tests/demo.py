@@ -16,6 +16,7 @@ test exercise the same loop.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import signal
 import socket
@@ -126,6 +127,22 @@ class Timing:
     # act again on such a re-send, so keep it short enough for that to show in the demo.
     repeat_interval: str = "20s"
     cooldown: str = "20s"
+    # The alert rules' `for` durations (alerts/demo-overrides.yml) are multiplied by this:
+    # the full-loop tests shorten them so they wait out no demo-speed pauses.
+    for_scale: float = 1.0
+
+
+FAST_TIMING = Timing(
+    poll_interval="1s",
+    list_interval="1s",
+    scrape_interval="1s",
+    evaluation_interval="1s",
+    group_wait="0s",
+    group_interval="1s",
+    for_scale=0.25,
+)
+"""The tests' timing: the same simulated world (time scale), every interval of the loop at
+its shortest, and a quarter of the demo's `for` durations."""
 
 
 @dataclass
@@ -234,7 +251,7 @@ class Stack:
     def _write_monitoring_configs(self) -> None:
         w, t = self.workdir, self.timing
         rules = w / "rules.yml"
-        rules.write_text(demo_rules())
+        rules.write_text(demo_rules(t.for_scale))
         prometheus = {
             "global": {
                 "scrape_interval": t.scrape_interval,
@@ -434,8 +451,9 @@ class Stack:
         return actions
 
 
-def demo_rules() -> str:
-    """The shipped alert rules with the demo's short ``for`` durations and low thresholds."""
+def demo_rules(for_scale: float = 1.0) -> str:
+    """The shipped alert rules with the demo's short ``for`` durations and low thresholds;
+    each ``for`` multiplied by ``for_scale`` (at least one second)."""
     build = REPO / "alerts" / "build.py"
     result = subprocess.run(
         [sys.executable, str(build), "--demo", "--stdout"],
@@ -444,7 +462,22 @@ def demo_rules() -> str:
         check=True,
         timeout=60,
     )
-    return result.stdout
+    if for_scale == 1.0:
+        return result.stdout
+    rules = yaml.safe_load(result.stdout)
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = f"{max(1, round(seconds(rule['for']) * for_scale))}s"
+    return str(yaml.safe_dump(rules, sort_keys=False))
+
+
+def seconds(duration: str) -> float:
+    """Seconds in a Prometheus duration such as ``15s``, ``2m`` or ``1h30m``."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(int(n) * units[u] for n, u in parts)
 
 
 def _exported(stack: Stack) -> dict[tuple[str, str], float]:
