@@ -10,10 +10,17 @@ import os
 import signal
 
 import httpx
+import pytest
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
-from brainycp.daemon.listener import listen_socket
+from brainycp.daemon.listener import (
+    TIMEOUTS_ENV,
+    Deadlines,
+    GuardedH11Protocol,
+    listen_socket,
+    server_config,
+)
 from brainycp.daemon.reload import Reloader
 from brainycp.daemon.server import HttpService
 from brainycp.daemon.webconfig import WebConfigHolder
@@ -87,3 +94,23 @@ def test_wait_started_says_false_when_serving_ends_before_it_listens() -> None:
         return started
 
     assert asyncio.run(run()) is False
+
+
+def test_the_listener_deadlines_are_10_30_and_5_seconds_unless_the_tests_set_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Operators get the documented deadlines; only the internal TIMEOUTS_ENV (the
+    listener tests' way to wait a second, not ten) changes them, and a malformed value
+    leaves them alone."""
+    monkeypatch.delenv(TIMEOUTS_ENV, raising=False)
+    default = server_config(hello, host="127.0.0.1", port=1)
+    assert (default.http.head_timeout, default.http.body_timeout) == (10.0, 30.0)  # type: ignore[union-attr]
+    assert default.timeout_keep_alive == 5
+    monkeypatch.setenv(TIMEOUTS_ENV, "3 2.5 1")
+    short = server_config(hello, host="127.0.0.1", port=1)
+    assert issubclass(short.http, GuardedH11Protocol)  # type: ignore[arg-type]
+    assert (short.http.head_timeout, short.http.body_timeout) == (3.0, 2.5)  # type: ignore[union-attr]
+    assert short.timeout_keep_alive == 1
+    for malformed in ("3 2", "a b c", "0 1 1"):
+        monkeypatch.setenv(TIMEOUTS_ENV, malformed)
+        assert Deadlines.from_env() == Deadlines(10.0, 30.0, 5)

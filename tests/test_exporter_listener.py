@@ -23,16 +23,22 @@ import httpx
 import pytest
 import yaml
 
-from brainycp.daemon.listener import HEAD_TIMEOUT, KEEP_ALIVE_TIMEOUT
-from tests.support import PYTHON, REPO, free_port, running, wait_until
+from brainycp.daemon.listener import TIMEOUTS_ENV
+from tests.harness import listening_port
+from tests.support import ANY_PORT, PYTHON, REPO, exporter_cmd, serving, wait_until
 
 # Every test here starts a process (the in-process tier, make test-fast, skips them).
 pytestmark = pytest.mark.e2e
 
 TOKEN = "listener-test-token-77"
+# The listener's deadlines for these daemons (brainycp.daemon.listener.TIMEOUTS_ENV): the
+# same behaviour as the defaults (10 s head, 30 s body, 5 s keep-alive), in seconds, not
+# tens of seconds; keep-alive stays shorter than the head deadline, as in the defaults.
+HEAD_TIMEOUT, BODY_TIMEOUT, KEEP_ALIVE_TIMEOUT = 3.0, 3.0, 1
+DEADLINES = {TIMEOUTS_ENV: f"{HEAD_TIMEOUT} {BODY_TIMEOUT} {KEEP_ALIVE_TIMEOUT}"}
 
 
-def exporter_config(tmp: Path, port: int, **exporter: Any) -> Path:
+def exporter_config(tmp: Path, **exporter: Any) -> Path:
     secret = tmp / "pw"
     secret.write_text("pw\n")
     path = tmp / "exporter.yml"
@@ -42,7 +48,7 @@ def exporter_config(tmp: Path, port: int, **exporter: Any) -> Path:
                 "defaults": {"username": "a", "password_file": str(secret), "timeout": "1s"},
                 # Nothing listens on port 9: the polls fail fast, which is all we need.
                 "panels": {"p": {"url": "http://127.0.0.1:9/api/api.php"}},
-                "exporter": {"listen": f"127.0.0.1:{port}", "interval": "60s", **exporter},
+                "exporter": {"interval": "60s", **exporter},
             }
         )
     )
@@ -51,15 +57,9 @@ def exporter_config(tmp: Path, port: int, **exporter: Any) -> Path:
 
 @contextmanager
 def exporter(tmp: Path, **exporter_keys: Any) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    port = free_port()
-    config = exporter_config(tmp, port, **exporter_keys)
-    with running(
-        [PYTHON, "-m", "exporter.cli", "--config", str(config)],
-        log=tmp / "exporter.log",
-        ready_url=f"http://127.0.0.1:{port}/healthz",
-        cwd=REPO,
-    ) as proc:
-        yield port, proc
+    config = exporter_config(tmp, **exporter_keys)
+    with serving(exporter_cmd(config), log=tmp / "exporter.log", env=DEADLINES, cwd=REPO) as e:
+        yield e.port, e.proc
 
 
 def open_idle(port: int, count: int) -> list[socket.socket]:
@@ -132,7 +132,7 @@ def wait_closed_now(sock: socket.socket) -> bool:
         return True
 
 
-def test_an_idle_keep_alive_connection_is_closed_after_five_seconds(tmp_path: Path) -> None:
+def test_an_idle_keep_alive_connection_is_closed_at_the_keep_alive_deadline(tmp_path: Path) -> None:
     with exporter(tmp_path) as (port, _):
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         try:
@@ -143,7 +143,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_five_seconds(tmp_path: Pa
             assert answer.startswith(b"HTTP/1.1 200")
             sock.setblocking(False)
             took = wait_all_closed([sock], timeout=KEEP_ALIVE_TIMEOUT + 3)
-            # Closed by the keep-alive timeout, before the 10 s head deadline.
+            # Closed by the keep-alive timeout, before the head deadline.
             assert took < HEAD_TIMEOUT
         finally:
             sock.close()
@@ -193,12 +193,11 @@ def _low_fd_limit() -> None:
 def test_at_the_file_limit_failed_accepts_are_rate_limited_lines_not_tracebacks(
     tmp_path: Path,
 ) -> None:
-    port = free_port()
-    config = exporter_config(tmp_path, port)
+    config = exporter_config(tmp_path)
     log = tmp_path / "exporter.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [PYTHON, "-m", "exporter.cli", "--config", str(config)],
+            exporter_cmd(config),
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=REPO,
@@ -206,6 +205,7 @@ def test_at_the_file_limit_failed_accepts_are_rate_limited_lines_not_tracebacks(
             preexec_fn=_low_fd_limit,
         )
     try:
+        port = listening_port(log, proc=proc)
         wait_until(
             lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200,
             what="exporter up",
@@ -244,7 +244,7 @@ def test_at_the_file_limit_failed_accepts_are_rate_limited_lines_not_tracebacks(
         stop(proc)
 
 
-def remediator_config(tmp_path: Path, port: int) -> Path:
+def remediator_config(tmp_path: Path) -> Path:
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
     secret = tmp_path / "pw"
@@ -256,7 +256,6 @@ def remediator_config(tmp_path: Path, port: int) -> Path:
                 "defaults": {"username": "a", "password_file": str(secret)},
                 "panels": {"p": {"url": "http://127.0.0.1:9/api/api.php"}},
                 "remediator": {
-                    "listen": f"127.0.0.1:{port}",
                     "auth": {"bearer_token_file": str(token)},
                     "state_file": str(tmp_path / "journal.sqlite"),
                     "rules": [
@@ -274,14 +273,14 @@ def remediator_config(tmp_path: Path, port: int) -> Path:
 
 
 def test_the_remediator_listener_closes_silent_connections_too(tmp_path: Path) -> None:
-    port = free_port()
-    config = remediator_config(tmp_path, port)
-    with running(
-        [PYTHON, "-m", "remediator.cli", "--config", str(config)],
+    config = remediator_config(tmp_path)
+    with serving(
+        [PYTHON, "-m", "remediator.cli", "--config", str(config), *ANY_PORT],
         log=tmp_path / "remediator.log",
-        ready_url=f"http://127.0.0.1:{port}/healthz",
+        env=DEADLINES,
         cwd=REPO,
-    ):
+    ) as served:
+        port = served.port
         idle = open_idle(port, 100)
         try:
             assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
@@ -294,16 +293,16 @@ def test_the_remediator_listener_closes_silent_connections_too(tmp_path: Path) -
 def test_a_client_leaving_mid_body_is_a_quiet_line_not_a_traceback(tmp_path: Path) -> None:
     """The webhook, POST /actions and approve read a body: a client that sends half of it
     and closes is one debug line each, and the remediator keeps answering."""
-    port = free_port()
-    config = remediator_config(tmp_path, port)
+    config = remediator_config(tmp_path)
     log = tmp_path / "remediator.log"
     paths = ("/webhook", "/actions", "/actions/1/approve")
-    with running(
-        [PYTHON, "-m", "remediator.cli", "--config", str(config), "--log-level", "debug"],
+    with serving(
+        [PYTHON, "-m", "remediator.cli", "--config", str(config), *ANY_PORT,
+         "--log-level", "debug"],
         log=log,
-        ready_url=f"http://127.0.0.1:{port}/healthz",
         cwd=REPO,
-    ):
+    ) as served:  # fmt: skip
+        port = served.port
         for path in paths:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
                 sock.sendall(

@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import h11
@@ -42,7 +44,32 @@ DEFAULT_MAX_CONNECTIONS = 1000
 MAX_HEAD_BYTES = 64 * 1024
 """A request head larger than this is a 400 (h11's incomplete-event cap)."""
 
+TIMEOUTS_ENV = "BRAINYCP_LISTENER_TIMEOUTS"
+"""Internal, for the tests, not an operator setting: ``"HEAD BODY KEEP_ALIVE"`` seconds in
+place of the three deadlines above, so a test of them waits a second or two, not ten."""
+
 log = logging.getLogger("brainycp.listener")
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """The listener's three deadlines, in seconds (see the module)."""
+
+    head: float = HEAD_TIMEOUT
+    body: float = BODY_TIMEOUT
+    keep_alive: int = KEEP_ALIVE_TIMEOUT
+
+    @classmethod
+    def from_env(cls) -> Deadlines:
+        """The defaults, or what :data:`TIMEOUTS_ENV` sets (a malformed value is ignored)."""
+        raw = os.environ.get(TIMEOUTS_ENV, "").split()
+        try:
+            head, body, keep_alive = (float(x) for x in raw)
+        except ValueError:
+            return cls()
+        if min(head, body, keep_alive) <= 0:
+            return cls()
+        return cls(head, body, max(1, round(keep_alive)))
 
 
 # Short names of RFC 4514 for the attributes Python's ssl module names in a subject.
@@ -265,20 +292,31 @@ def server_config(
     port: int,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     timeout_graceful_shutdown: int | None = None,
+    deadlines: Deadlines | None = None,
 ) -> uvicorn.Config:
-    """A ``uvicorn.Config`` for ``app`` with the listener's limits (see the module).
+    """A ``uvicorn.Config`` for ``app`` with the listener's limits (see the module);
+    ``deadlines`` default to :meth:`Deadlines.from_env`.
 
     Called inside the daemon's running loop, it also installs :func:`limit_loop_errors`.
     """
     _limit_uvicorn_warnings()
     with contextlib.suppress(RuntimeError):
         limit_loop_errors(asyncio.get_running_loop())
+    limits = deadlines or Deadlines.from_env()
+    protocol = GuardedH11Protocol
+    if (limits.head, limits.body) != (protocol.head_timeout, protocol.body_timeout):
+
+        class Guarded(GuardedH11Protocol):
+            head_timeout = limits.head
+            body_timeout = limits.body
+
+        protocol = Guarded
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=GuardedH11Protocol,
-        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        http=protocol,
+        timeout_keep_alive=limits.keep_alive,
         limit_concurrency=max_connections,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         log_config=None,
