@@ -1,11 +1,12 @@
 """Keeps the two test tiers honest.
 
 ``make test-fast`` runs the tests not marked ``e2e`` and promises that none of them starts
-a process. Here every phase (set-up, call, tear-down) of such a test runs with process
-creation refused: ``subprocess.Popen`` (which ``subprocess.run`` and
-``asyncio.create_subprocess_exec`` use too), ``os.fork``, ``os.posix_spawn`` and
-``os.system`` raise an error naming the test and the mark it needs. A test that starts a
-process, or uses a fixture that does, is marked ``@pytest.mark.e2e``.
+a process. Here the set-up and the call of such a test run with process creation refused:
+``subprocess.Popen`` (which ``subprocess.run`` and ``asyncio.create_subprocess_exec`` use
+too), ``os.fork``, ``os.posix_spawn`` and ``os.system`` raise an error naming the test and
+the mark it needs. A test that starts a process, or uses a fixture that does, is marked
+``@pytest.mark.e2e``. Tear-downs are left alone: a module fixture that an ``e2e`` test
+started may stop its process after the file's last test, whichever tier that is.
 
 The daemons read queue listings in worker processes (``brainycp.queue.worker``). In the
 in-process tier the process-wide readers read in a thread instead (``ListingReaders(0)``,
@@ -100,9 +101,4 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    yield from _guarded(item)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
     yield from _guarded(item)

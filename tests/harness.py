@@ -36,7 +36,13 @@ LISTENING = re.compile(
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago: only for :func:`on_free_port`."""
+    """A TCP port on 127.0.0.1 that was free a moment ago, for :func:`on_free_port`.
+
+    A few tests still call it directly, where the port must be known before the daemon
+    starts: a config that names the daemon's own address (``external_url``, which the
+    links in its pages and notifications carry; ``run``, which finds the daemon from the
+    config's ``listen``), or a restart that must come back on the same port.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

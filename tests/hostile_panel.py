@@ -191,6 +191,9 @@ class HostilePanel:
 async def serve(host: str, port: int) -> None:
     panel = HostilePanel()
     server = await asyncio.start_server(panel.handle, host, port)
+    bound = server.sockets[0].getsockname()[1]
+    # With port 0, the port the kernel chose: tests.harness.serving reads it from this line.
+    print(f"hostile panel listening on {host}:{bound}", flush=True)
     async with server:
         await server.serve_forever()
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.support import free_port, require_e2e
+from tests.harness import PortTaken, address_in_use, on_free_port
+from tests.support import require_e2e
 
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/local/bin")
 USER = "brainycp"
@@ -103,6 +104,22 @@ class Cluster:
         return (self.data / "postmaster.pid").exists()
 
 
+def first_start(node: Cluster, port: int) -> None:
+    """Start ``node`` on ``port``; :class:`PortTaken` when another process had bound it
+    (PostgreSQL takes its port as a number: :func:`tests.harness.on_free_port` tries again
+    on another). Later starts (after :meth:`Cluster.stop`) keep this port."""
+    node.port = port
+    logged = node.log.stat().st_size if node.log.exists() else 0
+    try:
+        node.start()
+    except subprocess.CalledProcessError:
+        with open(node.log, "rb") as log:
+            log.seek(logged)
+            if address_in_use(log.read().decode(errors="replace")):
+                raise PortTaken(f"port {port} was taken") from None
+        raise
+
+
 @contextmanager
 def cluster(*, fsync: bool = False) -> Iterator[Cluster]:
     """Start a throwaway cluster; stop it and remove its directory after.
@@ -118,7 +135,7 @@ def cluster(*, fsync: bool = False) -> Iterator[Cluster]:
         entry = pwd.getpwnam("postgres")
         os.chown(root, entry.pw_uid, entry.pw_gid)
     root.chmod(0o700)
-    node = Cluster(root, free_port(), pg_ctl, as_user)
+    node = Cluster(root, 0, pg_ctl, as_user)  # its port: at the first start, below
     pwfile = root / "initdb.pw"
     pwfile.write_text(PASSWORD + "\n")
     node.password_file.write_text(PASSWORD + "\n")
@@ -139,7 +156,7 @@ def cluster(*, fsync: bool = False) -> Iterator[Cluster]:
         if not fsync:
             with open(node.data / "postgresql.conf", "a") as conf:
                 conf.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
-        node.start()
+        on_free_port(lambda port: first_start(node, port))
         yield node
     finally:
         if node.running():

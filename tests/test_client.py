@@ -24,6 +24,7 @@ from brainycp.panel.client import PanelClient
 from brainycp.panel.connection import READ_HIGH_WATER
 from brainycp.panel.errors import BrainyCPError, PanelAPIError
 from brainycp.panel.transport import PanelTransport
+from tests.harness import serving as serving_process
 from tests.panel_support import (
     Reply,
     Script,
@@ -37,7 +38,7 @@ from tests.panel_support import (
     serving,
     target_of,
 )
-from tests.support import free_port, running, sim_args
+from tests.support import sim_args
 
 PASSWORD = "pw-Secret-42"
 Use = Callable[[PanelClient], Awaitable[Any]]
@@ -456,13 +457,8 @@ def styled_sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     with contextlib.ExitStack() as stack:
         urls = {}
         for style in ("both", "username", "login"):
-            port = free_port()
-            args = sim_args(port, "--users", f"admin:{PASSWORD}:root", "--login-style", style)
-            url = f"http://127.0.0.1:{port}"
-            stack.enter_context(
-                running(args, log=logs / f"{style}.log", ready_url=f"{url}/healthz")
-            )
-            urls[style] = url
+            args = sim_args(0, "--users", f"admin:{PASSWORD}:root", "--login-style", style)
+            urls[style] = stack.enter_context(serving_process(args, log=logs / f"{style}.log")).url
         yield urls
 
 

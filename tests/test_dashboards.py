@@ -29,13 +29,14 @@ from tests.dashboard_support import (
     raw_queries,
     substitute,
 )
-from tests.remediator_support import am_alert, notification
+from tests.remediator_support import am_alert, notification, remediator_cmd
 from tests.support import (
     PYTHON,
     REPO,
-    free_port,
+    exporter_cmd,
     require_binary,
-    running,
+    serving,
+    serving_on_free_port,
     sim_args,
     wait_until,
 )
@@ -326,11 +327,60 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     prometheus = require_binary("prometheus", "apt-get install prometheus")
     tmp = tmp_path_factory.mktemp("dashboards-live")
-    sim_port, exporter_port, remediator_port, prom_port = (free_port() for _ in range(4))
-    sim = f"http://127.0.0.1:{sim_port}"
     (tmp / "panel.pw").write_text(PANEL_PASSWORD + "\n")
     (tmp / "webhook.token").write_text(WEBHOOK_TOKEN + "\n")
-    config = {
+    sim_cmd = sim_args(0, "--users", f"admin:{PANEL_PASSWORD}:root", "--seed", "7")
+    sim_cmd += ["--panel", "web01:quiet:exim", "--panel", "mx01:quiet:postfix"]
+    with ExitStack() as stack:
+        sim = stack.enter_context(serving(sim_cmd, log=tmp / "sim.log", cwd=REPO)).url
+        for panel in ("web01", "mx01"):
+            httpx.post(f"{sim}/panel/{panel}/_sim/pause", json={"paused": True}).raise_for_status()
+        queue = {"add": 3, "frozen": True, "age": 7200}
+        httpx.post(f"{sim}/panel/web01/_sim/queue", json=queue).raise_for_status()
+        config = tmp / "config.yml"
+        config.write_text(yaml.safe_dump(live_config(tmp, sim)))
+        exporter = stack.enter_context(
+            serving(exporter_cmd(config), log=tmp / "exporter.log", cwd=REPO)
+        )
+        remediator = stack.enter_context(
+            serving(remediator_cmd(config), log=tmp / "remediator.log", cwd=REPO)
+        )
+        jobs = {
+            "brainycp-mail-exporter": exporter.port,
+            "brainycp-mail-remediator": remediator.port,
+        }
+        (tmp / "prometheus.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(RULES)],
+                    "scrape_configs": [
+                        {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+                        for job, port in jobs.items()
+                    ],
+                }
+            )
+        )
+
+        def prometheus_cmd(port: int) -> list[str]:
+            return [
+                prometheus,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ]
+
+        prometheus_url = stack.enter_context(
+            serving_on_free_port(
+                prometheus_cmd, log=tmp / "prometheus.log", ready_path="/-/ready", cwd=REPO
+            )
+        ).url
+        yield Live(sim, exporter.url, remediator.url, prometheus_url)
+
+
+def live_config(tmp: Path, sim: str) -> dict[str, Any]:
+    """Two panels of the simulator at ``sim``; the remediator with one rule."""
+    return {
         "defaults": {"username": "admin", "password_file": str(tmp / "panel.pw"), "timeout": "2s"},
         "panels": {
             "web01": {"url": f"{sim}/panel/web01/api/api.php", "daemons": ["clamav"]},
@@ -343,7 +393,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             "top_recipient_domains": 5,
         },
         "remediator": {
-            "listen": f"127.0.0.1:{remediator_port}",
             "auth": {"bearer_token_file": str(tmp / "webhook.token")},
             "state_file": str(tmp / "journal.sqlite"),
             "shutdown_grace": "1s",
@@ -356,63 +405,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             ],
         },
     }
-    (tmp / "config.yml").write_text(yaml.safe_dump(config))
-    jobs = {"brainycp-mail-exporter": exporter_port, "brainycp-mail-remediator": remediator_port}
-    (tmp / "prometheus.yml").write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(RULES)],
-                "scrape_configs": [
-                    {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-                    for job, port in jobs.items()
-                ],
-            }
-        )
-    )
-    sim_cmd = sim_args(sim_port, "--users", f"admin:{PANEL_PASSWORD}:root", "--seed", "7")
-    sim_cmd += ["--panel", "web01:quiet:exim", "--panel", "mx01:quiet:postfix"]
-    daemon = ["--config", str(tmp / "config.yml")]
-    exporter_cmd = [PYTHON, "-m", "exporter.cli", *daemon, "--listen", f"127.0.0.1:{exporter_port}"]
-    prometheus_cmd = [
-        prometheus,
-        f"--config.file={tmp / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{prom_port}",
-    ]
-    with ExitStack() as stack:
-        stack.enter_context(
-            running(sim_cmd, log=tmp / "sim.log", ready_url=f"{sim}/healthz", cwd=REPO)
-        )
-        for panel in ("web01", "mx01"):
-            httpx.post(f"{sim}/panel/{panel}/_sim/pause", json={"paused": True}).raise_for_status()
-        queue = {"add": 3, "frozen": True, "age": 7200}
-        httpx.post(f"{sim}/panel/web01/_sim/queue", json=queue).raise_for_status()
-        exporter_url = f"http://127.0.0.1:{exporter_port}"
-        remediator_url = f"http://127.0.0.1:{remediator_port}"
-        stack.enter_context(
-            running(
-                exporter_cmd,
-                log=tmp / "exporter.log",
-                ready_url=f"{exporter_url}/healthz",
-                cwd=REPO,
-            )
-        )
-        stack.enter_context(
-            running(
-                [PYTHON, "-m", "remediator.cli", *daemon],
-                log=tmp / "remediator.log",
-                ready_url=f"{remediator_url}/healthz",
-                cwd=REPO,
-            )
-        )
-        prometheus_url = f"http://127.0.0.1:{prom_port}"
-        stack.enter_context(
-            running(
-                prometheus_cmd, log=tmp / "prometheus.log", ready_url=f"{prometheus_url}/-/ready"
-            )
-        )
-        yield Live(sim, exporter_url, remediator_url, prometheus_url)
 
 
 def dashboard_query(dashboard: str, title: str) -> str:

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from remediator.serve import Lifecycle
 from remediator.settings.config import load_config
 from tests.remediator_support import remediator
-from tests.support import FIXTURES, PYTHON, REPO, free_port, running, sim_args, wait_until
+from tests.support import FIXTURES, REPO, exporter_cmd, serving, sim_args, wait_until
 
 DOCS = REPO / "docs"
 TLS = FIXTURES / "tls"
@@ -37,12 +37,12 @@ def test_the_simulator_serves_https_as_its_docs_say(tmp_path: Path) -> None:
     docs = (DOCS / "simulator.md").read_text()
     assert "`--tls-cert FILE`, `--tls-key FILE`" in docs
     assert "TLS" not in section(docs, "## What is not simulated")
-    port = free_port()
-    args = sim_args(port, "--tls-cert", str(TLS / "cert.pem"), "--tls-key", str(TLS / "key.pem"))
+    args = sim_args(0, "--tls-cert", str(TLS / "cert.pem"), "--tls-key", str(TLS / "key.pem"))
     trusted = ssl.create_default_context(cafile=str(TLS / "cert.pem"))
-    with running(args, log=tmp_path / "sim.log"):
+    with serving(args, log=tmp_path / "sim.log", scheme="https", ready_path=None) as simulator:
+        assert simulator.url.startswith("https://")
         answer = wait_until(
-            lambda: httpx.get(f"https://127.0.0.1:{port}/healthz", verify=trusted),
+            lambda: httpx.get(f"{simulator.url}/healthz", verify=trusted),
             what="the simulator to answer over HTTPS",
         )
         assert answer.status_code == 200
@@ -60,38 +60,33 @@ def up(port: int) -> float | None:
 @pytest.mark.e2e
 def test_a_rewritten_panel_password_file_is_used_after_a_reload(tmp_path: Path) -> None:
     """The same path with new content: what an operator does when a password rotates."""
-    sim_port, port = free_port(), free_port()
-    secret = tmp_path / "panel.pass"
-    secret.write_text("old-password\n")
-    secret.chmod(0o600)
-    config = tmp_path / "config.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "panels": {
-                    "web01": {
-                        "url": f"http://127.0.0.1:{sim_port}",
-                        "username": "admin",
-                        "password_file": str(secret),
-                    }
-                },
-                "exporter": {"interval": "1s", "list_interval": "0"},
-            }
+    sim = sim_args(0, "--users", "admin:new-password:root")
+    with serving(sim, log=tmp_path / "sim.log") as simulator:
+        sim_port = simulator.port
+        secret = tmp_path / "panel.pass"
+        secret.write_text("old-password\n")
+        secret.chmod(0o600)
+        config = tmp_path / "config.yml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "panels": {
+                        "web01": {
+                            "url": f"http://127.0.0.1:{sim_port}",
+                            "username": "admin",
+                            "password_file": str(secret),
+                        }
+                    },
+                    "exporter": {"interval": "1s", "list_interval": "0"},
+                }
+            )
         )
-    )
-    sim = sim_args(sim_port, "--users", "admin:new-password:root")
-    exporter = [PYTHON, "-m", "exporter.cli", "--config", str(config)]
-    exporter += ["--listen", f"127.0.0.1:{port}"]
-    with (
-        running(sim, log=tmp_path / "sim.log", ready_url=f"http://127.0.0.1:{sim_port}/healthz"),
-        running(
-            exporter, log=tmp_path / "exporter.log", ready_url=f"http://127.0.0.1:{port}/healthz"
-        ) as proc,
-    ):
-        wait_until(lambda: up(port) == 0, what="web01 refused with the old password")
-        secret.write_text("new-password\n")
-        os.kill(proc.pid, signal.SIGHUP)
-        wait_until(lambda: up(port) == 1, what="web01 polled with the rewritten password")
+        with serving(exporter_cmd(config), log=tmp_path / "exporter.log") as exporter:
+            port, proc = exporter.port, exporter.proc
+            wait_until(lambda: up(port) == 0, what="web01 refused with the old password")
+            secret.write_text("new-password\n")
+            os.kill(proc.pid, signal.SIGHUP)
+            wait_until(lambda: up(port) == 1, what="web01 polled with the rewritten password")
     docs = (DOCS / "configuration.md").read_text()
     assert "re-read at every reload" in docs and "read once at start" not in docs
 

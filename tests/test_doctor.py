@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support import FIXTURES, PYTHON, free_port, running, sim_args, wait_until
+from tests.support import FIXTURES, PYTHON, serving, sim_args, wait_until
 
 # Every test here starts a process (the in-process tier, make test-fast, skips them).
 pytestmark = pytest.mark.e2e
@@ -52,21 +52,21 @@ def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sims]:
     password_file.write_text(PASSWORD + "\n")
     password_file.chmod(0o600)
     users = f"admin:{PASSWORD}:root,bob:{PASSWORD}:user"
-    http_port, https_port = free_port(), free_port()
     http_args = sim_args(
-        http_port, "--users", users, "--panel", "web01", "--panel", "pf:quiet:postfix",
+        0, "--users", users, "--panel", "web01", "--panel", "pf:quiet:postfix",
         "--timezone", "Europe/Moscow",
     )  # fmt: skip
     https_args = sim_args(
-        https_port, "--users", users, "--login-style", "login",
+        0, "--users", users, "--login-style", "login",
         "--tls-cert", str(TLS / "cert.pem"), "--tls-key", str(TLS / "key.pem"),
     )  # fmt: skip
-    http = f"http://127.0.0.1:{http_port}"
     with contextlib.ExitStack() as stack:
-        stack.enter_context(running(http_args, log=tmp / "http.log", ready_url=f"{http}/healthz"))
+        http = stack.enter_context(serving(http_args, log=tmp / "http.log")).url
         # The HTTPS simulator is ready when its port accepts; the doctor itself checks TLS.
-        stack.enter_context(running(https_args, log=tmp / "https.log"))
-        sims = Sims(http, f"https://127.0.0.1:{https_port}", password_file, tmp)
+        https = stack.enter_context(
+            serving(https_args, log=tmp / "https.log", scheme="https", ready_path=None)
+        ).url
+        sims = Sims(http, https, password_file, tmp)
         _wait_https(sims.https)
         yield sims
 
@@ -125,7 +125,8 @@ def fleet(sims: Sims) -> dict[str, Any]:
         "pf-utc": {"url": f"{sims.http}/panel/pf/api/api.php"},
         "wrong-password": {"url": sims.http, "password": "not-the-password"},
         "no-rights": {"url": sims.http, "username": "bob"},
-        "refused": {"url": f"http://127.0.0.1:{free_port()}"},
+        # Nothing listens on port 9 (discard): the connection is refused.
+        "refused": {"url": "http://127.0.0.1:9"},
         "no-dns": {"url": "http://panel.invalid:8002"},
         "tls-unpinned": {"url": sims.https},
         "tls-pinned": {"url": sims.https, "tls_fingerprint": _pin().lower()},

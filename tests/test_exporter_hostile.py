@@ -8,6 +8,7 @@ panel stays up, and every hostile panel's poll fails with its own reason
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.hostile_panel import MODES
-from tests.support import PYTHON, REPO, free_port, running, sim_args, wait_until
+from tests.support import PYTHON, REPO, exporter_cmd, serving, sim_args, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -61,56 +62,55 @@ def reason(s: dict[Any, float], panel: str, operation: str) -> str | None:
 
 
 def test_hostile_panels_fail_with_their_reason_and_hurt_nobody(tmp_path: Path) -> None:
-    sim_port, hostile_port, port = free_port(), free_port(), free_port()
     modes = MODES
-    panels: dict[str, Any] = {
-        "healthy": {"url": f"http://127.0.0.1:{sim_port}/panel/healthy/api/api.php"},
-    }
-    for mode, spec in modes.items():
-        panels[mode] = {
-            "url": f"http://127.0.0.1:{hostile_port}/{mode}/api/api.php",
-            "daemons": [],
-            "max_response_bytes": "1MB",
-            "list_interval": "1s" if spec.operation == "list_msg" else "0s",
+    with ExitStack() as stack:
+        sim = stack.enter_context(
+            serving(
+                sim_args(0, "--users", f"admin:{PASSWORD}:root", "--panel", "healthy:quiet:exim"),
+                log=tmp_path / "sim.log",
+            )
+        ).url
+        hostile = stack.enter_context(
+            serving(
+                [PYTHON, "-m", "tests.hostile_panel", "--listen", "127.0.0.1:0"],
+                log=tmp_path / "hostile.log",
+                cwd=REPO,
+                timeout=60,
+            )
+        ).url
+        panels: dict[str, Any] = {
+            "healthy": {"url": f"{sim}/panel/healthy/api/api.php"},
         }
-    config = tmp_path / "exporter.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "defaults": {"username": "admin", "password_env": "SIM_PW", "timeout": "2s"},
-                "panels": panels,
-                "exporter": {
-                    "listen": f"127.0.0.1:{port}",
-                    "interval": "1s",
-                    "list_interval": "1s",
-                    "top_senders": 5,
-                },
+        for mode, spec in modes.items():
+            panels[mode] = {
+                "url": f"{hostile}/{mode}/api/api.php",
+                "daemons": [],
+                "max_response_bytes": "1MB",
+                "list_interval": "1s" if spec.operation == "list_msg" else "0s",
             }
+        config = tmp_path / "exporter.yml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "defaults": {"username": "admin", "password_env": "SIM_PW", "timeout": "2s"},
+                    "panels": panels,
+                    "exporter": {
+                        "interval": "1s",
+                        "list_interval": "1s",
+                        "top_senders": 5,
+                    },
+                }
+            )
         )
-    )
-    with (
-        running(
-            sim_args(
-                sim_port, "--users", f"admin:{PASSWORD}:root", "--panel", "healthy:quiet:exim"
-            ),
-            log=tmp_path / "sim.log",
-            ready_url=f"http://127.0.0.1:{sim_port}/healthz",
-        ),
-        running(
-            [PYTHON, "-m", "tests.hostile_panel", "--listen", f"127.0.0.1:{hostile_port}"],
-            log=tmp_path / "hostile.log",
-            ready_url=f"http://127.0.0.1:{hostile_port}/healthz",
-            cwd=REPO,
-            timeout=60,
-        ),
-        running(
-            [PYTHON, "-m", "exporter.cli", "--config", str(config)],
-            log=tmp_path / "exporter.log",
-            env={"SIM_PW": PASSWORD},
-            ready_url=f"http://127.0.0.1:{port}/healthz",
-            cwd=REPO,
-        ) as proc,
-    ):
+        exporter = stack.enter_context(
+            serving(
+                exporter_cmd(config),
+                log=tmp_path / "exporter.log",
+                env={"SIM_PW": PASSWORD},
+                cwd=REPO,
+            )
+        )
+        port, proc = exporter.port, exporter.proc
         slowest = 0.0
 
         def settled() -> dict[Any, float] | None:
@@ -145,5 +145,5 @@ def test_hostile_panels_fail_with_their_reason_and_hurt_nobody(tmp_path: Path) -
         assert slowest < 1.0, f"a scrape took {slowest:.2f}s"
         peak = vm_hwm_mb(proc.pid)
         assert peak < PEAK_RSS_LIMIT_MB, f"peak RSS {peak:.0f} MB"
-    log = (tmp_path / "exporter.log").read_text()
-    assert "internal" not in log
+        log = (tmp_path / "exporter.log").read_text()
+        assert "internal" not in log

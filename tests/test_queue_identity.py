@@ -38,8 +38,15 @@ from brainycp.queue.identity import (
 from remediator.actions import messages as actions
 from remediator.settings.rules import Rule, Selection
 from tests.exim_support import EximQueue, make_queue
-from tests.remediator_support import TOKEN, am_alert, notification, only_result, write_config
-from tests.support import PYTHON, free_port, running, sim_args, wait_until
+from tests.remediator_support import (
+    TOKEN,
+    am_alert,
+    notification,
+    only_result,
+    remediator_cmd,
+    write_config,
+)
+from tests.support import exporter_cmd, serving, sim_args, wait_until
 
 KELVIN = "\u212aing@example.org"  # U+212A KELVIN SIGN: str.lower() makes it "king"
 LONG_A = "a" * 300 + "@spam.example"
@@ -153,8 +160,6 @@ def test_alerts_on_exported_senders_delete_exactly_those_senders_mail(tmp_path: 
     """Exporter metric -> alert labels -> remediator selection, on the simulator: an alert
     for the Kelvin-sign sender leaves king@'s mail alone, and an alert on a cut label
     deletes that long sender's mail and not the one that shares its first 300 characters."""
-    sim_port, exporter_port, remediator_port = free_port(), free_port(), free_port()
-    sim = f"http://127.0.0.1:{sim_port}"
     rules = [
         {
             "name": "contain-sender",
@@ -164,30 +169,27 @@ def test_alerts_on_exported_senders_delete_exactly_those_senders_mail(tmp_path: 
             "cooldown": "0s",
         }
     ]
-    config = write_config(
-        tmp_path / "config.yml", sim_port, remediator_port, tmp_path / "s.sqlite", rules,
-        panels=("spam",),
-    )  # fmt: skip
-    data = yaml.safe_load(config.read_text())
-    data["exporter"] = {"interval": "1s", "list_interval": "1s", "top_senders": 20}
-    config.write_text(yaml.safe_dump(data))
     senders = {KELVIN: 3, "king@example.org": 2, "king@EXAMPLE.org": 1, LONG_A: 2, LONG_B: 1}
-    exporter = f"http://127.0.0.1:{exporter_port}"
-    remediator = f"http://127.0.0.1:{remediator_port}"
-    sim_cmd = sim_args(sim_port, "--panel", "spam:quiet:exim", "--messages", "0")
-    with running(sim_cmd, log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"):
+    sim_cmd = sim_args(0, "--panel", "spam:quiet:exim", "--messages", "0")
+    with serving(sim_cmd, log=tmp_path / "sim.log") as simulator:
+        sim = simulator.url
+        config = write_config(
+            tmp_path / "config.yml", simulator.port, None, tmp_path / "s.sqlite", rules,
+            panels=("spam",),
+        )  # fmt: skip
+        data = yaml.safe_load(config.read_text())
+        data["exporter"] = {"interval": "1s", "list_interval": "1s", "top_senders": 20}
+        config.write_text(yaml.safe_dump(data))
         panel = f"{sim}/panel/spam/_sim"
         httpx.post(f"{panel}/pause", json={"paused": True}).raise_for_status()
         for sender, count in senders.items():
             body = {"add": count, "sender": sender, "recipient": "r@example.net"}
             httpx.post(f"{panel}/queue", json=body).raise_for_status()
-        exporter_cmd = [PYTHON, "-m", "exporter.cli", "--config", str(config)]
-        exporter_cmd += ["--listen", f"127.0.0.1:{exporter_port}"]
-        remediator_cmd = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
         with (
-            running(exporter_cmd, log=tmp_path / "exp.log", ready_url=f"{exporter}/healthz"),
-            running(remediator_cmd, log=tmp_path / "rem.log", ready_url=f"{remediator}/healthz"),
+            serving(exporter_cmd(config), log=tmp_path / "exp.log") as exporter_daemon,
+            serving(remediator_cmd(config), log=tmp_path / "rem.log") as remediator_daemon,
         ):
+            exporter, remediator = exporter_daemon.url, remediator_daemon.url
             counted = wait_until(
                 lambda: (s := sender_series(exporter)) and sum(s.values()) == 9 and s,
                 timeout=30,
@@ -249,12 +251,11 @@ def test_a_kelvin_sign_alert_leaves_kings_mail_in_a_real_exim_queue(
     king = {queue.submit("king@example.org", "r2@example.net") for _ in range(2)}
     # Exim refuses addresses over 256 characters: long senders are the simulator's test.
     other = queue.submit("King@Example.ORG", "r3@example.net")
-    port = free_port()
-    sim = f"http://127.0.0.1:{port}"
-    args = sim_args(port, "--mta", "exim", "--users", "admin:pw:root")
+    args = sim_args(0, "--mta", "exim", "--users", "admin:pw:root")
     args += ["--exim", queue.exim, "--exiqgrep", queue.exiqgrep]
     args += ["--exim-config", str(queue.config)]
-    with running(args, log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"):
+    with serving(args, log=tmp_path / "sim.log") as simulator:
+        sim = simulator.url
         panel = parse_shared(
             {"panels": {"mx": {"url": f"{sim}/api/api.php", "username": "admin", "password": "pw"}}}
         ).panels["mx"]

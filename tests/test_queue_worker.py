@@ -354,25 +354,25 @@ def test_the_remediator_keeps_answering_while_an_action_reads_a_big_queue(
     """A delete_messages action on a 300,000-message queue: while its worker decodes and
     reads the listing, /healthz and /webhook answer at once (the old remediator read the
     listing on its event loop, for seconds)."""
-    from tests.remediator_support import TOKEN, am_alert, notification, only_result
+    from tests.remediator_support import TOKEN, am_alert, notification, only_result, remediator_cmd
     from tests.remediator_support import write_config as remediator_config
-    from tests.support import PYTHON, free_port, running, sim_args
+    from tests.support import serving, sim_args
 
-    sim_port, port = free_port(), free_port()
-    sim, url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
     rules = [
         {"name": "contain", "matchers": ['alertname="Spam"'], "action": "delete_messages",
          "select": {"sender": "nobody-sends-this@example.invalid"}},
     ]  # fmt: skip
-    config = remediator_config(
-        tmp_path / "c.yml", sim_port, port, tmp_path / "s.sqlite", rules, panels=("big",)
-    )
-    sim_cmd = sim_args(sim_port, "--panel", "big:quiet:exim", "--messages", "0")
-    with running(sim_cmd, log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"):
+    sim_cmd = sim_args(0, "--panel", "big:quiet:exim", "--messages", "0")
+    with serving(sim_cmd, log=tmp_path / "sim.log") as simulator:
+        sim = simulator.url
+        config = remediator_config(
+            tmp_path / "c.yml", simulator.port, None, tmp_path / "s.sqlite", rules, panels=("big",)
+        )
         fault = {"listing_messages": 300_000, "operations": ["list_msg"]}
         httpx.post(f"{sim}/panel/big/_sim/fault", json=fault).raise_for_status()
-        remediator = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
-        with running(remediator, log=tmp_path / "rem.log", ready_url=f"{url}/healthz"):
+        remediator = remediator_cmd(config)
+        with serving(remediator, log=tmp_path / "rem.log") as served:
+            url = served.url
             client = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
             action = only_result(
                 client.post(f"{url}/webhook", json=notification(am_alert("Spam", "big")))

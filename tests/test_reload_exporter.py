@@ -17,7 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.shard import in_shard
-from tests.support import PYTHON, free_port, running, sim_args, wait_until
+from tests.support import exporter_cmd, serving, sim_args, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -29,10 +29,9 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("sim") / "sim.log"
-    port = free_port()
-    args = sim_args(port, "--users", f"admin:{PASSWORD}:root", "--panels", "4")
-    with running(args, log=log, ready_url=f"http://127.0.0.1:{port}/healthz"):
-        yield f"http://127.0.0.1:{port}"
+    args = sim_args(0, "--users", f"admin:{PASSWORD}:root", "--panels", "4")
+    with serving(args, log=log) as simulator:
+        yield simulator.url
 
 
 def panel(sim: str, index: int, password_file: Path, **extra: Any) -> dict[str, Any]:
@@ -87,11 +86,10 @@ def test_sighup_and_post_reload_apply_a_new_panel_set(sim: str, tmp_path: Path) 
             "gone": panel(sim, 2, good),
         }
     )
-    port = free_port()
-    args = [PYTHON, "-m", "exporter.cli", "--config", str(config_path)]
-    args += ["--listen", f"127.0.0.1:{port}", "--web.config.file", str(web)]
+    args = exporter_cmd(config_path, "--web.config.file", str(web))
     log = tmp_path / "exporter.log"
-    with running(args, log=log, ready_url=None) as proc:
+    with serving(args, log=log, ready_path=None) as served:
+        port, proc = served.port, served.proc
         first = wait_until(
             lambda: (s := scrape(port)) and up(s) == {"keep": 1, "changed": 1, "gone": 1} and s,
             what="the three panels polled",
@@ -174,10 +172,8 @@ def test_reload_over_http_is_refused_without_a_web_config(sim: str, tmp_path: Pa
     secret.chmod(0o600)
     config_path = tmp_path / "config.yml"
     config_path.write_text(yaml.safe_dump({"panels": {"keep": panel(sim, 0, secret)}}))
-    port = free_port()
-    args = [PYTHON, "-m", "exporter.cli", "--config", str(config_path)]
-    args += ["--listen", f"127.0.0.1:{port}"]
-    with running(args, log=tmp_path / "log", ready_url=f"http://127.0.0.1:{port}/healthz"):
+    with serving(exporter_cmd(config_path), log=tmp_path / "log") as served:
+        port = served.port
         refused = httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=10)
         assert refused.status_code == 403
         assert "SIGHUP" in refused.json()["error"]
@@ -212,20 +208,14 @@ def test_a_reload_moves_panels_between_shards_unless_the_command_line_pins_it(
 
     assert expected(0, 2) and expected(1, 2), "the names must split across two shards"
     write_config("0/1")
-    port, pinned_port = free_port(), free_port()
-    base = [PYTHON, "-m", "exporter.cli", "--config", str(config_path)]
-    follows = [*base, "--listen", f"127.0.0.1:{port}"]
-    pinned = [*base, "--listen", f"127.0.0.1:{pinned_port}", "--shard", "1/3"]
+    follows = exporter_cmd(config_path)
+    pinned = exporter_cmd(config_path, "--shard", "1/3")
     with (
-        running(
-            follows, log=tmp_path / "follows.log", ready_url=f"http://127.0.0.1:{port}/healthz"
-        ) as proc,
-        running(
-            pinned,
-            log=tmp_path / "pinned.log",
-            ready_url=f"http://127.0.0.1:{pinned_port}/healthz",
-        ) as pinned_proc,
+        serving(follows, log=tmp_path / "follows.log") as following,
+        serving(pinned, log=tmp_path / "pinned.log") as pinning,
     ):
+        port, proc = following.port, following.proc
+        pinned_port, pinned_proc = pinning.port, pinning.proc
         assert served(port) == set(names)
         assert served(pinned_port) == expected(1, 3)
         for shard, (index, count) in (("0/2", (0, 2)), ("1/2", (1, 2))):

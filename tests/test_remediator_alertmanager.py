@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -10,8 +11,8 @@ import pytest
 import yaml
 
 from remediator.payload import fingerprint
-from tests.remediator_support import PYTHON, RULES, TOKEN, Env, start_sim, write_config
-from tests.support import free_port, require_binary, running, wait_until
+from tests.remediator_support import RULES, TOKEN, Env, remediator_cmd, start_sim, write_config
+from tests.support import require_binary, serving, serving_on_free_port, wait_until
 
 # Every test here starts a process (the in-process tier, make test-fast, skips them).
 pytestmark = pytest.mark.e2e
@@ -19,10 +20,22 @@ pytestmark = pytest.mark.e2e
 
 def test_alertmanager_notification_lands_as_an_action_on_the_panel(tmp_path: Path) -> None:
     alertmanager = require_binary("prometheus-alertmanager", "apt install prometheus-alertmanager")
-    sim_port, port, am_port = free_port(), free_port(), free_port()
-    sim = f"http://127.0.0.1:{sim_port}"
-    url = f"http://127.0.0.1:{port}"
-    config = write_config(tmp_path / "config.yml", sim_port, port, tmp_path / "s.sqlite", RULES)
+    with ExitStack() as stack:
+        simulator = stack.enter_context(serving(start_sim(tmp_path, 0), log=tmp_path / "sim.log"))
+        config = write_config(
+            tmp_path / "config.yml", simulator.port, None, tmp_path / "s.sqlite", RULES
+        )
+        remediator = stack.enter_context(
+            serving(remediator_cmd(config), log=tmp_path / "remediator.log")
+        )
+        alertmanager_sends_to(stack, alertmanager, tmp_path, simulator.url, remediator.url)
+
+
+def alertmanager_sends_to(
+    stack: ExitStack, alertmanager: str, tmp_path: Path, sim: str, url: str
+) -> None:
+    """Alertmanager routing to the remediator at ``url``: an alert posted to it restarts
+    ClamAV on the simulator's panel svc, through the remediator's rule."""
     am_config = tmp_path / "alertmanager.yml"
     am_config.write_text(
         yaml.safe_dump(
@@ -55,47 +68,41 @@ def test_alertmanager_notification_lands_as_an_action_on_the_panel(tmp_path: Pat
             }
         )
     )
-    am_args = [
-        alertmanager,
-        f"--config.file={am_config}",
-        f"--storage.path={tmp_path / 'am-data'}",
-        f"--web.listen-address=127.0.0.1:{am_port}",
-        "--cluster.listen-address=",
-    ]
-    am = f"http://127.0.0.1:{am_port}"
-    with (
-        running(
-            start_sim(tmp_path, sim_port), log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"
-        ),
-        running(
-            [PYTHON, "-m", "remediator.cli", "--config", str(config)],
-            log=tmp_path / "remediator.log",
-            ready_url=f"{url}/healthz",
-        ),
-        running(am_args, log=tmp_path / "am.log", ready_url=f"{am}/-/ready", timeout=30),
-    ):
-        env = Env(sim, url, httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}), tmp_path)
-        env.sim_post("svc", "pause", {"paused": True})
-        env.sim_post("svc", "daemon", {"clamav": "stopped"})
-        now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-        alert = {
-            "labels": {"alertname": "BrainyCPClamAVDown", "panel": "svc", "severity": "critical"},
-            "annotations": {"summary": "ClamAV is down on svc"},
-            "startsAt": now,
-            "generatorURL": "http://prometheus.example/graph",
-        }
-        httpx.post(f"{am}/api/v2/alerts", json=[alert], timeout=10).raise_for_status()
-        wait_until(
-            lambda: env.state("svc")["daemons"]["clamav"] == "running",
-            timeout=30,
-            what="Alertmanager -> remediator -> restart on the panel",
-        )
-        rows = env.client.get(f"{url}/actions", params={"rule": "restart-clamav"}).json()
-        (row,) = rows["actions"]
-        assert row["alert"]["alertname"] == "BrainyCPClamAVDown"
-        # Our fallback fingerprint is Alertmanager's own.
-        assert row["alert"]["fingerprint"] == fingerprint(alert["labels"])
-        assert [c for c in env.calls("svc") if c[0] == "clamav"] == [
-            ("clamav", "status"), ("clamav", "off"), ("clamav", "on"), ("clamav", "status"),
-        ]  # fmt: skip
-        env.client.close()
+
+    def am_args(port: int) -> list[str]:
+        return [
+            alertmanager,
+            f"--config.file={am_config}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ]
+
+    am = stack.enter_context(
+        serving_on_free_port(am_args, log=tmp_path / "am.log", ready_path="/-/ready", timeout=30)
+    ).url
+    env = Env(sim, url, httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}), tmp_path)
+    env.sim_post("svc", "pause", {"paused": True})
+    env.sim_post("svc", "daemon", {"clamav": "stopped"})
+    now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    alert = {
+        "labels": {"alertname": "BrainyCPClamAVDown", "panel": "svc", "severity": "critical"},
+        "annotations": {"summary": "ClamAV is down on svc"},
+        "startsAt": now,
+        "generatorURL": "http://prometheus.example/graph",
+    }
+    httpx.post(f"{am}/api/v2/alerts", json=[alert], timeout=10).raise_for_status()
+    wait_until(
+        lambda: env.state("svc")["daemons"]["clamav"] == "running",
+        timeout=30,
+        what="Alertmanager -> remediator -> restart on the panel",
+    )
+    rows = env.client.get(f"{url}/actions", params={"rule": "restart-clamav"}).json()
+    (row,) = rows["actions"]
+    assert row["alert"]["alertname"] == "BrainyCPClamAVDown"
+    # Our fallback fingerprint is Alertmanager's own.
+    assert row["alert"]["fingerprint"] == fingerprint(alert["labels"])
+    assert [c for c in env.calls("svc") if c[0] == "clamav"] == [
+        ("clamav", "status"), ("clamav", "off"), ("clamav", "on"), ("clamav", "status"),
+    ]  # fmt: skip
+    env.client.close()

@@ -11,7 +11,7 @@ import pytest
 from brainycp.config.errors import ConfigError
 from remediator.settings.config import parse_config
 from remediator.settings.matchers import Matcher
-from tests.support import free_port, require_binary, running
+from tests.support import require_binary, serving_on_free_port
 
 # Matchers as a rule would write them (the text inside the YAML string).
 MATCHERS = [
@@ -61,17 +61,18 @@ VALUES = [
 def test_matchers_agree_with_a_real_alertmanager(tmp_path: Path) -> None:
     """Alertmanager's API filters are parsed and matched like its route matchers."""
     binary = require_binary("prometheus-alertmanager", "apt install prometheus-alertmanager")
-    port = free_port()
     config = tmp_path / "am.yml"
     config.write_text("route:\n  receiver: none\nreceivers:\n  - name: none\n")
-    args = [
-        binary,
-        f"--config.file={config}",
-        f"--storage.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-    ]
-    am = f"http://127.0.0.1:{port}"
+
+    def args(port: int) -> list[str]:
+        return [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ]
+
     now = dt.datetime.now(dt.UTC)
     stamp = {
         "startsAt": now.isoformat().replace("+00:00", "Z"),
@@ -82,7 +83,10 @@ def test_matchers_agree_with_a_real_alertmanager(tmp_path: Path) -> None:
     ]
     alerts.append({"labels": {"alertname": "M", "id": "missing"}, **stamp})
     labels_of = {a["labels"]["id"]: a["labels"] for a in alerts}
-    with running(args, log=tmp_path / "am.log", ready_url=f"{am}/-/ready", timeout=30):
+    with serving_on_free_port(
+        args, log=tmp_path / "am.log", ready_path="/-/ready", timeout=30
+    ) as alertmanager:
+        am = alertmanager.url
         httpx.post(f"{am}/api/v2/alerts", json=alerts, timeout=10).raise_for_status()
         disagreements, refused = [], []
         for text in MATCHERS:

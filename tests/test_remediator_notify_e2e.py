@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.chat_support import slack_lines, telegram_lines
 from tests.remediator_support import TOKEN, am_alert, notification, write_config
-from tests.support import PYTHON, free_port, require_binary, running, sim_args, wait_until
+from tests.support import PYTHON, free_port, require_binary, running, serving, sim_args, wait_until
 from tests.trust_support import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -42,12 +42,11 @@ WEB_USER, WEB_PASSWORD = "alice", "notify-e2e-web-password"
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("notify-sim")
-    port = free_port()
-    args = sim_args(port, "--seed", "5")
+    args = sim_args(0, "--seed", "5")
     for name in PANELS:
         args += ["--panel", f"{name}:quiet:exim"]
-    url = f"http://127.0.0.1:{port}"
-    with running(args, log=tmp / "sim.log", ready_url=f"{url}/healthz"):
+    with serving(args, log=tmp / "sim.log") as simulator:
+        url = simulator.url
         for name in PANELS:
             httpx.post(f"{url}/panel/{name}/_sim/pause", json={"paused": True}).raise_for_status()
         yield url

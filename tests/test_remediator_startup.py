@@ -20,10 +20,11 @@ from tests.remediator_support import (
     am_alert,
     notification,
     only_result,
+    remediator_cmd,
     slow_delete_scene,
     write_config,
 )
-from tests.support import PYTHON, free_port, running, wait_until
+from tests.support import ANY_PORT, PYTHON, running, serving, wait_until
 
 
 @pytest.mark.e2e
@@ -41,7 +42,7 @@ def test_a_second_remediator_on_the_same_journal_refuses_to_start(tmp_path: Path
         )
         # Same journal on another port (say, a --listen override started by mistake).
         second = subprocess.run(
-            [*args, "--listen", f"127.0.0.1:{free_port()}"],
+            [*args, *ANY_PORT],
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert second.returncode == 1
@@ -68,14 +69,9 @@ def test_a_busy_port_is_one_error_line_and_exit_1(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_pathological_json_gets_4xx_not_500(tmp_path: Path) -> None:
-    port = free_port()
-    config = write_config(tmp_path / "config.yml", 1, port, tmp_path / "s.sqlite", RULES)
-    url = f"http://127.0.0.1:{port}"
-    with running(
-        [PYTHON, "-m", "remediator.cli", "--config", str(config)],
-        log=tmp_path / "remediator.log",
-        ready_url=f"{url}/healthz",
-    ):
+    config = write_config(tmp_path / "config.yml", 1, None, tmp_path / "s.sqlite", RULES)
+    with serving(remediator_cmd(config), log=tmp_path / "remediator.log") as served:
+        url = served.url
         headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
         good = notification(am_alert("NoRuleForThis", "frozen"))
         surrogate = json.dumps(good).replace('"frozen"', '"fro\\udc00zen"', 1)
@@ -123,14 +119,9 @@ def test_old_journal_rows_are_pruned_at_start(tmp_path: Path) -> None:
     last_run = journal.insert(outcome="succeeded", received_at=long_ago + 1, **common)  # type: ignore[arg-type]
     repeat = journal.insert(outcome="skipped_duplicate", received_at=long_ago + 2, **common)  # type: ignore[arg-type]
     journal.close()
-    port = free_port()
-    config = write_config(tmp_path / "config.yml", 1, port, state, RULES)
-    url = f"http://127.0.0.1:{port}"
-    with running(
-        [PYTHON, "-m", "remediator.cli", "--config", str(config)],
-        log=tmp_path / "remediator.log",
-        ready_url=f"{url}/healthz",
-    ):
+    config = write_config(tmp_path / "config.yml", 1, None, state, RULES)
+    with serving(remediator_cmd(config), log=tmp_path / "remediator.log") as served:
+        url = served.url
         rows = httpx.get(
             f"{url}/actions",
             params={"limit": 100},
@@ -159,10 +150,9 @@ def test_a_corrupt_journal_is_refused_at_start_with_exit_2_and_left_untouched(
         handle.seek(4096 * 5)
         handle.write(b"\xa5" * 4096 * 3)
     before = state.read_bytes()
-    config = write_config(tmp_path / "config.yml", 1, free_port(), state, RULES)
+    config = write_config(tmp_path / "config.yml", 1, None, state, RULES)
     out = subprocess.run(
-        [PYTHON, "-m", "remediator.cli", "--config", str(config)],
-        capture_output=True, text=True, timeout=30,
+        remediator_cmd(config), capture_output=True, text=True, timeout=30
     )  # fmt: skip
     assert out.returncode == 2, out.stderr
     assert f"journal {state}: corrupt" in out.stderr and f"mv {state} {state}.bad" in out.stderr

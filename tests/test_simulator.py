@@ -25,7 +25,7 @@ from brainycp.simulator.state import (
     PanelState,
     b62,
 )
-from tests.support import FIXTURES, free_port, running, sim_args, wait_until
+from tests.support import FIXTURES, serving, sim_args, wait_until
 
 WALL = 1_800_000_000.0
 
@@ -347,14 +347,13 @@ class Sim:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
-    port = free_port()
     log = tmp_path_factory.mktemp("sim") / "sim.log"
     args = sim_args(
-        port, "--users", USERS, "--seed", "7",
+        0, "--users", USERS, "--seed", "7",
         "--panel", "web01", "--panel", "web02:quiet:postfix", "--panel", "pile:frozen-pileup",
     )  # fmt: skip
-    with running(args, log=log, ready_url=f"http://127.0.0.1:{port}/healthz"):
-        client = Sim(port)
+    with serving(args, log=log) as simulator:
+        client = Sim(simulator.port)
         yield client
         client.http.close()
 
@@ -746,11 +745,10 @@ def test_client_error_reasons(clean: Sim) -> None:
 
 @pytest.fixture(scope="module")
 def norelay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
-    port = free_port()
     log = tmp_path_factory.mktemp("sim") / "norelay.log"
-    args = sim_args(port, "--no-relay", "--flavour", "postfix", "--detail-format", "lines")
-    with running(args, log=log, ready_url=f"http://127.0.0.1:{port}/healthz"):
-        client = Sim(port)
+    args = sim_args(0, "--no-relay", "--flavour", "postfix", "--detail-format", "lines")
+    with serving(args, log=log) as simulator:
+        client = Sim(simulator.port)
         yield client
         client.http.close()
 
@@ -773,9 +771,9 @@ def test_detail_format_lines(norelay: Sim) -> None:
 
 @pytest.mark.e2e
 def test_many_panels_with_latency_concurrently(tmp_path: Path) -> None:
-    port = free_port()
-    args = sim_args(port, "--panels", "1000", "--latency", "0.05")
-    with running(args, log=tmp_path / "sim.log", ready_url=f"http://127.0.0.1:{port}/healthz"):
+    args = sim_args(0, "--panels", "1000", "--latency", "0.05")
+    with serving(args, log=tmp_path / "sim.log") as simulator:
+        port = simulator.port
 
         async def go() -> list[int]:
             limits = httpx.Limits(max_connections=1000)

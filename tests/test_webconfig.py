@@ -22,12 +22,13 @@ from brainycp.config.errors import ConfigError
 from brainycp.daemon.basicauth import BasicAuth, Checked, bcrypt_cost
 from brainycp.daemon.listener import subject_name
 from brainycp.daemon.webconfig import WebConfigHolder, apply_tls, parse_web_config
-from tests.remediator_support import TOKEN, write_config
+from tests.remediator_support import TOKEN, remediator_cmd, write_config
 from tests.support import (
     PYTHON,
-    free_port,
+    exporter_cmd,
     require_binary,
-    running,
+    serving,
+    serving_on_free_port,
     sim_args,
     wait_until,
 )
@@ -97,7 +98,7 @@ def test_a_bad_web_config_names_the_key(data: Any, expected: str) -> None:
 @pytest.mark.e2e
 @pytest.mark.parametrize("daemon", ["exporter", "remediator"])
 def test_a_bad_web_config_exits_2_naming_the_key(tmp_path: Path, daemon: str) -> None:
-    config = write_config(tmp_path / "config.yml", 1, free_port(), tmp_path / "s.db", [])
+    config = write_config(tmp_path / "config.yml", 1, 9, tmp_path / "s.db", [])  # never bound
     web = tmp_path / "web.yml"
     web.write_text("basic_auth_users:\n  prometheus: hunter2\n")
     result = subprocess.run(
@@ -240,29 +241,26 @@ def test_a_certificate_subject_is_one_escaped_rfc4514_name() -> None:
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[str]:
-    port = free_port()
-    log = Path(f"/tmp/webconfig-sim-{port}.log")
-    with running(sim_args(port, "--users", "admin:pw:root", "--panels", "1"), log=log,
-                 ready_url=f"http://127.0.0.1:{port}/healthz"):  # fmt: skip
-        yield f"http://127.0.0.1:{port}"
-    log.unlink(missing_ok=True)
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("webconfig-sim") / "sim.log"
+    with serving(sim_args(0, "--users", "admin:pw:root", "--panels", "1"), log=log) as simulator:
+        yield simulator.url
 
 
-def exporter(tmp: Path, sim: str, web: dict[str, Any] | None) -> tuple[list[str], int]:
+def exporter(tmp: Path, sim: str, web: dict[str, Any] | None) -> list[str]:
+    """The command line of an exporter of the simulator's panel, on a port the kernel picks
+    (:func:`tests.harness.serving` reads it back), with ``web`` as its web config."""
     secret = tmp / "pw"
     secret.write_text("pw\n")
     secret.chmod(0o600)
     panel = {"url": f"{sim}/panel/panel0001/api/api.php", "username": "admin"}
     config = {"panels": {"web01": {**panel, "password_file": str(secret)}}}
     (tmp / "config.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    args = [PYTHON, "-m", "exporter.cli", "--config", str(tmp / "config.yml")]
-    args += ["--listen", f"127.0.0.1:{port}"]
+    args = exporter_cmd(tmp / "config.yml")
     if web is not None:
         (tmp / "web.yml").write_text(yaml.safe_dump(web))
         args += ["--web.config.file", str(tmp / "web.yml")]
-    return args, port
+    return args
 
 
 @pytest.mark.e2e
@@ -271,12 +269,12 @@ def test_exporter_serves_tls_with_basic_auth_on_every_endpoint(sim: str, tmp_pat
         "tls_server_config": {"cert_file": str(TLS / "cert.pem"), "key_file": str(TLS / "key.pem")},
         "basic_auth_users": {USER: HASH},
     }
-    args, port = exporter(tmp_path, sim, web)
-    base = f"https://127.0.0.1:{port}"
+    args = exporter(tmp_path, sim, web)
     with (
-        running(args, log=tmp_path / "exporter.log"),
+        serving(args, log=tmp_path / "exporter.log", ready_path=None, scheme="https") as served,
         httpx.Client(verify=client_context(), timeout=10) as client,
     ):
+        base = served.url
         wait_until(lambda: client.get(f"{base}/healthz").status_code == 401, what="TLS up")
         for path in ("/metrics", "/", "/healthz"):
             refused = client.get(f"{base}{path}")
@@ -285,7 +283,7 @@ def test_exporter_serves_tls_with_basic_auth_on_every_endpoint(sim: str, tmp_pat
             assert client.get(f"{base}{path}", auth=(USER, "nope")).status_code == 401
             assert client.get(f"{base}{path}", auth=(USER, PASSWORD)).status_code == 200
         with pytest.raises(httpx.HTTPError):
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)  # plain HTTP: no answer
+            httpx.get(f"http://127.0.0.1:{served.port}/healthz", timeout=5)  # plain HTTP: no answer
         # An authenticated client may reload over HTTP.
         reloaded = client.post(f"{base}/-/reload", auth=(USER, PASSWORD))
         assert reloaded.status_code == 200 and reloaded.json() == {"status": "success"}
@@ -300,9 +298,9 @@ def test_exporter_min_version_tls13_refuses_a_tls12_client(sim: str, tmp_path: P
             "min_version": "TLS13",
         }
     }
-    args, port = exporter(tmp_path, sim, web)
-    url = f"https://127.0.0.1:{port}/healthz"
-    with running(args, log=tmp_path / "exporter.log"):
+    args = exporter(tmp_path, sim, web)
+    with serving(args, log=tmp_path / "exporter.log", ready_path=None, scheme="https") as served:
+        url = f"{served.url}/healthz"
         wait_until(
             lambda: httpx.get(url, verify=client_context(), timeout=5).status_code == 200,
             what="TLS 1.3 up",
@@ -323,10 +321,10 @@ def test_exporter_requires_and_verifies_client_certificates(sim: str, tmp_path: 
             "client_auth_type": "RequireAndVerifyClientCert",
         }
     }
-    args, port = exporter(tmp_path, sim, web)
-    base = f"https://127.0.0.1:{port}"
+    args = exporter(tmp_path, sim, web)
     with_cert = client_context(cert, key)
-    with running(args, log=tmp_path / "exporter.log"):
+    with serving(args, log=tmp_path / "exporter.log", ready_path=None, scheme="https") as served:
+        base = served.url
         wait_until(
             lambda: httpx.get(f"{base}/healthz", verify=with_cert, timeout=5).status_code == 200,
             what="mTLS up",
@@ -344,15 +342,13 @@ def test_exporter_requires_and_verifies_client_certificates(sim: str, tmp_path: 
 
 @pytest.mark.e2e
 def test_remediator_web_config_guards_all_but_the_webhook(tmp_path: Path) -> None:
-    port = free_port()
-    config = write_config(tmp_path / "config.yml", free_port(), port, tmp_path / "s.db", [])
+    config = write_config(tmp_path / "config.yml", 9, None, tmp_path / "s.db", [])
     web = tmp_path / "web.yml"
     web.write_text(yaml.safe_dump({"basic_auth_users": {USER: HASH}}))
-    url = f"http://127.0.0.1:{port}"
-    args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
-    args += ["--web.config.file", str(web)]
+    args = remediator_cmd(config, "--web.config.file", str(web))
     bearer = {"Authorization": f"Bearer {TOKEN}"}
-    with running(args, log=tmp_path / "remediator.log"):
+    with serving(args, log=tmp_path / "remediator.log", ready_path=None) as served:
+        url = served.url
         wait_until(lambda: httpx.get(f"{url}/healthz", timeout=5).status_code == 401, what="up")
         for path in ("/actions", "/", "/metrics", "/healthz", "/control"):
             assert httpx.get(f"{url}{path}", timeout=5).status_code == 401, path
@@ -382,7 +378,7 @@ class RecordingProxy:
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.port = free_port()
+        self.port = 0  # the kernel's choice, read back once the server is bound
         self.heads: list[bytes] = []
         self.requests: list[bytes] = []
         self._loop = asyncio.new_event_loop()
@@ -414,9 +410,8 @@ class RecordingProxy:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        )
+        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
             self._loop.run_forever()
@@ -441,8 +436,12 @@ class RecordingProxy:
 @pytest.mark.e2e
 def test_metrics_are_gzipped_for_a_real_prometheus_scrape(sim: str, tmp_path: Path) -> None:
     prometheus = require_binary("prometheus", "apt-get install prometheus")
-    args, port = exporter(tmp_path, sim, {"basic_auth_users": {USER: HASH}})
-    with running(args, log=tmp_path / "exporter.log"), RecordingProxy(port) as proxy:
+    args = exporter(tmp_path, sim, {"basic_auth_users": {USER: HASH}})
+    with (
+        serving(args, log=tmp_path / "exporter.log", ready_path=None) as served,
+        RecordingProxy(served.port) as proxy,
+    ):
+        port = served.port
         health = f"http://127.0.0.1:{port}/healthz"
         wait_until(lambda: httpx.get(health, auth=(USER, PASSWORD)).status_code == 200, what="up")
         metrics = f"http://127.0.0.1:{port}/metrics"
@@ -457,7 +456,6 @@ def test_metrics_are_gzipped_for_a_real_prometheus_scrape(sim: str, tmp_path: Pa
         )
         assert raw.headers["content-encoding"] == "gzip"
         assert "brainycp_exporter_build_info" in raw.text  # decoded by httpx
-        prom_port = free_port()
         scrape = {
             "job_name": "brainycp-mail-exporter",
             "scrape_interval": "1s",
@@ -465,20 +463,27 @@ def test_metrics_are_gzipped_for_a_real_prometheus_scrape(sim: str, tmp_path: Pa
             "basic_auth": {"username": USER, "password": PASSWORD},
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({"scrape_configs": [scrape]}))
-        prom_args = [
-            prometheus,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ]
-        api = f"http://127.0.0.1:{prom_port}/api/v1/query"
 
-        def scraped() -> bool:
-            answer = httpx.get(api, params={"query": 'brainycp_up{panel="web01"}'}, timeout=5)
-            return bool(answer.json()["data"]["result"])
+        def prom_args(prom_port: int) -> list[str]:
+            return [
+                prometheus,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ]
 
-        with running(prom_args, log=tmp_path / "prometheus.log",
-                     ready_url=f"http://127.0.0.1:{prom_port}/-/ready", timeout=60):  # fmt: skip
+        with serving_on_free_port(
+            prom_args, log=tmp_path / "prometheus.log", ready_path="/-/ready", timeout=60
+        ) as prom:
+
+            def scraped() -> bool:
+                answer = httpx.get(
+                    f"{prom.url}/api/v1/query",
+                    params={"query": 'brainycp_up{panel="web01"}'},
+                    timeout=5,
+                )
+                return bool(answer.json()["data"]["result"])
+
             wait_until(scraped, timeout=60, what="Prometheus to store a scraped series")
         prom_requests = [r for r in proxy.requests if b"Prometheus/" in r]
         assert prom_requests and all(b"gzip" in r.lower() for r in prom_requests)
@@ -490,18 +495,16 @@ def test_metrics_are_gzipped_for_a_real_prometheus_scrape(sim: str, tmp_path: Pa
 @pytest.mark.e2e
 def test_remediator_serves_tls_and_starts_without_a_restart_warning(tmp_path: Path) -> None:
     """TLS from the start is the config in force, not a reload that turned TLS on."""
-    port = free_port()
-    config = write_config(tmp_path / "config.yml", free_port(), port, tmp_path / "s.db", [])
+    config = write_config(tmp_path / "config.yml", 9, None, tmp_path / "s.db", [])
     web = tmp_path / "web.yml"
     web.write_text(yaml.safe_dump({"tls_server_config": CERT, "basic_auth_users": {USER: HASH}}))
-    args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
-    args += ["--web.config.file", str(web)]
+    args = remediator_cmd(config, "--web.config.file", str(web))
     log = tmp_path / "remediator.log"
-    base = f"https://127.0.0.1:{port}"
     with (
-        running(args, log=log),
+        serving(args, log=log, ready_path=None, scheme="https") as served,
         httpx.Client(verify=client_context(), timeout=10) as client,
     ):
+        base = served.url
         wait_until(lambda: client.get(f"{base}/healthz").status_code == 401, what="TLS up")
         assert client.get(f"{base}/actions", auth=(USER, PASSWORD)).status_code == 200
         reloaded = client.post(f"{base}/-/reload", auth=(USER, PASSWORD))
@@ -528,18 +531,17 @@ def test_refused_credentials_are_counted_and_logged_once_per_interval(
     credentials (a challenge) is not a failed attempt."""
     web = {"basic_auth_users": {USER: HASH}}
     if daemon == "exporter":
-        args, port = exporter(tmp_path, sim, web)
+        args = exporter(tmp_path, sim, web)
         guarded = "/metrics"
     else:
-        port = free_port()
-        config = write_config(tmp_path / "config.yml", free_port(), port, tmp_path / "s.db", [])
+        # No panel is called: port 9 (nothing listens) stands for the simulator.
+        config = write_config(tmp_path / "config.yml", 9, None, tmp_path / "s.db", [])
         (tmp_path / "web.yml").write_text(yaml.safe_dump(web))
-        args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
-        args += ["--web.config.file", str(tmp_path / "web.yml")]
+        args = remediator_cmd(config, "--web.config.file", str(tmp_path / "web.yml"))
         guarded = "/actions"
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "daemon.log"
-    with running(args, log=log), httpx.Client(timeout=10) as client:
+    with serving(args, log=log, ready_path=None) as served, httpx.Client(timeout=10) as client:
+        base = served.url
         wait_until(lambda: client.get(f"{base}/healthz").status_code == 401, what="up")
         assert auth_failures(client.get(f"{base}/metrics", auth=(USER, PASSWORD)).text, daemon) == 0
         began = time.monotonic()
@@ -566,15 +568,13 @@ def test_the_remediator_gate_counts_wrong_webhook_credentials_but_not_the_webhoo
 ) -> None:
     """Without a web config the operator endpoints take the webhook's credentials: a wrong
     token there is a refused credential; on /webhook it is a refused notification."""
-    port = free_port()
-    config = write_config(tmp_path / "config.yml", free_port(), port, tmp_path / "s.db", [])
-    base = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path / "config.yml", 9, None, tmp_path / "s.db", [])
     wrong = {"Authorization": "Bearer not-the-token"}
-    args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
     with (
-        running(args, log=tmp_path / "r.log", ready_url=f"{base}/healthz"),
+        serving(remediator_cmd(config), log=tmp_path / "r.log") as served,
         httpx.Client(timeout=10) as client,
     ):
+        base = served.url
         assert client.get(f"{base}/actions", headers=wrong).status_code == 401
         assert client.post(f"{base}/-/reload", headers=wrong).status_code == 401
         assert client.post(f"{base}/webhook", headers=wrong, json={}).status_code == 401
