@@ -81,11 +81,12 @@ def metric_names_in_code() -> set[str]:
     for root in METRIC_SOURCES:
         for path in root.rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Call) and node.args:
-                    first = node.args[0]
-                    if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                        if METRIC_NAME.fullmatch(first.value):
-                            names.add(first.value)
+                if not (isinstance(node, ast.Call) and node.args):
+                    continue
+                first = node.args[0]
+                value = first.value if isinstance(first, ast.Constant) else None
+                if isinstance(value, str) and METRIC_NAME.fullmatch(value):
+                    names.add(value)
     return names
 
 
