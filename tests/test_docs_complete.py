@@ -209,10 +209,11 @@ def test_every_top_level_section_has_its_heading() -> None:
 
 
 def documented_routes(*names: str) -> set[str]:
-    """``METHOD /path`` and bare ``/path`` spans of the named docs; ``ID`` stands for a
-    number, and ``/x/...`` for everything under ``/x``."""
-    text = " ".join((DOCS / name).read_text() for name in names)
-    spans = re.findall(r"`((?:GET |POST )?/[^`\s?]*)", text)
+    """``METHOD /path`` and bare ``/path`` spans in the first cells of the tables of the
+    named docs (their endpoint tables); ``ID`` stands for a number, and ``/x/...`` for
+    everything under ``/x``."""
+    cells = [row[0] for name in names for row in table_rows((DOCS / name).read_text())]
+    spans = re.findall(r"`((?:GET |POST )?/[^`\s?]*)", " ".join(cells))
     # `POST /actions/ID/approve|deny` names both.
     return {
         f"{head}{alt}" for span in spans for head, _, alts in [span.rpartition("/")]
