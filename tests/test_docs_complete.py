@@ -3,9 +3,10 @@ is in docs/metrics.md, every config key of the settings models in docs/configura
 every HTTP route in the docs of its daemon; every relative link and ``#anchor`` in the
 README, docs/ and bench/README.md resolves; and the docs cite no issue numbers.
 
-Checked elsewhere, not repeated here: every alert has a runbook section
-(tests/test_alerts.py) and every registered action a row in docs/remediation.md and
-docs/configuration.md (tests/test_remediator_action_registry.py). In process, no
+Every alert and recording rule of alerts/ has its row in docs/alerts.md. Checked
+elsewhere, not repeated here: every alert has a runbook section (tests/test_alerts.py) and
+every registered action a row in docs/remediation.md and docs/configuration.md
+(tests/test_remediator_action_registry.py). In process, no
 subprocess: the names are read from the code's own models, routes and sources."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import BaseModel
 from starlette.routing import Route
 
@@ -264,6 +266,33 @@ def test_every_route_of_the_remediator_is_documented(tmp_path: Path) -> None:
     documented = documented_routes("remediation.md")
     missing = [f"{m} {p}" for m, p in served if not is_documented(m, p, documented)]
     assert len(served) >= 25 and not missing, f"remediator routes without docs: {missing}"
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+def rules_file() -> list[dict[str, Any]]:
+    doc = yaml.safe_load((REPO / "alerts" / "brainycp-mail.rules.yml").read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def first_cells(heading: str) -> str:
+    body = sections((DOCS / "alerts.md").read_text())[heading]
+    return " ".join(cells[0] for cells in table_rows(body))
+
+
+def test_every_alert_has_its_row_in_the_alerts_doc() -> None:
+    cells = first_cells("Alerts")
+    alerts = [rule["alert"] for rule in rules_file() if "alert" in rule]
+    missing = [name for name in alerts if f"[{name}](runbooks.md#{name.lower()})" not in cells]
+    assert len(alerts) >= 20 and not missing, f"docs/alerts.md has no row for {missing}"
+
+
+def test_every_recording_rule_has_its_row_in_the_alerts_doc() -> None:
+    cells = first_cells("Recording rules")
+    records = [rule["record"] for rule in rules_file() if "record" in rule]
+    missing = [name for name in records if f"`{name}`" not in cells]
+    assert len(records) >= 10 and not missing, f"docs/alerts.md has no row for {missing}"
 
 
 # --------------------------------------------------------------------------- links
