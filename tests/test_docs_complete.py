@@ -7,7 +7,9 @@ Every alert and recording rule of alerts/ has its row in docs/alerts.md. Checked
 elsewhere, not repeated here: every alert has a runbook section (tests/test_alerts.py) and
 every registered action a row in docs/remediation.md and docs/configuration.md
 (tests/test_remediator_action_registry.py). In process, no
-subprocess: the names are read from the code's own models, routes and sources."""
+subprocess: the names are read from the code's own models, routes and sources (the config
+keys from the pydantic models that validate the YAML, private to their modules but the one
+list of the keys each section takes)."""
 
 from __future__ import annotations
 
