@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 # pytest-xdist workers: one more than the cores, since end-to-end tests mostly wait on
 # the processes they start. --dist loadfile: a test file runs on one worker, so its module
 # fixtures (a PostgreSQL cluster, the demo stack, a built wheel) start once, and tests that
-# build on the ones before them in the file keep their order.
+# build on the ones before them in the file keep their order. test-fast has no such
+# fixtures and spreads single tests (its property tests are the long ones).
 JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 
 .PHONY: install test test-fast lint bench demo demo-deps clean
@@ -31,7 +32,7 @@ test: install
 	$(PY) -m pytest -q -n $(JOBS) --dist loadfile
 
 test-fast: install
-	$(PY) -m pytest -q -n $(JOBS) --dist loadfile -m "not e2e"
+	$(PY) -m pytest -q -n $(JOBS) -m "not e2e"
 
 lint: install
 	$(VENV)/bin/ruff check .
