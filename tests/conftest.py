@@ -102,3 +102,28 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     yield from _guarded(item)
+
+
+# The files that take longest (seconds of real processes each: PostgreSQL replicas, the
+# demo stack, the built wheel, property tests), run first: under ``--dist loadfile`` the
+# workers take files in collection order, so the long ones start at once and the short
+# ones fill in around them instead of one long file running alone at the end.
+LONG_FILES = (
+    "test_remediator_pg.py",
+    "test_full_loop.py",
+    "test_deploy.py",
+    "test_queue.py",
+    "test_remediator_journal_seams.py",
+    "test_config_yaml.py",
+    "test_dashboards.py",
+    "test_reload_webconfig.py",
+    "test_remediator_restart.py",
+    "test_console_browser.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put :data:`LONG_FILES` first, in that order; the rest keep theirs (a stable sort,
+    so the tests inside each file keep their order)."""
+    rank = {name: index for index, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
