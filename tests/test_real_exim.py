@@ -37,8 +37,15 @@ from tests.exim_support import (
     EximQueue,
     make_queue,
 )
-from tests.remediator_support import am_alert, notification
-from tests.support import PYTHON, REPO, free_port, require_binary, running, sim_args, wait_until
+from tests.remediator_support import am_alert, notification, remediator_cmd
+from tests.support import (
+    REPO,
+    exporter_cmd,
+    require_binary,
+    serving,
+    sim_args,
+    wait_until,
+)
 
 PASSWORD = "real-exim-pw"
 TOKEN = "real-exim-webhook-token-77"
@@ -106,12 +113,10 @@ def api(base: str, operation: str, **extra: str) -> dict[str, Any]:
 
 @pytest.fixture
 def sim(queue: EximQueue, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    args = sim_args(port, "--mta", "exim", "--users", f"admin:{PASSWORD}:root")
+    args = sim_args(0, "--mta", "exim", "--users", f"admin:{PASSWORD}:root")
     args += ["--exim", queue.exim, "--exiqgrep", queue.exiqgrep, "--exim-config", str(queue.config)]
-    base = f"http://127.0.0.1:{port}"
-    with running(args, log=tmp_path / "sim.log", ready_url=f"{base}/healthz"):
-        yield base
+    with serving(args, log=tmp_path / "sim.log") as simulator:
+        yield simulator.url
 
 
 @pytest.mark.e2e
@@ -235,13 +240,11 @@ def test_frozen_alert_empties_the_frozen_part_of_a_real_queue(
     secret.write_text(PASSWORD + "\n")
     token = tmp_path / "webhook.token"
     token.write_text(TOKEN + "\n")
-    exporter_port, remediator_port = free_port(), free_port()
     config = {
         "defaults": {"username": "admin", "password_file": str(secret), "timeout": "20s"},
         "panels": {"mx": {"url": f"{sim}/api/api.php"}},
         "exporter": {"interval": "1s", "list_interval": "1s"},
         "remediator": {
-            "listen": f"127.0.0.1:{remediator_port}",
             "auth": {"bearer_token_file": str(token)},
             "state_file": str(tmp_path / "state.sqlite"),
             "action_timeout": "60s",
@@ -256,21 +259,13 @@ def test_frozen_alert_empties_the_frozen_part_of_a_real_queue(
     }
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(config))
-    exporter = f"http://127.0.0.1:{exporter_port}"
-    remediator = f"http://127.0.0.1:{remediator_port}"
-    exporter_args = [PYTHON, "-m", "exporter.cli", "--config", str(path)]
-    exporter_args += ["--listen", f"127.0.0.1:{exporter_port}"]
     with (
-        running(
-            exporter_args, log=tmp_path / "exporter.log", ready_url=f"{exporter}/healthz", cwd=REPO
-        ),
-        running(
-            [PYTHON, "-m", "remediator.cli", "--config", str(path)],
-            log=tmp_path / "remediator.log",
-            ready_url=f"{remediator}/healthz",
-            cwd=REPO,
-        ),
+        serving(exporter_cmd(path), log=tmp_path / "exporter.log", cwd=REPO) as exporter_daemon,
+        serving(
+            remediator_cmd(path), log=tmp_path / "remediator.log", cwd=REPO
+        ) as remediator_daemon,
     ):
+        exporter, remediator = exporter_daemon.url, remediator_daemon.url
         wait_until(
             lambda: queue_metrics(exporter) == (queue.count(), queue.frozen_count()),
             timeout=30,

@@ -35,8 +35,16 @@ from tests.journal_seams_support import (
     until,
 )
 from tests.pg import PASSWORD, Cluster, cluster
-from tests.remediator_support import RULES, TOKEN, am_alert, notification, start_sim, write_config
-from tests.support import PYTHON, free_port, running, wait_until
+from tests.remediator_support import (
+    RULES,
+    TOKEN,
+    am_alert,
+    notification,
+    remediator_cmd,
+    start_sim,
+    write_config,
+)
+from tests.support import serving, wait_until
 
 T0 = 1_700_000_000.0
 _databases = iter(range(1, 10_000))
@@ -469,12 +477,6 @@ def test_the_daemon_on_a_full_disk_answers_503s_with_reasons_and_acts_once_after
     says 503 and why within 3 s, journal_up is 0; once space is freed, Alertmanager's
     retry is accepted and the action runs exactly once."""
     with small_filesystem(2048) as disk:
-        sim_port, port = free_port(), free_port()
-        sim, url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
-        config = write_config(
-            tmp_path / "config.yml", sim_port, port, disk / "state.sqlite", RULES,
-            manual={"actions": ["delete_frozen"]},
-        )  # fmt: skip
         log = tmp_path / "remediator.log"
         alerts = [
             am_alert("BrainyCPMailFrozenMessages", "frozen", starts_at=f"s{i}", note="x" * 400)
@@ -482,12 +484,14 @@ def test_the_daemon_on_a_full_disk_answers_503s_with_reasons_and_acts_once_after
         ]
         headers = {"Authorization": f"Bearer {TOKEN}"}
         with (
-            running(start_sim(tmp_path, sim_port), log=tmp_path / "sim.log",
-                    ready_url=f"{sim}/healthz"),
-            running([PYTHON, "-m", "remediator.cli", "--config", str(config)], log=log,
-                    ready_url=f"{url}/healthz"),
+            serving(start_sim(tmp_path, 0), log=tmp_path / "sim.log") as simulator,
+            serving(remediator_cmd(write_config(
+                tmp_path / "config.yml", simulator.port, None, disk / "state.sqlite", RULES,
+                manual={"actions": ["delete_frozen"]},
+            )), log=log) as remediator,
             httpx.Client(headers=headers, timeout=30) as http,
         ):  # fmt: skip
+            sim, url = simulator.url, remediator.url
             http.post(f"{sim}/panel/frozen/_sim/pause", json={"paused": True})
             http.post(f"{sim}/panel/frozen/_sim/queue", json={"add": 3, "frozen": True})
             filler = fill(disk)
