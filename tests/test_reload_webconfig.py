@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from tests.remediator_support import notification, write_config
-from tests.support import PYTHON, free_port, running, sim_args, wait_until
+from tests.support import ANY_PORT, PYTHON, serving, sim_args, wait_until
 from tests.tls_support import (
     SERVER_CERT,
     SERVER_KEY,
@@ -154,11 +154,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = free_port()
     log = tmp_path_factory.mktemp("sim") / "sim.log"
-    args = sim_args(port, "--users", "admin:admin:root", "--panels", "1")
-    with running(args, log=log, ready_url=f"http://127.0.0.1:{port}/healthz"):
-        yield port
+    args = sim_args(0, "--users", "admin:admin:root", "--panels", "1")
+    with serving(args, log=log) as simulator:
+        yield simulator.port
 
 
 def web_yaml(m: Model, pki: Pki) -> str:
@@ -207,8 +206,8 @@ class Daemon:
         self.model, self.creds = model, creds
         self.routes = REMEDIATOR_ROUTES if kind == "remediator" else EXPORTER_ROUTES
         self.answer = remediator_answer if kind == "remediator" else exporter_answer
-        self.port = free_port()
-        self.base = f"{'https' if model.tls else 'http'}://127.0.0.1:{self.port}"
+        self.port = 0  # the kernel's choice, read back when the daemon starts
+        self.scheme = "https" if model.tls else "http"
         self.web, self.config, self.log = tmp / "web.yml", tmp / "config.yml", tmp / "daemon.log"
         self.transitions: list[tuple[float, float, Model]] = [(0.0, 0.0, model)]
         """(change began, change settled, model) of every reload that applied."""
@@ -227,7 +226,7 @@ class Daemon:
             secret.chmod(0o600)
             url = f"http://127.0.0.1:{self.sim_port}/panel/panel0001/api/api.php"
             panel = {"url": url, "username": "admin", "password_file": str(secret)}
-            exporter = {"listen": f"127.0.0.1:{self.port}", "list_interval": "0"}
+            exporter = {"list_interval": "0"}
             self.config.write_text(yaml.safe_dump({"panels": {"web01": panel},
                                                    "exporter": exporter}))  # fmt: skip
             return
@@ -238,14 +237,19 @@ class Daemon:
         if m.webhook == "whook":
             auth = {"basic": {"username": HOOK_USER, "password_file": str(hook_pw)}}
         manual = {"actions": ["delete_messages"], "allow_destructive": True}
-        write_config(self.config, self.sim_port, self.port, self.tmp / "s.db", [],
+        write_config(self.config, self.sim_port, None, self.tmp / "s.db", [],
                      panels=("panel0001",), auth=auth, manual=manual)  # fmt: skip
         for path in (hook_pw, token, secret, self.tmp / "webhook.token"):
             path.chmod(0o600)
 
     def args(self) -> list[str]:
         return [PYTHON, "-m", f"{self.kind}.cli", "--config", str(self.config),
-                "--web.config.file", str(self.web)]  # fmt: skip
+                "--web.config.file", str(self.web), *ANY_PORT]  # fmt: skip
+
+    @property
+    def base(self) -> str:
+        """The daemon's URL, once :meth:`running` has read its port."""
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     # ------------------------------------------------------------------ asking
 
@@ -374,8 +378,11 @@ class Daemon:
     @contextmanager
     def running(self) -> Iterator[Daemon]:
         ready = self.allowed("/healthz")
-        with running(self.args(), log=self.log) as proc, self.client(ready) as client:
-            self.proc = proc
+        with (
+            serving(self.args(), log=self.log, ready_path=None) as served,
+            self.client(ready) as client,
+        ):
+            self.proc, self.port = served.proc, served.port
             wait_until(lambda: client.get(f"{self.base}/healthz").status_code == 200,
                        timeout=20, what=f"the {self.kind} up")  # fmt: skip
             self.check_every_route()
