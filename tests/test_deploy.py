@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import zipfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,17 @@ from tests.deploy_support import (
     webhook_receiver,
     writable_by,
 )
-from tests.support import PYTHON, REPO, free_port, require_binary, running, wait_until
+from tests.support import (
+    ANY_PORT,
+    PYTHON,
+    REPO,
+    free_port,
+    require_binary,
+    running,
+    serving,
+    serving_on_free_port,
+    wait_until,
+)
 
 # Alertmanager's own copy of the webhook token (it cannot enter /etc/brainycp-mail).
 AM_TOKEN = "/etc/prometheus/brainycp-mail-webhook.token"
@@ -409,11 +420,10 @@ def test_the_installed_exporter_says_which_c_readers_the_install_built(
     )  # fmt: skip
     program = str(installed.venv / "bin" / "brainycp-mail-exporter")
     for pure, expected in (("", built.stdout.strip()), ("1", "python")):
-        port = free_port()
         log = tmp_path / f"exporter{pure}.log"
-        args = [program, "--config", str(config), "--listen", f"127.0.0.1:{port}"]
+        args = [program, "--config", str(config), *ANY_PORT]
         env = {"BRAINYCP_PURE_PYTHON": pure}
-        with running(args, log=log, env=env, ready_url=f"http://127.0.0.1:{port}/healthz"):
+        with serving(args, log=log, env=env):
             started = next(line for line in log.read_text().splitlines() if "started" in line)
         assert f"queue_readers={expected}" in started, started
 
@@ -596,8 +606,8 @@ def test_prometheus_with_the_shipped_config_loads_every_rule_group_and_scrapes_e
 ) -> None:
     prometheus = require_binary("prometheus", "apt-get install prometheus")
     promtool = require_binary("promtool", "apt-get install prometheus")
-    exporter_port, absent_port, port = free_port(), free_port(), free_port()
-    exporter = f"127.0.0.1:{exporter_port}"
+    # The panel and the multi-target file's second replica: port 9, where nothing listens.
+    absent_port = 9
     secret = tmp_path / "panel.pass"
     secret.write_text("pw\n")
     secret.chmod(0o600)
@@ -614,52 +624,52 @@ def test_prometheus_with_the_shipped_config_loads_every_rule_group_and_scrapes_e
     )
     # The scratch root is walkable by prometheus; its config and data must be too.
     workdir = writable_by(PROMETHEUS_ID, "brainycp-prometheus-")
+    exporter_args = [PYTHON, "-m", "exporter.cli", "--config", str(config), *ANY_PORT]
     try:
-        # The shipped file, paths into the root, faster intervals so the test is quick;
-        # the second replica of the multi-target file is a port where nothing listens.
-        text = (
-            rooted(
-                (DEPLOY / shipped).read_text(),
-                installed.root,
-                {
-                    "127.0.0.1:9863": exporter,
-                    "127.0.0.1:9873": f"127.0.0.1:{absent_port}",
-                },
+        with ExitStack() as stack:
+            exporter_daemon = stack.enter_context(
+                serving(exporter_args, log=tmp_path / "exporter.log")
             )
-            .replace("interval: 30s", "interval: 1s")
-            .replace("scrape_timeout: 10s", "scrape_timeout: 1s")
-        )
-        prometheus_config = workdir / "prometheus.yml"
-        prometheus_config.write_text(text)
-        prometheus_config.chmod(0o644)
-        checked = run(promtool, "check", "config", prometheus_config)
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-        groups = yaml.safe_load(RULES.read_text())["groups"]
-        assert f"SUCCESS: {sum(len(g['rules']) for g in groups)} rules found" in checked.stdout
+            exporter = f"127.0.0.1:{exporter_daemon.port}"
+            # The shipped file, paths into the root, faster intervals so the test is quick;
+            # the second replica of the multi-target file is a port where nothing listens.
+            text = (
+                rooted(
+                    (DEPLOY / shipped).read_text(),
+                    installed.root,
+                    {
+                        "127.0.0.1:9863": exporter,
+                        "127.0.0.1:9873": f"127.0.0.1:{absent_port}",
+                    },
+                )
+                .replace("interval: 30s", "interval: 1s")
+                .replace("scrape_timeout: 10s", "scrape_timeout: 1s")
+            )
+            prometheus_config = workdir / "prometheus.yml"
+            prometheus_config.write_text(text)
+            prometheus_config.chmod(0o644)
+            checked = run(promtool, "check", "config", prometheus_config)
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+            groups = yaml.safe_load(RULES.read_text())["groups"]
+            assert f"SUCCESS: {sum(len(g['rules']) for g in groups)} rules found" in checked.stdout
 
-        base = f"http://127.0.0.1:{port}"
-        args = as_user(
-            PROMETHEUS_ID,
-            prometheus,
-            f"--config.file={prometheus_config}",
-            f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        )
-        exporter_args = [
-            PYTHON,
-            "-m",
-            "exporter.cli",
-            "--config",
-            str(config),
-            "--listen",
-            exporter,
-        ]
-        with (
-            running(
-                exporter_args, log=tmp_path / "exporter.log", ready_url=f"http://{exporter}/healthz"
-            ),
-            running(args, log=tmp_path / "prometheus.log", ready_url=f"{base}/-/ready", timeout=30),
-        ):
+            def prometheus_args(port: int) -> list[str]:
+                return as_user(
+                    PROMETHEUS_ID,
+                    prometheus,
+                    f"--config.file={prometheus_config}",
+                    f"--storage.tsdb.path={workdir / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                )
+
+            base = stack.enter_context(
+                serving_on_free_port(
+                    prometheus_args,
+                    log=tmp_path / "prometheus.log",
+                    ready_path="/-/ready",
+                    timeout=30,
+                )
+            ).url
             loaded = prometheus_api(base, "rules")["groups"]
             assert {g["name"]: len(g["rules"]) for g in loaded} == {
                 g["name"]: len(g["rules"]) for g in groups
