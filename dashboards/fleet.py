@@ -7,39 +7,35 @@ from grafana import (
     DAEMON_MAPPINGS,
     EXPORTER,
     GREEN_RED,
-    ORGANIZE_TABLE,
     PANEL,
+    QUEUE_COUNTS,
     REMEDIATOR,
     REMEDIATOR_PANEL,
     Json,
     Layout,
     bargauge,
     dashboard,
+    flag,
+    increases,
+    layout,
+    series_table,
     stat,
     table,
     target,
     timeseries,
-    value_map,
     variables,
 )
 
 
 def fleet() -> Json:
     """The fleet dashboard."""
-    L = Layout()
-    overview(L)
-    brakes(L)
-    outbreak(L)
-    top_panels(L)
-    polls(L)
-    remediation(L)
     return dashboard(
         "brainycp-mail-fleet",
         "BrainyCP mail / Fleet",
         "All BrainyCP panels: which answer, how full their mail queues are, who fills them "
         "and why mail stays, which daemons are stopped, and what the remediator did and "
         "whether its brakes are on.",
-        L,
+        layout(overview, brakes, outbreak, top_panels, polls, remediation),
         variables(),
     )
 
@@ -116,10 +112,8 @@ def overview(L: Layout) -> None:
             "Fleet queue",
             "Queued, frozen, bounce and held messages summed over the selected panels.",
             [
-                target(f"sum(brainycp_mail_queue_messages{{{PANEL}}})", "queued"),
-                target(f"sum(brainycp_mail_queue_frozen_messages{{{PANEL}}})", "frozen"),
-                target(f"sum(brainycp_mail_queue_bounce_messages{{{PANEL}}})", "bounces"),
-                target(f"sum(brainycp_mail_queue_held_messages{{{PANEL}}})", "held"),
+                target(f"sum(brainycp_mail_queue_{count}{{{PANEL}}})", legend)
+                for count, legend in QUEUE_COUNTS
             ],
             "short",
         ),
@@ -227,18 +221,12 @@ def remediation(L: Layout) -> None:
     """What the remediator did."""
     L.row("Remediation")
     L.add(
-        timeseries(
+        increases(
             "Remediation actions by outcome",
             "Actions the remediator finished (or skipped), by outcome.",
-            [
-                target(
-                    f"sum by (outcome) (increase({ACTIONS}{{{REMEDIATOR_PANEL}}}"
-                    "[$__rate_interval]))",
-                    "{{outcome}}",
-                )
-            ],
-            "short",
-            extra={"interval": "1m"},
+            "outcome",
+            f"{ACTIONS}{{{REMEDIATOR_PANEL}}}",
+            "{{outcome}}",
         ),
         12,
         8,
@@ -310,19 +298,13 @@ def remediation(L: Layout) -> None:
         8,
     )
     L.add(
-        timeseries(
+        increases(
             "Journal failures",
             "Journal reads and writes the database refused, and calls cut off because it "
             "stopped answering, by kind (BrainyCPRemediatorJournalDown fires while it is down).",
-            [
-                target(
-                    "sum by (kind) (increase(brainycp_remediator_journal_failures_total"
-                    f"{{{REMEDIATOR}}}[$__rate_interval]))",
-                    "{{kind}}",
-                )
-            ],
-            "short",
-            extra={"interval": "1m"},
+            "kind",
+            f"brainycp_remediator_journal_failures_total{{{REMEDIATOR}}}",
+            "{{kind}}",
         ),
         12,
         8,
@@ -353,20 +335,13 @@ def remediation(L: Layout) -> None:
         8,
     )
     L.add(
-        timeseries(
+        increases(
             "Notifications to people",
             "Approval requests and action reports sent to the notify targets, by target and "
             "result: sent, retried (one per retry), failed (gave up), dropped (queue full).",
-            [
-                target(
-                    "sum by (target, result) (increase("
-                    f"brainycp_remediator_outbound_notifications_total{{{REMEDIATOR}}}"
-                    "[$__rate_interval]))",
-                    "{{target}} {{result}}",
-                )
-            ],
-            "short",
-            extra={"interval": "1m"},
+            "target, result",
+            f"brainycp_remediator_outbound_notifications_total{{{REMEDIATOR}}}",
+            "{{target}} {{result}}",
         ),
         24,
         8,
@@ -377,27 +352,27 @@ def brakes(L: Layout) -> None:
     """The remediator's brakes and its own health: what stops remediation."""
     L.row("Remediation brakes")
     L.add(
-        stat(
+        flag(
             "Remediator paused",
             "1 while someone paused the remediator (POST /pause): every remediated alert is "
             "skipped_paused until POST /resume.",
-            [target(f"max(brainycp_remediator_paused{{{REMEDIATOR}}})", "paused")],
-            "none",
-            mappings=[value_map({"0": ("running", "green"), "1": ("paused", "orange")})],
-            thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
+            f"max(brainycp_remediator_paused{{{REMEDIATOR}}})",
+            "paused",
+            ("running", "green"),
+            ("paused", "orange"),
         ),
         4,
         4,
     )
     L.add(
-        stat(
+        flag(
             "Circuit breaker",
             "Open when actions were about to start on too many panels at once: no action "
             "starts until someone checks the fleet and sends POST /resume.",
-            [target(f"max(brainycp_remediator_circuit_open{{{REMEDIATOR}}})", "open")],
-            "none",
-            mappings=[value_map({"0": ("closed", "green"), "1": ("open", "red")})],
-            thresholds=GREEN_RED,
+            f"max(brainycp_remediator_circuit_open{{{REMEDIATOR}}})",
+            "open",
+            ("closed", "green"),
+            ("open", "red"),
         ),
         4,
         4,
@@ -442,14 +417,14 @@ def brakes(L: Layout) -> None:
         4,
     )
     L.add(
-        stat(
+        flag(
             "Journal",
             "Whether each remediator can read and write its journal; down, every webhook "
             "is answered 503 and no action starts.",
-            [target(f"min(brainycp_remediator_journal_up{{{REMEDIATOR}}})", "journal")],
-            "none",
-            mappings=[value_map({"0": ("down", "red"), "1": ("up", "green")})],
-            thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}],
+            f"min(brainycp_remediator_journal_up{{{REMEDIATOR}}})",
+            "journal",
+            ("down", "red"),
+            ("up", "green"),
         ),
         4,
         4,
@@ -478,20 +453,12 @@ def outbreak(L: Layout) -> None:
     """Who fills the queues and why mail stays: what an operator reads in an outbreak."""
     L.row("Outbreak")
     L.add(
-        table(
+        series_table(
             "Top senders",
             "The senders with most queued messages on any selected panel (needs "
             "exporter.top_senders > 0; <> is the bounce sender). One mailbox far ahead of "
             "the rest is a compromised account or script.",
-            [
-                target(
-                    f"topk(20, brainycp_mail_queue_sender_messages{{{PANEL}}})",
-                    instant=True,
-                    fmt="table",
-                )
-            ],
-            "short",
-            transformations=[ORGANIZE_TABLE],
+            f"topk(20, brainycp_mail_queue_sender_messages{{{PANEL}}})",
         ),
         8,
         10,
