@@ -85,13 +85,15 @@ def write_config(
     rules: list[dict[str, Any]],
     *,
     panels: tuple[str, ...] = PANELS,
+    bearer_token: str = TOKEN,
     **remediator: Any,
 ) -> Path:
-    """A config for ``panels`` on one simulator; ``remediator`` overrides its keys."""
+    """A config for ``panels`` on one simulator, whose webhook takes ``bearer_token``;
+    ``remediator`` overrides its keys."""
     secret = path.parent / "panel.pw"
     secret.write_text("admin\n")
     token = path.parent / "webhook.token"
-    token.write_text(TOKEN + "\n")
+    token.write_text(bearer_token + "\n")
     config = {
         "defaults": {"username": "admin", "password_file": str(secret), "timeout": "10s"},
         "panels": {
