@@ -43,6 +43,8 @@ from bench.workloads import (  # noqa: E402
     UTF8_LOCAL,
     exim_id,
     postfix_stamp,
+    random_reason,
+    reason_line,
 )
 from brainycp.queue import DEFERRAL_REASONS, c_readers, summarize  # noqa: E402
 from brainycp.simulator.render import exim_age, exim_size  # noqa: E402
@@ -128,9 +130,8 @@ def postfix_listing(messages: int, now: float, seed: int = 2, *, real: bool = Fa
         for index in range(_recipients(rng, real)):
             if index == 0 or (real and rng.random() < 0.05):
                 if real:
-                    n = rng.randint(1, 254)
-                    reason = rng.choice(_REASONS).format(d=f"dest{n}.example.net", n=n)
-                out.append(" " * max(0, 76 - len(reason)) + f"({reason})\n")
+                    reason = random_reason(rng, _REASONS)
+                out.append(reason_line(reason))
             out.append(" " * 41 + f"{rng.choice(recipients)}\n")
         out.append("\n")
     out.append(f"-- {total // 1024} Kbytes in {messages} Requests.\n")

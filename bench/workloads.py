@@ -135,6 +135,17 @@ def postfix_stamp(epoch: float) -> str:
     )
 
 
+def random_reason(rng: random.Random, texts: list[str]) -> str:
+    """One of ``texts`` for a random destination host."""
+    n = rng.randint(1, 254)
+    return rng.choice(texts).format(d=f"dest{n}.example.net", n=n)
+
+
+def reason_line(reason: str) -> str:
+    """A deferral reason as postqueue -p writes it: in parentheses, right-aligned."""
+    return " " * max(0, 76 - len(reason)) + f"({reason})\n"
+
+
 def postfix_outbreak(messages: int, now: float, seed: int = 2) -> str:
     """A ``postqueue -p`` listing of ``messages`` messages during an outbreak (UTC times)."""
     rng = random.Random(seed)
@@ -152,9 +163,7 @@ def postfix_outbreak(messages: int, now: float, seed: int = 2) -> str:
         out.append(f"{queue_id}{flag or ' '} {size:>7} {stamp}  {sender or 'MAILER-DAEMON'}\n")
         for index, recipient in enumerate(recipients):
             if flag != "*" and (index == 0 or rng.random() < 0.1):
-                n = rng.randint(1, 254)
-                reason = rng.choice(_REASONS).format(d=f"dest{n}.example.net", n=n)
-                out.append(" " * max(0, 76 - len(reason)) + f"({reason})\n")
+                out.append(reason_line(random_reason(rng, _REASONS)))
             out.append(" " * 41 + f"{recipient}\n")
         out.append("\n")
     out.append(f"-- {total // 1024} Kbytes in {messages} Requests.\n")

@@ -69,13 +69,32 @@ EXIM_HEADER = re.compile(
 )
 
 
+def bare_lines(text: str) -> list[str]:
+    """The lines of ``text`` without their ``\\n`` or ``\\r\\n``."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+def new_message(
+    message_id: str, age: float, size: int, sender: str, bounce: bool, *, frozen: bool, held: bool
+) -> dict[str, Any]:
+    """A message as the reference readers keep it, without recipients yet."""
+    return {
+        "id": message_id,
+        "age": age,
+        "size": size,
+        "sender": sender,
+        "bounce": bounce,
+        "frozen": frozen,
+        "held": held,
+        "recipients": [],
+    }
+
+
 def reference_exim(text: str) -> tuple[list[dict[str, Any]], int]:
     messages: list[dict[str, Any]] = []
-    unparsed = 0
+    unparsed, seen = 0, False
     current: dict[str, Any] | None = None
-    seen = False
-    for line in text.split("\n"):
-        line = line[:-1] if line.endswith("\r") else line
+    for line in bare_lines(text):
         m = EXIM_HEADER.fullmatch(line) if line[:1] in tuple(" 0123456789") else None
         if m:
             seen = True
@@ -85,16 +104,15 @@ def reference_exim(text: str) -> tuple[list[dict[str, Any]], int]:
                 unparsed += 1
                 continue
             raw = m.group(4)
-            current = {
-                "id": m.group(3),
-                "age": (age_token_values(m.group(1)) or (0.0, 0.0))[0],
-                "size": size,
-                "sender": "" if raw is None else "<>" if raw == "" else no_surrogates(raw),
-                "bounce": raw == "",
-                "frozen": m.group(5) is not None,
-                "held": False,
-                "recipients": [],
-            }
+            current = new_message(
+                m.group(3),
+                (age_token_values(m.group(1)) or (0.0, 0.0))[0],
+                size,
+                "" if raw is None else "<>" if raw == "" else no_surrogates(raw),
+                raw == "",
+                frozen=m.group(5) is not None,
+                held=False,
+            )
             messages.append(current)
         elif not line.strip():
             continue
@@ -129,11 +147,9 @@ def _arrival(m: re.Match[str]) -> int | None:
 
 def reference_postfix(text: str) -> tuple[list[dict[str, Any]], int]:
     messages: list[dict[str, Any]] = []
-    unparsed = 0
+    unparsed, seen = 0, False
     current: dict[str, Any] | None = None
-    seen = False
-    for line in text.split("\n"):
-        line = line[:-1] if line.endswith("\r") else line
+    for line in bare_lines(text):
         m = POSTFIX_HEADER.fullmatch(line) if line[:1] not in ("", " ", "\t", "(") else None
         if m:
             seen, current = True, None
@@ -143,17 +159,16 @@ def reference_postfix(text: str) -> tuple[list[dict[str, Any]], int]:
                 continue
             raw = m.group(10) or ""
             null = raw in ("", "<>", "MAILER-DAEMON")
-            current = {
-                "id": m.group(1),
-                "age": max(0.0, NOW - arrival),
-                "size": int(m.group(3)),
-                "sender": "<>" if null else no_surrogates(raw),
-                "bounce": null,
-                "frozen": False,
-                "held": "!" in m.group(2),
-                "recipients": [],
-                "reasons": set(),
-            }
+            current = new_message(
+                m.group(1),
+                max(0.0, NOW - arrival),
+                int(m.group(3)),
+                "<>" if null else no_surrogates(raw),
+                null,
+                frozen=False,
+                held="!" in m.group(2),
+            )
+            current["reasons"] = set()
             messages.append(current)
             continue
         stripped = line.strip()

@@ -8,7 +8,9 @@ own ``hashmod`` relabelling to the panel names, to hold our shard function to it
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -85,24 +87,21 @@ def test_prometheus_discovers_every_panel_once_across_two_shards(tmp_path: Path)
         response.raise_for_status()
         return response.json()["data"]["result"]  # type: ignore[no-any-return]
 
+    def replica(shard: int) -> AbstractContextManager[subprocess.Popen[bytes]]:
+        """The exporter of shard ``shard`` of SHARDS, on port ``replicas[shard]``."""
+        return running(
+            [PYTHON, "-m", "exporter.cli", "--config", str(config), "--shard", f"{shard}/{SHARDS}",
+             "--listen", f"127.0.0.1:{replicas[shard]}"],
+            log=tmp_path / f"shard{shard}.log",
+            env={"SIM_PW": PASSWORD},
+            ready_url=f"http://127.0.0.1:{replicas[shard]}/healthz",
+            cwd=REPO,
+        )  # fmt: skip
+
     with (
         running(args, log=tmp_path / "sim.log", ready_url=f"http://127.0.0.1:{sim_port}/healthz"),
-        running(
-            [PYTHON, "-m", "exporter.cli", "--config", str(config), "--shard", f"0/{SHARDS}",
-             "--listen", f"127.0.0.1:{replicas[0]}"],
-            log=tmp_path / "shard0.log",
-            env={"SIM_PW": PASSWORD},
-            ready_url=f"http://127.0.0.1:{replicas[0]}/healthz",
-            cwd=REPO,
-        ),
-        running(
-            [PYTHON, "-m", "exporter.cli", "--config", str(config), "--shard", f"1/{SHARDS}",
-             "--listen", f"127.0.0.1:{replicas[1]}"],
-            log=tmp_path / "shard1.log",
-            env={"SIM_PW": PASSWORD},
-            ready_url=f"http://127.0.0.1:{replicas[1]}/healthz",
-            cwd=REPO,
-        ),
+        replica(0),
+        replica(1),
         running(
             [prometheus, f"--config.file={prom_yml}", f"--storage.tsdb.path={tmp_path / 'data'}",
              f"--web.listen-address=127.0.0.1:{prom_port}"],
