@@ -1029,14 +1029,18 @@ def test_generated_postfix_listings_match_the_generator(
     assert_agrees(text)
 
 
+def glued(listings: list[tuple[str, Any]], as_lines: int) -> Any:
+    """The listings' texts one after another: one text, or (``as_lines``) its lines."""
+    text = "\n".join(text for text, _ in listings)
+    return text.split("\n") if as_lines else text
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(exim_listings(), min_size=2, max_size=4), st.sampled_from([0, 1]))
 def test_glued_exim_listings_read_as_the_sum_of_their_parts(
     listings: list[tuple[str, dict[str, float]]], as_lines: int
 ) -> None:
-    text = "\n".join(text for text, _ in listings)
-    detail: Any = text.split("\n") if as_lines else text
-    summary = assert_agrees(detail)
+    summary = assert_agrees(glued(listings, as_lines))
     assert summary.messages == sum(summarize(part).messages for part, _ in listings)
     assert summary.bytes == sum(summarize(part).bytes for part, _ in listings)
 
@@ -1046,9 +1050,7 @@ def test_glued_exim_listings_read_as_the_sum_of_their_parts(
 def test_glued_postfix_listings_read_as_the_sum_of_their_parts(
     listings: list[tuple[str, dict[str, Any]]], as_lines: int
 ) -> None:
-    text = "\n".join(text for text, _ in listings)
-    detail: Any = text.split("\n") if as_lines else text
-    summary = summarize(detail, now=NOW)
+    summary = summarize(glued(listings, as_lines), now=NOW)
     assert summary.messages == sum(summarize(part, now=NOW).messages for part, _ in listings)
     assert sum(truth["reasons"][0] for _, truth in listings) == summary.deferral_reasons[0]
 
