@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from remediator.app import Remediator
 from remediator.journal import ADVISORY_LOCK, APPLICATION, Journal
 from remediator.routes.health import HEALTH_TIMEOUT
 from tests.journal_seams_support import (
@@ -319,8 +320,29 @@ async def _ok(request: Any) -> bool:
 # ------------------------------------------------------------------ full disk
 
 
-def _fill_once_written(directory: Path) -> Path:
-    return fill(directory)
+async def while_full(rem: Remediator, disk: Path, *, manual: bool = False) -> dict[str, Any]:
+    """400 notifications, /healthz and /metrics (and with ``manual`` a manual action)
+    while ``disk`` is full; then, with the space freed, the same again."""
+    big = notification(*[am_alert("Frozen", f"web{i % 4:02d}", starts_at=f"s{i}",
+                                  note="x" * 400) for i in range(400)])  # fmt: skip
+    client = Client(rem)
+    out: dict[str, Any] = {}
+    try:
+        filler = fill(disk)
+        out["webhook"] = await client.request("POST", "/webhook", json=big)
+        out["health"] = await client.request("GET", "/healthz")
+        out["metrics"] = await client.request("GET", "/metrics")
+        if manual:
+            out["manual"] = await client.request(
+                "POST", "/actions", json={"panel": "web01", "action": "delete_frozen"}
+            )
+        filler.unlink()
+        out["retry"] = await client.request("POST", "/webhook", json=big)
+        out["health2"] = await client.request("GET", "/healthz")
+        out["metrics2"] = await client.request("GET", "/metrics")
+    finally:
+        await client.close()
+    return out
 
 
 def test_sqlite_on_a_full_disk_says_so_everywhere_and_loses_nothing(tmp_path: Path) -> None:
@@ -331,29 +353,7 @@ def test_sqlite_on_a_full_disk_says_so_everywhere_and_loses_nothing(tmp_path: Pa
         journal = Journal(disk / "journal.sqlite")
         journal.probe_after = 0.2
         rem = remediator_on(journal, config(disk / "journal.sqlite", dry_run=True))
-        big = notification(*[am_alert("Frozen", f"web{i % 4:02d}", starts_at=f"s{i}",
-                                      note="x" * 400) for i in range(400)])  # fmt: skip
-
-        async def scenario() -> dict[str, Any]:
-            client = Client(rem)
-            out: dict[str, Any] = {}
-            try:
-                filler = _fill_once_written(disk)
-                out["webhook"] = await client.request("POST", "/webhook", json=big)
-                out["health"] = await client.request("GET", "/healthz")
-                out["metrics"] = await client.request("GET", "/metrics")
-                out["manual"] = await client.request(
-                    "POST", "/actions", json={"panel": "web01", "action": "delete_frozen"}
-                )
-                filler.unlink()
-                out["retry"] = await client.request("POST", "/webhook", json=big)
-                out["health2"] = await client.request("GET", "/healthz")
-                out["metrics2"] = await client.request("GET", "/metrics")
-            finally:
-                await client.close()
-            return out
-
-        out = asyncio.run(scenario())
+        out = asyncio.run(while_full(rem, disk, manual=True))
         assert out["webhook"].status == 503
         assert out["health"].status == 503 and "full" in out["health"].text
         assert out["health"].seconds < HEALTH_TIMEOUT
@@ -380,25 +380,7 @@ def test_postgresql_on_a_full_disk_says_so_everywhere_and_loses_nothing(pg: Clus
             journal = pg_journal(pg.url(name))
             journal.probe_after = 0.2
             rem = remediator_on(journal, config(journal_url=pg.url(name), dry_run=True))
-            big = notification(*[am_alert("Frozen", f"web{i % 4:02d}", starts_at=f"s{i}",
-                                          note="x" * 400) for i in range(400)])  # fmt: skip
-
-            async def scenario() -> dict[str, Any]:
-                client = Client(rem)
-                out: dict[str, Any] = {}
-                try:
-                    filler = fill(disk)
-                    out["webhook"] = await client.request("POST", "/webhook", json=big)
-                    out["health"] = await client.request("GET", "/healthz")
-                    out["metrics"] = await client.request("GET", "/metrics")
-                    filler.unlink()
-                    out["retry"] = await client.request("POST", "/webhook", json=big)
-                    out["health2"] = await client.request("GET", "/healthz")
-                finally:
-                    await client.close()
-                return out
-
-            out = asyncio.run(scenario())
+            out = asyncio.run(while_full(rem, disk))
             assert out["webhook"].status == 503
             assert out["health"].status == 503 and "No space left" in out["health"].text
             assert "brainycp_remediator_journal_up 0.0" in out["metrics"].text
