@@ -109,3 +109,11 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
         if line.lower().startswith(b"content-length:")
     )
     return head, await reader.readexactly(length)
+
+
+def secret_file(path: Path, text: str) -> Path:
+    """``text`` written to ``path``, readable by its owner only (as the daemons want a
+    password or token file)."""
+    path.write_text(text)
+    path.chmod(0o600)
+    return path

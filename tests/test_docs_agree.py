@@ -18,7 +18,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from remediator.serve import Lifecycle
 from remediator.settings.config import load_config
 from tests.remediator_support import remediator
-from tests.support import FIXTURES, PYTHON, REPO, free_port, running, sim_args, wait_until
+from tests.support import (
+    FIXTURES,
+    PYTHON,
+    REPO,
+    free_port,
+    running,
+    secret_file,
+    sim_args,
+    wait_until,
+)
 
 DOCS = REPO / "docs"
 TLS = FIXTURES / "tls"
@@ -61,9 +70,7 @@ def up(port: int) -> float | None:
 def test_a_rewritten_panel_password_file_is_used_after_a_reload(tmp_path: Path) -> None:
     """The same path with new content: what an operator does when a password rotates."""
     sim_port, port = free_port(), free_port()
-    secret = tmp_path / "panel.pass"
-    secret.write_text("old-password\n")
-    secret.chmod(0o600)
+    secret = secret_file(tmp_path / "panel.pass", "old-password\n")
     config = tmp_path / "config.yml"
     config.write_text(
         yaml.safe_dump(

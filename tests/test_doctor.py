@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support import FIXTURES, PYTHON, free_port, running, sim_args, wait_until
+from tests.support import FIXTURES, PYTHON, free_port, running, secret_file, sim_args, wait_until
 
 PASSWORD = "pw-Doctor-Secret-7"
 TLS = FIXTURES / "tls"
@@ -45,9 +45,7 @@ class Sims:
 @pytest.fixture(scope="module")
 def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sims]:
     tmp = tmp_path_factory.mktemp("doctor")
-    password_file = tmp / "panel.pass"
-    password_file.write_text(PASSWORD + "\n")
-    password_file.chmod(0o600)
+    password_file = secret_file(tmp / "panel.pass", PASSWORD + "\n")
     users = f"admin:{PASSWORD}:root,bob:{PASSWORD}:user"
     http_port, https_port = free_port(), free_port()
     http_args = sim_args(

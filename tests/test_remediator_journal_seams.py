@@ -54,6 +54,14 @@ def fresh(pg: Cluster) -> tuple[str, str]:
     return pg.create_database(name), name
 
 
+def pg_remediator(pg: Cluster) -> tuple[str, Journal, Remediator]:
+    """A fresh database (its name first), a journal on it and an in-process remediator
+    on that journal whose rules only preview."""
+    url, db = fresh(pg)
+    journal = pg_journal(url)
+    return db, journal, remediator_on(journal, config(journal_url=url, dry_run=True))
+
+
 def add(j: Journal, key: str) -> int:
     return j.insert(
         rule="r", panel="web01", action="delete_frozen", outcome="succeeded", reason="",
@@ -230,9 +238,7 @@ def test_a_paused_backend_is_cut_off_while_healthz_and_the_webhook_keep_answerin
     """The journal's own server process stops (SIGSTOP): nothing waits on it. /healthz,
     /metrics and every route answer within 3 s; the stalled call is cut off and the next
     ones run on a new connection, so the notification sent meanwhile is accepted once."""
-    url, db = fresh(pg)
-    journal = pg_journal(url)
-    rem = remediator_on(journal, config(journal_url=url, dry_run=True))
+    db, journal, rem = pg_remediator(pg)
 
     async def scenario() -> dict[str, Any]:
         client = Client(rem)
@@ -269,9 +275,7 @@ def test_a_paused_server_gets_503s_in_bounded_time_then_everything_is_accepted_o
     naming the journal, journal_up is 0, the webhook and the operator routes answer
     JSON 503s (never a hang, never a traceback); once it runs again, the retried
     notification is accepted once and the health is back."""
-    url, db = fresh(pg)
-    journal = pg_journal(url)
-    rem = remediator_on(journal, config(journal_url=url, dry_run=True))
+    db, journal, rem = pg_remediator(pg)
 
     async def scenario() -> dict[str, Any]:
         client = Client(rem)
