@@ -241,9 +241,8 @@ def test_a_paused_backend_is_cut_off_while_healthz_and_the_webhook_keep_answerin
     db, journal, rem = pg_remediator(pg)
 
     async def scenario() -> dict[str, Any]:
-        client = Client(rem)
         out: dict[str, Any] = {}
-        try:
+        async with Client(rem) as client:
             assert (await client.request("POST", "/webhook", json=_firing(0))).status == 200
             with frozen(journal_backend(pg, db, journal)):
                 health = await client.request("GET", "/healthz")
@@ -253,8 +252,6 @@ def test_a_paused_backend_is_cut_off_while_healthz_and_the_webhook_keep_answerin
                 actions = await client.request("GET", "/actions/1")
                 out.update(health=health, webhook=webhook, after=after, metrics=metrics,
                            actions=actions)  # fmt: skip
-        finally:
-            await client.close()
         return out
 
     out = asyncio.run(scenario())
@@ -278,9 +275,8 @@ def test_a_paused_server_gets_503s_in_bounded_time_then_everything_is_accepted_o
     db, journal, rem = pg_remediator(pg)
 
     async def scenario() -> dict[str, Any]:
-        client = Client(rem)
         out: dict[str, Any] = {}
-        try:
+        async with Client(rem) as client:
             with frozen(server_pids(pg)):
                 out["health"] = await client.request("GET", "/healthz")
                 out["webhook"] = await client.request("POST", "/webhook", json=_firing(1))
@@ -297,8 +293,6 @@ def test_a_paused_server_gets_503s_in_bounded_time_then_everything_is_accepted_o
             out["retry"] = await client.request("POST", "/webhook", json=_firing(1))
             out["copy"] = await client.request("POST", "/webhook", json=_firing(1))
             out["metrics2"] = await client.request("GET", "/metrics")
-        finally:
-            await client.close()
         return out
 
     out = asyncio.run(scenario())
@@ -329,9 +323,8 @@ async def while_full(rem: Remediator, disk: Path, *, manual: bool = False) -> di
     while ``disk`` is full; then, with the space freed, the same again."""
     big = notification(*[am_alert("Frozen", f"web{i % 4:02d}", starts_at=f"s{i}",
                                   note="x" * 400) for i in range(400)])  # fmt: skip
-    client = Client(rem)
     out: dict[str, Any] = {}
-    try:
+    async with Client(rem) as client:
         filler = fill(disk)
         out["webhook"] = await client.request("POST", "/webhook", json=big)
         out["health"] = await client.request("GET", "/healthz")
@@ -344,8 +337,6 @@ async def while_full(rem: Remediator, disk: Path, *, manual: bool = False) -> di
         out["retry"] = await client.request("POST", "/webhook", json=big)
         out["health2"] = await client.request("GET", "/healthz")
         out["metrics2"] = await client.request("GET", "/metrics")
-    finally:
-        await client.close()
     return out
 
 
@@ -413,17 +404,14 @@ def test_sqlite_locked_by_another_process_is_a_bounded_503_and_the_health_says_w
     other = sqlite3.connect(path, isolation_level=None)
 
     async def scenario() -> dict[str, Any]:
-        client = Client(rem)
         out: dict[str, Any] = {}
-        try:
+        async with Client(rem) as client:
             other.execute("BEGIN IMMEDIATE")
             out["webhook"] = await client.request("POST", "/webhook", json=_firing(1))
             out["health"] = await client.request("GET", "/healthz")
             other.execute("ROLLBACK")
             out["retry"] = await client.request("POST", "/webhook", json=_firing(1))
             out["health2"] = await client.request("GET", "/healthz")
-        finally:
-            await client.close()
         return out
 
     out = asyncio.run(scenario())
@@ -522,12 +510,9 @@ def test_a_nul_in_alert_labels_fails_none_of_its_neighbours(
               am_alert("Frozen", "web\x0002", starts_at="c")]  # fmt: skip
 
     async def scenario() -> tuple[Timed, dict[str, Any]]:
-        client = Client(rem)
-        try:
+        async with Client(rem) as client:
             webhook = await client.request("POST", "/webhook", json=notification(*alerts))
             return webhook, (await client.http.get("/actions/2")).json()
-        finally:
-            await client.close()
 
     webhook, second = asyncio.run(scenario())
     assert webhook.status == 200, webhook
@@ -549,13 +534,10 @@ def test_a_lone_surrogate_or_a_nul_in_a_request_is_stored_not_a_500(
     body = b'{"panel": "web03", "action": "delete_frozen", "by": "ops\\u0000\\ud800"}'
 
     async def scenario() -> Timed:
-        client = Client(rem)
-        try:
+        async with Client(rem) as client:
             return await client.request(
                 "POST", "/actions", content=body, headers={"Content-Type": "application/json"}
             )
-        finally:
-            await client.close()
 
     answer = asyncio.run(scenario())
     assert answer.status == 202, answer
@@ -585,8 +567,7 @@ def test_a_sqlite_call_the_file_never_answers_is_cut_off_and_the_loop_keeps_serv
             journal.fetch_all([(endless, ())])
 
     async def scenario() -> tuple[BaseException | None, Timed, Timed, float]:
-        client = Client(rem)
-        try:
+        async with Client(rem) as client:
             started = time.monotonic()
             stuck = asyncio.create_task(journal.call(hang))
             while not journal.busy:
@@ -596,8 +577,6 @@ def test_a_sqlite_call_the_file_never_answers_is_cut_off_and_the_loop_keeps_serv
             took = time.monotonic() - started
             after = await client.request("POST", "/webhook", json=_firing(1))
             return error, health, after, took
-        finally:
-            await client.close()
 
     error, health, after, took = asyncio.run(scenario())
     assert isinstance(error, sqlite3.OperationalError) and "interrupted" in str(error)
