@@ -18,12 +18,14 @@ from grafana import (
     flag,
     increases,
     layout,
+    queue_total,
     series_table,
     stat,
     table,
     target,
     timeseries,
     variables,
+    zeros,
 )
 
 
@@ -55,54 +57,52 @@ def overview(L: Layout) -> None:
         4,
     )
     L.add(
-        stat(
+        zeros(
             "Panels down",
             "Panels whose last count_msg poll failed: their queue values are unknown.",
-            [target(f"count(brainycp_up{{{EXPORTER}}} == 0) or vector(0)", "down")],
-            "none",
-            thresholds=GREEN_RED,
+            f"brainycp_up{{{EXPORTER}}}",
+            "down",
         ),
         4,
         4,
     )
     L.add(
-        stat(
+        queue_total(
             "Queued messages",
             "Messages in the mail queues of all selected panels (last poll of each).",
-            [target(f"sum(brainycp_mail_queue_messages{{{PANEL}}})", "queued")],
-            "short",
+            "messages",
+            "queued",
         ),
         4,
         4,
     )
     L.add(
-        stat(
+        queue_total(
             "Frozen messages",
             "Frozen messages in the Exim queues of all selected panels.",
-            [target(f"sum(brainycp_mail_queue_frozen_messages{{{PANEL}}})", "frozen")],
-            "short",
-            thresholds=GREEN_RED,
+            "frozen_messages",
+            "frozen",
+            GREEN_RED,
         ),
         4,
         4,
     )
     L.add(
-        stat(
+        queue_total(
             "Queued bounces",
             "Bounces (sender <>) in the queues of all selected panels.",
-            [target(f"sum(brainycp_mail_queue_bounce_messages{{{PANEL}}})", "bounces")],
-            "short",
+            "bounce_messages",
+            "bounces",
         ),
         4,
         4,
     )
     L.add(
-        stat(
+        zeros(
             "Daemons stopped",
             "ClamAV and SpamAssassin instances whose status reads stopped.",
-            [target(f"count(brainycp_mail_daemon_up{{{PANEL}}} == 0) or vector(0)", "stopped")],
-            "none",
-            thresholds=GREEN_RED,
+            f"brainycp_mail_daemon_up{{{PANEL}}}",
+            "stopped",
         ),
         4,
         4,
@@ -430,19 +430,12 @@ def brakes(L: Layout) -> None:
         4,
     )
     L.add(
-        stat(
+        zeros(
             "Config reloads failing",
             "Exporters and remediators whose last config reload was refused: they run "
             "with their old config (their log names the problem).",
-            [
-                target(
-                    "count(brainycp_config_last_reload_successful"
-                    '{job=~"$job|$remediator_job"} == 0) or vector(0)',
-                    "failing",
-                )
-            ],
-            "none",
-            thresholds=GREEN_RED,
+            'brainycp_config_last_reload_successful{job=~"$job|$remediator_job"}',
+            "failing",
         ),
         4,
         4,

@@ -194,6 +194,30 @@ def increases(title: str, description: str, by: str, counter: str, legend: str) 
     )
 
 
+def zeros(title: str, description: str, series: str, legend: str) -> Json:
+    """A stat of how many of ``series`` are 0 now (0 when none is), red from one on."""
+    return stat(
+        title,
+        description,
+        [target(f"count({series} == 0) or vector(0)", legend)],
+        "none",
+        thresholds=GREEN_RED,
+    )
+
+
+def queue_total(
+    title: str, description: str, count: str, legend: str, thresholds: list[Json] | None = None
+) -> Json:
+    """A stat of ``brainycp_mail_queue_<count>`` summed over the selected panels."""
+    return stat(
+        title,
+        description,
+        [target(f"sum(brainycp_mail_queue_{count}{{{PANEL}}})", legend)],
+        "short",
+        thresholds=thresholds,
+    )
+
+
 def series_table(title: str, description: str, expr: str) -> Json:
     """A table of the series ``expr`` gives now, one row each with its labels."""
     return table(
