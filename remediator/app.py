@@ -59,6 +59,8 @@ class Remediator:
         self.journal, self.runner, self.stats = journal, runner, stats
         self.web_users = False
         """True while a web config's ``basic_auth_users`` guard the operator routes."""
+        self.client_cert = False
+        """True while the listener requires a verified client certificate."""
         self.preview_timeout = PREVIEW_TIMEOUT
         self._previews = asyncio.Semaphore(PREVIEWS_AT_ONCE)
         self._use_config(config)
@@ -116,10 +118,11 @@ class Remediator:
 
     # ------------------------------------------------------------------ notifications
 
-    def use_web_users(self, web_users: bool) -> None:
-        """Say whether web-config users guard the operator routes (start and reload): the
-        approve/deny lines in notifications then log in as one (``curl -u``)."""
-        self.web_users = web_users
+    def use_web_login(self, web_users: bool, client_cert: bool) -> None:
+        """Say how the web config guards the operator routes (start and reload): with
+        users, the approve/deny lines in notifications log in as one (``curl -u``); with a
+        required client certificate, they present one (``curl --cert``)."""
+        self.web_users, self.client_cert = web_users, client_cert
 
     def notify_action(self, action_id: int, outcome: str) -> None:
         """Queue the notification for a journaled outcome; its row is read (and, for an
@@ -146,7 +149,7 @@ class Remediator:
         runs = rule_for_row(row.rule, row.action, params, self.rules)
         event = action_event(
             row.as_json(), detail, self.external_url, outcome=outcome,
-            login=operator_login(self.rconfig.auth, self.web_users),
+            login=operator_login(self.rconfig.auth, self.web_users, self.client_cert),
             selection=selection_of(runs, params),
             expires_at=row.received_at + self.rconfig.approval_timeout,
         )  # fmt: skip

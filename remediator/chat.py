@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from brainycp.daemon.logsetup import HIDDEN_CATEGORIES, escape_char
 from remediator.actions import ACTIONS
 
 Markup = Literal["slack", "telegram"]
@@ -34,8 +35,6 @@ far below Telegram's 4,096 characters (it refuses longer ones) and a phone's scr
 # Categories that must not reach a chat as themselves: controls (Cc), invisible format
 # characters (Cf: bidi overrides, zero-width joiners), line and paragraph separators
 # (Zl, Zp), surrogates (Cs), private use (Co) and unassigned code points (Cn).
-_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Chat symbols for the headline: what the outcome means, at a glance.
 _SYMBOL = {
     "awaiting_approval": "\u23f3",  # hourglass
@@ -58,23 +57,14 @@ def one_line(text: object, cap: int = VALUE_CAP) -> str:
     """``text`` as one visible line of at most ``cap`` characters (``…`` marks a cut)."""
     out = []
     for char in str(text):
-        if unicodedata.category(char) in _HIDDEN:
-            out.append(_escape(char))
+        if unicodedata.category(char) in HIDDEN_CATEGORIES:
+            out.append(escape_char(char))
         else:
             out.append(char)
         if len(out) > cap:  # stop early: a megabyte of text costs no more than cap
             break
     line = "".join(out)
     return line if len(line) <= cap else line[: cap - 1] + "\u2026"
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if char in _NAMED:
-        return _NAMED[char]
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 @dataclass(frozen=True)

@@ -57,21 +57,27 @@ class OperatorLogin:
     ``web_user``: a web config's ``basic_auth_users`` guard the operator routes (curl
     asks for the password); ``basic``: the webhook's own basic auth (``user``);
     ``bearer``: the webhook's bearer token; ``none``: ``insecure_no_auth``.
+    ``client_cert``: the listener requires a verified client certificate
+    (``RequireAndVerifyClientCert``), so the line names one (``--cert``/``--key``).
     """
 
     kind: Literal["web_user", "basic", "bearer", "none"]
     user: str = ""
+    client_cert: bool = False
 
 
-def operator_login(auth: WebhookAuth | None, web_users: bool) -> OperatorLogin:
-    """The credentials the operator routes take: web-config users when there are any."""
+def operator_login(
+    auth: WebhookAuth | None, web_users: bool, client_cert: bool = False
+) -> OperatorLogin:
+    """The credentials the operator routes take: web-config users when there are any; a
+    client certificate besides when the listener requires one."""
     if web_users:
-        return OperatorLogin("web_user")
+        return OperatorLogin("web_user", client_cert=client_cert)
     if auth is None:
-        return OperatorLogin("none")
+        return OperatorLogin("none", client_cert=client_cert)
     if auth.bearer_token is None and auth.basic_username is not None:
-        return OperatorLogin("basic", auth.basic_username)
-    return OperatorLogin("bearer")
+        return OperatorLogin("basic", auth.basic_username, client_cert=client_cert)
+    return OperatorLogin("bearer", client_cert=client_cert)
 
 
 def action_url(external_url: str, action_id: int) -> str:
@@ -82,7 +88,8 @@ def approval_commands(
     external_url: str, action_id: int, login: OperatorLogin = OperatorLogin("bearer")
 ) -> dict[str, str]:
     """The curl lines that approve or deny an action; secrets stay in the reader's shell
-    (``$BRAINYCP_REMEDIATOR_TOKEN``) or are asked for by curl (``-u USER``)."""
+    (``$BRAINYCP_REMEDIATOR_TOKEN``, ``$BRAINYCP_CLIENT_CERT``/``$BRAINYCP_CLIENT_KEY``) or
+    are asked for by curl (``-u USER``)."""
     base = action_url(external_url, action_id)
     if login.kind == "web_user":
         creds = '-u "$USER" '
@@ -92,6 +99,8 @@ def approval_commands(
         creds = '-H "Authorization: Bearer $BRAINYCP_REMEDIATOR_TOKEN" '
     else:
         creds = ""
+    if login.client_cert:
+        creds = '--cert "$BRAINYCP_CLIENT_CERT" --key "$BRAINYCP_CLIENT_KEY" ' + creds
     head = f"curl -sS -X POST {creds}"
     body = "-H 'Content-Type: application/json' -d '{\"by\": \"'\"$USER\"'\"}' "
     return {"approve": f"{head}{body}{base}/approve", "deny": f"{head}{body}{base}/deny"}

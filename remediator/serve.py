@@ -86,7 +86,7 @@ class Lifecycle(WebConfigHolder):
         self.reloader = Reloader(self.reload)
         self.gate: OpsMiddleware | None = None
         self.failures: AuthFailures = failures
-        remediator.use_web_users(bool(self.auth.users))  # approve/deny lines: curl -u
+        self._use_web_login()
 
     async def authorize(self, scope: Scope) -> Identity | None:
         """Who sent the request: what the web config's users or this connection's client
@@ -100,6 +100,11 @@ class Lifecycle(WebConfigHolder):
         if auth is None:
             return Identity("anyone", NO_AUTH)
         return Identity(auth.basic_username or "webhook token", WEBHOOK_CREDENTIALS)
+
+    def _use_web_login(self) -> None:
+        """The approve/deny lines in notifications log in as this web config guards them."""
+        client_cert = self.web is not None and self.web.requires_client_cert
+        self.remediator.use_web_login(bool(self.auth.users), client_cert)
 
     def _restart_only(self, new: RemediatorConfig) -> list[str]:
         running = self.remediator.rconfig
@@ -127,7 +132,7 @@ class Lifecycle(WebConfigHolder):
         # --listen may differ from the file's listen; the running one stays.
         pinned = dataclasses.replace(new, listen=self.remediator.rconfig.listen)
         self.remediator.reconfigure(dataclasses.replace(config, remediator=pinned))
-        self.remediator.use_web_users(bool(self.auth.users))
+        self._use_web_login()
         if self.gate is not None:
             self.gate.challenge = self.remediator.challenge
         log.info(

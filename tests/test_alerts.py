@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.docs_support import github_anchors
 from tests.support import PYTHON, REPO, require_binary
 
 ALERTS = REPO / "alerts"
@@ -85,16 +86,6 @@ def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     return subprocess.run(
         [binary, *args], capture_output=True, text=True, timeout=120, cwd=cwd, check=False
     )
-
-
-def github_anchors(markdown: str) -> set[str]:
-    """Anchors GitHub gives the headings of ``markdown``."""
-    anchors = set()
-    for line in markdown.splitlines():
-        if match := re.match(r"^#{1,6}\s+(.*?)\s*$", line):
-            text = re.sub(r"[^\w\- ]", "", match.group(1).lower())
-            anchors.add(text.replace(" ", "-"))
-    return anchors
 
 
 def seconds(duration: str) -> float:

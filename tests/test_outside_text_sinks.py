@@ -279,6 +279,8 @@ def test_logs_hold_one_record_per_line_and_no_forged_one(scene: Scene, daemon: s
         assert any("forged.logger" in v for v in values)
     else:
         assert "\\n" + FORGED_RECORD in text
+        # A bidi override from outside is shown as its escape, never applied to the line.
+        assert "\u202e" not in text and "\\u202e" in text
 
 
 # ----------------------------------------------------------------------------- chat

@@ -20,6 +20,14 @@ def test_escape_controls_keeps_text_and_escapes_every_control() -> None:
     )
 
 
+def test_escape_controls_shows_format_characters_instead_of_applying_them() -> None:
+    # A bidi override would display "evil@" reversed; zero-width and tag characters hide text.
+    assert escape_controls("\u202eevil@\u200b\ufeff\U000e0041\ud800") == (
+        "\\u202eevil@\\u200b\\ufeff\\U000e0041\\ud800"
+    )
+    assert escape_controls("caf\u00e9 \u00a0non-breaking") == "caf\u00e9 \u00a0non-breaking"
+
+
 def test_a_label_value_with_newlines_stays_on_its_log_line(tmp_path: Path) -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

@@ -40,7 +40,8 @@ HOOK = NotifyTarget("hook", "webhook", SecretStr("https://hooks.example/x"), Non
                     frozenset(), 1.0, 1.0)  # fmt: skip
 EXTERNAL = "https://remediator.example.net"
 LOGINS = [notify.OperatorLogin("bearer"), notify.OperatorLogin("web_user"),
-          notify.OperatorLogin("basic", "am'; rm -rf /"), notify.OperatorLogin("none")]  # fmt: skip
+          notify.OperatorLogin("basic", "am'; rm -rf /"), notify.OperatorLogin("none"),
+          notify.OperatorLogin("web_user", client_cert=True)]  # fmt: skip
 
 
 def action(values: dict[str, str], outcome: str, manual: bool, login: Any) -> dict[str, Any]:

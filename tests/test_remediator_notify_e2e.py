@@ -25,11 +25,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.chat_support import slack_lines, telegram_lines
 from tests.remediator_support import TOKEN, am_alert, notification, write_config
 from tests.support import PYTHON, free_port, require_binary, running, sim_args, wait_until
+from tests.tls_support import client_context, make_client_ca, make_server_cert
 from tests.trust_support import Receiver
 
 pytestmark = pytest.mark.e2e
 
-PANELS = ("spam1", "spam2", "spam3", "spam4", "spam5", "spam6")
+PANELS = ("spam1", "spam2", "spam3", "spam4", "spam5", "spam6", "spam7")
 SPAMMER = "spam@example.com"
 BOT_TOKEN = "4242:notify-e2e-BOT-SECRET"
 SLACK_PATH = "/services/T000/B000/SLACK-SECRET"
@@ -72,11 +73,13 @@ def targets(tmp: Path, receiver: Receiver, hook_path: str = "/hook") -> list[dic
     ]  # fmt: skip
 
 
-def configure(tmp: Path, sim: str, port: int, notify: list[dict[str, Any]]) -> Path:
+def configure(
+    tmp: Path, sim: str, port: int, notify: list[dict[str, Any]], scheme: str = "http"
+) -> Path:
     sim_port = int(sim.rsplit(":", 1)[1])
     return write_config(
         tmp / "config.yml", sim_port, port, tmp / "journal.sqlite", [RULE], panels=PANELS,
-        external_url=f"http://127.0.0.1:{port}", notify=notify,
+        external_url=f"{scheme}://127.0.0.1:{port}", notify=notify,
         manual={"actions": ["delete_messages"], "allow_destructive": True},
     )  # fmt: skip
 
@@ -314,3 +317,44 @@ def test_with_web_config_users_the_approve_line_logs_in_as_one(
         assert '"outcome":"pending"' in output.replace(" ", ""), output
         row = httpx.get(f"{url}/actions/{second}", auth=(WEB_USER, WEB_PASSWORD), timeout=10)
         assert row.json()["decision"]["by"] == WEB_USER
+
+
+def test_when_the_listener_requires_a_client_certificate_the_approve_line_presents_one(
+    tmp_path: Path, sim: str, receiver: Receiver
+) -> None:
+    require_binary("curl", "apt-get install curl")
+    server_cert, server_key = make_server_cert(tmp_path, "server")
+    ca, client_cert, client_key = make_client_ca(tmp_path)
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    config = configure(tmp_path, sim, port, targets(tmp_path, receiver)[:1], scheme="https")
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({"tls_server_config": {
+        "cert_file": str(server_cert), "key_file": str(server_key),
+        "client_ca_file": str(ca), "client_auth_type": "RequireAndVerifyClientCert"}}))  # fmt: skip
+    args = [PYTHON, "-m", "remediator.cli", "--config", str(config), "--web.config.file", str(web)]
+    context = client_context(client_cert, client_key, trust=(server_cert,))
+    with (
+        running(args, log=tmp_path / "remediator.log"),
+        httpx.Client(
+            headers={"Authorization": f"Bearer {TOKEN}"}, verify=context, timeout=10
+        ) as client,  # fmt: skip
+    ):
+        wait_until(lambda: client.get(f"{url}/healthz").status_code == 200, what="TLS up")
+        action_id = surge(client, url, "spam7")
+        (hook,) = wait_until(lambda: about(receiver, "/hook", action_id), what="the request")
+        line = hook["approval_commands"]["approve"]
+        assert '--cert "$BRAINYCP_CLIENT_CERT" --key "$BRAINYCP_CLIENT_KEY"' in line, line
+        assert str(client_key) not in line and TOKEN not in line
+
+        env = reader_env(BRAINYCP_REMEDIATOR_TOKEN=TOKEN, CURL_CA_BUNDLE=str(server_cert))
+        # Without a certificate in the reader's shell the listener refuses the line...
+        code, output = run_line(line, env)
+        assert code != 0, output
+        assert client.get(f"{url}/actions/{action_id}").json()["outcome"] == "awaiting_approval"
+        # ...with one, the line copied from the chat approves the action.
+        code, output = run_line(
+            line, {**env, "BRAINYCP_CLIENT_CERT": str(client_cert),
+                   "BRAINYCP_CLIENT_KEY": str(client_key)})  # fmt: skip
+        assert code == 0, output
+        assert '"outcome":"pending"' in output.replace(" ", ""), output

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -40,20 +40,31 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What a terminal or a chat client would not show as itself: controls (C0, C1, DEL),
+# format characters (bidi overrides such as U+202E, zero-width ones, tags), the line and
+# paragraph separators, surrogates, private-use and unassigned code points.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
+def escape_char(char: str) -> str:
+    """One hidden character as a visible escape (``\\n``, ``\\x1b``, ``\\u202e``)."""
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def escape_controls(text: str) -> str:
-    """``text`` on one line: control characters become ``\\n``, ``\\x1b``, ``\\u2028``..."""
-    return _CONTROL.sub(
-        lambda m: (
-            _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}")
-            if ord(m.group()) < 0x100
-            else f"\\u{ord(m.group()):04x}"
-        ),
-        text,
+    """``text`` on one visible line: every hidden character (see ``HIDDEN_CATEGORIES``)
+    becomes its escape, so a value cannot forge a log line, repaint the terminal or reverse
+    the text that follows it. Printable text (the usual case) is returned as it is."""
+    if text.isprintable():  # False for every hidden category, so this is only a fast path
+        return text
+    return "".join(
+        escape_char(c) if unicodedata.category(c) in HIDDEN_CATEGORIES else c for c in text
     )
 
 

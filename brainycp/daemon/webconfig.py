@@ -70,6 +70,11 @@ class WebConfig:
     tls: TlsConfig | None = None
     users: Mapping[str, bytes] = field(default_factory=dict)
 
+    @property
+    def requires_client_cert(self) -> bool:
+        """True when the listener refuses a client without a verified certificate."""
+        return self.tls is not None and self.tls.client_auth == ssl.CERT_REQUIRED
+
 
 def _readable(path: object, key: str, errors: list[str]) -> Path | None:
     if not isinstance(path, str) or not path:

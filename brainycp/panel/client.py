@@ -162,7 +162,7 @@ class PanelClient:
 
         The request goes straight to the transport: a panel call needs none of what
         ``httpx.AsyncClient`` adds (cookies, auth, redirects, proxies), and skipping it
-        halves the CPU a poll costs (see "The transport" in docs/panel-api.md).
+        halves the CPU a poll costs (see docs/design/panel-transport.md).
         """
         name = self.panel.name
         cap = self.panel.max_response_bytes

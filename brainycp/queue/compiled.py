@@ -1,7 +1,7 @@
 """The compiled one-pass readers (``_eximscan.c``, ``_pfscan.c``), where they are built.
 
 They read the same grammar as ``exim.py`` and ``postfix.py`` into the same :class:`Tally`,
-about ten times faster (figures in docs/metrics.md). setup.py builds them where a C compiler
+for several times less CPU (figures in bench/README.md). setup.py builds them where a C compiler
 and the Python headers are installed; ``BRAINYCP_PURE_PYTHON=1`` switches them off. Each
 function returns False, having tallied nothing, when its reader is not available.
 """
