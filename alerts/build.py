@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import re
 import sys
 from dataclasses import dataclass
@@ -120,15 +121,17 @@ def label_value(value: object, key: str) -> str:
     return text
 
 
+def required(alerts: dict[str, Any], alert: str, key: str) -> Any:
+    """``alerts.<alert>.<key>`` of the thresholds; a BuildError naming the key when missing."""
+    try:
+        return alerts[alert][key]
+    except (KeyError, TypeError):
+        raise BuildError(f"alerts.{alert}.{key}: is required") from None
+
+
 def alert_definitions(t: dict[str, Any]) -> list[Alert]:
     """Every alert, with the thresholds of ``t`` (the merged thresholds file) filled in."""
-    a = t["alerts"]
-
-    def get(alert: str, key: str) -> Any:
-        try:
-            return a[alert][key]
-        except (KeyError, TypeError):
-            raise BuildError(f"alerts.{alert}.{key}: is required") from None
+    get = functools.partial(required, t["alerts"])
 
     stale = seconds(get("BrainyCPExporterPollStale", "max_age"), "max_age")
     queue_high = number(get("BrainyCPMailQueueHigh", "above"), "BrainyCPMailQueueHigh.above")
@@ -402,13 +405,7 @@ def alert_definitions(t: dict[str, Any]) -> list[Alert]:
 def attention_alerts(t: dict[str, Any]) -> list[Alert]:
     """Alerts that something needs a person: remediation held back, an approval about to
     expire unseen, a listing or a scrape the exporter cannot fully read."""
-    a = t["alerts"]
-
-    def get(alert: str, key: str) -> Any:
-        try:
-            return a[alert][key]
-        except (KeyError, TypeError):
-            raise BuildError(f"alerts.{alert}.{key}: is required") from None
+    get = functools.partial(required, t["alerts"])
 
     expiring = "BrainyCPRemediationApprovalExpiring"
     share = get(expiring, "share")

@@ -27,7 +27,6 @@ import gc
 import random
 import re
 import statistics
-import string
 import sys
 import time
 import tracemalloc
@@ -35,15 +34,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from brainycp.queue import DEFERRAL_REASONS, c_readers, summarize
-from brainycp.simulator.render import exim_age, exim_size
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.workloads import (  # noqa: E402
+    DEFERRAL_TEXTS,
+    UTF8_DOMAIN,
+    UTF8_LOCAL,
+    exim_id,
+    postfix_stamp,
+    random_reason,
+    reason_line,
+)
+from brainycp.queue import DEFERRAL_REASONS, c_readers, summarize  # noqa: E402
+from brainycp.simulator.render import exim_age, exim_size  # noqa: E402
 
 GOAL_EXIM_RATE = 3_000_000.0  # messages/s at 1M messages (issue 10)
 GOAL_POSTFIX_RATE = 1_000_000.0  # messages/s at 100k messages (issue 10)
 GOAL_MEMORY_SHARE = 0.10
-_ALNUM = string.digits + string.ascii_letters
-_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-_DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
 def _size(rng: random.Random) -> int:
@@ -57,16 +65,12 @@ def _size(rng: random.Random) -> int:
     return rng.randint(1024 * 1024, 20 * 1024 * 1024)
 
 
-_UTF8_LOCAL = ["пользователь", "jürgen.müller", "李雷", "ελένη", "søren", "josé.garcía"]
-_UTF8_DOMAIN = ["пример.рф", "bücher.example", "例子.中国", "παράδειγμα.δοκιμή"]
-
-
 def _address(rng: random.Random, index: int, real: bool) -> str:
     if not real:
         return f"user{index % 500}@customer{index % 97}.example.com"
     roll = rng.random()
     if roll < 0.08:
-        return f"{rng.choice(_UTF8_LOCAL)}{index}@{rng.choice(_UTF8_DOMAIN)}"
+        return f"{rng.choice(UTF8_LOCAL)}{index}@{rng.choice(UTF8_DOMAIN)}"
     if roll < 0.12:
         return f'"john doe {index}"@customer{index % 997}.example.com'
     if roll < 0.15:
@@ -90,8 +94,7 @@ def exim_listing(messages: int, seed: int = 1, *, real: bool = False) -> str:
     append = out.append
     for i in range(messages):
         age = int(30 * 86400 * rng.random() ** 3)
-        msg_id = "".join(rng.choices(_ALNUM, k=6)) + f"-{i % 1_000_000:06d}-"
-        msg_id += "".join(rng.choices(_ALNUM, k=2))
+        msg_id = exim_id(rng, i)
         sender = "" if rng.random() < 0.10 else rng.choice(senders)
         frozen = " *** frozen ***" if rng.random() < 0.05 else ""
         append(f"{exim_age(age)} {exim_size(_size(rng))} {msg_id} <{sender}>{frozen}\n")
@@ -103,13 +106,7 @@ def exim_listing(messages: int, seed: int = 1, *, real: bool = False) -> str:
 
 
 _REASONS = [
-    "connect to mx.{d}[192.0.2.{n}]:25: Connection refused",
-    "connect to mx.{d}[192.0.2.{n}]:25: Connection timed out",
-    "host mx.{d}[192.0.2.{n}] said: 450 4.7.1 <a@{d}>: Recipient address rejected: "
-    "Greylisted, see http://postgrey.schweikert.ch/help/{d}.html (in reply to RCPT TO command)",
-    "host mx.{d}[192.0.2.{n}] said: 554 5.7.1 Service unavailable; Client host "
-    "[198.51.100.{n}] blocked using zen.spamhaus.org (in reply to RCPT TO command)",
-    "host mx.{d}[192.0.2.{n}] said: 552 5.2.2 mailbox full (in reply to RCPT TO command)",
+    *DEFERRAL_TEXTS,
     "delivery temporarily suspended: connect to mx.{d}[192.0.2.{n}]:25: Connection timed out",
 ]
 
@@ -122,11 +119,7 @@ def postfix_listing(messages: int, now: float, seed: int = 2, *, real: bool = Fa
     out = ["-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n"]
     total = 0
     for _ in range(messages):
-        arrival = time.gmtime(now - int(30 * 86400 * rng.random() ** 3))
-        stamp = (
-            f"{_DAYS[arrival.tm_wday]} {_MONTHS[arrival.tm_mon - 1]} {arrival.tm_mday:2d} "
-            f"{arrival.tm_hour:02d}:{arrival.tm_min:02d}:{arrival.tm_sec:02d}"
-        )
+        stamp = postfix_stamp(now - int(30 * 86400 * rng.random() ** 3))
         queue_id = "".join(rng.choices("0123456789ABCDEF", k=11))
         flag = rng.choice(("", "", "", "*", "!"))
         size = _size(rng)
@@ -137,9 +130,8 @@ def postfix_listing(messages: int, now: float, seed: int = 2, *, real: bool = Fa
         for index in range(_recipients(rng, real)):
             if index == 0 or (real and rng.random() < 0.05):
                 if real:
-                    n = rng.randint(1, 254)
-                    reason = rng.choice(_REASONS).format(d=f"dest{n}.example.net", n=n)
-                out.append(" " * max(0, 76 - len(reason)) + f"({reason})\n")
+                    reason = random_reason(rng, _REASONS)
+                out.append(reason_line(reason))
             out.append(" " * 41 + f"{rng.choice(recipients)}\n")
         out.append("\n")
     out.append(f"-- {total // 1024} Kbytes in {messages} Requests.\n")

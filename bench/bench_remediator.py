@@ -47,9 +47,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.remediator_support import write_config
 from tests.support import free_port, running
 
 PYTHON = sys.executable
@@ -296,26 +296,17 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-remediator-"))
     sim_port, port = free_port(), free_port()
     sim, url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
-    (tmp / "pw").write_text("admin\n")
-    (tmp / "token").write_text(TOKEN + "\n")
-    config = {
-        "defaults": {"username": "admin", "password_file": str(tmp / "pw")},
-        "panels": {p: {"url": f"{sim}/panel/{p}/api/api.php"} for p in PANELS},
-        "remediator": {
-            "listen": f"127.0.0.1:{port}",
-            "auth": {"bearer_token_file": str(tmp / "token")},
-            "state_file": str(tmp / "state.sqlite"),
-            "max_concurrent_actions": 16,
-            "rate_limit": {"max_actions": 1000000, "per": "1h"},
-            "rules": [
-                {"name": "bench-dry", "matchers": ['alertname="BenchDry"'],
-                 "action": "delete_frozen", "dry_run": True, "cooldown": 0},
-                {"name": "bench-restart", "matchers": ['alertname="BenchRestart"'],
-                 "action": "restart_service", "daemon": "clamav", "cooldown": 0},
-            ],
-        },
-    }  # fmt: skip
-    (tmp / "config.yml").write_text(yaml.safe_dump(config))
+    write_config(
+        tmp / "config.yml", sim_port, port, tmp / "state.sqlite",
+        [{"name": "bench-dry", "matchers": ['alertname="BenchDry"'],
+          "action": "delete_frozen", "dry_run": True, "cooldown": 0},
+         {"name": "bench-restart", "matchers": ['alertname="BenchRestart"'],
+          "action": "restart_service", "daemon": "clamav", "cooldown": 0}],
+        panels=tuple(PANELS),
+        bearer_token=TOKEN,
+        max_concurrent_actions=16,
+        rate_limit={"max_actions": 1000000, "per": "1h"},
+    )  # fmt: skip
     sim_cmd = [PYTHON, "-m", "brainycp.simulator.cli", "--listen", f"127.0.0.1:{sim_port}"]
     sim_cmd += ["--panels", str(len(PANELS)), "--log-level", "warning"]
     rem_cmd = [PYTHON, "-m", "remediator.cli", "--config", str(tmp / "config.yml")]

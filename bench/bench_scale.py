@@ -53,7 +53,7 @@ from exporter.poller import Poller, initial_state  # noqa: E402
 from exporter.settings import parse_config  # noqa: E402
 from exporter.shard import hashmod, shard_config  # noqa: E402
 from tests.pg import cluster  # noqa: E402
-from tests.support import free_port, running  # noqa: E402
+from tests.support import free_port, read_answer, running  # noqa: E402
 
 PASSWORD = "bench-pw"
 GOAL_CYCLE_RATIO = 1.5
@@ -345,13 +345,7 @@ async def _sender(url: str, bodies: list[bytes], outcomes: Counter[str]) -> None
                 f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
                 + data
             )
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            answer = await reader.readexactly(length)
+            head, answer = await read_answer(reader)
             if not head.startswith(b"HTTP/1.1 200"):
                 outcomes[f"http {head.split()[1].decode()}"] += 1
             else:

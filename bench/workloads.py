@@ -18,12 +18,13 @@ import time
 
 from brainycp.simulator.render import exim_age, exim_size
 
-_ALNUM = string.digits + string.ascii_letters
-_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-_DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-_UTF8_LOCAL = ["пользователь", "jürgen.müller", "李雷", "ελένη", "søren", "josé.garcía"]
-_UTF8_DOMAIN = ["пример.рф", "bücher.example", "例子.中国", "παράδειγμα.δοκιμή"]
-_REASONS = [
+ALNUM = string.digits + string.ascii_letters
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+UTF8_LOCAL = ["пользователь", "jürgen.müller", "李雷", "ελένη", "søren", "josé.garcía"]
+UTF8_DOMAIN = ["пример.рф", "bücher.example", "例子.中国", "παράδειγμα.δοκιμή"]
+# Deferral reasons real Postfix servers give ({d}: the domain, {n}: a host number).
+DEFERRAL_TEXTS = [
     "connect to mx.{d}[192.0.2.{n}]:25: Connection refused",
     "connect to mx.{d}[192.0.2.{n}]:25: Connection timed out",
     "host mx.{d}[192.0.2.{n}] said: 450 4.7.1 <a@{d}>: Recipient address rejected: "
@@ -31,6 +32,9 @@ _REASONS = [
     "host mx.{d}[192.0.2.{n}] said: 554 5.7.1 Service unavailable; Client host "
     "[198.51.100.{n}] blocked using zen.spamhaus.org (in reply to RCPT TO command)",
     "host mx.{d}[192.0.2.{n}] said: 552 5.2.2 mailbox full (in reply to RCPT TO command)",
+]
+_REASONS = [
+    *DEFERRAL_TEXTS,
     "host mx.{d}[192.0.2.{n}] said: 550 5.1.1 <b@{d}>: user unknown (in reply to RCPT TO)",
 ]
 DOMINANT_SENDER = "newsletter@compromised-shop.example"
@@ -39,7 +43,7 @@ DOMINANT_SHARE = 0.27
 
 def _domain(rng: random.Random, domains: int) -> str:
     if rng.random() < 0.03:
-        return rng.choice(_UTF8_DOMAIN)
+        return rng.choice(UTF8_DOMAIN)
     # A few big providers take most of the mail, as in real outbreaks.
     index = min(domains - 1, int(domains * rng.random() ** 3))
     return f"mail{index}.example.{'com' if index % 3 else 'NET'}"
@@ -49,7 +53,7 @@ def _address(rng: random.Random, index: int, domains: int) -> str:
     roll = rng.random()
     domain = _domain(rng, domains)
     if roll < 0.05:
-        return f"{rng.choice(_UTF8_LOCAL)}{index}@{domain}"
+        return f"{rng.choice(UTF8_LOCAL)}{index}@{domain}"
     if roll < 0.08:
         return f'"john doe {index}"@{domain}'
     return f"user{index}@{domain}"
@@ -92,6 +96,15 @@ class _People:
         return [self.rng.choice(self.recipients) for _ in range(_recipient_count(self.rng))]
 
 
+def exim_id(rng: random.Random, index: int) -> str:
+    """An Exim message id (``1a2B3c-012345-Xy``), the ``index``-th of a listing."""
+    return (
+        "".join(rng.choices(ALNUM, k=6))
+        + f"-{index % 1_000_000:06d}-"
+        + "".join(rng.choices(ALNUM, k=2))
+    )
+
+
 def exim_outbreak(messages: int, seed: int = 1) -> str:
     """An ``exim -bp`` listing of ``messages`` messages during an outbreak."""
     rng = random.Random(seed)
@@ -100,8 +113,7 @@ def exim_outbreak(messages: int, seed: int = 1) -> str:
     append = out.append
     for i in range(messages):
         age = int(7 * 86400 * rng.random() ** 2)
-        msg_id = "".join(rng.choices(_ALNUM, k=6)) + f"-{i % 1_000_000:06d}-"
-        msg_id += "".join(rng.choices(_ALNUM, k=2))
+        msg_id = exim_id(rng, i)
         sender = people.sender()
         frozen = " *** frozen ***" if (sender == "" and rng.random() < 0.6) else ""
         if not frozen and rng.random() < 0.01:
@@ -118,9 +130,20 @@ def postfix_stamp(epoch: float) -> str:
     """Postfix's arrival column (UTC) for an epoch time."""
     t = time.gmtime(epoch)
     return (
-        f"{_DAYS[t.tm_wday]} {_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} "
+        f"{DAYS[t.tm_wday]} {MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} "
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
     )
+
+
+def random_reason(rng: random.Random, texts: list[str]) -> str:
+    """One of ``texts`` for a random destination host."""
+    n = rng.randint(1, 254)
+    return rng.choice(texts).format(d=f"dest{n}.example.net", n=n)
+
+
+def reason_line(reason: str) -> str:
+    """A deferral reason as postqueue -p writes it: in parentheses, right-aligned."""
+    return " " * max(0, 76 - len(reason)) + f"({reason})\n"
 
 
 def postfix_outbreak(messages: int, now: float, seed: int = 2) -> str:
@@ -140,9 +163,7 @@ def postfix_outbreak(messages: int, now: float, seed: int = 2) -> str:
         out.append(f"{queue_id}{flag or ' '} {size:>7} {stamp}  {sender or 'MAILER-DAEMON'}\n")
         for index, recipient in enumerate(recipients):
             if flag != "*" and (index == 0 or rng.random() < 0.1):
-                n = rng.randint(1, 254)
-                reason = rng.choice(_REASONS).format(d=f"dest{n}.example.net", n=n)
-                out.append(" " * max(0, 76 - len(reason)) + f"({reason})\n")
+                out.append(reason_line(random_reason(rng, _REASONS)))
             out.append(" " * 41 + f"{recipient}\n")
         out.append("\n")
     out.append(f"-- {total // 1024} Kbytes in {messages} Requests.\n")

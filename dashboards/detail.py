@@ -6,14 +6,17 @@ from grafana import (
     ACTIONS,
     DAEMON_MAPPINGS,
     DATASOURCE,
-    ORGANIZE_TABLE,
     PANEL,
+    QUEUE_COUNTS,
     REMEDIATOR_PANEL,
     Json,
     Layout,
     dashboard,
+    increases,
+    layout,
     panel,
-    table,
+    series_table,
+    state_timeline,
     target,
     timeseries,
     value_map,
@@ -23,17 +26,13 @@ from grafana import (
 
 def panel_detail() -> Json:
     """The panel dashboard."""
-    L = Layout()
-    queue(L)
-    senders_and_reasons(L)
-    daemons_and_polls(L)
     return dashboard(
         "brainycp-mail-panel",
         "BrainyCP mail / Panel",
         "One panel (or a few) in detail: queue over time, message ages, senders, recipient "
         "domains and deferral reasons, daemons, polls, and the remediator's actions as "
         "annotations.",
-        L,
+        layout(queue, senders_and_reasons, daemons_and_polls),
         variables(),
         annotations=[actions_annotation()],
     )
@@ -48,10 +47,8 @@ def queue(L: Layout) -> None:
             "The mail queue of each selected panel, from the exporter's last polls. Frozen, "
             "bounce and held counts come from list_msg (every list_interval).",
             [
-                target(f"brainycp_mail_queue_messages{{{PANEL}}}", "{{panel}} queued"),
-                target(f"brainycp_mail_queue_frozen_messages{{{PANEL}}}", "{{panel}} frozen"),
-                target(f"brainycp_mail_queue_bounce_messages{{{PANEL}}}", "{{panel}} bounces"),
-                target(f"brainycp_mail_queue_held_messages{{{PANEL}}}", "{{panel}} held"),
+                target(f"brainycp_mail_queue_{count}{{{PANEL}}}", f"{{{{panel}}}} {legend}")
+                for count, legend in QUEUE_COUNTS
             ],
             "short",
         ),
@@ -113,38 +110,22 @@ def senders_and_reasons(L: Layout) -> None:
     """Who fills the queue and why mail stays, and what the remediator did about it."""
     L.row("Senders, domains and reasons")
     L.add(
-        table(
+        series_table(
             "Top senders",
             "Senders with the most queued messages (needs exporter.top_senders > 0; "
             "<> is the bounce sender).",
-            [
-                target(
-                    f"topk(20, brainycp_mail_queue_sender_messages{{{PANEL}}})",
-                    instant=True,
-                    fmt="table",
-                )
-            ],
-            "short",
-            transformations=[ORGANIZE_TABLE],
+            f"topk(20, brainycp_mail_queue_sender_messages{{{PANEL}}})",
         ),
         8,
         9,
     )
     L.add(
-        table(
+        series_table(
             "Top recipient domains",
             "Recipient domains with the most queued messages (needs "
             "exporter.top_recipient_domains > 0; a message counts once per domain it has a "
             "pending recipient in).",
-            [
-                target(
-                    f"topk(20, brainycp_mail_queue_recipient_domain_messages{{{PANEL}}})",
-                    instant=True,
-                    fmt="table",
-                )
-            ],
-            "short",
-            transformations=[ORGANIZE_TABLE],
+            f"topk(20, brainycp_mail_queue_recipient_domain_messages{{{PANEL}}})",
         ),
         8,
         9,
@@ -178,18 +159,12 @@ def senders_and_reasons(L: Layout) -> None:
         9,
     )
     L.add(
-        timeseries(
+        increases(
             "Remediation actions",
             "Actions the remediator ran on the selected panels, by action and outcome.",
-            [
-                target(
-                    f"sum by (panel, action, outcome) (increase({ACTIONS}{{{REMEDIATOR_PANEL}}}"
-                    "[$__rate_interval]))",
-                    "{{panel}} {{action}} {{outcome}}",
-                )
-            ],
-            "short",
-            extra={"interval": "1m"},
+            "panel, action, outcome",
+            f"{ACTIONS}{{{REMEDIATOR_PANEL}}}",
+            "{{panel}} {{action}} {{outcome}}",
         ),
         12,
         9,
@@ -200,43 +175,25 @@ def daemons_and_polls(L: Layout) -> None:
     """The daemons' status and the exporter's polls."""
     L.row("Daemons and polls")
     L.add(
-        panel(
-            "state-timeline",
+        state_timeline(
             "Daemon status",
             "ClamAV and SpamAssassin over time: running (green), stopped (red); gaps mean the "
             "status could not be read or classified.",
             [target(f"brainycp_mail_daemon_up{{{PANEL}}}", "{{panel}} {{daemon}}")],
             "none",
             mappings=DAEMON_MAPPINGS,
-            options={
-                "mergeValues": True,
-                "showValue": "auto",
-                "alignValue": "left",
-                "rowHeight": 0.9,
-                "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-            },
-            extra={"interval": "1m"},
         ),
         24,
         7,
     )
     L.add(
-        panel(
-            "state-timeline",
+        state_timeline(
             "Poll success",
             "The last poll of each operation over time: ok (green), failed (red; Poll errors "
             "below says why).",
             [target(f"brainycp_poll_success{{{PANEL}}}", "{{panel}} {{operation}}")],
             "none",
             mappings=[value_map({"0": ("failed", "red"), "1": ("ok", "green")})],
-            options={
-                "mergeValues": True,
-                "showValue": "auto",
-                "alignValue": "left",
-                "rowHeight": 0.9,
-                "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-            },
-            extra={"interval": "1m"},
         ),
         24,
         7,
@@ -252,18 +209,12 @@ def daemons_and_polls(L: Layout) -> None:
         8,
     )
     L.add(
-        timeseries(
+        increases(
             "Poll errors",
             "Failed polls by operation and reason (timeout, connect, auth, permission, ...).",
-            [
-                target(
-                    "sum by (panel, operation, reason) (increase(brainycp_poll_errors_total"
-                    f"{{{PANEL}}}[$__rate_interval]))",
-                    "{{panel}} {{operation}} {{reason}}",
-                )
-            ],
-            "short",
-            extra={"interval": "1m"},
+            "panel, operation, reason",
+            f"brainycp_poll_errors_total{{{PANEL}}}",
+            "{{panel}} {{operation}} {{reason}}",
         ),
         8,
         8,

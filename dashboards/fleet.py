@@ -7,39 +7,37 @@ from grafana import (
     DAEMON_MAPPINGS,
     EXPORTER,
     GREEN_RED,
-    ORGANIZE_TABLE,
     PANEL,
+    QUEUE_COUNTS,
     REMEDIATOR,
     REMEDIATOR_PANEL,
     Json,
     Layout,
     bargauge,
     dashboard,
+    flag,
+    increases,
+    layout,
+    queue_total,
+    series_table,
     stat,
     table,
     target,
     timeseries,
-    value_map,
     variables,
+    zeros,
 )
 
 
 def fleet() -> Json:
     """The fleet dashboard."""
-    L = Layout()
-    overview(L)
-    brakes(L)
-    outbreak(L)
-    top_panels(L)
-    polls(L)
-    remediation(L)
     return dashboard(
         "brainycp-mail-fleet",
         "BrainyCP mail / Fleet",
         "All BrainyCP panels: which answer, how full their mail queues are, who fills them "
         "and why mail stays, which daemons are stopped, and what the remediator did and "
         "whether its brakes are on.",
-        L,
+        layout(overview, brakes, outbreak, top_panels, polls, remediation),
         variables(),
     )
 
@@ -59,54 +57,52 @@ def overview(L: Layout) -> None:
         4,
     )
     L.add(
-        stat(
+        zeros(
             "Panels down",
             "Panels whose last count_msg poll failed: their queue values are unknown.",
-            [target(f"count(brainycp_up{{{EXPORTER}}} == 0) or vector(0)", "down")],
-            "none",
-            thresholds=GREEN_RED,
+            f"brainycp_up{{{EXPORTER}}}",
+            "down",
         ),
         4,
         4,
     )
     L.add(
-        stat(
+        queue_total(
             "Queued messages",
             "Messages in the mail queues of all selected panels (last poll of each).",
-            [target(f"sum(brainycp_mail_queue_messages{{{PANEL}}})", "queued")],
-            "short",
+            "messages",
+            "queued",
         ),
         4,
         4,
     )
     L.add(
-        stat(
+        queue_total(
             "Frozen messages",
             "Frozen messages in the Exim queues of all selected panels.",
-            [target(f"sum(brainycp_mail_queue_frozen_messages{{{PANEL}}})", "frozen")],
-            "short",
-            thresholds=GREEN_RED,
+            "frozen_messages",
+            "frozen",
+            GREEN_RED,
         ),
         4,
         4,
     )
     L.add(
-        stat(
+        queue_total(
             "Queued bounces",
             "Bounces (sender <>) in the queues of all selected panels.",
-            [target(f"sum(brainycp_mail_queue_bounce_messages{{{PANEL}}})", "bounces")],
-            "short",
+            "bounce_messages",
+            "bounces",
         ),
         4,
         4,
     )
     L.add(
-        stat(
+        zeros(
             "Daemons stopped",
             "ClamAV and SpamAssassin instances whose status reads stopped.",
-            [target(f"count(brainycp_mail_daemon_up{{{PANEL}}} == 0) or vector(0)", "stopped")],
-            "none",
-            thresholds=GREEN_RED,
+            f"brainycp_mail_daemon_up{{{PANEL}}}",
+            "stopped",
         ),
         4,
         4,
@@ -116,10 +112,8 @@ def overview(L: Layout) -> None:
             "Fleet queue",
             "Queued, frozen, bounce and held messages summed over the selected panels.",
             [
-                target(f"sum(brainycp_mail_queue_messages{{{PANEL}}})", "queued"),
-                target(f"sum(brainycp_mail_queue_frozen_messages{{{PANEL}}})", "frozen"),
-                target(f"sum(brainycp_mail_queue_bounce_messages{{{PANEL}}})", "bounces"),
-                target(f"sum(brainycp_mail_queue_held_messages{{{PANEL}}})", "held"),
+                target(f"sum(brainycp_mail_queue_{count}{{{PANEL}}})", legend)
+                for count, legend in QUEUE_COUNTS
             ],
             "short",
         ),
@@ -227,18 +221,12 @@ def remediation(L: Layout) -> None:
     """What the remediator did."""
     L.row("Remediation")
     L.add(
-        timeseries(
+        increases(
             "Remediation actions by outcome",
             "Actions the remediator finished (or skipped), by outcome.",
-            [
-                target(
-                    f"sum by (outcome) (increase({ACTIONS}{{{REMEDIATOR_PANEL}}}"
-                    "[$__rate_interval]))",
-                    "{{outcome}}",
-                )
-            ],
-            "short",
-            extra={"interval": "1m"},
+            "outcome",
+            f"{ACTIONS}{{{REMEDIATOR_PANEL}}}",
+            "{{outcome}}",
         ),
         12,
         8,
@@ -310,19 +298,13 @@ def remediation(L: Layout) -> None:
         8,
     )
     L.add(
-        timeseries(
+        increases(
             "Journal failures",
             "Journal reads and writes the database refused, and calls cut off because it "
             "stopped answering, by kind (BrainyCPRemediatorJournalDown fires while it is down).",
-            [
-                target(
-                    "sum by (kind) (increase(brainycp_remediator_journal_failures_total"
-                    f"{{{REMEDIATOR}}}[$__rate_interval]))",
-                    "{{kind}}",
-                )
-            ],
-            "short",
-            extra={"interval": "1m"},
+            "kind",
+            f"brainycp_remediator_journal_failures_total{{{REMEDIATOR}}}",
+            "{{kind}}",
         ),
         12,
         8,
@@ -353,20 +335,13 @@ def remediation(L: Layout) -> None:
         8,
     )
     L.add(
-        timeseries(
+        increases(
             "Notifications to people",
             "Approval requests and action reports sent to the notify targets, by target and "
             "result: sent, retried (one per retry), failed (gave up), dropped (queue full).",
-            [
-                target(
-                    "sum by (target, result) (increase("
-                    f"brainycp_remediator_outbound_notifications_total{{{REMEDIATOR}}}"
-                    "[$__rate_interval]))",
-                    "{{target}} {{result}}",
-                )
-            ],
-            "short",
-            extra={"interval": "1m"},
+            "target, result",
+            f"brainycp_remediator_outbound_notifications_total{{{REMEDIATOR}}}",
+            "{{target}} {{result}}",
         ),
         24,
         8,
@@ -377,27 +352,27 @@ def brakes(L: Layout) -> None:
     """The remediator's brakes and its own health: what stops remediation."""
     L.row("Remediation brakes")
     L.add(
-        stat(
+        flag(
             "Remediator paused",
             "1 while someone paused the remediator (POST /pause): every remediated alert is "
             "skipped_paused until POST /resume.",
-            [target(f"max(brainycp_remediator_paused{{{REMEDIATOR}}})", "paused")],
-            "none",
-            mappings=[value_map({"0": ("running", "green"), "1": ("paused", "orange")})],
-            thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
+            f"max(brainycp_remediator_paused{{{REMEDIATOR}}})",
+            "paused",
+            ("running", "green"),
+            ("paused", "orange"),
         ),
         4,
         4,
     )
     L.add(
-        stat(
+        flag(
             "Circuit breaker",
             "Open when actions were about to start on too many panels at once: no action "
             "starts until someone checks the fleet and sends POST /resume.",
-            [target(f"max(brainycp_remediator_circuit_open{{{REMEDIATOR}}})", "open")],
-            "none",
-            mappings=[value_map({"0": ("closed", "green"), "1": ("open", "red")})],
-            thresholds=GREEN_RED,
+            f"max(brainycp_remediator_circuit_open{{{REMEDIATOR}}})",
+            "open",
+            ("closed", "green"),
+            ("open", "red"),
         ),
         4,
         4,
@@ -442,32 +417,25 @@ def brakes(L: Layout) -> None:
         4,
     )
     L.add(
-        stat(
+        flag(
             "Journal",
             "Whether each remediator can read and write its journal; down, every webhook "
             "is answered 503 and no action starts.",
-            [target(f"min(brainycp_remediator_journal_up{{{REMEDIATOR}}})", "journal")],
-            "none",
-            mappings=[value_map({"0": ("down", "red"), "1": ("up", "green")})],
-            thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}],
+            f"min(brainycp_remediator_journal_up{{{REMEDIATOR}}})",
+            "journal",
+            ("down", "red"),
+            ("up", "green"),
         ),
         4,
         4,
     )
     L.add(
-        stat(
+        zeros(
             "Config reloads failing",
             "Exporters and remediators whose last config reload was refused: they run "
             "with their old config (their log names the problem).",
-            [
-                target(
-                    "count(brainycp_config_last_reload_successful"
-                    '{job=~"$job|$remediator_job"} == 0) or vector(0)',
-                    "failing",
-                )
-            ],
-            "none",
-            thresholds=GREEN_RED,
+            'brainycp_config_last_reload_successful{job=~"$job|$remediator_job"}',
+            "failing",
         ),
         4,
         4,
@@ -478,20 +446,12 @@ def outbreak(L: Layout) -> None:
     """Who fills the queues and why mail stays: what an operator reads in an outbreak."""
     L.row("Outbreak")
     L.add(
-        table(
+        series_table(
             "Top senders",
             "The senders with most queued messages on any selected panel (needs "
             "exporter.top_senders > 0; <> is the bounce sender). One mailbox far ahead of "
             "the rest is a compromised account or script.",
-            [
-                target(
-                    f"topk(20, brainycp_mail_queue_sender_messages{{{PANEL}}})",
-                    instant=True,
-                    fmt="table",
-                )
-            ],
-            "short",
-            transformations=[ORGANIZE_TABLE],
+            f"topk(20, brainycp_mail_queue_sender_messages{{{PANEL}}})",
         ),
         8,
         10,

@@ -3,6 +3,8 @@ fields every panel here carries, a left-to-right layout, the variables, the dash
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 SCHEMA_VERSION = 39
@@ -13,6 +15,13 @@ REMEDIATOR = 'job=~"$remediator_job"'
 REMEDIATOR_PANEL = 'job=~"$remediator_job", panel=~"$panel"'
 TAGS = ["brainycp-mail"]
 ACTIONS = "brainycp_remediator_actions_total"
+# The queue's counts (brainycp_mail_queue_*) and their legends.
+QUEUE_COUNTS = (
+    ("messages", "queued"),
+    ("frozen_messages", "frozen"),
+    ("bounce_messages", "bounces"),
+    ("held_messages", "held"),
+)
 DAEMON_MAPPINGS = [
     {
         "type": "value",
@@ -88,6 +97,44 @@ class Layout:
         self.y += 1
 
 
+# The options of each kind of panel here, unless a panel brings its own.
+_REDUCE_LAST = {"calcs": ["lastNotNull"], "fields": "", "values": False}
+KIND_OPTIONS: dict[str, Json] = {
+    "timeseries": {
+        "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]},
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    },
+    "stat": {
+        "reduceOptions": _REDUCE_LAST,
+        "colorMode": "value",
+        "graphMode": "area",
+        "textMode": "auto",
+    },
+    "bargauge": {
+        "reduceOptions": _REDUCE_LAST,
+        "orientation": "horizontal",
+        "displayMode": "gradient",
+        "showUnfilled": True,
+    },
+    "table": {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
+    "state-timeline": {
+        "mergeValues": True,
+        "showValue": "auto",
+        "alignValue": "left",
+        "rowHeight": 0.9,
+        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+    },
+}
+
+
+def layout(*sections: Callable[[Layout], None]) -> Layout:
+    """A layout holding each section's rows and panels, in order."""
+    out = Layout()
+    for section in sections:
+        section(out)
+    return out
+
+
 def panel(
     kind: str,
     title: str,
@@ -102,7 +149,8 @@ def panel(
     transformations: list[Json] | None = None,
     extra: Json | None = None,
 ) -> Json:
-    """A Grafana panel with the fields every panel here carries."""
+    """A Grafana panel with the fields every panel here carries; ``options`` default to
+    the kind's (:data:`KIND_OPTIONS`)."""
     defaults: Json = {"unit": unit}
     if custom:
         defaults["custom"] = custom
@@ -117,7 +165,7 @@ def panel(
         "datasource": DATASOURCE,
         "targets": [{**t, "refId": chr(ord("A") + i)} for i, t in enumerate(targets)],
         "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": options or {},
+        "options": KIND_OPTIONS.get(kind, {}) if options is None else options,
     }
     if transformations:
         out["transformations"] = transformations
@@ -127,39 +175,77 @@ def panel(
 
 
 GREEN_RED = [{"color": "green", "value": None}, {"color": "red", "value": 1}]
-TIMESERIES_OPTS = {
-    "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]},
-    "tooltip": {"mode": "multi", "sort": "desc"},
-}
+timeseries = functools.partial(panel, "timeseries")
+stat = functools.partial(panel, "stat")
+bargauge = functools.partial(panel, "bargauge")
+table = functools.partial(panel, "table")
+state_timeline = functools.partial(panel, "state-timeline", extra={"interval": "1m"})
 
 
-def timeseries(title: str, description: str, targets: list[Json], unit: str, **kw: Any) -> Json:
-    return panel("timeseries", title, description, targets, unit, options=TIMESERIES_OPTS, **kw)
+def increases(title: str, description: str, by: str, counter: str, legend: str) -> Json:
+    """Events per interval (1m at least) of the counter series ``counter``, summed by
+    the labels ``by``."""
+    return timeseries(
+        title,
+        description,
+        [target(f"sum by ({by}) (increase({counter}[$__rate_interval]))", legend)],
+        "short",
+        extra={"interval": "1m"},
+    )
 
 
-def stat(title: str, description: str, targets: list[Json], unit: str, **kw: Any) -> Json:
-    options = {
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        "colorMode": "value",
-        "graphMode": "area",
-        "textMode": "auto",
-    }
-    return panel("stat", title, description, targets, unit, options=options, **kw)
+def zeros(title: str, description: str, series: str, legend: str) -> Json:
+    """A stat of how many of ``series`` are 0 now (0 when none is), red from one on."""
+    return stat(
+        title,
+        description,
+        [target(f"count({series} == 0) or vector(0)", legend)],
+        "none",
+        thresholds=GREEN_RED,
+    )
 
 
-def bargauge(title: str, description: str, targets: list[Json], unit: str, **kw: Any) -> Json:
-    options = {
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        "orientation": "horizontal",
-        "displayMode": "gradient",
-        "showUnfilled": True,
-    }
-    return panel("bargauge", title, description, targets, unit, options=options, **kw)
+def queue_total(
+    title: str, description: str, count: str, legend: str, thresholds: list[Json] | None = None
+) -> Json:
+    """A stat of ``brainycp_mail_queue_<count>`` summed over the selected panels."""
+    return stat(
+        title,
+        description,
+        [target(f"sum(brainycp_mail_queue_{count}{{{PANEL}}})", legend)],
+        "short",
+        thresholds=thresholds,
+    )
 
 
-def table(title: str, description: str, targets: list[Json], unit: str, **kw: Any) -> Json:
-    options = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
-    return panel("table", title, description, targets, unit, options=options, **kw)
+def series_table(title: str, description: str, expr: str) -> Json:
+    """A table of the series ``expr`` gives now, one row each with its labels."""
+    return table(
+        title,
+        description,
+        [target(expr, instant=True, fmt="table")],
+        "short",
+        transformations=[ORGANIZE_TABLE],
+    )
+
+
+def flag(
+    title: str,
+    description: str,
+    expr: str,
+    legend: str,
+    zero: tuple[str, str],
+    one: tuple[str, str],
+) -> Json:
+    """A stat of a 0/1 series: each value shown as its (text, colour)."""
+    return stat(
+        title,
+        description,
+        [target(expr, legend)],
+        "none",
+        mappings=[value_map({"0": zero, "1": one})],
+        thresholds=[{"color": zero[1], "value": None}, {"color": one[1], "value": 1}],
+    )
 
 
 # --------------------------------------------------------------------------- variables

@@ -272,7 +272,7 @@ def family_rows(
     ``panels`` limits the rows to those panels (default: every panel, sorted); ``own``
     adds the exporter's own series (build and shard info, render errors). Families
     without a series are left out. This is the one place that decides which series
-    exist and what they hold; :func:`build_families` and :func:`render_text` only
+    exist and what they hold; :func:`build_families` and :func:`render_bytes` only
     present the rows.
     """
     stale_after = state.max_staleness
@@ -595,20 +595,6 @@ def render_bytes(
         good = renderable_panels(state, now, names, version)
         body = _render(family_rows(state, now, version, panels=good, own=own), openmetrics, keep)
     return body + OPENMETRICS_EOF if openmetrics else body
-
-
-def render_text(
-    state: ExporterState,
-    now: float,
-    version: str = __version__,
-    *,
-    panels: Iterable[str] | None = None,
-    own: bool = True,
-    openmetrics: bool = False,
-) -> str:
-    """:func:`render_bytes` as text."""
-    body = render_bytes(state, now, version, panels=panels, own=own, openmetrics=openmetrics)
-    return body.decode("utf-8")
 
 
 class ExporterCollector(Collector):

@@ -141,6 +141,15 @@ class Poller:
                 extra={"panel": panel, "operation": operation, "failed_polls": failed[0]},
             )
 
+    def _traceback_once(
+        self, panel: PanelState, operation: str, message: str, exc: BaseException
+    ) -> None:
+        """Log ``message`` with the traceback of ``exc``, once per panel and operation."""
+        key = (panel.name, operation)
+        if key not in self._tracebacks_logged:
+            self._tracebacks_logged.add(key)
+            log.error(message, exc_info=exc, extra={"panel": panel.name, "operation": operation})
+
     def _internal(
         self, panel: PanelState, operation: str, elapsed: float, exc: BaseException
     ) -> bool:
@@ -148,14 +157,7 @@ class Poller:
 
         Its traceback is logged once per panel and operation; repeats are one line each.
         """
-        key = (panel.name, operation)
-        if key not in self._tracebacks_logged:
-            self._tracebacks_logged.add(key)
-            log.error(
-                "poll failed on an internal error",
-                exc_info=exc,
-                extra={"panel": panel.name, "operation": operation},
-            )
+        self._traceback_once(panel, operation, "poll failed on an internal error", exc)
         detail = type(exc).__name__
         panel.record_failure(operation, time.time(), elapsed, "internal", detail)
         log.warning(
@@ -212,14 +214,7 @@ class Poller:
         except Exception as exc:
             # The parser is meant never to raise; if it does, the answer is unusable.
             elapsed = time.perf_counter() - started
-            key = (panel.name, operation)
-            if key not in self._tracebacks_logged:
-                self._tracebacks_logged.add(key)
-                log.error(
-                    "the parser raised on an answer",
-                    exc_info=exc,
-                    extra={"panel": panel.name, "operation": operation},
-                )
+            self._traceback_once(panel, operation, "the parser raised on an answer", exc)
             detail = f"answer not usable: {type(exc).__name__}"
             return self._failed(panel, operation, elapsed, "bad_detail", detail)
         # The duration covers the parse too: it is what the panel costs this exporter.

@@ -88,14 +88,21 @@ class PanelState:
             op = self.operations[name] = OperationState()
         return op
 
-    def record_success(self, operation: str, finished_at: float, duration: float) -> None:
-        """Mark a successful poll; the caller stores the value it read."""
+    def _attempt(
+        self, operation: str, finished_at: float, duration: float, *, success: bool
+    ) -> OperationState:
+        """Count one finished poll of ``operation``; the caller records what it left."""
         op = self.operation(operation)
         op.attempted = True
         op.polls += 1
-        op.success = True
+        op.success = success
         op.duration_seconds = duration
         op.last_attempt = finished_at
+        return op
+
+    def record_success(self, operation: str, finished_at: float, duration: float) -> None:
+        """Mark a successful poll; the caller stores the value it read."""
+        op = self._attempt(operation, finished_at, duration, success=True)
         op.last_success = finished_at
         op.last_reason = ""
         op.last_detail = ""
@@ -104,12 +111,7 @@ class PanelState:
         self, operation: str, finished_at: float, duration: float, reason: str, detail: str = ""
     ) -> None:
         """Mark a failed poll; the last good value of the operation is left as it was."""
-        op = self.operation(operation)
-        op.attempted = True
-        op.polls += 1
-        op.success = False
-        op.duration_seconds = duration
-        op.last_attempt = finished_at
+        op = self._attempt(operation, finished_at, duration, success=False)
         op.last_reason = reason
         op.last_detail = detail
         if reason not in op.errors:

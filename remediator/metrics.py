@@ -123,128 +123,130 @@ class Stats:
         self.duration_sum[action] += seconds
 
 
+def work_families(s: Stats) -> Iterator[Metric]:
+    """Notifications received and actions by outcome, duration and in progress."""
+    notes = CounterMetricFamily(
+        "brainycp_remediator_notifications",
+        "Webhook notifications received, by result.",
+        labels=["result"],
+    )
+    for result, count in s.notifications.items():
+        notes.add_metric([result], count)
+    yield notes
+    yield CounterMetricFamily(
+        "brainycp_remediator_truncated_alerts",
+        "Alerts Alertmanager left out of notifications (truncatedAlerts).",
+        value=s.truncated_alerts,
+    )
+    actions = CounterMetricFamily(
+        "brainycp_remediator_actions",
+        "Actions by panel, action and outcome (counted when the outcome is known).",
+        labels=["panel", "action", "outcome"],
+    )
+    for (panel, action, outcome), count in sorted(s.actions.items()):
+        actions.add_metric([panel, action, outcome], count)
+    yield actions
+    hist = HistogramMetricFamily(
+        "brainycp_remediator_action_duration_seconds",
+        "Time an action took on the panel, from start to verified outcome.",
+        labels=["action"],
+    )
+    for action, buckets in sorted(s.duration_buckets.items()):
+        cumulative, running = [], 0
+        for bound, count in zip(DURATION_BUCKETS, buckets, strict=True):
+            running += count
+            label = "+Inf" if bound == float("inf") else repr(bound)
+            cumulative.append((label, running))
+        hist.add_metric([action], cumulative, s.duration_sum[action])
+    yield hist
+    yield GaugeMetricFamily(
+        "brainycp_remediator_actions_in_progress",
+        "Actions running on panels right now.",
+        value=s.in_progress,
+    )
+
+
+def journal_families(s: Stats) -> Iterator[Metric]:
+    """The journal's health and what it holds: the brakes and approvals waiting."""
+    yield GaugeMetricFamily(
+        "brainycp_remediator_journal_up",
+        "1 when the last journal read or write succeeded, 0 when the journal "
+        "(SQLite file or PostgreSQL) could not be used; /healthz says why.",
+        value=s.journal_up,
+    )
+    failures = CounterMetricFamily(
+        "brainycp_remediator_journal_failures",
+        "Journal reads and writes the database refused, and calls cut off because the "
+        "database stopped answering, by kind (write, read, cut_off).",
+        labels=["kind"],
+    )
+    for kind, count in (s.journal_failures() if s.journal_failures else {}).items():
+        failures.add_metric([kind], count)
+    yield failures
+    # Read from the journal at scrape time; left out (not 0) when it cannot be read.
+    controls = s.controls() if s.controls is not None else {}
+    if controls:
+        yield GaugeMetricFamily(
+            "brainycp_remediator_paused",
+            "1 while the remediator is paused (POST /pause), else 0.",
+            value=int(bool(controls.get("paused", {}).get("value"))),
+        )
+        yield GaugeMetricFamily(
+            "brainycp_remediator_circuit_open",
+            "1 while the circuit breaker is open (until POST /resume), else 0.",
+            value=int(bool(controls.get("circuit_open", {}).get("value"))),
+        )
+    awaiting = s.awaiting() if s.awaiting is not None else None
+    if awaiting is not None:
+        yield GaugeMetricFamily(
+            "brainycp_remediator_actions_awaiting_approval",
+            "Actions waiting for POST /actions/ID/approve or /deny.",
+            value=awaiting,
+        )
+    oldest = s.oldest_awaiting() if s.oldest_awaiting is not None else None
+    if oldest is not None:
+        yield GaugeMetricFamily(
+            "brainycp_remediator_oldest_approval_request_timestamp_seconds",
+            "Unix time the oldest action still awaiting approval was requested; absent "
+            "while none waits.",
+            value=oldest,
+        )
+    yield GaugeMetricFamily(
+        "brainycp_remediator_approval_timeout_seconds",
+        "remediator.approval_timeout: an approval request older than this expires.",
+        value=s.approval_timeout,
+    )
+
+
+def people_families(s: Stats) -> Iterator[Metric]:
+    """Notifications sent to people, and the build."""
+    sent = CounterMetricFamily(
+        "brainycp_remediator_outbound_notifications",
+        "Notifications to people (notify targets) by target and result: sent, retried "
+        "(one per retry), failed (gave up), dropped (queue full).",
+        labels=["target", "result"],
+    )
+    if s.notifier is not None:
+        for (target, result), count in sorted(s.notifier.counts.items()):
+            sent.add_metric([target, result], count)
+    yield sent
+    info = GaugeMetricFamily(
+        "brainycp_remediator_build_info", "Remediator version.", labels=["version"]
+    )
+    info.add_metric([__version__], 1)
+    yield info
+
+
 class RemediatorCollector(Collector):
+    """The remediator's series at each scrape, built by the plain functions above."""
+
     def __init__(self, stats: Stats) -> None:
         self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._work(self.stats)
-        yield from self._journal(self.stats)
-        yield from self._people(self.stats)
-
-    @staticmethod
-    def _work(s: Stats) -> Iterator[Metric]:
-        """Notifications received and actions by outcome, duration and in progress."""
-        notes = CounterMetricFamily(
-            "brainycp_remediator_notifications",
-            "Webhook notifications received, by result.",
-            labels=["result"],
-        )
-        for result, count in s.notifications.items():
-            notes.add_metric([result], count)
-        yield notes
-        yield CounterMetricFamily(
-            "brainycp_remediator_truncated_alerts",
-            "Alerts Alertmanager left out of notifications (truncatedAlerts).",
-            value=s.truncated_alerts,
-        )
-        actions = CounterMetricFamily(
-            "brainycp_remediator_actions",
-            "Actions by panel, action and outcome (counted when the outcome is known).",
-            labels=["panel", "action", "outcome"],
-        )
-        for (panel, action, outcome), count in sorted(s.actions.items()):
-            actions.add_metric([panel, action, outcome], count)
-        yield actions
-        hist = HistogramMetricFamily(
-            "brainycp_remediator_action_duration_seconds",
-            "Time an action took on the panel, from start to verified outcome.",
-            labels=["action"],
-        )
-        for action, buckets in sorted(s.duration_buckets.items()):
-            cumulative, running = [], 0
-            for bound, count in zip(DURATION_BUCKETS, buckets, strict=True):
-                running += count
-                label = "+Inf" if bound == float("inf") else repr(bound)
-                cumulative.append((label, running))
-            hist.add_metric([action], cumulative, s.duration_sum[action])
-        yield hist
-        yield GaugeMetricFamily(
-            "brainycp_remediator_actions_in_progress",
-            "Actions running on panels right now.",
-            value=s.in_progress,
-        )
-
-    @staticmethod
-    def _journal(s: Stats) -> Iterator[Metric]:
-        """The journal's health and what it holds: the brakes and approvals waiting."""
-        yield GaugeMetricFamily(
-            "brainycp_remediator_journal_up",
-            "1 when the last journal read or write succeeded, 0 when the journal "
-            "(SQLite file or PostgreSQL) could not be used; /healthz says why.",
-            value=s.journal_up,
-        )
-        failures = CounterMetricFamily(
-            "brainycp_remediator_journal_failures",
-            "Journal reads and writes the database refused, and calls cut off because the "
-            "database stopped answering, by kind (write, read, cut_off).",
-            labels=["kind"],
-        )
-        for kind, count in (s.journal_failures() if s.journal_failures else {}).items():
-            failures.add_metric([kind], count)
-        yield failures
-        # Read from the journal at scrape time; left out (not 0) when it cannot be read.
-        controls = s.controls() if s.controls is not None else {}
-        if controls:
-            yield GaugeMetricFamily(
-                "brainycp_remediator_paused",
-                "1 while the remediator is paused (POST /pause), else 0.",
-                value=int(bool(controls.get("paused", {}).get("value"))),
-            )
-            yield GaugeMetricFamily(
-                "brainycp_remediator_circuit_open",
-                "1 while the circuit breaker is open (until POST /resume), else 0.",
-                value=int(bool(controls.get("circuit_open", {}).get("value"))),
-            )
-        awaiting = s.awaiting() if s.awaiting is not None else None
-        if awaiting is not None:
-            yield GaugeMetricFamily(
-                "brainycp_remediator_actions_awaiting_approval",
-                "Actions waiting for POST /actions/ID/approve or /deny.",
-                value=awaiting,
-            )
-        oldest = s.oldest_awaiting() if s.oldest_awaiting is not None else None
-        if oldest is not None:
-            yield GaugeMetricFamily(
-                "brainycp_remediator_oldest_approval_request_timestamp_seconds",
-                "Unix time the oldest action still awaiting approval was requested; absent "
-                "while none waits.",
-                value=oldest,
-            )
-        yield GaugeMetricFamily(
-            "brainycp_remediator_approval_timeout_seconds",
-            "remediator.approval_timeout: an approval request older than this expires.",
-            value=s.approval_timeout,
-        )
-
-    @staticmethod
-    def _people(s: Stats) -> Iterator[Metric]:
-        """Notifications sent to people, and the build."""
-        sent = CounterMetricFamily(
-            "brainycp_remediator_outbound_notifications",
-            "Notifications to people (notify targets) by target and result: sent, retried "
-            "(one per retry), failed (gave up), dropped (queue full).",
-            labels=["target", "result"],
-        )
-        if s.notifier is not None:
-            for (target, result), count in sorted(s.notifier.counts.items()):
-                sent.add_metric([target, result], count)
-        yield sent
-        info = GaugeMetricFamily(
-            "brainycp_remediator_build_info", "Remediator version.", labels=["version"]
-        )
-        info.add_metric([__version__], 1)
-        yield info
+        yield from work_families(self.stats)
+        yield from journal_families(self.stats)
+        yield from people_families(self.stats)
 
 
 def registry(stats: Stats) -> CollectorRegistry:

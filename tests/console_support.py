@@ -64,14 +64,12 @@ def screenshot_dir(tmp: Path) -> Path:
     return folder
 
 
-class _HostileHandler(BaseHTTPRequestHandler):
-    """A panel whose every answer is an API error carrying :data:`HOSTILE_TEXT`."""
+class QuietHandler(BaseHTTPRequestHandler):
+    """A handler that logs nothing and answers whole bodies."""
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        body = json.dumps({"error": 7, "mess": HOSTILE_TEXT}).encode()
+    def answer(self, content_type: str, body: bytes) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -80,7 +78,17 @@ class _HostileHandler(BaseHTTPRequestHandler):
         pass
 
 
-class _EvilHandler(BaseHTTPRequestHandler):
+class HostileTextPanel(QuietHandler):
+    """A panel whose every answer is an API error carrying ``mess`` (:data:`HOSTILE_TEXT`)."""
+
+    mess = HOSTILE_TEXT
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.answer("application/json", json.dumps({"error": 7, "mess": self.mess}).encode())
+
+
+class _EvilHandler(QuietHandler):
     """Another site: a page with forms that post to the remediator (no script needed)."""
 
     target = ""
@@ -93,14 +101,7 @@ class _EvilHandler(BaseHTTPRequestHandler):
             f"<form method=post action='{self.target}/pause' enctype=text/plain>"
             "<input name=by value=mallory><button id=api>prize 2</button></form>"
         ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(page)))
-        self.end_headers()
-        self.wfile.write(page)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.answer("text/html", page)
 
 
 @contextmanager
@@ -196,7 +197,7 @@ def scene(tmp: Path) -> Iterator[Scene]:
     for name in SIM_PANELS:
         args += ["--panel", f"{name}:quiet:exim"]
     with (
-        serve_thread(_HostileHandler) as hostile_port,
+        serve_thread(HostileTextPanel) as hostile_port,
         running(args, log=tmp / "sim.log", ready_url=f"{sim}/healthz"),
     ):
         config = write_scene_config(tmp, sim_port, hostile_port, rem, exp)

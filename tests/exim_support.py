@@ -6,7 +6,11 @@ import grp
 import os
 import pwd
 import re
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,3 +119,15 @@ def make_queue(root: Path) -> EximQueue:
     config = root / "exim.conf"
     config.write_text(CONFIG_TEMPLATE.format(root=root, user=user, group=group))
     return EximQueue(root, config, exim, exiqgrep)
+
+
+@contextmanager
+def temporary_queue() -> Iterator[EximQueue]:
+    """:func:`make_queue` in a new directory, removed afterwards."""
+    # Not tmp_path: pytest's directories are 0700 and Exim needs to reach the spool as
+    # exim_user.
+    root = Path(tempfile.mkdtemp(prefix="brainycp-exim-"))
+    try:
+        yield make_queue(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -21,7 +21,7 @@ import yaml
 from tests.harness import serving
 from tests.pg import PASSWORD, Cluster
 from tests.remediator_support import TOKEN, am_alert, notification, remediator_cmd
-from tests.support import sim_args, wait_until
+from tests.support import read_answer, sim_args, wait_until
 
 _databases = iter(range(1, 10_000))
 
@@ -173,13 +173,8 @@ async def _post_raw(
                 + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
                 + data
             )
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            answers.append((int(head.split()[1]), json.loads(await reader.readexactly(length))))
+            head, answer = await read_answer(reader)
+            answers.append((int(head.split()[1]), json.loads(answer)))
     finally:
         writer.close()
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from brainycp.queue import ReadOptions, read_listing
+from exporter.collector import render_bytes
 from exporter.state import ExporterState, PanelState
 from tests.support import FIXTURES
 
@@ -10,6 +13,11 @@ from tests.support import FIXTURES
 NOW = 1_795_675_500.0
 # When the panels entered the config (their counters' OpenMetrics _created).
 CONFIGURED = NOW - 3600
+
+
+def render_text(state: ExporterState, now: float, **options: Any) -> str:
+    """What ``/metrics`` serves for ``state`` (:func:`exporter.collector.render_bytes`), as text."""
+    return render_bytes(state, now, **options).decode("utf-8")
 
 
 def _listed(name: str, fixture: str, daemons: dict[str, str], top: int) -> PanelState:

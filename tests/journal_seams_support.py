@@ -192,6 +192,12 @@ class Client:
     async def close(self) -> None:
         await self.http.aclose()
 
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
 
 async def until(what: str, check: Any, timeout: float = 20.0) -> Any:
     """Await ``check()`` until it returns something truthy (a condition wait, deadline)."""

@@ -90,14 +90,16 @@ def write_config(
     rules: list[dict[str, Any]],
     *,
     panels: tuple[str, ...] = PANELS,
+    bearer_token: str = TOKEN,
     **remediator: Any,
 ) -> Path:
-    """A config for ``panels`` on one simulator; ``remediator`` overrides its keys.
-    ``listen_port`` None leaves ``remediator.listen`` out, for :func:`remediator_cmd`."""
+    """A config for ``panels`` on one simulator, whose webhook takes ``bearer_token``;
+    ``remediator`` overrides its keys. ``listen_port`` None leaves ``remediator.listen``
+    out, for :func:`remediator_cmd`."""
     secret = path.parent / "panel.pw"
     secret.write_text("admin\n")
     token = path.parent / "webhook.token"
-    token.write_text(TOKEN + "\n")
+    token.write_text(bearer_token + "\n")
     config = {
         "defaults": {"username": "admin", "password_file": str(secret), "timeout": "10s"},
         "panels": {

@@ -6,6 +6,7 @@ Starting, waiting for and stopping processes is :mod:`tests.harness`, the same c
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -115,3 +116,23 @@ def exporter_cmd(config: Path, *extra: str) -> list[str]:
 def sim_args(port: int, *extra: str) -> list[str]:
     """Command line for a panel simulator on ``port``."""
     return [PYTHON, "-m", "brainycp.simulator.cli", "--listen", f"127.0.0.1:{port}", *extra]
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """The head and the body of the next HTTP/1.1 answer on ``reader`` (one that has a
+    Content-Length, as every answer of the daemons has)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return head, await reader.readexactly(length)
+
+
+def secret_file(path: Path, text: str) -> Path:
+    """``text`` written to ``path``, readable by its owner only (as the daemons want a
+    password or token file)."""
+    path.write_text(text)
+    path.chmod(0o600)
+    return path

@@ -19,7 +19,7 @@ from brainycp.config.values import parse_size
 from brainycp.config.yamlguard import MAX_CONFIG_BYTES, load_yaml
 from exporter import settings as exporter_settings
 from remediator.settings import config as remediator_settings
-from tests.support import PYTHON
+from tests.support import PYTHON, secret_file
 
 PANEL = "panels:\n  web01:\n    url: http://127.0.0.1:8002\n    username: admin\n"
 
@@ -41,10 +41,7 @@ def write(tmp_path: Path, text: str | bytes, name: str = "config.yml") -> Path:
 
 @pytest.fixture()
 def secret(tmp_path: Path) -> Path:
-    path = tmp_path / "panel.pass"
-    path.write_text("pw\n")
-    path.chmod(0o600)
-    return path
+    return secret_file(tmp_path / "panel.pass", "pw\n")
 
 
 def panel_text(secret: Path, extra: str = "") -> str:

@@ -50,6 +50,7 @@ from tests.support import (
     free_port,
     require_binary,
     running,
+    secret_file,
     serving,
     serving_on_free_port,
     wait_until,
@@ -317,6 +318,11 @@ class Installed:
     source: Path
     output: str
 
+    def python(self, code: str) -> subprocess.CompletedProcess[str]:
+        """``code`` run by the installed virtualenv's Python, isolated (-I: not from the
+        current directory either)."""
+        return run(self.venv / "bin" / "python", "-I", "-c", code)
+
 
 @pytest.fixture(scope="module")
 def installed(dists: Dists) -> Iterator[Installed]:
@@ -366,11 +372,8 @@ def test_the_readme_installs_into_the_virtualenv_the_units_run(installed: Instal
             assert os.access(installed.root / program.lstrip("/"), os.X_OK), program
         # The installed daemon runs from the virtualenv, not from this checkout
         # (-I: not from the current directory either).
-        where = run(
-            installed.venv / "bin" / "python",
-            "-I",
-            "-c",
-            "import exporter, brainycp; print(exporter.__file__); print(brainycp.__file__)",
+        where = installed.python(
+            "import exporter, brainycp; print(exporter.__file__); print(brainycp.__file__)"
         )
         assert where.returncode == 0, where.stderr
         assert all(line.startswith(str(installed.venv)) for line in where.stdout.split()), where
@@ -404,11 +407,8 @@ def test_the_installed_exporter_says_which_c_readers_the_install_built(
     readme = (REPO / "README.md").read_text()
     assert "queue_readers=" in readme
     assert not re.search(r"\d+ to \d+ times faster|\d+-\d+x faster", readme)
-    built = run(
-        installed.venv / "bin" / "python",
-        "-I",
-        "-c",
-        "from brainycp.queue import c_readers; print(','.join(c_readers()) or 'python')",
+    built = installed.python(
+        "from brainycp.queue import c_readers; print(','.join(c_readers()) or 'python')"
     )
     assert built.returncode == 0, built.stderr
     config = tmp_path / "config.yml"
@@ -608,9 +608,7 @@ def test_prometheus_with_the_shipped_config_loads_every_rule_group_and_scrapes_e
     promtool = require_binary("promtool", "apt-get install prometheus")
     # The panel and the multi-target file's second replica: port 9, where nothing listens.
     absent_port = 9
-    secret = tmp_path / "panel.pass"
-    secret.write_text("pw\n")
-    secret.chmod(0o600)
+    secret = secret_file(tmp_path / "panel.pass", "pw\n")
     config = tmp_path / "config.yml"
     config.write_text(
         yaml.safe_dump(

@@ -18,7 +18,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from remediator.serve import Lifecycle
 from remediator.settings.config import load_config
 from tests.remediator_support import remediator
-from tests.support import FIXTURES, REPO, exporter_cmd, serving, sim_args, wait_until
+from tests.support import (
+    FIXTURES,
+    REPO,
+    exporter_cmd,
+    secret_file,
+    serving,
+    sim_args,
+    wait_until,
+)
 
 DOCS = REPO / "docs"
 TLS = FIXTURES / "tls"
@@ -63,9 +71,7 @@ def test_a_rewritten_panel_password_file_is_used_after_a_reload(tmp_path: Path) 
     sim = sim_args(0, "--users", "admin:new-password:root")
     with serving(sim, log=tmp_path / "sim.log") as simulator:
         sim_port = simulator.port
-        secret = tmp_path / "panel.pass"
-        secret.write_text("old-password\n")
-        secret.chmod(0o600)
+        secret = secret_file(tmp_path / "panel.pass", "old-password\n")
         config = tmp_path / "config.yml"
         config.write_text(
             yaml.safe_dump(

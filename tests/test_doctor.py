@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support import FIXTURES, PYTHON, serving, sim_args, wait_until
+from tests.support import FIXTURES, PYTHON, secret_file, serving, sim_args, wait_until
 
 # Every test here starts a process (the in-process tier, make test-fast, skips them).
 pytestmark = pytest.mark.e2e
@@ -48,9 +48,7 @@ class Sims:
 @pytest.fixture(scope="module")
 def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sims]:
     tmp = tmp_path_factory.mktemp("doctor")
-    password_file = tmp / "panel.pass"
-    password_file.write_text(PASSWORD + "\n")
-    password_file.chmod(0o600)
+    password_file = secret_file(tmp / "panel.pass", PASSWORD + "\n")
     users = f"admin:{PASSWORD}:root,bob:{PASSWORD}:user"
     http_args = sim_args(
         0, "--users", users, "--panel", "web01", "--panel", "pf:quiet:postfix",

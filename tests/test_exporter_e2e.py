@@ -208,6 +208,18 @@ def assert_matches_simulator(samples: Samples, sim: Sim, panel: str) -> None:
         assert get(samples, "brainycp_poll_success", panel=panel, operation=op) == 1
 
 
+def assert_web01_and_mx_match(samples: Samples, sim: Sim) -> None:
+    """Both of the usual panels match the simulator; mx (Postfix, PANEL_ZONE) to the second."""
+    assert_matches_simulator(samples, sim, "web01")
+    assert_matches_simulator(samples, sim, "mx")
+    # Postfix prints local arrival times with no zone: read in the panel's zone, the
+    # oldest age is right to the second (read as UTC it would be 3 h off).
+    oldest = get(samples, "brainycp_mail_queue_oldest_message_age_seconds", panel="mx")
+    true_oldest = sim.state("mx")["oldest_age_seconds"]
+    assert oldest is not None and true_oldest is not None
+    assert abs(oldest - true_oldest) <= 5, (oldest, true_oldest)
+
+
 def value_series(samples: Samples, panel: str) -> Samples:
     """A panel's series that carry panel data (not poll durations, timestamps or counters)."""
     return {
@@ -249,14 +261,7 @@ def test_every_value_matches_the_simulator_and_failures_are_reasons_not_zeros(
         timeout=15,
         what="the slow panel's timeout",
     )
-    assert_matches_simulator(samples, sim, "web01")
-    assert_matches_simulator(samples, sim, "mx")
-    # Postfix prints local arrival times with no zone: read in the panel's zone, the
-    # oldest age is right to the second (read as UTC it would be 3 h off).
-    oldest = get(samples, "brainycp_mail_queue_oldest_message_age_seconds", panel="mx")
-    true_oldest = sim.state("mx")["oldest_age_seconds"]
-    assert oldest is not None and true_oldest is not None
-    assert abs(oldest - true_oldest) <= 5, (oldest, true_oldest)
+    assert_web01_and_mx_match(samples, sim)
     assert sim.state("web01")["queue"]["frozen"] >= 3
     assert sim.state("mx")["queue"]["held"] >= 2
     assert_failing(samples, "slow", "timeout")
@@ -472,14 +477,7 @@ def test_once_prints_metrics_and_exits_0_when_every_poll_succeeds(sim: Sim, tmp_
     for family in text_string_to_metric_families(result.stdout):
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    assert_matches_simulator(samples, sim, "web01")
-    assert_matches_simulator(samples, sim, "mx")
-    # Postfix prints local arrival times with no zone: read in the panel's zone, the
-    # oldest age is right to the second (read as UTC it would be 3 h off).
-    oldest = get(samples, "brainycp_mail_queue_oldest_message_age_seconds", panel="mx")
-    true_oldest = sim.state("mx")["oldest_age_seconds"]
-    assert oldest is not None and true_oldest is not None
-    assert abs(oldest - true_oldest) <= 5, (oldest, true_oldest)
+    assert_web01_and_mx_match(samples, sim)
     assert "poll failing" not in result.stderr
 
 

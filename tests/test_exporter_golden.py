@@ -24,12 +24,13 @@ from prometheus_client.openmetrics.parser import (
 )
 
 from exporter.app import build_registry, create_app
-from exporter.collector import LINE_CACHE, render_text
+from exporter.collector import LINE_CACHE
 from exporter.state import ExporterState, PanelState
 from tests.golden_support import (
     CONFIGURED,
     NOW,
     exim_and_postfix,
+    render_text,
 )
 from tests.support import require_binary
 

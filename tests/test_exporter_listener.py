@@ -71,6 +71,16 @@ def open_idle(port: int, count: int) -> list[socket.socket]:
     return socks
 
 
+def close_all(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
+def status(port: int, path: str = "/metrics", timeout: float = 5) -> int:
+    """The status code of ``GET path`` on the local listener at ``port``."""
+    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=timeout).status_code
+
+
 def wait_all_closed(socks: list[socket.socket], timeout: float) -> float:
     """Seconds until the server closed every socket (EOF or reset); fails at ``timeout``."""
     started = time.monotonic()
@@ -115,10 +125,9 @@ def test_500_idle_sockets_are_closed_at_the_head_deadline_and_metrics_keeps_answ
             took = wait_all_closed([*idle, dripping], timeout=HEAD_TIMEOUT + 8)
             assert took <= HEAD_TIMEOUT + 8
             # And the daemon is fine afterwards.
-            assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200
+            assert status(port) == 200
         finally:
-            for sock in [*idle, dripping]:
-                sock.close()
+            close_all([*idle, dripping])
 
 
 def wait_closed_now(sock: socket.socket) -> bool:
@@ -157,10 +166,9 @@ def test_a_request_beyond_the_connection_cap_gets_a_clear_503(tmp_path: Path) ->
             assert response.status_code == 503
             assert response.text == "Service Unavailable"
         finally:
-            for sock in idle:
-                sock.close()
+            close_all(idle)
         wait_until(
-            lambda: httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200,
+            lambda: status(port) == 200,
             timeout=10,
             what="/metrics answering again once the idle sockets are gone",
         )
@@ -178,10 +186,9 @@ def test_a_reload_changes_the_connection_cap_from_the_next_connection(tmp_path: 
         def capped() -> bool:
             idle = open_idle(port, 25)
             try:
-                return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 503
+                return status(port) == 503
             finally:
-                for sock in idle:
-                    sock.close()
+                close_all(idle)
 
         wait_until(capped, timeout=15, what="the reloaded cap of 20 connections")
 
@@ -207,7 +214,7 @@ def test_at_the_file_limit_failed_accepts_are_rate_limited_lines_not_tracebacks(
     try:
         port = listening_port(log, proc=proc)
         wait_until(
-            lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200,
+            lambda: status(port, "/healthz", timeout=1) == 200,
             what="exporter up",
         )
         socks = []
@@ -228,10 +235,9 @@ def test_at_the_file_limit_failed_accepts_are_rate_limited_lines_not_tracebacks(
         )
         text = log.read_text(errors="replace")
         assert "Traceback" not in text
-        for sock in socks:
-            sock.close()
+        close_all(socks)
         wait_until(
-            lambda: httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).status_code == 200,
+            lambda: status(port, timeout=2) == 200,
             timeout=20,
             what="/metrics again after the sockets closed",
         )
@@ -283,11 +289,10 @@ def test_the_remediator_listener_closes_silent_connections_too(tmp_path: Path) -
         port = served.port
         idle = open_idle(port, 100)
         try:
-            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+            assert status(port, "/healthz") == 200
             wait_all_closed(idle, timeout=HEAD_TIMEOUT + 8)
         finally:
-            for sock in idle:
-                sock.close()
+            close_all(idle)
 
 
 def test_a_client_leaving_mid_body_is_a_quiet_line_not_a_traceback(tmp_path: Path) -> None:
@@ -317,7 +322,7 @@ def test_a_client_leaving_mid_body_is_a_quiet_line_not_a_traceback(tmp_path: Pat
             return [line for line in text.splitlines() if "before sending its whole body" in line]
 
         lines = wait_until(lambda: len(quiet_lines()) == 3 and quiet_lines(), what="3 lines")
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        assert status(port, "/healthz") == 200
     assert sorted(line.split(" DEBUG   remediator.webhook: POST ")[1].split(":")[0]
                   for line in lines) == sorted(paths)  # fmt: skip
     text = log.read_text()

@@ -9,8 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from brainycp.queue import DEFERRAL_REASONS, ReadOptions, read_listing, summarize
 from brainycp.queue.identity import recipient_domain
-from exporter.collector import render_text
 from exporter.state import ExporterState, PanelState
+from tests.golden_support import render_text
 from tests.support import FIXTURES
 
 NOW = 1_795_675_500.0  # just after the fixtures were captured

@@ -82,8 +82,14 @@ def config_for(names: list[str], **exporter: Any) -> Any:
     )
 
 
-def poll(panels: dict[str, Panel], **exporter: Any) -> ExporterState:
-    """Poll every panel once in process; the state afterwards."""
+def poll(
+    panels: dict[str, Panel],
+    rounds: int = 1,
+    between: Callable[[ExporterState], None] = lambda state: None,
+    **exporter: Any,
+) -> ExporterState:
+    """Poll every panel ``rounds`` times in process, calling ``between`` with the state
+    between two rounds; the state afterwards."""
     config = config_for(list(panels), **exporter)
 
     async def run() -> ExporterState:
@@ -94,7 +100,10 @@ def poll(panels: dict[str, Panel], **exporter: Any) -> ExporterState:
             transport_factory=lambda p: httpx.MockTransport(handler(panels[p.name])),
         )
         try:
-            await poller.poll_once()
+            for index in range(rounds):
+                if index:
+                    between(state)
+                await poller.poll_once()
         finally:
             await poller.aclose()
         return state
@@ -168,23 +177,12 @@ def test_an_absurd_count_is_a_failed_poll_with_its_reason_and_the_scrape_renders
 def test_a_panel_that_worked_goes_down_when_its_answer_turns_absurd() -> None:
     answers = {"count": b'{"error": 0, "detail": 3}'}
     panel: Panel = lambda op: answers["count"] if op == "count_msg" else healthy(op)  # noqa: E731
-    config = config_for(["p"])
 
-    async def run() -> ExporterState:
-        state = initial_state(config)
-        poller = Poller(
-            config, state, transport_factory=lambda p: httpx.MockTransport(handler(panel))
-        )
-        try:
-            await poller.poll_once()
-            assert state.panels["p"].operations["count_msg"].success
-            answers["count"] = '{"error": 0, "detail": "\u00b2"}'.encode()
-            await poller.poll_once()
-        finally:
-            await poller.aclose()
-        return state
+    def turn_absurd(state: ExporterState) -> None:
+        assert state.panels["p"].operations["count_msg"].success
+        answers["count"] = '{"error": 0, "detail": "\u00b2"}'.encode()
 
-    state = asyncio.run(run())
+    state = poll({"p": panel}, rounds=2, between=turn_absurd)
     s = samples(scrape(state)[1])
     assert s[("brainycp_up", (("panel", "p"),))] == 0
     # The last good value stays while fresh: unknown is not empty.
@@ -270,22 +268,8 @@ def test_an_exception_from_our_own_code_is_an_internal_failure_logged_once(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(PanelClient, "count_msg", broken)
-    config = config_for(["p"])
-
-    async def run() -> ExporterState:
-        state = initial_state(config)
-        poller = Poller(
-            config, state, transport_factory=lambda p: httpx.MockTransport(handler(healthy))
-        )
-        try:
-            for _ in range(3):
-                await poller.poll_once()
-        finally:
-            await poller.aclose()
-        return state
-
     with caplog.at_level(logging.WARNING, logger="exporter.poller"):
-        state = asyncio.run(run())
+        state = poll({"p": healthy}, rounds=3)
     op = state.panels["p"].operations["count_msg"]
     assert (op.success, op.last_reason, op.errors) == (False, "internal", {"internal": 3})
     assert op.last_detail == "RuntimeError"

@@ -16,12 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from brainycp.config.errors import ConfigError
 from brainycp.config.values import parse_shard
 from exporter.app import create_app
-from exporter.collector import render_text
 from exporter.poller import initial_state
 from exporter.settings import parse_config
 from exporter.shard import hashmod, in_shard, shard_config
 from exporter.state import ExporterState
-from tests.golden_support import exim_and_postfix
+from tests.golden_support import exim_and_postfix, render_text
 
 os.environ.setdefault("BRAINYCP_TEST_PW", "pw")
 NOW = 1_795_675_500.0

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from remediator import chat
 from tests.chat_support import FORGED, slack_lines, telegram_lines
+from tests.console_support import HostileTextPanel
 from tests.remediator_support import TOKEN, am_alert, notification
 from tests.support import PYTHON, free_port, require_binary, running, sim_args, wait_until
 from tests.trust_support import Receiver
@@ -54,20 +55,10 @@ HTML_PAGES = [("remediator", "/"), ("exporter", "/")]
 RAW_MARKERS = ("<script>", "<!channel>", "</td><script>", "<https://evil")
 
 
-class _HostilePanel(BaseHTTPRequestHandler):
+class _HostilePanel(HostileTextPanel):
     """A panel whose every answer is an API error whose ``mess`` is :data:`HOSTILE`."""
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        body = json.dumps({"error": 7, "mess": HOSTILE}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+    mess = HOSTILE
 
 
 @dataclass

@@ -13,7 +13,6 @@ import math
 import random
 import string
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, replace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,7 +21,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import brainycp.queue as queue
 from brainycp.queue import (
     AGE_BUCKETS,
     DEFERRAL_REASONS,
@@ -32,8 +30,14 @@ from brainycp.queue import (
     deferral_reason,
 )
 from brainycp.queue.tokens import age_token_range
-from tests.queue_support import ODD_EXIM_HEADERS
-from tests.support import FIXTURES, require_c_reader
+from tests.queue_support import (
+    ODD_EXIM_HEADERS,
+    READERS,
+    iter_messages,
+    summarize,
+    use_reader,
+)
+from tests.support import FIXTURES
 
 # The Postfix fixtures were captured on 2026-11-25 (UTC); their last arrival is 06:44:34.
 NOW = calendar.timegm((2026, 11, 25, 6, 50, 0))
@@ -44,27 +48,9 @@ def fixture(name: str) -> str:
     return (FIXTURES / name).read_text()
 
 
-COMPILED = [True]
-"""Whether this module's tests run now with the compiled readers (else the Python ones)."""
-
-
-@pytest.fixture(autouse=True, scope="module", params=["compiled", "python"])
+@pytest.fixture(autouse=True, scope="module", params=READERS)
 def reader(request: pytest.FixtureRequest) -> str:
-    if request.param == "compiled":
-        require_c_reader("exim")
-        require_c_reader("postfix")
-    COMPILED[0] = request.param == "compiled"
-    return str(request.param)
-
-
-def summarize(detail: Any, now: float | None = None, *, zone: Any = None) -> QueueSummary:
-    return queue.summarize(detail, now, zone=zone, use_compiled=COMPILED[0])
-
-
-def iter_messages(
-    detail: Any, now: float | None = None, *, zone: Any = None
-) -> Iterator[QueueMessage]:
-    return queue.iter_messages(detail, now, zone=zone, use_compiled=COMPILED[0])
+    return use_reader(request.param)
 
 
 def reference(messages: list[QueueMessage], unparsed: int = 0, flavour: str = "") -> QueueSummary:
@@ -1043,14 +1029,18 @@ def test_generated_postfix_listings_match_the_generator(
     assert_agrees(text)
 
 
+def glued(listings: list[tuple[str, Any]], as_lines: int) -> Any:
+    """The listings' texts one after another: one text, or (``as_lines``) its lines."""
+    text = "\n".join(text for text, _ in listings)
+    return text.split("\n") if as_lines else text
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(exim_listings(), min_size=2, max_size=4), st.sampled_from([0, 1]))
 def test_glued_exim_listings_read_as_the_sum_of_their_parts(
     listings: list[tuple[str, dict[str, float]]], as_lines: int
 ) -> None:
-    text = "\n".join(text for text, _ in listings)
-    detail: Any = text.split("\n") if as_lines else text
-    summary = assert_agrees(detail)
+    summary = assert_agrees(glued(listings, as_lines))
     assert summary.messages == sum(summarize(part).messages for part, _ in listings)
     assert summary.bytes == sum(summarize(part).bytes for part, _ in listings)
 
@@ -1060,9 +1050,7 @@ def test_glued_exim_listings_read_as_the_sum_of_their_parts(
 def test_glued_postfix_listings_read_as_the_sum_of_their_parts(
     listings: list[tuple[str, dict[str, Any]]], as_lines: int
 ) -> None:
-    text = "\n".join(text for text, _ in listings)
-    detail: Any = text.split("\n") if as_lines else text
-    summary = summarize(detail, now=NOW)
+    summary = summarize(glued(listings, as_lines), now=NOW)
     assert summary.messages == sum(summarize(part, now=NOW).messages for part, _ in listings)
     assert sum(truth["reasons"][0] for _, truth in listings) == summary.deferral_reasons[0]
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +35,7 @@ from brainycp.queue.identity import (
 )
 from remediator.actions import messages as actions
 from remediator.settings.rules import Rule, Selection
-from tests.exim_support import EximQueue, make_queue
+from tests.exim_support import EximQueue, temporary_queue
 from tests.remediator_support import (
     TOKEN,
     am_alert,
@@ -235,12 +233,8 @@ def test_alerts_on_exported_senders_delete_exactly_those_senders_mail(tmp_path: 
 
 @pytest.fixture
 def queue() -> Iterator[EximQueue]:
-    # Not tmp_path: pytest's directories are 0700 and Exim needs to reach the spool.
-    root = Path(tempfile.mkdtemp(prefix="brainycp-exim-"))
-    try:
-        yield make_queue(root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with temporary_queue() as exim_queue:
+        yield exim_queue
 
 
 @pytest.mark.e2e

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -69,13 +70,32 @@ EXIM_HEADER = re.compile(
 )
 
 
+def bare_lines(text: str) -> list[str]:
+    """The lines of ``text`` without their ``\\n`` or ``\\r\\n``."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+def new_message(
+    message_id: str, age: float, size: int, sender: str, bounce: bool, *, frozen: bool, held: bool
+) -> dict[str, Any]:
+    """A message as the reference readers keep it, without recipients yet."""
+    return {
+        "id": message_id,
+        "age": age,
+        "size": size,
+        "sender": sender,
+        "bounce": bounce,
+        "frozen": frozen,
+        "held": held,
+        "recipients": [],
+    }
+
+
 def reference_exim(text: str) -> tuple[list[dict[str, Any]], int]:
     messages: list[dict[str, Any]] = []
-    unparsed = 0
+    unparsed, seen = 0, False
     current: dict[str, Any] | None = None
-    seen = False
-    for line in text.split("\n"):
-        line = line[:-1] if line.endswith("\r") else line
+    for line in bare_lines(text):
         m = EXIM_HEADER.fullmatch(line) if line[:1] in tuple(" 0123456789") else None
         if m:
             seen = True
@@ -85,16 +105,15 @@ def reference_exim(text: str) -> tuple[list[dict[str, Any]], int]:
                 unparsed += 1
                 continue
             raw = m.group(4)
-            current = {
-                "id": m.group(3),
-                "age": (age_token_values(m.group(1)) or (0.0, 0.0))[0],
-                "size": size,
-                "sender": "" if raw is None else "<>" if raw == "" else no_surrogates(raw),
-                "bounce": raw == "",
-                "frozen": m.group(5) is not None,
-                "held": False,
-                "recipients": [],
-            }
+            current = new_message(
+                m.group(3),
+                (age_token_values(m.group(1)) or (0.0, 0.0))[0],
+                size,
+                "" if raw is None else "<>" if raw == "" else no_surrogates(raw),
+                raw == "",
+                frozen=m.group(5) is not None,
+                held=False,
+            )
             messages.append(current)
         elif not line.strip():
             continue
@@ -129,11 +148,9 @@ def _arrival(m: re.Match[str]) -> int | None:
 
 def reference_postfix(text: str) -> tuple[list[dict[str, Any]], int]:
     messages: list[dict[str, Any]] = []
-    unparsed = 0
+    unparsed, seen = 0, False
     current: dict[str, Any] | None = None
-    seen = False
-    for line in text.split("\n"):
-        line = line[:-1] if line.endswith("\r") else line
+    for line in bare_lines(text):
         m = POSTFIX_HEADER.fullmatch(line) if line[:1] not in ("", " ", "\t", "(") else None
         if m:
             seen, current = True, None
@@ -143,17 +160,16 @@ def reference_postfix(text: str) -> tuple[list[dict[str, Any]], int]:
                 continue
             raw = m.group(10) or ""
             null = raw in ("", "<>", "MAILER-DAEMON")
-            current = {
-                "id": m.group(1),
-                "age": max(0.0, NOW - arrival),
-                "size": int(m.group(3)),
-                "sender": "<>" if null else no_surrogates(raw),
-                "bounce": null,
-                "frozen": False,
-                "held": "!" in m.group(2),
-                "recipients": [],
-                "reasons": set(),
-            }
+            current = new_message(
+                m.group(1),
+                max(0.0, NOW - arrival),
+                int(m.group(3)),
+                "<>" if null else no_surrogates(raw),
+                null,
+                frozen=False,
+                held="!" in m.group(2),
+            )
+            current["reasons"] = set()
             messages.append(current)
             continue
         stripped = line.strip()
@@ -259,26 +275,37 @@ EXIM_INDENTS = ["          ", "        D ", "        +D ", "\t", "    ", " ", " 
 JUNK = ["junk", "exim: warning", "-- truncated --", "\u3000junk", " ", "\u3000", "", "\x0b"]
 
 
+def joined(draw: st.DrawFn, lines: list[str]) -> str:
+    """``lines`` as a listing: joined by ``\\n`` or ``\\r\\n``, maybe with a final one."""
+    return draw(st.sampled_from(["\n", "\r\n"])).join(lines) + draw(st.sampled_from(["", "\n"]))
+
+
+def some_lines(draw: st.DrawFn, line: Callable[[st.DrawFn, int], str]) -> list[str]:
+    """1 to 25 lines, each ``line(draw, kind)`` for a kind from 0 to 9."""
+    return [line(draw, draw(st.integers(0, 9))) for _ in range(draw(st.integers(1, 25)))]
+
+
+def exim_line(draw: st.DrawFn, kind: int) -> str:
+    """A header (kind 0-3), a recipient (4-7) or junk (8-9)."""
+    if kind < 4:
+        fields = [draw(st.sampled_from(x)) for x in (EXIM_AGES, EXIM_SIZES, EXIM_IDS)]
+        sender = draw(st.sampled_from(EXIM_SENDERS))
+        frozen = draw(st.sampled_from(["", " *** frozen ***", " *** frozen *** "]))
+        return " ".join(fields) + " " + sender + frozen
+    if kind < 8:
+        address = draw(st.sampled_from(EXIM_RECIPIENTS))
+        if draw(st.booleans()):
+            address = address.replace("x", draw(st.sampled_from(WIDE)))
+        return draw(st.sampled_from(EXIM_INDENTS)) + address
+    return draw(st.sampled_from(JUNK))
+
+
 @st.composite
 def exim_texts(draw: st.DrawFn) -> str:
-    lines = []
-    for _ in range(draw(st.integers(1, 25))):
-        kind = draw(st.integers(0, 9))
-        if kind < 4:
-            fields = [draw(st.sampled_from(x)) for x in (EXIM_AGES, EXIM_SIZES, EXIM_IDS)]
-            sender = draw(st.sampled_from(EXIM_SENDERS))
-            frozen = draw(st.sampled_from(["", " *** frozen ***", " *** frozen *** "]))
-            lines.append(" ".join(fields) + " " + sender + frozen)
-        elif kind < 8:
-            address = draw(st.sampled_from(EXIM_RECIPIENTS))
-            if draw(st.booleans()):
-                address = address.replace("x", draw(st.sampled_from(WIDE)))
-            lines.append(draw(st.sampled_from(EXIM_INDENTS)) + address)
-        else:
-            lines.append(draw(st.sampled_from(JUNK)))
+    lines = some_lines(draw, exim_line)
     if draw(st.booleans()):
         lines.insert(0, "5m 350 1xW6VZ-0000xu-1S <a@b>")
-    return draw(st.sampled_from(["\n", "\r\n"])).join(lines) + draw(st.sampled_from(["", "\n"]))
+    return joined(draw, lines)
 
 
 PF_IDS = ["AAAAA11111", "B1C2D3E4F5", "abc", "A" * 33, "0123456789ABCDEFabcd"]
@@ -295,24 +322,24 @@ PF_KNOWN = ["-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------"
             "--Queue ID--x", "postqueue: warning"]  # fmt: skip
 
 
+def postfix_line(draw: st.DrawFn, kind: int) -> str:
+    """A header (kind 0-2), a recipient or reason (3-7), or a known or junk line (8-9)."""
+    if kind < 3:
+        head = draw(st.sampled_from(PF_IDS)) + draw(st.sampled_from(["", "*", "!", "#", "!*"]))
+        size = draw(st.sampled_from(["500", "0", "1099511627777", "99999999999999999999"]))
+        stamp, sender = draw(st.sampled_from(PF_STAMPS)), draw(st.sampled_from(PF_SENDERS))
+        return f"{head} {size} {stamp}{sender}"
+    if kind < 8:
+        text = draw(st.sampled_from(PF_LINES))
+        if draw(st.booleans()):
+            text = text.replace("o", draw(st.sampled_from(WIDE)))
+        return draw(st.sampled_from([" " * 41, "\t", "  ", "", " " * 30])) + text
+    return draw(st.sampled_from(PF_KNOWN + JUNK))
+
+
 @st.composite
 def postfix_texts(draw: st.DrawFn) -> str:
-    lines = []
-    for _ in range(draw(st.integers(1, 25))):
-        kind = draw(st.integers(0, 9))
-        if kind < 3:
-            head = draw(st.sampled_from(PF_IDS)) + draw(st.sampled_from(["", "*", "!", "#", "!*"]))
-            size = draw(st.sampled_from(["500", "0", "1099511627777", "99999999999999999999"]))
-            stamp, sender = draw(st.sampled_from(PF_STAMPS)), draw(st.sampled_from(PF_SENDERS))
-            lines.append(f"{head} {size} {stamp}{sender}")
-        elif kind < 8:
-            text = draw(st.sampled_from(PF_LINES))
-            if draw(st.booleans()):
-                text = text.replace("o", draw(st.sampled_from(WIDE)))
-            lines.append(draw(st.sampled_from([" " * 41, "\t", "  ", "", " " * 30])) + text)
-        else:
-            lines.append(draw(st.sampled_from(PF_KNOWN + JUNK)))
-    return draw(st.sampled_from(["\n", "\r\n"])).join(lines) + draw(st.sampled_from(["", "\n"]))
+    return joined(draw, some_lines(draw, postfix_line))
 
 
 def check(text: str, compiled: bool) -> None:

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -254,9 +255,8 @@ def test_a_crashing_reader_marks_only_its_panel_down_with_a_reason(
 ) -> None:
     config = one_panel()
     panels = Panels()
-    crashing = ListingReaders(1, command=aborting_worker())
 
-    async def run() -> Any:
+    async def run(crashing: ListingReaders) -> Any:
         state = initial_state(config)
         transport = httpx.MockTransport(panels.handle)
         poller = Poller(config, state, transport_factory=lambda _p: transport, readers=crashing)
@@ -266,10 +266,8 @@ def test_a_crashing_reader_marks_only_its_panel_down_with_a_reason(
             await poller.aclose()
         return ok, state
 
-    try:
-        ok, state = asyncio.run(run())
-    finally:
-        crashing.close()
+    with closing(ListingReaders(1, command=aborting_worker())) as crashing:
+        ok, state = asyncio.run(run(crashing))
     assert ok is False
     for name in ("web01", "web02"):
         panel = state.panels[name]
@@ -290,9 +288,8 @@ def test_listings_fetched_or_read_at_once_are_bounded() -> None:
         }
     )
     panels = Panels()
-    readers = ListingReaders(1)
 
-    async def run() -> Any:
+    async def run(readers: ListingReaders) -> Any:
         panels.gate.clear()
         state = initial_state(config)
         transport = httpx.MockTransport(panels.handle)
@@ -307,10 +304,8 @@ def test_listings_fetched_or_read_at_once_are_bounded() -> None:
         await poller.aclose()
         return results, state
 
-    try:
-        results, state = asyncio.run(run())
-    finally:
-        readers.close()
+    with closing(ListingReaders(1)) as readers:
+        results, state = asyncio.run(run(readers))
     assert all(results) and panels.most_listings == 4
     assert all(p.summary and p.summary.messages == 2000 for p in state.panels.values())
 

@@ -15,7 +15,6 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,8 +23,8 @@ from typing import Any
 import pytest
 
 import brainycp.queue as queue
-from brainycp.queue import AGE_BUCKETS, QueueMessage, QueueSummary
-from tests.support import require_c_reader
+from brainycp.queue import AGE_BUCKETS, QueueMessage
+from tests.queue_support import COMPILED, READERS, iter_messages, summarize, use_reader
 
 REAL = Path(__file__).resolve().parent / "fixtures" / "real"
 EXIM_QUEUES = ("mixed", "large")
@@ -33,25 +32,9 @@ _VAR = re.compile(r"(\w+)='((?:[^'\\]|\\.)*)'")
 _HEADER = re.compile(r"^ ?\s?(\d+[mhd]) +(\S+) (\S{16,23}) ", re.M)
 
 
-COMPILED = [True]
-"""Whether the tests run now with the compiled readers (else the Python ones)."""
-
-
-@pytest.fixture(autouse=True, scope="module", params=["compiled", "python"])
+@pytest.fixture(autouse=True, scope="module", params=READERS)
 def reader(request: pytest.FixtureRequest) -> str:
-    if request.param == "compiled":
-        require_c_reader("exim")
-        require_c_reader("postfix")
-    COMPILED[0] = request.param == "compiled"
-    return str(request.param)
-
-
-def summarize(detail: Any, now: float | None = None) -> QueueSummary:
-    return queue.summarize(detail, now, use_compiled=COMPILED[0])
-
-
-def iter_messages(detail: Any, now: float | None = None) -> Iterator[QueueMessage]:
-    return queue.iter_messages(detail, now, use_compiled=COMPILED[0])
+    return use_reader(request.param)
 
 
 def read(path: Path) -> str:

@@ -13,7 +13,6 @@ import asyncio
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from brainycp.simulator.mta import (
 )
 from tests.exim_support import (
     EximQueue,
-    make_queue,
+    temporary_queue,
 )
 from tests.remediator_support import am_alert, notification, remediator_cmd
 from tests.support import (
@@ -53,13 +52,8 @@ TOKEN = "real-exim-webhook-token-77"
 
 @pytest.fixture
 def queue() -> Iterator[EximQueue]:
-    # Not tmp_path: pytest's directories are 0700 and Exim needs to reach the spool as
-    # exim_user.
-    root = Path(tempfile.mkdtemp(prefix="brainycp-exim-"))
-    try:
-        yield make_queue(root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with temporary_queue() as exim_queue:
+        yield exim_queue
 
 
 def fill(queue: EximQueue) -> dict[str, list[str]]:

@@ -17,7 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.shard import in_shard
-from tests.support import exporter_cmd, serving, sim_args, wait_until
+from tests.support import exporter_cmd, secret_file, serving, sim_args, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -167,9 +167,7 @@ def test_sighup_and_post_reload_apply_a_new_panel_set(sim: str, tmp_path: Path) 
 
 
 def test_reload_over_http_is_refused_without_a_web_config(sim: str, tmp_path: Path) -> None:
-    secret = tmp_path / "pw"
-    secret.write_text(PASSWORD)
-    secret.chmod(0o600)
+    secret = secret_file(tmp_path / "pw", PASSWORD)
     config_path = tmp_path / "config.yml"
     config_path.write_text(yaml.safe_dump({"panels": {"keep": panel(sim, 0, secret)}}))
     with serving(exporter_cmd(config_path), log=tmp_path / "log") as served:
@@ -184,9 +182,7 @@ def test_a_reload_moves_panels_between_shards_unless_the_command_line_pins_it(
     sim: str, tmp_path: Path
 ) -> None:
     """Changing exporter.shard in the file re-splits the fleet at SIGHUP; --shard wins."""
-    secret = tmp_path / "panel.pass"
-    secret.write_text(PASSWORD + "\n")
-    secret.chmod(0o600)
+    secret = secret_file(tmp_path / "panel.pass", PASSWORD + "\n")
     names = [f"web{i:02d}" for i in range(12)]
     config_path = tmp_path / "config.yml"
 

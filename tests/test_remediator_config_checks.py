@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,13 @@ def config_with(path: list[str], value: Any) -> dict[str, Any]:
     return data
 
 
+def refusal(load: Callable[[Any], object], source: Any) -> list[str]:
+    """The errors with which ``load`` refuses ``source`` (it must refuse it)."""
+    with pytest.raises(ConfigError) as info:
+        load(source)
+    return info.value.errors
+
+
 @pytest.mark.parametrize(
     "where",
     [
@@ -47,10 +55,9 @@ def config_with(path: list[str], value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), "nan", "inf", "-inf"])
 def test_durations_must_be_finite(where: list[str], value: object) -> None:
     parse = exporter_settings.parse_config if where[0] == "exporter" else parse_config
-    with pytest.raises(ConfigError) as info:
-        parse(config_with(where, value))
+    errors = refusal(parse, config_with(where, value))
     key = ".".join(where).replace(".rules.0.", ".rules[0].")
-    assert any(e.startswith(f"{key}: ") for e in info.value.errors), info.value.errors
+    assert any(e.startswith(f"{key}: ") for e in errors), errors
 
 
 def test_yaml_nan_cannot_turn_off_the_cooldown_or_the_rate_limit(tmp_path: Path) -> None:
@@ -63,12 +70,9 @@ def test_yaml_nan_cannot_turn_off_the_cooldown_or_the_rate_limit(tmp_path: Path)
         "  rules: [{name: r, matchers: ['alertname=\"X\"'], action: delete_frozen,"
         " cooldown: .NaN}]\n"
     )
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    assert any(
-        "remediator.rate_limit.per: must be a finite duration" in e for e in info.value.errors
-    )
-    assert any("remediator.rules[0].cooldown: must be a finite" in e for e in info.value.errors)
+    errors = refusal(load_config, path)
+    assert any("remediator.rate_limit.per: must be a finite duration" in e for e in errors)
+    assert any("remediator.rules[0].cooldown: must be a finite" in e for e in errors)
 
 
 @pytest.mark.parametrize(
@@ -81,9 +85,7 @@ def test_yaml_nan_cannot_turn_off_the_cooldown_or_the_rate_limit(tmp_path: Path)
     ],
 )
 def test_panel_urls_with_cr_lf_spaces_or_bad_ports_are_refused(url: str, problem: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        parse_config({"panels": {"web01": {**BASE_PANEL, "url": url}}})
-    (error,) = info.value.errors
+    (error,) = refusal(parse_config, {"panels": {"web01": {**BASE_PANEL, "url": url}}})
     assert error.startswith("panels.web01.url: ") and problem in error
 
 
@@ -117,14 +119,12 @@ def _rule(name: str) -> dict[str, Any]:
     ],
 )
 def test_rule_names_are_unique_and_not_manual(names: list[str], problem: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        parse_config(config_with(["remediator", "rules"], [_rule(name) for name in names]))
-    assert any(error.startswith(problem) for error in info.value.errors), info.value.errors
+    errors = refusal(parse_config, config_with(["remediator", "rules"], [_rule(n) for n in names]))
+    assert any(error.startswith(problem) for error in errors), errors
 
 
 def test_notify_target_names_are_unique() -> None:
     target = {"name": "ops", "type": "webhook", "url": "https://hooks.example/x"}
-    with pytest.raises(ConfigError) as info:
-        parse_config(config_with(["remediator", "notify"], [target, dict(target)]))
+    errors = refusal(parse_config, config_with(["remediator", "notify"], [target, dict(target)]))
     expected = "remediator.notify: target name 'ops' is used twice"
-    assert any(error.startswith(expected) for error in info.value.errors), info.value.errors
+    assert any(error.startswith(expected) for error in errors), errors

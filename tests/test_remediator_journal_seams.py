@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from remediator.app import Remediator
 from remediator.journal import ADVISORY_LOCK, APPLICATION, Journal
 from remediator.routes.health import HEALTH_TIMEOUT
 from tests.journal_seams_support import (
@@ -59,6 +60,14 @@ def pg() -> Iterator[Cluster]:
 def fresh(pg: Cluster) -> tuple[str, str]:
     name = f"seams{next(_databases)}"
     return pg.create_database(name), name
+
+
+def pg_remediator(pg: Cluster) -> tuple[str, Journal, Remediator]:
+    """A fresh database (its name first), a journal on it and an in-process remediator
+    on that journal whose rules only preview."""
+    url, db = fresh(pg)
+    journal = pg_journal(url)
+    return db, journal, remediator_on(journal, config(journal_url=url, dry_run=True))
 
 
 def add(j: Journal, key: str) -> int:
@@ -241,14 +250,11 @@ def test_a_paused_backend_is_cut_off_while_healthz_and_the_webhook_keep_answerin
     """The journal's own server process stops (SIGSTOP): nothing waits on it. /healthz,
     /metrics and every route answer within 3 s; the stalled call is cut off and the next
     ones run on a new connection, so the notification sent meanwhile is accepted once."""
-    url, db = fresh(pg)
-    journal = pg_journal(url)
-    rem = remediator_on(journal, config(journal_url=url, dry_run=True))
+    db, journal, rem = pg_remediator(pg)
 
     async def scenario() -> dict[str, Any]:
-        client = Client(rem)
         out: dict[str, Any] = {}
-        try:
+        async with Client(rem) as client:
             assert (await client.request("POST", "/webhook", json=_firing(0))).status == 200
             with frozen(journal_backend(pg, db, journal)):
                 health = await client.request("GET", "/healthz")
@@ -258,8 +264,6 @@ def test_a_paused_backend_is_cut_off_while_healthz_and_the_webhook_keep_answerin
                 actions = await client.request("GET", "/actions/1")
                 out.update(health=health, webhook=webhook, after=after, metrics=metrics,
                            actions=actions)  # fmt: skip
-        finally:
-            await client.close()
         return out
 
     out = asyncio.run(scenario())
@@ -281,14 +285,11 @@ def test_a_paused_server_gets_503s_in_bounded_time_then_everything_is_accepted_o
     naming the journal, journal_up is 0, the webhook and the operator routes answer
     JSON 503s (never a hang, never a traceback); once it runs again, the retried
     notification is accepted once and the health is back."""
-    url, db = fresh(pg)
-    journal = pg_journal(url)
-    rem = remediator_on(journal, config(journal_url=url, dry_run=True))
+    db, journal, rem = pg_remediator(pg)
 
     async def scenario() -> dict[str, Any]:
-        client = Client(rem)
         out: dict[str, Any] = {}
-        try:
+        async with Client(rem) as client:
             with frozen(server_pids(pg)):
                 out["health"] = await client.request("GET", "/healthz")
                 out["webhook"] = await client.request("POST", "/webhook", json=_firing(1))
@@ -305,8 +306,6 @@ def test_a_paused_server_gets_503s_in_bounded_time_then_everything_is_accepted_o
             out["retry"] = await client.request("POST", "/webhook", json=_firing(1))
             out["copy"] = await client.request("POST", "/webhook", json=_firing(1))
             out["metrics2"] = await client.request("GET", "/metrics")
-        finally:
-            await client.close()
         return out
 
     out = asyncio.run(scenario())
@@ -332,8 +331,26 @@ async def _ok(request: Any) -> bool:
 # ------------------------------------------------------------------ full disk
 
 
-def _fill_once_written(directory: Path) -> Path:
-    return fill(directory)
+async def while_full(rem: Remediator, disk: Path, *, manual: bool = False) -> dict[str, Any]:
+    """400 notifications, /healthz and /metrics (and with ``manual`` a manual action)
+    while ``disk`` is full; then, with the space freed, the same again."""
+    big = notification(*[am_alert("Frozen", f"web{i % 4:02d}", starts_at=f"s{i}",
+                                  note="x" * 400) for i in range(400)])  # fmt: skip
+    out: dict[str, Any] = {}
+    async with Client(rem) as client:
+        filler = fill(disk)
+        out["webhook"] = await client.request("POST", "/webhook", json=big)
+        out["health"] = await client.request("GET", "/healthz")
+        out["metrics"] = await client.request("GET", "/metrics")
+        if manual:
+            out["manual"] = await client.request(
+                "POST", "/actions", json={"panel": "web01", "action": "delete_frozen"}
+            )
+        filler.unlink()
+        out["retry"] = await client.request("POST", "/webhook", json=big)
+        out["health2"] = await client.request("GET", "/healthz")
+        out["metrics2"] = await client.request("GET", "/metrics")
+    return out
 
 
 @pytest.mark.e2e
@@ -345,29 +362,7 @@ def test_sqlite_on_a_full_disk_says_so_everywhere_and_loses_nothing(tmp_path: Pa
         journal = Journal(disk / "journal.sqlite")
         journal.probe_after = 0.2
         rem = remediator_on(journal, config(disk / "journal.sqlite", dry_run=True))
-        big = notification(*[am_alert("Frozen", f"web{i % 4:02d}", starts_at=f"s{i}",
-                                      note="x" * 400) for i in range(400)])  # fmt: skip
-
-        async def scenario() -> dict[str, Any]:
-            client = Client(rem)
-            out: dict[str, Any] = {}
-            try:
-                filler = _fill_once_written(disk)
-                out["webhook"] = await client.request("POST", "/webhook", json=big)
-                out["health"] = await client.request("GET", "/healthz")
-                out["metrics"] = await client.request("GET", "/metrics")
-                out["manual"] = await client.request(
-                    "POST", "/actions", json={"panel": "web01", "action": "delete_frozen"}
-                )
-                filler.unlink()
-                out["retry"] = await client.request("POST", "/webhook", json=big)
-                out["health2"] = await client.request("GET", "/healthz")
-                out["metrics2"] = await client.request("GET", "/metrics")
-            finally:
-                await client.close()
-            return out
-
-        out = asyncio.run(scenario())
+        out = asyncio.run(while_full(rem, disk, manual=True))
         assert out["webhook"].status == 503
         assert out["health"].status == 503 and "full" in out["health"].text
         assert out["health"].seconds < HEALTH_TIMEOUT
@@ -395,25 +390,7 @@ def test_postgresql_on_a_full_disk_says_so_everywhere_and_loses_nothing(pg: Clus
             journal = pg_journal(pg.url(name))
             journal.probe_after = 0.2
             rem = remediator_on(journal, config(journal_url=pg.url(name), dry_run=True))
-            big = notification(*[am_alert("Frozen", f"web{i % 4:02d}", starts_at=f"s{i}",
-                                          note="x" * 400) for i in range(400)])  # fmt: skip
-
-            async def scenario() -> dict[str, Any]:
-                client = Client(rem)
-                out: dict[str, Any] = {}
-                try:
-                    filler = fill(disk)
-                    out["webhook"] = await client.request("POST", "/webhook", json=big)
-                    out["health"] = await client.request("GET", "/healthz")
-                    out["metrics"] = await client.request("GET", "/metrics")
-                    filler.unlink()
-                    out["retry"] = await client.request("POST", "/webhook", json=big)
-                    out["health2"] = await client.request("GET", "/healthz")
-                finally:
-                    await client.close()
-                return out
-
-            out = asyncio.run(scenario())
+            out = asyncio.run(while_full(rem, disk))
             assert out["webhook"].status == 503
             assert out["health"].status == 503 and "No space left" in out["health"].text
             assert "brainycp_remediator_journal_up 0.0" in out["metrics"].text
@@ -442,17 +419,14 @@ def test_sqlite_locked_by_another_process_is_a_bounded_503_and_the_health_says_w
     other = sqlite3.connect(path, isolation_level=None)
 
     async def scenario() -> dict[str, Any]:
-        client = Client(rem)
         out: dict[str, Any] = {}
-        try:
+        async with Client(rem) as client:
             other.execute("BEGIN IMMEDIATE")
             out["webhook"] = await client.request("POST", "/webhook", json=_firing(1))
             out["health"] = await client.request("GET", "/healthz")
             other.execute("ROLLBACK")
             out["retry"] = await client.request("POST", "/webhook", json=_firing(1))
             out["health2"] = await client.request("GET", "/healthz")
-        finally:
-            await client.close()
         return out
 
     out = asyncio.run(scenario())
@@ -548,12 +522,9 @@ def test_a_nul_in_alert_labels_fails_none_of_its_neighbours(
               am_alert("Frozen", "web\x0002", starts_at="c")]  # fmt: skip
 
     async def scenario() -> tuple[Timed, dict[str, Any]]:
-        client = Client(rem)
-        try:
+        async with Client(rem) as client:
             webhook = await client.request("POST", "/webhook", json=notification(*alerts))
             return webhook, (await client.http.get("/actions/2")).json()
-        finally:
-            await client.close()
 
     webhook, second = asyncio.run(scenario())
     assert webhook.status == 200, webhook
@@ -576,13 +547,10 @@ def test_a_lone_surrogate_or_a_nul_in_a_request_is_stored_not_a_500(
     body = b'{"panel": "web03", "action": "delete_frozen", "by": "ops\\u0000\\ud800"}'
 
     async def scenario() -> Timed:
-        client = Client(rem)
-        try:
+        async with Client(rem) as client:
             return await client.request(
                 "POST", "/actions", content=body, headers={"Content-Type": "application/json"}
             )
-        finally:
-            await client.close()
 
     answer = asyncio.run(scenario())
     assert answer.status == 202, answer
@@ -612,8 +580,7 @@ def test_a_sqlite_call_the_file_never_answers_is_cut_off_and_the_loop_keeps_serv
             journal.fetch_all([(endless, ())])
 
     async def scenario() -> tuple[BaseException | None, Timed, Timed, float]:
-        client = Client(rem)
-        try:
+        async with Client(rem) as client:
             started = time.monotonic()
             stuck = asyncio.create_task(journal.call(hang))
             while not journal.busy:
@@ -623,8 +590,6 @@ def test_a_sqlite_call_the_file_never_answers_is_cut_off_and_the_loop_keeps_serv
             took = time.monotonic() - started
             after = await client.request("POST", "/webhook", json=_firing(1))
             return error, health, after, took
-        finally:
-            await client.close()
 
     error, health, after, took = asyncio.run(scenario())
     assert isinstance(error, sqlite3.OperationalError) and "interrupted" in str(error)

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.remediator_support import am_alert, notification
+from tests.remediator_support import write_config as write_plain_config
 from tests.support import PYTHON, free_port, running, sim_args, wait_until
 from tests.trust_support import (
     Receiver,
@@ -379,26 +380,16 @@ def test_breaker_trips_on_a_fleet_wide_storm_from_the_simulator(tmp_path: Path) 
     sim_port, port = free_port(), free_port()
     sim = f"http://127.0.0.1:{sim_port}"
     receiver = Receiver().start()
-    (tmp_path / "panel.pw").write_text("admin\n")
-    (tmp_path / "webhook.token").write_text(TOKEN + "\n")
-    names = [f"panel{i:04d}" for i in range(1, 41)]
-    config = {
-        "defaults": {"username": "admin", "password_file": str(tmp_path / "panel.pw")},
-        "panels": {n: {"url": f"{sim}/panel/{n}/api/api.php"} for n in names},
-        "remediator": {
-            "listen": f"127.0.0.1:{port}",
-            "auth": {"bearer_token_file": str(tmp_path / "webhook.token")},
-            "state_file": str(tmp_path / "state.sqlite"),
-            "rate_limit": {"max_actions": 1000, "per": "1h"},
-            "circuit_breaker": {"share": 0.1, "window": "10m"},
-            "notify": [{"name": "hook", "type": "webhook", "url": f"{receiver.url}/hook"}],
-            "rules": [{"name": "clean-frozen",
-                       "matchers": ['alertname="BrainyCPMailFrozenMessages"'],
-                       "action": "delete_frozen", "cooldown": "0s"}],
-        },
-    }  # fmt: skip
-    path = tmp_path / "config.yml"
-    path.write_text(yaml.safe_dump(config))
+    names = tuple(f"panel{i:04d}" for i in range(1, 41))
+    path = write_plain_config(
+        tmp_path / "config.yml", sim_port, port, tmp_path / "state.sqlite",
+        [{"name": "clean-frozen", "matchers": ['alertname="BrainyCPMailFrozenMessages"'],
+          "action": "delete_frozen", "cooldown": "0s"}],
+        panels=names,
+        bearer_token=TOKEN,
+        circuit_breaker={"share": 0.1, "window": "10m"},
+        notify=[{"name": "hook", "type": "webhook", "url": f"{receiver.url}/hook"}],
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     client = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     storm = [am_alert("BrainyCPMailFrozenMessages", n) for n in names]

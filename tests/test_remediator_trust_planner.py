@@ -26,6 +26,11 @@ def harness(*rules: object, panels: int = 2, **kw: object) -> Harness:
     return Harness(Settings(rules=rules, panels=names, **kw))  # type: ignore[arg-type]
 
 
+def fleet_behind(breaker: CircuitBreaker) -> Harness:
+    """Ten panels and a rule acting on every alert A, behind ``breaker``."""
+    return harness(rule("r", 'alertname="A"', cooldown=0), panels=10, circuit_breaker=breaker)
+
+
 def test_max_runs_per_episode_exhausts_reruns_of_one_episode() -> None:
     h = harness(rule("r", 'alertname=~".+"', cooldown=0, rerun_after=10, max_runs_per_episode=2))
     assert h.send(alert(), T0).outcome == "pending"
@@ -57,11 +62,7 @@ def test_cooldown_and_duplicates_read_as_such_while_paused() -> None:
 
 
 def test_breaker_opens_on_the_panel_past_the_limit_and_then_refuses_everything() -> None:
-    h = harness(
-        rule("r", 'alertname="A"', cooldown=0),
-        panels=10,
-        circuit_breaker=CircuitBreaker(share=0.2, window=600),
-    )
+    h = fleet_behind(CircuitBreaker(share=0.2, window=600))
     assert h.send(alert("A", panel="web01"), T0).outcome == "pending"
     assert h.send(alert("A", panel="web02"), T0).outcome == "pending"
     # The same panel again does not widen the blast radius.
@@ -72,11 +73,7 @@ def test_breaker_opens_on_the_panel_past_the_limit_and_then_refuses_everything()
 
 
 def test_breaker_window_slides() -> None:
-    h = harness(
-        rule("r", 'alertname="A"', cooldown=0),
-        panels=10,
-        circuit_breaker=CircuitBreaker(max_panels=1, window=60),
-    )
+    h = fleet_behind(CircuitBreaker(max_panels=1, window=60))
     assert h.send(alert("A", panel="web01"), T0).outcome == "pending"
     assert h.send(alert("A", panel="web02"), T0 + 30).outcome == "skipped_circuit_open"
     assert h.send(alert("A", panel="web02", starts_at="n"), T0 + 61).outcome == "pending"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_from_bytes, unquote
@@ -213,6 +214,43 @@ def paths(known: list[str]) -> st.SearchStrategy[str]:
     )
 
 
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    async def to(self, app: Any) -> Answer:
+        return await call(app, self.method, self.path, self.query, self.headers, self.body)
+
+    def shown(self) -> tuple[Any, ...]:
+        """What a failure shows of the request (the start of its body)."""
+        return (self.method, self.path, self.query, self.headers, self.body[:200])
+
+
+@st.composite
+def requests(draw: st.DrawFn, known: list[str], body: st.SearchStrategy[bytes]) -> Request:
+    """Any request to one of the ``known`` paths or any other, with a ``body``."""
+    return Request(
+        draw(st.sampled_from(METHODS)),
+        draw(paths(known)),
+        draw(query_strings()),
+        draw(header_lists()),
+        draw(body),
+    )
+
+
+def fuzzing(max_examples: int) -> settings:
+    """The settings of a test over whole requests to an app (a module fixture)."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
 # ------------------------------------------------------------------------------ remediator
 
 
@@ -265,33 +303,17 @@ def remediator_app(
 REMEDIATOR_PATHS = ["/webhook", "/actions", "/metrics", "/healthz", "/"]
 
 
-@settings(
-    max_examples=400,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    data=st.data(),
-    method=st.sampled_from(METHODS),
-    query=query_strings(),
-    headers=header_lists(),
-    body=bodies,
-)
+@fuzzing(max_examples=400)
+@given(data=st.data())
 def test_no_route_of_the_remediator_answers_5xx(
-    remediator_app: tuple[Remediator, Any],
-    loop: asyncio.AbstractEventLoop,
-    data: st.DataObject,
-    method: str,
-    query: bytes,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes,
+    remediator_app: tuple[Remediator, Any], loop: asyncio.AbstractEventLoop, data: st.DataObject
 ) -> None:
     _, app = remediator_app
     known = sorted(set(route_paths(app)) | set(REMEDIATOR_PATHS))
-    path = data.draw(paths(known))
-    answer = loop.run_until_complete(call(app, method, path, query, headers, body))
-    assert answer.status < 500, (method, path, query, headers, body[:200], answer.body[:300])
-    if answer.status >= 400 and method != "HEAD":
+    request = data.draw(requests(known, bodies))
+    answer = loop.run_until_complete(request.to(app))
+    assert answer.status < 500, (request.shown(), answer.body[:300])
+    if answer.status >= 400 and request.method != "HEAD":
         reason = json.loads(answer.body)["error"]
         assert isinstance(reason, str) and reason
     metrics = loop.run_until_complete(call(app, "GET", "/metrics", b"", [], b""))
@@ -376,30 +398,14 @@ def exporter_app() -> Any:
     return create_app(initial_state(config))
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    data=st.data(),
-    method=st.sampled_from(METHODS),
-    query=query_strings(),
-    headers=header_lists(),
-    body=st.binary(max_size=100),
-)
+@fuzzing(max_examples=300)
+@given(data=st.data())
 def test_no_route_of_the_exporter_answers_5xx(
-    exporter_app: Any,
-    loop: asyncio.AbstractEventLoop,
-    data: st.DataObject,
-    method: str,
-    query: bytes,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes,
+    exporter_app: Any, loop: asyncio.AbstractEventLoop, data: st.DataObject
 ) -> None:
     known = sorted(set(route_paths(exporter_app)) | {"/", "/metrics", "/healthz"})
-    path = data.draw(paths(known))
-    answer = loop.run_until_complete(call(exporter_app, method, path, query, headers, body))
-    assert answer.status < 500, (method, path, query, headers, answer.body[:300])
+    request = data.draw(requests(known, st.binary(max_size=100)))
+    answer = loop.run_until_complete(request.to(exporter_app))
+    assert answer.status < 500, (request.shown(), answer.body[:300])
     metrics = loop.run_until_complete(call(exporter_app, "GET", "/metrics", b"", [], b""))
     assert metrics.status == 200

@@ -8,6 +8,7 @@ own ``hashmod`` relabelling to the panel names, to hold our shard function to it
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
@@ -171,7 +172,6 @@ def discovered_once_across_shards(
 
 
 def test_promtool_accepts_the_multi_target_config(tmp_path: Path) -> None:
-    import subprocess
 
     promtool = require_binary("promtool", "apt-get install prometheus")
     config = yaml.safe_load((REPO / "deploy" / "prometheus-multi-target.yml").read_text())

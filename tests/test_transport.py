@@ -733,6 +733,19 @@ def _bomb(decoded_mib: int) -> bytes:
     return b"".join(parts)
 
 
+async def refused_with_peak(client: PanelClient) -> tuple[BrainyCPError, int]:
+    """The error ``list_msg`` fails with on ``client``, and the most memory Python held
+    meanwhile (tracemalloc's peak)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(BrainyCPError) as info:
+            await client.list_msg()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return info.value, peak
+
+
 def test_a_double_gzip_bomb_is_too_large_fast_with_bounded_memory() -> None:
     bomb = _bomb(4096)  # 4 GiB of zeros once decoded
     assert len(bomb) < 16 * 1024
@@ -743,16 +756,10 @@ def test_a_double_gzip_bomb_is_too_large_fast_with_bounded_memory() -> None:
             serving(always(data)) as server,
             client_for(server.url, max_response_bytes="4MiB") as client,
         ):
-            tracemalloc.start()
-            try:
-                with pytest.raises(BrainyCPError) as info:
-                    await client.list_msg()
-                _, peak = tracemalloc.get_traced_memory()
-            finally:
-                tracemalloc.stop()
+            error, peak = await refused_with_peak(client)
             # The 4 MiB of body the cap allows, and a few inflate steps besides.
             assert peak < 8 * 1024 * 1024, f"peak {peak} bytes while refusing a bomb"
-            return info.value
+            return error
 
     error = run(go())  # run() fails the test if this takes 10 s
     assert error.reason == "too_large" and "cap" in error.detail
@@ -765,15 +772,9 @@ def test_the_default_cap_also_holds_a_bomb_under_100_mb() -> None:
     async def go() -> str:
         # The default max_response_bytes, 64 MiB.
         async with serving(always(data)) as server, client_for(server.url) as client:
-            tracemalloc.start()
-            try:
-                with pytest.raises(BrainyCPError) as info:
-                    await client.list_msg()
-                _, peak = tracemalloc.get_traced_memory()
-            finally:
-                tracemalloc.stop()
+            error, peak = await refused_with_peak(client)
         assert peak < 100 * 1024 * 1024, f"peak {peak} bytes"
-        return info.value.reason
+        return error.reason
 
     assert run(go()) == "too_large"
 

@@ -121,15 +121,23 @@ def test_a_bad_web_config_exits_2_naming_the_key(tmp_path: Path, daemon: str) ->
     assert result.stderr.startswith(f"{web}: basic_auth_users.prometheus: must be a bcrypt hash")
 
 
-def test_a_good_password_is_checked_by_bcrypt_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[bytes] = []
+@pytest.fixture
+def bcrypt_checks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
+    """The (password, hash) of every ``bcrypt.checkpw`` call from now on."""
+    checks: list[tuple[bytes, bytes]] = []
     real = bcrypt.checkpw
 
-    def counting(password: bytes, hashed: bytes) -> bool:
-        calls.append(password)
+    def recording(password: bytes, hashed: bytes) -> bool:
+        checks.append((password, hashed))
         return real(password, hashed)
 
-    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    monkeypatch.setattr(bcrypt, "checkpw", recording)
+    return checks
+
+
+def test_a_good_password_is_checked_by_bcrypt_once(
+    bcrypt_checks: list[tuple[bytes, bytes]],
+) -> None:
     auth = BasicAuth({USER: HASH.encode()})
     good = httpx.BasicAuth(USER, PASSWORD)._auth_header
     bad = httpx.BasicAuth(USER, "wrong")._auth_header
@@ -149,34 +157,29 @@ def test_a_good_password_is_checked_by_bcrypt_once(monkeypatch: pytest.MonkeyPat
     assert asyncio.run(scenario()) == [True, True, False, False, False, False, False]
     # One check for the good pair (then remembered); every failure is checked again,
     # and an unknown user costs a check too, so timing does not tell users apart.
+    calls = [password for password, _ in bcrypt_checks]
     assert calls == [PASSWORD.encode(), b"wrong", b"wrong", PASSWORD.encode()]
     auth.replace({USER: bcrypt.hashpw(b"new", bcrypt.gensalt(4))})
     assert asyncio.run(auth.check(good)) is False
 
 
-def test_an_unknown_user_costs_a_check_at_the_users_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unknown_user_costs_a_check_at_the_users_cost(
+    bcrypt_checks: list[tuple[bytes, bytes]],
+) -> None:
     """Timing must not tell users apart: an unknown user's password is checked against a
     stand-in hash with the configured users' cost (rebuilt at reload), not a cheaper one."""
-    checked: list[bytes] = []
-    real = bcrypt.checkpw
-
-    def recording(password: bytes, hashed: bytes) -> bool:
-        checked.append(hashed)
-        return real(password, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", recording)
     auth = BasicAuth({USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(6))})
     stranger = httpx.BasicAuth("mallory", PASSWORD)._auth_header
     wrong = httpx.BasicAuth(USER, "wrong")._auth_header
     assert asyncio.run(auth.check(stranger)) is False
     assert asyncio.run(auth.check(wrong)) is False
-    assert [bcrypt_cost(h) for h in checked] == [6, 6]
-    assert checked[0] != auth.users[USER]
+    assert [bcrypt_cost(h) for _, h in bcrypt_checks] == [6, 6]
+    assert bcrypt_checks[0][1] != auth.users[USER]
     # A reload to users of another cost brings a stand-in of that cost.
     auth.replace({"bob": bcrypt.hashpw(b"pw", bcrypt.gensalt(5))})
-    checked.clear()
+    bcrypt_checks.clear()
     assert asyncio.run(auth.check(stranger)) is False
-    assert [bcrypt_cost(h) for h in checked] == [5]
+    assert [bcrypt_cost(h) for _, h in bcrypt_checks] == [5]
 
 
 def test_a_check_says_who_and_why_without_the_password() -> None:

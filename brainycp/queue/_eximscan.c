@@ -135,11 +135,9 @@ INLINE int64_t size_bytes(table_t *sizes, const text_t *t, const header_t *h, Py
 
 typedef struct {
     Py_ssize_t start, end;
-    int want_senders, want_domains, want_records;
     PyObject *size_of;
-    table_t ages, sizes, senders, domains;
-    PyObject *records;
-    spans_t recipients;
+    table_t ages, sizes;
+    people_t people;
     header_t head;
     int64_t head_size;
 } reader_t;
@@ -155,24 +153,19 @@ static int add_record(const text_t *t, reader_t *r) {
     PyObject *record = Py_BuildValue(
         "(NNLNNO)", PyUnicode_Substring(t->obj, h->id_start, h->id_end),
         slot_str(t, age, EXACT), (long long)r->head_size, sender,
-        spans_tuple(t, &r->recipients), h->frozen ? Py_True : Py_False);
-    if (record == NULL) return -1;
-    int failed = PyList_Append(r->records, record);
-    Py_DECREF(record);
-    return failed;
+        spans_tuple(t, &r->people.recipients), h->frozen ? Py_True : Py_False);
+    return people_add_record(&r->people, record);
 }
 
 static void reader_free(reader_t *r) {
     table_free(&r->ages);
     table_free(&r->sizes);
-    table_free(&r->senders);
-    table_free(&r->domains);
-    PyMem_Free(r->recipients.items);
-    Py_CLEAR(r->records);
+    people_free(&r->people);
 }
 
 /* The reading itself, inlined once per string kind. */
 INLINE PyObject *read_text(const text_t *t, reader_t *r) {
+    people_t *p = &r->people;
     int64_t messages = 0, frozen = 0, bounces = 0, unparsed = 0;
     sum_t bytes = {0, NULL};
     int seen = 0, in_message = 0;
@@ -184,9 +177,9 @@ INLINE PyObject *read_text(const text_t *t, reader_t *r) {
         Py_UCS4 first = at(t, line);
         header_t h;
         if ((first == ' ' || is_digit(first)) && header_at(t, line, le, &h)) {
-            if (in_message && r->want_records && add_record(t, r) < 0) goto fail;
+            if (in_message && p->want_records && add_record(t, r) < 0) goto fail;
             in_message = 0;
-            r->recipients.count = 0;
+            p->recipients.count = 0;
             seen = 1;
             int64_t size = h.size_start < 0 ? 0 : size_bytes(&r->sizes, t, &h, r->size_of);
             if (size == -2) goto fail;
@@ -203,8 +196,8 @@ INLINE PyObject *read_text(const text_t *t, reader_t *r) {
             frozen += h.frozen;
             if (h.sender_start >= 0 && h.sender_end == h.sender_start)
                 bounces++;
-            else if (h.sender_start >= 0 && r->want_senders
-                     && count_sender(&r->senders, t, h.sender_start, h.sender_end, messages) < 0)
+            else if (h.sender_start >= 0
+                     && people_add_sender(p, t, h.sender_start, h.sender_end, messages) < 0)
                 goto fail;
             messages++;
             continue;
@@ -213,56 +206,40 @@ INLINE PyObject *read_text(const text_t *t, reader_t *r) {
         strip(t, &s, &e);
         if (s == e) continue;
         if ((first == ' ' || first == '\t') && seen && !headerish(t, line, le)) {
-            if (in_message && !not_pending(t, s, e)) {
-                if (r->want_domains && count_domain(&r->domains, t, s, e, messages - 1) < 0)
-                    goto fail;
-                if (r->want_records && spans_add(&r->recipients, s, e) < 0) goto fail;
-            }
+            if (in_message && !not_pending(t, s, e)
+                && people_add_recipient(p, t, s, e, messages - 1) < 0)
+                goto fail;
             continue;
         }
         unparsed++;
     }
-    if (in_message && r->want_records && add_record(t, r) < 0) goto fail;
+    if (in_message && p->want_records && add_record(t, r) < 0) goto fail;
     return Py_BuildValue("(LLLLNNNNO)", (long long)messages, (long long)frozen,
                          (long long)bounces, (long long)unparsed, sum_take(&bytes),
-                         table_counts(t, &r->ages), table_counts(t, &r->senders),
-                         table_counts(t, &r->domains), r->records ? r->records : Py_None);
+                         table_counts(t, &r->ages), table_counts(t, &p->senders),
+                         table_counts(t, &p->domains), p->records ? p->records : Py_None);
 fail:
     Py_XDECREF(bytes.high);
     return NULL;
 }
 
-static PyObject *read_by_kind(PyObject *text, reader_t *r) {
-#define READ(t) read_text(t, r)
-    BY_KIND(text, READ)
-#undef READ
-}
+DEFINE_READ_BY_KIND(reader_t, read_text)
 
 static PyObject *scan(PyObject *self, PyObject *args) {
-    reader_t r;
-    memset(&r, 0, sizeof r);
+    reader_t r = {0};
     PyObject *text, *out = NULL;
     unsigned long long seed;
-    if (!PyArg_ParseTuple(args, "UnnpppOK:scan", &text, &r.start, &r.end, &r.want_senders,
-                          &r.want_domains, &r.want_records, &r.size_of, &seed)
+    people_t *p = &r.people;
+    if (!PyArg_ParseTuple(args, "UnnpppOK:scan", &text, &r.start, &r.end, &p->want_senders,
+                          &p->want_domains, &p->want_records, &r.size_of, &seed)
         || check_region(text, r.start, r.end) < 0)
         return NULL;
     if (table_init(&r.ages, EXACT, seed, 6) == 0 && table_init(&r.sizes, EXACT, seed, 8) == 0
-        && (!r.want_senders || table_init(&r.senders, CANON, seed, 10) == 0)
-        && (!r.want_domains || table_init(&r.domains, CANON, seed, 10) == 0)
-        && (!r.want_records || (r.records = PyList_New(0)) != NULL))
+        && people_init(p, seed) == 0)
         out = read_by_kind(text, &r);
     reader_free(&r);
     return out;
 }
 
-static PyMethodDef methods[] = {
-    {"scan", scan, METH_VARARGS, "Read an exim -bp listing in one pass (see the module's file)."},
-    {NULL, NULL, 0, NULL},
-};
-
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_eximscan", "The compiled reader of exim -bp listings.", -1, methods,
-};
-
-PyMODINIT_FUNC PyInit__eximscan(void) { return PyModule_Create(&module); }
+SCAN_MODULE(_eximscan, "Read an exim -bp listing in one pass (see the module's file).",
+            "The compiled reader of exim -bp listings.")

@@ -137,11 +137,10 @@ INLINE int is_footer(const text_t *t, Py_ssize_t p, Py_ssize_t end) {
 
 typedef struct {
     Py_ssize_t start, end;
-    int want_senders, want_domains, want_records;
     double now, bounds[BUCKETS - 1];
-    table_t hours, reasons, senders, domains;
-    PyObject *hour_of, *reason_of, *records;
-    spans_t recipients;
+    table_t hours, reasons;
+    people_t people;
+    PyObject *hour_of, *reason_of;
     header_t head;
     int64_t arrival, size;
     int mask;
@@ -205,20 +204,17 @@ static int add_record(const text_t *t, reader_t *r) {
         : PyUnicode_Substring(t->obj, h->sender_start, h->sender_end);
     PyObject *record = Py_BuildValue(
         "(NLLNNO)", PyUnicode_Substring(t->obj, h->id_start, h->id_end),
-        (long long)r->arrival, (long long)r->size, sender, spans_tuple(t, &r->recipients),
+        (long long)r->arrival, (long long)r->size, sender, spans_tuple(t, &r->people.recipients),
         h->held ? Py_True : Py_False);
-    if (record == NULL) return -1;
-    int failed = PyList_Append(r->records, record);
-    Py_DECREF(record);
-    return failed;
+    return people_add_record(&r->people, record);
 }
 
 /* The message read is over: count its reason classes, keep its record. */
 static int end_message(const text_t *t, reader_t *r, int64_t *classes) {
     for (int i = 0; i < CLASSES; i++) classes[i] += r->mask >> i & 1;
     r->mask = 0;
-    if (r->want_records && add_record(t, r) < 0) return -1;
-    r->recipients.count = 0;
+    if (r->people.want_records && add_record(t, r) < 0) return -1;
+    r->people.recipients.count = 0;
     return 0;
 }
 
@@ -231,10 +227,7 @@ INLINE int is_null_sender(const text_t *t, const header_t *h) {
 static void reader_free(reader_t *r) {
     table_free(&r->hours);
     table_free(&r->reasons);
-    table_free(&r->senders);
-    table_free(&r->domains);
-    PyMem_Free(r->recipients.items);
-    Py_CLEAR(r->records);
+    people_free(&r->people);
 }
 
 static PyObject *list_of(const int64_t *values, int count) {
@@ -249,6 +242,7 @@ static PyObject *list_of(const int64_t *values, int count) {
 
 /* The reading itself, inlined once per string kind. */
 INLINE PyObject *read_text(const text_t *t, reader_t *r) {
+    people_t *p = &r->people;
     int seen = 0, in_message = 0;
     int64_t messages = 0, held = 0, bounces = 0, unparsed = 0, arrival_count = 0;
     int64_t arrival_min = INT64_MAX, buckets[BUCKETS] = {0}, classes[CLASSES] = {0};
@@ -285,8 +279,7 @@ INLINE PyObject *read_text(const text_t *t, reader_t *r) {
             held += h.held;
             if (is_null_sender(t, &h))
                 bounces++;
-            else if (r->want_senders
-                     && count_sender(&r->senders, t, h.sender_start, h.sender_end, messages) < 0)
+            else if (people_add_sender(p, t, h.sender_start, h.sender_end, messages) < 0)
                 goto fail;
             messages++;
             in_message = 1;
@@ -306,8 +299,7 @@ INLINE PyObject *read_text(const text_t *t, reader_t *r) {
                 continue;
             }
             if (in_message && first != '(') {
-                if (r->want_domains && count_domain(&r->domains, t, s, e, messages - 1) < 0) goto fail;
-                if (r->want_records && spans_add(&r->recipients, s, e) < 0) goto fail;
+                if (people_add_recipient(p, t, s, e, messages - 1) < 0) goto fail;
                 continue;
             }
             unparsed += first == '(';
@@ -325,27 +317,23 @@ INLINE PyObject *read_text(const text_t *t, reader_t *r) {
         "(LLLLNNLNNNNNO)", (long long)messages, (long long)held, (long long)bounces,
         (long long)unparsed, sum_take(&bytes), list_of(buckets, BUCKETS),
         (long long)arrival_count, sum_take(&arrival_sum), minimum, list_of(classes, CLASSES),
-        table_counts(t, &r->senders), table_counts(t, &r->domains),
-        r->records ? r->records : Py_None);
+        table_counts(t, &p->senders), table_counts(t, &p->domains),
+        p->records ? p->records : Py_None);
 fail:
     Py_XDECREF(bytes.high);
     Py_XDECREF(arrival_sum.high);
     return NULL;
 }
 
-static PyObject *read_by_kind(PyObject *text, reader_t *r) {
-#define READ(t) read_text(t, r)
-    BY_KIND(text, READ)
-#undef READ
-}
+DEFINE_READ_BY_KIND(reader_t, read_text)
 
 static PyObject *scan(PyObject *self, PyObject *args) {
-    reader_t r;
-    memset(&r, 0, sizeof r);
+    reader_t r = {0};
     PyObject *text, *bounds, *out = NULL;
     unsigned long long seed;
-    if (!PyArg_ParseTuple(args, "UnnpppOOdO!K:scan", &text, &r.start, &r.end, &r.want_senders,
-                          &r.want_domains, &r.want_records, &r.hour_of, &r.reason_of, &r.now,
+    people_t *p = &r.people;
+    if (!PyArg_ParseTuple(args, "UnnpppOOdO!K:scan", &text, &r.start, &r.end, &p->want_senders,
+                          &p->want_domains, &p->want_records, &r.hour_of, &r.reason_of, &r.now,
                           &PyTuple_Type, &bounds, &seed)
         || check_region(text, r.start, r.end) < 0)
         return NULL;
@@ -358,21 +346,11 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             && PyErr_Occurred())
             return NULL;
     if (table_init(&r.hours, EXACT, seed, 12) == 0 && table_init(&r.reasons, EXACT, seed, 8) == 0
-        && (!r.want_senders || table_init(&r.senders, CANON, seed, 10) == 0)
-        && (!r.want_domains || table_init(&r.domains, CANON, seed, 10) == 0)
-        && (!r.want_records || (r.records = PyList_New(0)) != NULL))
+        && people_init(p, seed) == 0)
         out = read_by_kind(text, &r);
     reader_free(&r);
     return out;
 }
 
-static PyMethodDef methods[] = {
-    {"scan", scan, METH_VARARGS, "Read a Postfix mailq listing in one pass (see the module's file)."},
-    {NULL, NULL, 0, NULL},
-};
-
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_pfscan", "The compiled reader of Postfix mailq listings.", -1, methods,
-};
-
-PyMODINIT_FUNC PyInit__pfscan(void) { return PyModule_Create(&module); }
+SCAN_MODULE(_pfscan, "Read a Postfix mailq listing in one pass (see the module's file).",
+            "The compiled reader of Postfix mailq listings.")

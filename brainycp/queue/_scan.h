@@ -347,6 +347,55 @@ static PyObject *spans_tuple(const text_t *t, const spans_t *s) {
     return out;
 }
 
+/* ------------------------------------------------------------------ people
+ * What a reader keeps, when asked, of the messages' people: sender and recipient-domain
+ * counts, and a record per message (the recipients of the message being read). */
+typedef struct {
+    int want_senders, want_domains, want_records;
+    table_t senders, domains;
+    PyObject *records;
+    spans_t recipients;
+} people_t;
+
+/* The tables and the record list asked for; -1 with an exception set. */
+static int people_init(people_t *p, uint64_t seed) {
+    if (p->want_senders && table_init(&p->senders, CANON, seed, 10) < 0) return -1;
+    if (p->want_domains && table_init(&p->domains, CANON, seed, 10) < 0) return -1;
+    if (p->want_records && (p->records = PyList_New(0)) == NULL) return -1;
+    return 0;
+}
+
+static void people_free(people_t *p) {
+    table_free(&p->senders);
+    table_free(&p->domains);
+    PyMem_Free(p->recipients.items);
+    Py_CLEAR(p->records);
+}
+
+/* The sender [s, e) of message number `message`, counted when asked for; -1: an exception. */
+INLINE int people_add_sender(people_t *p, const text_t *t, Py_ssize_t s, Py_ssize_t e,
+                             int64_t message) {
+    return p->want_senders ? count_sender(&p->senders, t, s, e, message) : 0;
+}
+
+/* A pending recipient [s, e) of message number `message`: its domain counted and the
+ * recipient kept for the record, when asked for; -1 with an exception set. */
+INLINE int people_add_recipient(people_t *p, const text_t *t, Py_ssize_t s, Py_ssize_t e,
+                                int64_t message) {
+    if (p->want_domains && count_domain(&p->domains, t, s, e, message) < 0) return -1;
+    if (p->want_records && spans_add(&p->recipients, s, e) < 0) return -1;
+    return 0;
+}
+
+/* Appends record (a new reference, stolen; NULL when building it failed) to the records;
+ * -1 with an exception set. */
+static int people_add_record(people_t *p, PyObject *record) {
+    if (record == NULL) return -1;
+    int failed = PyList_Append(p->records, record);
+    Py_DECREF(record);
+    return failed;
+}
+
 /* The arguments (text: str, start: int, end: int, ...) of a scan, with 0 <= start <= end <=
  * len(text); -1 with an exception set otherwise. */
 static int check_region(PyObject *text, Py_ssize_t start, Py_ssize_t end) {
@@ -361,21 +410,34 @@ static int check_region(PyObject *text, Py_ssize_t start, Py_ssize_t end) {
     return 0;
 }
 
-/* Call read(text_t) with a text_t whose kind is a constant in each branch. */
-#define BY_KIND(text, read)                                                                \
-    switch (PyUnicode_KIND(text)) {                                                        \
-    case PyUnicode_1BYTE_KIND: {                                                           \
-        const text_t t_ = {text, PyUnicode_1BYTE_KIND, PyUnicode_DATA(text)};              \
-        return read(&t_);                                                                  \
-    }                                                                                      \
-    case PyUnicode_2BYTE_KIND: {                                                           \
-        const text_t t_ = {text, PyUnicode_2BYTE_KIND, PyUnicode_DATA(text)};              \
-        return read(&t_);                                                                  \
-    }                                                                                      \
-    default: {                                                                             \
-        const text_t t_ = {text, PyUnicode_4BYTE_KIND, PyUnicode_DATA(text)};              \
-        return read(&t_);                                                                  \
-    }                                                                                      \
+/* Defines read_by_kind(text, r): READ(&t, r) with a text_t t whose kind is a constant in
+ * each branch, so that READ (an INLINE function) is compiled once per kind. */
+#define DEFINE_READ_BY_KIND(READER, READ)                                                  \
+    static PyObject *read_by_kind(PyObject *text, READER *r) {                             \
+        switch (PyUnicode_KIND(text)) {                                                    \
+        case PyUnicode_1BYTE_KIND: {                                                       \
+            const text_t t = {text, PyUnicode_1BYTE_KIND, PyUnicode_DATA(text)};           \
+            return READ(&t, r);                                                            \
+        }                                                                                  \
+        case PyUnicode_2BYTE_KIND: {                                                       \
+            const text_t t = {text, PyUnicode_2BYTE_KIND, PyUnicode_DATA(text)};           \
+            return READ(&t, r);                                                            \
+        }                                                                                  \
+        default: {                                                                         \
+            const text_t t = {text, PyUnicode_4BYTE_KIND, PyUnicode_DATA(text)};           \
+            return READ(&t, r);                                                            \
+        }                                                                                  \
+        }                                                                                  \
     }
+
+/* The module NAME (a bare word) holding its one function scan; SCAN_DOC is scan's docstring,
+ * DOC the module's. */
+#define SCAN_MODULE(NAME, SCAN_DOC, DOC)                                                   \
+    static PyMethodDef methods[] = {                                                       \
+        {"scan", scan, METH_VARARGS, SCAN_DOC},                                            \
+        {NULL, NULL, 0, NULL},                                                             \
+    };                                                                                     \
+    static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, #NAME, DOC, -1, methods};   \
+    PyMODINIT_FUNC PyInit_##NAME(void) { return PyModule_Create(&module); }
 
 #endif

@@ -39,14 +39,19 @@ _SLICE_CHARS = 1 << 15
 
 
 def lines_from(text: str, start: int) -> Iterator[str]:
-    """The lines of ``text[start:]``, split a bounded slice at a time (no list of every line)."""
+    """The non-empty lines of ``text[start:]`` without their ``\\n`` or ``\\r\\n``, split a
+    bounded slice at a time (no list of every line)."""
     end = len(text)
     pos = start
     while pos < end:
         cut = text.find("\n", pos + _SLICE_CHARS)
         if cut < 0:
             cut = end
-        yield from text[pos:cut].split("\n")
+        for line in text[pos:cut].split("\n"):
+            if line.endswith("\r"):
+                line = line[:-1]
+            if line:
+                yield line
         pos = cut + 1
 
 
@@ -76,11 +81,7 @@ def read_exim(text: str, start: int, tally: Tally) -> None:
     head: _Head | None = None
     recipients: list[str] = []
     for line in lines_from(text, start):
-        if line.endswith("\r"):
-            line = line[:-1]
-        first = line[:1]
-        if not first:
-            continue
+        first = line[0]
         m = header(line) if first in " 0123456789" else None
         if m is not None:
             if head is not None:

@@ -85,11 +85,7 @@ def read_postfix(text: str, start: int, tally: Tally, zone: datetime.tzinfo | No
     recipients: list[str] = []
     reasons = 0
     for line in lines_from(text, start):
-        if line.endswith("\r"):
-            line = line[:-1]
-        first = line[:1]
-        if not first:
-            continue
+        first = line[0]
         if first not in " \t(" and (m := header(line)) is not None:
             if head is not None:
                 _finish(tally, head, recipients, reasons)

@@ -183,11 +183,8 @@ def _add_panel_flags(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="add N quiet panels named panel0001...",
     )
-    parser.add_argument(
-        "--detail-format",
-        choices=("string", "lines", "objects"),
-        default="string",
-        help="how list_msg sends detail (default string)",
+    _add_choice(
+        parser, "--detail-format", ("string", "lines", "objects"), "how list_msg sends detail"
     )
     parser.add_argument(
         "--timezone",
@@ -202,12 +199,20 @@ def _add_panel_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no relay configured: controll_msg reship answers 102",
     )
-    parser.add_argument(
+    _add_choice(
+        parser,
         "--login-style",
-        choices=("both", "username", "login"),
-        default="both",
-        help="credential fields the panels read: username/password, login/pass, or either "
-        "(default both)",
+        ("both", "username", "login"),
+        "credential fields the panels read: username/password, login/pass, or either",
+    )
+
+
+def _add_choice(
+    parser: argparse.ArgumentParser, flag: str, choices: tuple[str, ...], help_text: str
+) -> None:
+    """``flag`` taking one of ``choices``, the first by default."""
+    parser.add_argument(
+        flag, choices=choices, default=choices[0], help=f"{help_text} (default {choices[0]})"
     )
 
 

@@ -289,13 +289,21 @@ class Journal(Reads):
                 with self.transaction(durable):
                     yield
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+    @contextmanager
+    def _database_call(self) -> Iterator[None]:
+        """Hold the lock for one call to the database; an error it raises is recorded (in
+        the open transaction, else in :attr:`health`) and raised again."""
         with self._lock:
             try:
-                cursor = self._dialect.execute(sql, params)
+                yield
             except JOURNAL_ERRORS as exc:
                 self._failed(exc)
                 raise
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        with self._lock:
+            with self._database_call():
+                cursor = self._dialect.execute(sql, params)
             if not self._in_tx:
                 self.health.read()
             return cursor
@@ -314,30 +322,18 @@ class Journal(Reads):
         return self._dialect.reserve_sql
 
     def reserve_ids(self, count: int) -> list[int]:
-        with self._lock:
-            try:
-                return self._dialect.reserve_ids(count)
-            except JOURNAL_ERRORS as exc:
-                self._failed(exc)
-                raise
+        with self._database_call():
+            return self._dialect.reserve_ids(count)
 
     def fetch_all(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
         """Several queries in one round trip (PostgreSQL); their rows, in order."""
-        with self._lock:
-            try:
-                return self._dialect.fetch_all(queries)
-            except JOURNAL_ERRORS as exc:
-                self._failed(exc)
-                raise
+        with self._database_call():
+            return self._dialect.fetch_all(queries)
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement for many rows (an INSERT)."""
-        with self._lock:
-            try:
-                self._dialect.executemany(sql, rows)
-            except JOURNAL_ERRORS as exc:
-                self._failed(exc)
-                raise
+        with self._database_call():
+            self._dialect.executemany(sql, rows)
 
     # ------------------------------------------------------------------ JournalView
 
