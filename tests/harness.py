@@ -31,8 +31,11 @@ class StartError(RuntimeError):
 # The start-up lines of our daemons name the port they bound: the simulator's and the
 # remediator's "listening on [http://]HOST:PORT", the exporter's "listen=HOST:PORT".
 LISTENING = re.compile(
-    r"(?:listening on (?:https?://)?|exporter started listen=)(?:\[[^\]]*\]|[^\s:/\[]+):(\d+)"
+    r"(?:listening on (?:https?://)?|exporter started listen=|\"listen\": \")"
+    r"(?:\[[^\]]*\]|[^\s:/\[\"]+):(\d+)"
 )
+OUR_DAEMONS = ("brainycp.simulator.cli", "exporter.cli", "remediator.cli")
+"""Modules of the daemons that log the port they bound (:data:`LISTENING`)."""
 
 
 def free_port() -> int:
@@ -79,15 +82,22 @@ def on_free_port(start: Callable[[int], T], *, attempts: int = 5) -> T:
 
 
 def listening_port(
-    log: Path, *, proc: subprocess.Popen[bytes] | None = None, timeout: float = 15.0
+    log: Path,
+    *,
+    proc: subprocess.Popen[bytes] | None = None,
+    timeout: float = 15.0,
+    offset: int = 0,
 ) -> int:
     """The port one of our daemons, started on port 0, logged that it bound
-    (:data:`LISTENING`); :class:`StartError` when ``proc`` exits first or the deadline
-    passes (a condition wait, not a sleep)."""
+    (:data:`LISTENING`), in ``log`` from byte ``offset`` on (a restart appends to the same
+    log); :class:`StartError` when ``proc`` exits first or the deadline passes (a
+    condition wait, not a sleep)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            text = log.read_text(errors="replace")
+            with open(log, "rb") as handle:
+                handle.seek(offset)
+                text = handle.read().decode(errors="replace")
         except OSError:
             text = ""
         found = LISTENING.search(text)
@@ -182,11 +192,21 @@ def running(
     timeout: float = 20.0,
     cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``args`` logging to ``log``; wait for ``ready_url``; stop it and its group after."""
+    """Start ``args`` logging to ``log``; wait for ``ready_url``; stop it and its group after.
+
+    For one of our daemons (:data:`OUR_DAEMONS`) on a port named in advance, the port it
+    logs it bound must be ``ready_url``'s: a daemon that could not bind it fails here,
+    instead of the ready check being answered by whatever else took the port meanwhile."""
+    offset = log.stat().st_size if log.exists() else 0
     proc = start(args, log=log, env=env, cwd=cwd)
     try:
         if ready_url:
             try:
+                if any(module in args for module in OUR_DAEMONS):
+                    port = listening_port(log, proc=proc, timeout=timeout, offset=offset)
+                    wanted = httpx.URL(ready_url).port
+                    if port != wanted:
+                        raise StartError(f"it listens on port {port}, not {wanted}")
                 wait_ready(ready_url, timeout=timeout, proc=proc)
             except StartError as exc:
                 raise StartError(f"{exc}\n--- {log}:\n{log_tail(log)}") from None

@@ -20,7 +20,7 @@ from remediator.journal import Journal
 from remediator.metrics import Stats
 from remediator.runner import Runner
 from remediator.settings.config import parse_config
-from tests.support import ANY_PORT, PYTHON, free_port, running, sim_args, wait_until
+from tests.support import ANY_PORT, PYTHON, free_port, running, serving, sim_args, wait_until
 
 __all__ = ["PYTHON", "running"]
 
@@ -201,14 +201,13 @@ def slow_delete_scene(tmp_path: Path) -> Iterator[tuple[Env, list[str]]]:
     """A simulator whose panel "bounce" holds two 2-hour-old bounces and answers
     ``controll_msg`` only after 30 s, so a delete stays in flight; and the command line
     of a remediator on a fresh journal, which the test starts itself."""
-    sim_port, port = free_port(), free_port()
-    sim = f"http://127.0.0.1:{sim_port}"
-    config = write_config(tmp_path / "config.yml", sim_port, port, tmp_path / "s.sqlite", RULES)
-    args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    with running(
-        start_sim(tmp_path, sim_port), log=tmp_path / "sim.log", ready_url=f"{sim}/healthz"
-    ):
+    with serving(start_sim(tmp_path, 0), log=tmp_path / "sim.log") as served:
+        sim, port = served.url, free_port()  # the remediator restarts on the same port
+        config = write_config(
+            tmp_path / "config.yml", served.port, port, tmp_path / "s.sqlite", RULES
+        )
+        args = [PYTHON, "-m", "remediator.cli", "--config", str(config)]
         client = httpx.Client(headers=headers, timeout=10)
         env = Env(sim, f"http://127.0.0.1:{port}", client, tmp_path)
         env.sim_post("bounce", "pause", {"paused": True})
