@@ -376,25 +376,22 @@ class Stack:
         on_step("alertmanager")
         self._start(
             "alertmanager",
-            [
+            harness.alertmanager_args(
                 shutil.which("prometheus-alertmanager") or "alertmanager",
-                f"--config.file={self.workdir / 'alertmanager.yml'}",
-                f"--storage.path={self.workdir / 'alertmanager-data'}",
-                f"--web.listen-address=127.0.0.1:{self.ports.alertmanager}",
-                "--cluster.listen-address=",
-            ],
+                self.workdir / "alertmanager.yml",
+                self.workdir / "alertmanager-data",
+            )(self.ports.alertmanager),
             f"{self.url('alertmanager')}/-/ready",
         )
         on_step("prometheus")
         self._start(
             "prometheus",
-            [
+            harness.prometheus_args(
                 "prometheus",
-                f"--config.file={self.workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
-                f"--web.listen-address=127.0.0.1:{self.ports.prometheus}",
+                self.workdir / "prometheus.yml",
+                self.workdir / "prometheus-data",
                 "--web.enable-lifecycle",
-            ],
+            )(self.ports.prometheus),
             f"{self.url('prometheus')}/-/ready",
         )
 

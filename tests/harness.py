@@ -293,3 +293,28 @@ def serving_on_free_port(
         yield served
     finally:
         stop(served.proc)
+
+
+def prometheus_args(
+    binary: str, config: Path, data: Path, *extra: str
+) -> Callable[[int], list[str]]:
+    """A throwaway Prometheus's command line for a port: ``config``, its TSDB in ``data``."""
+    return lambda port: [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        *extra,
+    ]
+
+
+def alertmanager_args(binary: str, config: Path, data: Path) -> Callable[[int], list[str]]:
+    """A throwaway Alertmanager's command line for a port: ``config``, its state in
+    ``data``, no cluster (so it opens no second port)."""
+    return lambda port: [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={data}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]

@@ -20,8 +20,10 @@ import pytest
 
 from tests.harness import (
     StartError,
+    alertmanager_args,
     free_port,
     on_free_port,
+    prometheus_args,
     running,
     serving,
     serving_on_free_port,
@@ -29,7 +31,16 @@ from tests.harness import (
     wait_ready,
 )
 
-__all__ = ["free_port", "on_free_port", "running", "serving", "serving_on_free_port", "stop"]
+__all__ = [
+    "alertmanager_args",
+    "free_port",
+    "on_free_port",
+    "prometheus_args",
+    "running",
+    "serving",
+    "serving_on_free_port",
+    "stop",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -34,6 +34,7 @@ from tests.support import (
     PYTHON,
     REPO,
     exporter_cmd,
+    prometheus_args,
     require_binary,
     serving,
     serving_on_free_port,
@@ -362,14 +363,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             )
         )
 
-        def prometheus_cmd(port: int) -> list[str]:
-            return [
-                prometheus,
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ]
-
+        prometheus_cmd = prometheus_args(prometheus, tmp / "prometheus.yml", tmp / "tsdb")
         prometheus_url = stack.enter_context(
             serving_on_free_port(
                 prometheus_cmd, log=tmp / "prometheus.log", ready_path="/-/ready", cwd=REPO

@@ -47,7 +47,9 @@ from tests.support import (
     ANY_PORT,
     PYTHON,
     REPO,
+    alertmanager_args,
     free_port,
+    prometheus_args,
     require_binary,
     running,
     secret_file,
@@ -651,18 +653,10 @@ def test_prometheus_with_the_shipped_config_loads_every_rule_group_and_scrapes_e
             groups = yaml.safe_load(RULES.read_text())["groups"]
             assert f"SUCCESS: {sum(len(g['rules']) for g in groups)} rules found" in checked.stdout
 
-            def prometheus_args(port: int) -> list[str]:
-                return as_user(
-                    PROMETHEUS_ID,
-                    prometheus,
-                    f"--config.file={prometheus_config}",
-                    f"--storage.tsdb.path={workdir / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                )
-
+            command = prometheus_args(prometheus, prometheus_config, workdir / "tsdb")
             base = stack.enter_context(
                 serving_on_free_port(
-                    prometheus_args,
+                    lambda port: as_user(PROMETHEUS_ID, *command(port)),
                     log=tmp_path / "prometheus.log",
                     ready_path="/-/ready",
                     timeout=30,
@@ -732,12 +726,7 @@ def test_alertmanager_with_the_shipped_config_sends_the_installed_token(
             checked = run(amtool, "check-config", config)
             assert checked.returncode == 0, checked.stdout + checked.stderr
             args = as_user(
-                PROMETHEUS_ID,
-                alertmanager,
-                f"--config.file={config}",
-                f"--storage.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
+                PROMETHEUS_ID, *alertmanager_args(alertmanager, config, workdir / "data")(port)
             )
             with running(args, log=tmp_path / "am.log", ready_url=f"{base}/-/ready", timeout=30):
                 now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -27,6 +27,7 @@ from tests.support import (
     PYTHON,
     REPO,
     exporter_cmd,
+    prometheus_args,
     require_binary,
     serving,
     serving_on_free_port,
@@ -358,14 +359,7 @@ def test_prometheus_scrapes_the_exporter(exporter: Exporter, sim: Sim, tmp_path:
         )
     )
 
-    def args(port: int) -> list[str]:
-        return [
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ]
-
+    args = prometheus_args(prometheus, config, tmp_path / "tsdb")
     api = ""
 
     def query(expr: str) -> float | None:

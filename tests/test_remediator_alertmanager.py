@@ -12,7 +12,13 @@ import yaml
 
 from remediator.payload import fingerprint
 from tests.remediator_support import RULES, TOKEN, Env, remediator_cmd, start_sim, write_config
-from tests.support import require_binary, serving, serving_on_free_port, wait_until
+from tests.support import (
+    alertmanager_args,
+    require_binary,
+    serving,
+    serving_on_free_port,
+    wait_until,
+)
 
 # Every test here starts a process (the in-process tier, make test-fast, skips them).
 pytestmark = pytest.mark.e2e
@@ -69,15 +75,7 @@ def alertmanager_sends_to(
         )
     )
 
-    def am_args(port: int) -> list[str]:
-        return [
-            alertmanager,
-            f"--config.file={am_config}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ]
-
+    am_args = alertmanager_args(alertmanager, am_config, tmp_path / "am-data")
     am = stack.enter_context(
         serving_on_free_port(am_args, log=tmp_path / "am.log", ready_path="/-/ready", timeout=30)
     ).url

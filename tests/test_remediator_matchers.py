@@ -11,7 +11,7 @@ import pytest
 from brainycp.config.errors import ConfigError
 from remediator.settings.config import parse_config
 from remediator.settings.matchers import Matcher
-from tests.support import require_binary, serving_on_free_port
+from tests.support import alertmanager_args, require_binary, serving_on_free_port
 
 # Matchers as a rule would write them (the text inside the YAML string).
 MATCHERS = [
@@ -64,14 +64,7 @@ def test_matchers_agree_with_a_real_alertmanager(tmp_path: Path) -> None:
     config = tmp_path / "am.yml"
     config.write_text("route:\n  receiver: none\nreceivers:\n  - name: none\n")
 
-    def args(port: int) -> list[str]:
-        return [
-            binary,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ]
+    args = alertmanager_args(binary, config, tmp_path / "data")
 
     now = dt.datetime.now(dt.UTC)
     stamp = {

@@ -22,6 +22,7 @@ from exporter.shard import hashmod
 from tests.support import (
     REPO,
     exporter_cmd,
+    prometheus_args,
     require_binary,
     serving,
     serving_on_free_port,
@@ -112,14 +113,7 @@ def discovered_once_across_shards(
     prom_yml = tmp_path / "prometheus.yml"
     prom_yml.write_text(yaml.safe_dump(prometheus_config(replicas)))
 
-    def prom_args(port: int) -> list[str]:
-        return [
-            prometheus,
-            f"--config.file={prom_yml}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ]
-
+    prom_args = prometheus_args(prometheus, prom_yml, tmp_path / "data")
     prom = stack.enter_context(
         serving_on_free_port(
             prom_args, log=tmp_path / "prometheus.log", ready_path="/-/ready", timeout=30

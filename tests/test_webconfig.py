@@ -26,6 +26,7 @@ from tests.remediator_support import TOKEN, remediator_cmd, write_config
 from tests.support import (
     PYTHON,
     exporter_cmd,
+    prometheus_args,
     require_binary,
     serving,
     serving_on_free_port,
@@ -467,14 +468,7 @@ def test_metrics_are_gzipped_for_a_real_prometheus_scrape(sim: str, tmp_path: Pa
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({"scrape_configs": [scrape]}))
 
-        def prom_args(prom_port: int) -> list[str]:
-            return [
-                prometheus,
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ]
-
+        prom_args = prometheus_args(prometheus, tmp_path / "prometheus.yml", tmp_path / "data")
         with serving_on_free_port(
             prom_args, log=tmp_path / "prometheus.log", ready_path="/-/ready", timeout=60
         ) as prom:
