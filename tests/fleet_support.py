@@ -53,6 +53,10 @@ class Fleet:
     def sim_post(self, panel: str, what: str, body: dict[str, Any]) -> None:
         httpx.post(f"{self.sim}/panel/{panel}/_sim/{what}", json=body, timeout=5).raise_for_status()
 
+    def listings(self) -> int:
+        """How many times the fleet's panels were asked for their queue (``list_msg``)."""
+        return sum(op == "list_msg" for p in FLEET_PANELS for op, _ in self.calls(p))
+
 
 FLEET_PANELS = [f"p{i:02d}" for i in range(20)]
 FLEET_RULES: list[dict[str, Any]] = [

@@ -318,3 +318,13 @@ def alertmanager_args(binary: str, config: Path, data: Path) -> Callable[[int], 
         f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",
     ]
+
+
+@contextmanager
+def taken_port() -> Iterator[int]:
+    """A loopback port held (bound and listening) for the block: a daemon told to listen
+    on it finds it in use."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]

@@ -29,18 +29,9 @@ from tests.dashboard_support import (
     raw_queries,
     substitute,
 )
+from tests.harness import prometheus_args, serving, serving_on_free_port
 from tests.remediator_support import am_alert, notification, remediator_cmd
-from tests.support import (
-    PYTHON,
-    REPO,
-    exporter_cmd,
-    prometheus_args,
-    require_binary,
-    serving,
-    serving_on_free_port,
-    sim_args,
-    wait_until,
-)
+from tests.support import PYTHON, REPO, exporter_cmd, require_binary, sim_args, wait_until
 
 RULES = REPO / "alerts" / "brainycp-mail.rules.yml"
 

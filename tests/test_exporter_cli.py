@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import yaml
 from brainycp import __version__
 from exporter.poller import MAX_START_SPREAD, Poller, initial_state
 from exporter.settings import parse_config
+from tests.harness import taken_port
 from tests.support import PYTHON, REPO
 
 
@@ -118,10 +118,7 @@ def test_version_and_bad_listen(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
     """As the remediator: no traceback, no poll started, the address and the reason."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         path = write_config(tmp_path, panels_config(1))
         result = exporter("--config", str(path), "--listen", f"127.0.0.1:{port}", env=_env())
     assert result.returncode == 1

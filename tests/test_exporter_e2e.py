@@ -23,17 +23,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import (
-    PYTHON,
-    REPO,
-    exporter_cmd,
-    prometheus_args,
-    require_binary,
-    serving,
-    serving_on_free_port,
-    sim_args,
-    wait_until,
-)
+from tests.harness import prometheus_args, serving, serving_on_free_port
+from tests.support import PYTHON, REPO, exporter_cmd, require_binary, sim_args, wait_until
 
 pytestmark = pytest.mark.e2e
 

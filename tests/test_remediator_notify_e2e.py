@@ -212,13 +212,20 @@ def reader_env(**extra: str) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "USER": "oncall-bob", **extra}
 
 
+def curl_scene(
+    tmp: Path, sim: str, notify: list[dict[str, Any]], scheme: str = "http"
+) -> tuple[str, Path]:
+    """For a test that runs a notification's curl line: the remediator's URL (its port
+    named in advance, as ``external_url`` must be) and its config file."""
+    require_binary("curl", "apt-get install curl")
+    port = free_port()
+    return f"{scheme}://127.0.0.1:{port}", configure(tmp, sim, port, notify, scheme)
+
+
 def test_an_approval_request_says_what_will_be_done_and_its_curl_line_approves_it(
     tmp_path: Path, sim: str, receiver: Receiver
 ) -> None:
-    require_binary("curl", "apt-get install curl")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    config = configure(tmp_path, sim, port, targets(tmp_path, receiver))
+    url, config = curl_scene(tmp_path, sim, targets(tmp_path, receiver))
     httpx.post(
         f"{sim}/panel/spam4/_sim/queue",
         json={"add": 30, "sender": SPAMMER, "recipient": "victim@example.net"},
@@ -281,10 +288,7 @@ def test_an_approval_request_says_what_will_be_done_and_its_curl_line_approves_i
 def test_with_web_config_users_the_approve_line_logs_in_as_one(
     tmp_path: Path, sim: str, receiver: Receiver
 ) -> None:
-    require_binary("curl", "apt-get install curl")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    config = configure(tmp_path, sim, port, targets(tmp_path, receiver)[:1])
+    url, config = curl_scene(tmp_path, sim, targets(tmp_path, receiver)[:1])
     web = tmp_path / "web.yml"
     web.write_text("{}\n")  # a web config without users: the webhook's token guards
     args = [PYTHON, "-m", "remediator.cli", "--config", str(config), "--web.config.file", str(web)]
@@ -321,12 +325,9 @@ def test_with_web_config_users_the_approve_line_logs_in_as_one(
 def test_when_the_listener_requires_a_client_certificate_the_approve_line_presents_one(
     tmp_path: Path, sim: str, receiver: Receiver
 ) -> None:
-    require_binary("curl", "apt-get install curl")
+    url, config = curl_scene(tmp_path, sim, targets(tmp_path, receiver)[:1], "https")
     server_cert, server_key = make_server_cert(tmp_path, "server")
     ca, client_cert, client_key = make_client_ca(tmp_path)
-    port = free_port()
-    url = f"https://127.0.0.1:{port}"
-    config = configure(tmp_path, sim, port, targets(tmp_path, receiver)[:1], scheme="https")
     web = tmp_path / "web.yml"
     web.write_text(yaml.safe_dump({"tls_server_config": {
         "cert_file": str(server_cert), "key_file": str(server_key),

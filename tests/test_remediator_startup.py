@@ -14,6 +14,7 @@ import pytest
 
 from brainycp.daemon.listener import listen_socket
 from remediator.journal import Journal
+from tests.harness import taken_port
 from tests.remediator_support import (
     RULES,
     TOKEN,
@@ -53,10 +54,7 @@ def test_a_second_remediator_on_the_same_journal_refuses_to_start(tmp_path: Path
 
 @pytest.mark.e2e
 def test_a_busy_port_is_one_error_line_and_exit_1(tmp_path: Path) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with taken_port() as port:
         config = write_config(tmp_path / "config.yml", 1, port, tmp_path / "s.sqlite", RULES)
         out = subprocess.run(
             [PYTHON, "-m", "remediator.cli", "--config", str(config)],

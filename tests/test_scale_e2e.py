@@ -19,16 +19,8 @@ import pytest
 import yaml
 
 from exporter.shard import hashmod
-from tests.support import (
-    REPO,
-    exporter_cmd,
-    prometheus_args,
-    require_binary,
-    serving,
-    serving_on_free_port,
-    sim_args,
-    wait_until,
-)
+from tests.harness import prometheus_args, serving, serving_on_free_port
+from tests.support import REPO, exporter_cmd, require_binary, sim_args, wait_until
 
 pytestmark = pytest.mark.e2e
 

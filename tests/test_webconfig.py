@@ -22,17 +22,9 @@ from brainycp.config.errors import ConfigError
 from brainycp.daemon.basicauth import BasicAuth, Checked, bcrypt_cost
 from brainycp.daemon.listener import subject_name
 from brainycp.daemon.webconfig import WebConfigHolder, apply_tls, parse_web_config
+from tests.harness import prometheus_args, serving, serving_on_free_port
 from tests.remediator_support import TOKEN, remediator_cmd, write_config
-from tests.support import (
-    PYTHON,
-    exporter_cmd,
-    prometheus_args,
-    require_binary,
-    serving,
-    serving_on_free_port,
-    sim_args,
-    wait_until,
-)
+from tests.support import PYTHON, exporter_cmd, require_binary, sim_args, wait_until
 from tests.tls_support import TLS, client_context, make_ca, make_client_ca
 
 USER, PASSWORD = "prometheus", "scrape-secret"
