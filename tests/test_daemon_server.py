@@ -97,7 +97,7 @@ def test_wait_started_says_false_when_serving_ends_before_it_listens() -> None:
 
 
 def test_the_listener_deadlines_are_10_30_and_5_seconds_unless_the_tests_set_them(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Operators get the documented deadlines; only the internal TIMEOUTS_ENV (the
     listener tests' way to wait a second, not ten) changes them, and a malformed value
@@ -114,3 +114,7 @@ def test_the_listener_deadlines_are_10_30_and_5_seconds_unless_the_tests_set_the
     for malformed in ("3 2", "a b c", "0 1 1"):
         monkeypatch.setenv(TIMEOUTS_ENV, malformed)
         assert Deadlines.from_env() == Deadlines(10.0, 30.0, 5)
+    # Not an operator setting: whenever it is set, the log says so.
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum(TIMEOUTS_ENV in m and "a test setting" in m for m in warned) == 1
+    assert sum(TIMEOUTS_ENV in m and "ignored" in m for m in warned) == 3

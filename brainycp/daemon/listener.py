@@ -61,15 +61,22 @@ class Deadlines:
 
     @classmethod
     def from_env(cls) -> Deadlines:
-        """The defaults, or what :data:`TIMEOUTS_ENV` sets (a malformed value is ignored)."""
-        raw = os.environ.get(TIMEOUTS_ENV, "").split()
+        """The defaults, or what :data:`TIMEOUTS_ENV` sets; either way a set variable is
+        logged as a warning (it is not an operator setting), a malformed one ignored."""
+        text = os.environ.get(TIMEOUTS_ENV)
+        if text is None:
+            return cls()
         try:
-            head, body, keep_alive = (float(x) for x in raw)
+            head, body, keep_alive = (float(x) for x in text.split())
         except ValueError:
-            return cls()
+            head = body = keep_alive = 0.0
         if min(head, body, keep_alive) <= 0:
+            log.warning("%s=%r ignored: it takes three positive numbers of seconds",
+                        TIMEOUTS_ENV, text[:80])  # fmt: skip
             return cls()
-        return cls(head, body, max(1, round(keep_alive)))
+        chosen = cls(head, body, max(1, round(keep_alive)))
+        log.warning("%s: the listener's deadlines are %s (a test setting)", TIMEOUTS_ENV, chosen)
+        return chosen
 
 
 # Short names of RFC 4514 for the attributes Python's ssl module names in a subject.
