@@ -168,10 +168,14 @@ def bound_port(sock: socket.socket) -> int:
     return int(sock.getsockname()[1])
 
 
-def bound_address(host: str, sock: socket.socket) -> str:
-    """``HOST:PORT`` (``[HOST]:PORT`` for IPv6) with the port ``sock`` is bound to."""
-    port = bound_port(sock)
+def host_port(host: str, port: int) -> str:
+    """``HOST:PORT``, or ``[HOST]:PORT`` for IPv6."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def bound_address(host: str, sock: socket.socket) -> str:
+    """:func:`host_port` with the port ``sock`` is bound to."""
+    return host_port(host, bound_port(sock))
 
 
 def open_listener(host: str, port: int, logger: logging.Logger) -> socket.socket | None:
@@ -184,8 +188,7 @@ def open_listener(host: str, port: int, logger: logging.Logger) -> socket.socket
     try:
         return listen_socket(host, port)
     except OSError as exc:
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        logger.error("cannot listen on %s: %s", where, exc.strerror or exc)
+        logger.error("cannot listen on %s: %s", host_port(host, port), exc.strerror or exc)
         return None
 
 

@@ -15,7 +15,7 @@ import uvicorn
 
 from brainycp import __version__
 from brainycp.config.values import split_listen, zone_of
-from brainycp.daemon.listener import bound_port, listen_socket
+from brainycp.daemon.listener import bound_port, open_listener
 from brainycp.daemon.logsetup import LOG_LEVELS, setup_logging
 from brainycp.simulator import mta
 from brainycp.simulator.app import Panel, SimSettings, SimulatorApp, User
@@ -332,14 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f", ... {len(described) - 5} more" if len(described) > 5 else ""
     )
     scheme = "https" if args.tls_cert else "http"
-    try:
-        # Bound here, not by uvicorn, so the line below names the port the kernel chose
-        # when --listen asks for port 0 (the tests start it so and read the port back).
-        sock = listen_socket(host, port)
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
+    # Bound here, not by uvicorn, so the line below names the port the kernel chose
+    # when --listen asks for port 0 (the tests start it so and read the port back).
+    sock = open_listener(host, port, log)
+    if sock is None:
         return 1
-    sock.listen(4096)
     log.info(
         "brainycp-panel-sim %s listening on %s://%s:%d/api/api.php, %d panel(s): %s",
         __version__, scheme, host, bound_port(sock), len(described), shown,
