@@ -25,8 +25,7 @@ from typing import Any
 
 import pytest
 
-from brainycp.queue import worker
-from brainycp.queue.worker import ListingReaders
+from brainycp.queue.worker import ListingReaders, swap_shared_readers
 
 E2E_HINT = "mark it @pytest.mark.e2e (make test-fast runs only tests that start no process)"
 
@@ -44,18 +43,13 @@ def processes_refused(nodeid: str) -> Iterator[None]:
 
         return refuse
 
-    saved = {
-        (subprocess.Popen, "__init__"): subprocess.Popen.__init__,
-        (os, "fork"): os.fork,
-        (os, "posix_spawn"): os.posix_spawn,
-        (os, "system"): os.system,
-    }
     names = {
         (subprocess.Popen, "__init__"): "subprocess.Popen",
         (os, "fork"): "os.fork",
         (os, "posix_spawn"): "os.posix_spawn",
         (os, "system"): "os.system",
     }
+    saved = {(owner, attr): getattr(owner, attr) for owner, attr in names}
     for (owner, attr), what in names.items():
         setattr(owner, attr, refusal(what))
     try:
@@ -78,12 +72,11 @@ def readers_in_this_process() -> Iterator[None]:
     global _thread_readers
     if _thread_readers is None:
         _thread_readers = ListingReaders(0)
-    saved = worker._shared
-    worker._shared = _thread_readers
+    saved = swap_shared_readers(_thread_readers)
     try:
         yield
     finally:
-        worker._shared = saved
+        swap_shared_readers(saved)
 
 
 def _guarded(item: pytest.Item) -> Iterator[None]:

@@ -361,5 +361,15 @@ def shared_readers() -> ListingReaders:
         return _shared
 
 
+def swap_shared_readers(readers: ListingReaders | None) -> ListingReaders | None:
+    """Make ``readers`` this process's :func:`shared_readers` (None: start them anew on
+    next use) and return the ones it had: how a test reads in a thread
+    (``ListingReaders(0)``) instead of worker processes."""
+    global _shared
+    with _shared_lock:
+        previous, _shared = _shared, readers
+    return previous
+
+
 if __name__ == "__main__":
     sys.exit(main())

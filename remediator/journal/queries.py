@@ -301,9 +301,8 @@ class Journal(Reads):
                 raise
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        with self._lock:
-            with self._database_call():
-                cursor = self._dialect.execute(sql, params)
+        with self._database_call():
+            cursor = self._dialect.execute(sql, params)
             if not self._in_tx:
                 self.health.read()
             return cursor
