@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from brainycp.config import values
 from brainycp.config.errors import ConfigError
 from brainycp.config.panels import api_url
 from brainycp.config.values import parse_duration, parse_size
@@ -104,6 +105,20 @@ def test_timezone_defaults_to_utc_and_is_checked(secret_file: Path) -> None:
     assert any(
         e.startswith("panels.web01.timezone: unknown time zone 'Europe/Moskow'") for e in errors
     ), errors
+
+
+def test_a_panels_zone_is_resolved_with_the_config_not_at_each_poll(
+    secret_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the file-descriptor limit a tz file cannot be opened: a poll must not need one."""
+    base = {"username": "monitor", "password_file": str(secret_file), "timezone": "Asia/Tokyo"}
+    config = parse_config({"defaults": base, "panels": {"web01": {"url": "https://h:8002"}}})
+
+    def no_files(name: str) -> None:
+        raise OSError(24, "Too many open files", f"/usr/share/zoneinfo/{name}")
+
+    monkeypatch.setattr(values, "ZoneInfo", no_files)
+    assert str(config.panels["web01"].zone) == "Asia/Tokyo"
 
 
 def test_api_path_is_appended_only_when_the_url_has_none() -> None:

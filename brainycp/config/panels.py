@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -229,6 +229,13 @@ class PanelConfig:
     """``sha256:AB:CD:...``: accept exactly the certificate with this SHA-256, nothing else."""
     labels: tuple[tuple[str, str], ...] = ()
     """Labels of the panel (``defaults`` then its own), sorted by name."""
+    zone: ZoneInfo | None = field(init=False, repr=False, compare=False)
+    """The zone to read Postfix times in; None for UTC (the parser's fast path). Resolved
+    once, with the config: a poll opens no tz file (at the file-descriptor limit, one
+    could not be opened, and the poll failed as ``internal``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "zone", zone_of(self.timezone))
 
     @property
     def tls_fingerprint_bytes(self) -> bytes | None:
@@ -236,11 +243,6 @@ class PanelConfig:
         if self.tls_fingerprint is None:
             return None
         return bytes.fromhex(self.tls_fingerprint.removeprefix("sha256:").replace(":", ""))
-
-    @property
-    def zone(self) -> ZoneInfo | None:
-        """The zone to read Postfix times in; None for UTC (the parser's fast path)."""
-        return zone_of(self.timezone)
 
     def __repr__(self) -> str:
         return f"PanelConfig(name={self.name!r}, url={self.url!r}, username={self.username!r})"
